@@ -1,0 +1,78 @@
+"""Connections to PostgreSQL, and the retry of transient faults around a transaction."""
+from __future__ import annotations
+
+import random
+import time
+from contextlib import contextmanager
+from typing import Callable, Iterator, TypeVar
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import DBAPIError, OperationalError
+
+from ledger.errors import InternalError
+
+T = TypeVar("T")
+
+# SQLSTATEs that mean "run the same transaction again": serialization failure, deadlock,
+# and the connection-level faults of a restarting or failing-over server.
+RETRYABLE_SQLSTATES = {"40001", "40P01", "55P03", "57P01", "57P02", "57P03", "08000",
+                       "08003", "08006", "08001", "08004"}
+
+
+def normalize_url(url: str) -> str:
+    """Accept plain ``postgresql://`` URLs and use psycopg 3 for them."""
+    for prefix in ("postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix):]
+    return url
+
+
+class Database:
+    """One SQLAlchemy engine plus the ledger's transaction discipline."""
+
+    def __init__(self, url: str, **engine_kw):
+        self.url = normalize_url(url)
+        engine_kw.setdefault("pool_pre_ping", True)
+        engine_kw.setdefault("pool_size", 10)
+        engine_kw.setdefault("max_overflow", 20)
+        self.engine: Engine = sa.create_engine(self.url, **engine_kw)
+
+    @contextmanager
+    def transaction(self) -> Iterator[Connection]:
+        with self.engine.begin() as conn:
+            yield conn
+
+    def run(self, fn: Callable[[Connection], T], *, attempts: int = 8) -> T:
+        """Run ``fn`` in a transaction, retrying it whole on deadlocks and serialization
+        failures. Our own errors (LedgerError) propagate at once: they are not transient."""
+        delay = 0.005
+        for attempt in range(1, attempts + 1):
+            try:
+                with self.engine.begin() as conn:
+                    return fn(conn)
+            except DBAPIError as exc:
+                if not is_retryable(exc) or attempt == attempts:
+                    if is_retryable(exc) or isinstance(exc, OperationalError):
+                        raise InternalError(
+                            "database_unavailable",
+                            "the database did not complete the request; retry it",
+                        ) from exc
+                    raise
+                time.sleep(delay * (1 + random.random()))
+                delay = min(delay * 2, 0.5)
+        raise AssertionError("unreachable")
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+def sqlstate(exc: BaseException) -> str | None:
+    orig = getattr(exc, "orig", None)
+    return getattr(orig, "sqlstate", None)
+
+
+def is_retryable(exc: BaseException) -> bool:
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return True
+    return sqlstate(exc) in RETRYABLE_SQLSTATES
