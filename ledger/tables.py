@@ -1,0 +1,96 @@
+"""The ledger's tables, for SQLAlchemy Core queries. Migrations in ``migrations/`` create
+them; keep the two in step. Every table carries ``ledger_id`` where it can, so the
+database can later be sharded by ledger without reshaping rows."""
+from __future__ import annotations
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import JSONB
+
+metadata = sa.MetaData()
+
+schemas = sa.Table(
+    "schemas", metadata,
+    sa.Column("id", sa.BigInteger, primary_key=True),
+    sa.Column("key", sa.Text, nullable=False, unique=True),
+    sa.Column("created", sa.DateTime(timezone=True), nullable=False),
+)
+
+schema_versions = sa.Table(
+    "schema_versions", metadata,
+    sa.Column("schema_id", sa.BigInteger, sa.ForeignKey("schemas.id"), primary_key=True),
+    sa.Column("version", sa.Integer, primary_key=True),
+    sa.Column("name", sa.Text),
+    sa.Column("json", JSONB, nullable=False),
+    sa.Column("created", sa.DateTime(timezone=True), nullable=False),
+)
+
+ledgers = sa.Table(
+    "ledgers", metadata,
+    sa.Column("id", sa.BigInteger, primary_key=True),
+    sa.Column("ik", sa.Text, nullable=False, unique=True),
+    sa.Column("name", sa.Text, nullable=False),
+    sa.Column("schema_id", sa.BigInteger, sa.ForeignKey("schemas.id"), nullable=False),
+    sa.Column("balance_utc_offset", sa.Text, nullable=False),
+    sa.Column("created", sa.DateTime(timezone=True), nullable=False),
+)
+
+accounts = sa.Table(
+    "accounts", metadata,
+    sa.Column("id", sa.BigInteger, primary_key=True),
+    sa.Column("ledger_id", sa.BigInteger, sa.ForeignKey("ledgers.id"), nullable=False),
+    sa.Column("path", sa.Text(collation="C"), nullable=False),
+    sa.Column("chart_path", sa.Text(collation="C"), nullable=False),
+    sa.Column("type", sa.Text, nullable=False),
+    sa.Column("consistency", sa.Text, nullable=False),
+    sa.Column("created", sa.DateTime(timezone=True), nullable=False),
+    sa.UniqueConstraint("ledger_id", "path"),
+)
+
+balances = sa.Table(
+    "balances", metadata,
+    sa.Column("account_id", sa.BigInteger, sa.ForeignKey("accounts.id"), primary_key=True),
+    sa.Column("currency", sa.Text, primary_key=True),
+    sa.Column("ledger_id", sa.BigInteger, nullable=False),
+    sa.Column("own", sa.Numeric, nullable=False),
+)
+
+balance_deltas = sa.Table(
+    "balance_deltas", metadata,
+    sa.Column("id", sa.BigInteger, primary_key=True),
+    sa.Column("ledger_id", sa.BigInteger, nullable=False),
+    sa.Column("account_id", sa.BigInteger, nullable=False),
+    sa.Column("currency", sa.Text, nullable=False),
+    sa.Column("amount", sa.Numeric, nullable=False),
+)
+
+entries = sa.Table(
+    "entries", metadata,
+    sa.Column("id", sa.BigInteger, primary_key=True),
+    sa.Column("ledger_id", sa.BigInteger, sa.ForeignKey("ledgers.id"), nullable=False),
+    sa.Column("ik", sa.Text, nullable=False),
+    sa.Column("ik_version", sa.Integer, nullable=False),
+    sa.Column("fingerprint", sa.Text, nullable=False),
+    sa.Column("type", sa.Text, nullable=False),
+    sa.Column("description", sa.Text),
+    sa.Column("posted", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("created", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("parameters", JSONB, nullable=False),
+    sa.Column("tags", JSONB, nullable=False),
+    sa.Column("groups", JSONB, nullable=False),
+    sa.UniqueConstraint("ledger_id", "ik", "ik_version"),
+)
+
+lines = sa.Table(
+    "lines", metadata,
+    sa.Column("id", sa.BigInteger, primary_key=True),
+    sa.Column("ledger_id", sa.BigInteger, nullable=False),
+    sa.Column("entry_id", sa.BigInteger, sa.ForeignKey("entries.id"), nullable=False),
+    sa.Column("account_id", sa.BigInteger, sa.ForeignKey("accounts.id"), nullable=False),
+    sa.Column("key", sa.Text, nullable=False),
+    sa.Column("amount", sa.Numeric, nullable=False),
+    sa.Column("currency", sa.Text, nullable=False),
+    sa.Column("posted", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("created", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("description", sa.Text),
+    sa.Column("tx_external_id", sa.Text),
+)
