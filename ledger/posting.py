@@ -1,0 +1,347 @@
+"""The posting engine: one path by which every entry reaches the books.
+
+``post_entries`` runs inside the caller's transaction so that the sync API (one
+transaction per request) and the async workers (a savepoint per batch or per entry) share
+every rule. Statements per call are bounded and independent of the batch size: one
+insert of entries, at most three for accounts, at most three for balance rows, one insert
+of lines, one update of balances and one insert of deltas.
+"""
+from __future__ import annotations
+
+import hashlib
+import threading
+from datetime import datetime, timezone
+from typing import Iterable
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.engine import Connection
+
+from ledger import tables as t
+from ledger.errors import BadRequestError, LedgerError, NotFoundError
+from ledger.model import Entry, EntryRequest, Ledger, Line, PostResult
+from ledger.schema import (CompiledEntry, Schema, canonical_json, check_condition,
+                           compile_entry, parse_schema)
+from ledger.schema import partition_key as _partition_key
+
+MAX_BATCH = 1000
+
+_schema_cache: dict[tuple[int, int], Schema] = {}
+_cache_lock = threading.Lock()
+
+
+def load_schema(conn: Connection, ledger_id: int) -> Schema:
+    """The latest schema version of a ledger (a ledger follows its schema's updates)."""
+    row = conn.execute(sa.text(
+        "SELECT l.schema_id, max(v.version) FROM ledgers l "
+        "JOIN schema_versions v ON v.schema_id = l.schema_id WHERE l.id = :id "
+        "GROUP BY l.schema_id"), {"id": ledger_id}).first()
+    if row is None:
+        raise NotFoundError("ledger_not_found", "the ledger has no schema")
+    key = (row[0], row[1])
+    schema = _schema_cache.get(key)
+    if schema is None:
+        doc = conn.execute(sa.select(t.schema_versions.c.json).where(
+            t.schema_versions.c.schema_id == key[0], t.schema_versions.c.version == key[1])).scalar_one()
+        schema = parse_schema(doc)
+        with _cache_lock:
+            _schema_cache[key] = schema
+    return schema
+
+
+def fingerprint(request: EntryRequest) -> str:
+    """What makes two requests "the same" for idempotency: everything the caller sent."""
+    body = {
+        "type": request.type,
+        "parameters": {k: str(v) for k, v in request.parameters.items()},
+        "posted": request.posted.isoformat() if request.posted else None,
+        "tags": request.tags,
+        "groups": request.groups,
+        "lines": request.lines,
+    }
+    return hashlib.sha256(canonical_json(body).encode()).hexdigest()
+
+
+def partition_key(schema: Schema, request: EntryRequest) -> str:
+    return _partition_key(schema, request)
+
+
+def _located(exc: LedgerError, index: int, batch: bool) -> LedgerError:
+    if batch:
+        return exc.at_index(index)
+    exc.index = index
+    return exc
+
+
+def compile_all(schema: Schema, requests: list[EntryRequest]) -> list[CompiledEntry]:
+    """Compile every request, or fail on the first bad one naming its index."""
+    batch = len(requests) > 1
+    if len(requests) > MAX_BATCH:
+        raise BadRequestError("invalid_input", f"entries: at most {MAX_BATCH} entries a batch, got {len(requests)}", field="entries")
+    seen: dict[str, int] = {}
+    out = []
+    for i, req in enumerate(requests):
+        if req.ik in seen:
+            raise _located(BadRequestError("invalid_input", f"ik {req.ik!r} appears twice in the batch (also at {seen[req.ik]})", field="ik"), i, batch)
+        seen[req.ik] = i
+        try:
+            entry = compile_entry(schema, req)
+        except LedgerError as exc:
+            raise _located(exc, i, batch) from None
+        entry.fingerprint = fingerprint(req)
+        out.append(entry)
+    return out
+
+
+def post_entries(conn: Connection, ledger: Ledger, requests: list[EntryRequest]) -> list[PostResult]:
+    """Post entries atomically in the caller's transaction; replays return the original."""
+    if not requests:
+        return []
+    schema = load_schema(conn, ledger.id)
+    compiled = compile_all(schema, requests)
+    batch = len(requests) > 1
+    now = datetime.now(timezone.utc)
+
+    # 1. Claim the iks. Sorted, so two batches sharing iks wait on each other in one order.
+    order = sorted(range(len(compiled)), key=lambda i: compiled[i].request.ik)
+    rows = [{
+        "ledger_id": ledger.id, "ik": compiled[i].request.ik, "ik_version": 1,
+        "fingerprint": compiled[i].fingerprint, "type": compiled[i].type,
+        "description": compiled[i].description,
+        "posted": compiled[i].request.posted or now, "created": now,
+        "parameters": {k: str(v) for k, v in compiled[i].request.parameters.items()},
+        "tags": compiled[i].tags, "groups": compiled[i].groups,
+    } for i in order]
+    inserted = dict(conn.execute(
+        pg_insert(t.entries).values(rows).on_conflict_do_nothing(constraint="entries_ledger_ik_key")
+        .returning(t.entries.c.ik, t.entries.c.id)).all())
+    replays: dict[int, int] = {}
+    if len(inserted) < len(compiled):
+        taken = [c.request.ik for c in compiled if c.request.ik not in inserted]
+        existing = {}
+        for row in conn.execute(sa.text(
+                "SELECT DISTINCT ON (ik) ik, id, fingerprint FROM entries "
+                "WHERE ledger_id = :l AND ik = ANY(:iks) ORDER BY ik, ik_version DESC"),
+                {"l": ledger.id, "iks": taken}):
+            existing[row.ik] = row
+        for i, c in enumerate(compiled):
+            if c.request.ik in inserted:
+                continue
+            row = existing[c.request.ik]
+            if row.fingerprint != c.fingerprint:
+                raise _located(BadRequestError(
+                    "ik_conflict",
+                    f"ik {c.request.ik!r} was already used for a different request in this ledger; "
+                    "use a new ik for a new entry", field="ik"), i, batch)
+            replays[i] = row.id
+    fresh = [i for i in range(len(compiled)) if i not in replays]
+
+    results: dict[int, PostResult] = {}
+    if fresh:
+        _apply(conn, ledger, schema, [compiled[i] for i in fresh],
+               [inserted[compiled[i].request.ik] for i in fresh], fresh, batch, now, results)
+    if replays:
+        loaded = load_entries(conn, ledger, list(replays.values()))
+        for i, entry_id in replays.items():
+            entry = loaded[entry_id]
+            results[i] = PostResult(entry, entry.lines, True)
+    return [results[i] for i in range(len(compiled))]
+
+
+def _apply(conn: Connection, ledger: Ledger, schema: Schema, entries: list[CompiledEntry],
+           entry_ids: list[int], indexes: list[int], batch: bool, now: datetime,
+           results: dict[int, PostResult]) -> None:
+    account_ids = _ensure_accounts(conn, ledger, {
+        line.path: line.account for e in entries for line in e.lines})
+    strong = sorted({(account_ids[l.path], l.currency) for e in entries for l in e.lines
+                     if l.account.own_consistency == "strong"})
+    balances = _lock_balances(conn, ledger, strong)
+    total_paths = sorted({c.path for e in entries for c in e.conditions if c.balance == "total"})
+    paths_by_id: dict[int, str] = {v: k for k, v in account_ids.items()}
+    if total_paths:
+        for account_id, path, currency, own in _lock_descendants(conn, ledger, total_paths):
+            balances.setdefault((account_id, currency), own)
+            paths_by_id[account_id] = path
+
+    deltas: dict[tuple[int, str], int] = {}
+    eventual: dict[tuple[int, str], int] = {}
+    for entry, index in zip(entries, indexes):
+        try:
+            _check_conditions(entry, "pre", balances, account_ids, paths_by_id)
+            for line in entry.lines:
+                key = (account_ids[line.path], line.currency)
+                if line.account.own_consistency == "strong":
+                    balances[key] += line.amount
+                    deltas[key] = deltas.get(key, 0) + line.amount
+                else:
+                    eventual[key] = eventual.get(key, 0) + line.amount
+            _check_conditions(entry, "post", balances, account_ids, paths_by_id)
+        except LedgerError as exc:
+            raise _located(exc, index, batch) from None
+
+    line_rows = [{
+        "ledger_id": ledger.id, "entry_id": entry_id, "account_id": account_ids[l.path],
+        "key": l.key, "amount": l.amount, "currency": l.currency,
+        "posted": e.request.posted or now, "created": now, "description": l.description,
+        "tx_external_id": l.tx,
+    } for e, entry_id in zip(entries, entry_ids) for l in e.lines]
+    line_ids = conn.execute(
+        t.lines.insert().returning(t.lines.c.id, sort_by_parameter_order=True), line_rows
+    ).scalars().all()
+    touched = sorted(k for k, v in deltas.items() if v)
+    if touched:
+        conn.execute(sa.text(
+            "UPDATE balances b SET own = b.own + d.delta FROM unnest("
+            "CAST(:ids AS bigint[]), CAST(:curs AS text[]), CAST(:deltas AS numeric[])) "
+            "AS d(account_id, currency, delta) "
+            "WHERE b.account_id = d.account_id AND b.currency = d.currency"),
+            {"ids": [k[0] for k in touched], "curs": [k[1] for k in touched],
+             "deltas": [str(deltas[k]) for k in touched]})
+    pending = [k for k, v in eventual.items() if v]
+    if pending:
+        conn.execute(sa.text(
+            "INSERT INTO balance_deltas (ledger_id, account_id, currency, amount) "
+            "SELECT :l, * FROM unnest(CAST(:ids AS bigint[]), CAST(:curs AS text[]), "
+            "CAST(:amounts AS numeric[]))"),
+            {"l": ledger.id, "ids": [k[0] for k in pending], "curs": [k[1] for k in pending],
+             "amounts": [str(eventual[k]) for k in pending]})
+
+    it = iter(line_ids)
+    for e, entry_id, index in zip(entries, entry_ids, indexes):
+        posted = e.request.posted or now
+        lines = [Line(str(next(it)), str(entry_id), l.key, l.path, l.amount, l.currency, posted,
+                      now, l.tx, l.description) for l in e.lines]
+        entry = Entry(str(entry_id), ledger.ik, e.request.ik, e.type, e.description, posted, now,
+                      e.tags, e.groups, lines)
+        results[index] = PostResult(entry, lines, False)
+
+
+def _ensure_accounts(conn: Connection, ledger: Ledger, wanted: dict) -> dict[str, int]:
+    """Ids of the accounts at these paths, creating template instances on first use."""
+    paths = sorted(wanted)
+    found = dict(conn.execute(sa.text(
+        "SELECT path, id FROM accounts WHERE ledger_id = :l AND path = ANY(:p)"),
+        {"l": ledger.id, "p": paths}).all())
+    missing = [p for p in paths if p not in found]
+    if missing:
+        rows = [{"ledger_id": ledger.id, "path": p, "chart_path": wanted[p].path,
+                 "type": wanted[p].type, "consistency": wanted[p].own_consistency,
+                 "created": datetime.now(timezone.utc)} for p in missing]
+        found.update(conn.execute(
+            pg_insert(t.accounts).values(rows).on_conflict_do_nothing(constraint="accounts_ledger_path_key")
+            .returning(t.accounts.c.path, t.accounts.c.id)).all())
+        still = [p for p in missing if p not in found]
+        if still:  # created meanwhile by a concurrent transaction that has now committed
+            found.update(conn.execute(sa.text(
+                "SELECT path, id FROM accounts WHERE ledger_id = :l AND path = ANY(:p)"),
+                {"l": ledger.id, "p": still}).all())
+    return found
+
+
+_LOCK_SQL = sa.text(
+    "SELECT b.account_id, b.currency, b.own FROM balances b "
+    "JOIN unnest(CAST(:ids AS bigint[]), CAST(:curs AS text[])) AS k(account_id, currency) "
+    "ON b.account_id = k.account_id AND b.currency = k.currency "
+    "ORDER BY b.account_id, b.currency FOR UPDATE OF b")
+
+
+def _lock_balances(conn: Connection, ledger: Ledger, keys: list[tuple[int, str]]) -> dict:
+    """Lock the strongly consistent balance rows an entry changes, in one sorted order so
+    that concurrent postings never deadlock, creating the rows that do not exist yet."""
+    if not keys:
+        return {}
+    params = {"ids": [k[0] for k in keys], "curs": [k[1] for k in keys]}
+    held = {(r[0], r[1]): int(r[2]) for r in conn.execute(_LOCK_SQL, params)}
+    missing = [k for k in keys if k not in held]
+    if missing:
+        conn.execute(sa.text(
+            "INSERT INTO balances (account_id, currency, ledger_id, own) "
+            "SELECT k.account_id, k.currency, :l, 0 FROM unnest(CAST(:ids AS bigint[]), "
+            "CAST(:curs AS text[])) AS k(account_id, currency) ORDER BY 1, 2 "
+            "ON CONFLICT DO NOTHING"),
+            {"l": ledger.id, "ids": [k[0] for k in missing], "curs": [k[1] for k in missing]})
+        held.update({(r[0], r[1]): int(r[2]) for r in conn.execute(
+            _LOCK_SQL, {"ids": [k[0] for k in missing], "curs": [k[1] for k in missing]})})
+    return held
+
+
+def _lock_descendants(conn: Connection, ledger: Ledger, paths: list[str]):
+    """Balance rows under accounts whose totalBalance a condition reads."""
+    return [(r[0], r[1], r[2], int(r[3])) for r in conn.execute(sa.text(
+        "SELECT b.account_id, a.path, b.currency, b.own FROM balances b "
+        "JOIN accounts a ON a.id = b.account_id "
+        "JOIN unnest(CAST(:p AS text[])) AS q(path) "
+        "ON a.path > q.path || '/' AND a.path < q.path || '0' "
+        "WHERE a.ledger_id = :l ORDER BY b.account_id, b.currency FOR UPDATE OF b"),
+        {"l": ledger.id, "p": paths})]
+
+
+_OPS = {"gte": ">=", "lte": "<=", "eq": "=="}
+
+
+def _check_conditions(entry: CompiledEntry, when: str, balances: dict, account_ids: dict,
+                      paths_by_id: dict) -> None:
+    for cond in entry.conditions:
+        if cond.when != when:
+            continue
+        account_id = account_ids[cond.path]
+        currencies = [cond.currency] if cond.currency else sorted(
+            {l.currency for l in entry.lines if l.path == cond.path})
+        for currency in currencies:
+            balance = balances.get((account_id, currency), 0)
+            if cond.balance == "total":
+                prefix = cond.path + "/"
+                balance += sum(v for (aid, cur), v in balances.items()
+                               if cur == currency and paths_by_id.get(aid, "").startswith(prefix))
+            if not check_condition(balance, cond.op, cond.value):
+                name = "ownBalance" if cond.balance == "own" else "totalBalance"
+                phase = "precondition" if when == "pre" else "postcondition"
+                state = "is" if when == "pre" else "would be"
+                raise BadRequestError(
+                    "condition_failed",
+                    f"{phase} failed on account {cond.path!r}: {name} {state} {balance} {currency}, "
+                    f"which is not {_OPS[cond.op]} {cond.value}; nothing was posted",
+                    field="conditions")
+
+
+def load_entries(conn: Connection, ledger: Ledger, ids: Iterable[int]) -> dict[int, Entry]:
+    ids = list(ids)
+    rows = conn.execute(sa.select(t.entries).where(t.entries.c.id.in_(ids))).mappings().all()
+    line_rows = conn.execute(
+        sa.select(t.lines, t.accounts.c.path).join(t.accounts, t.accounts.c.id == t.lines.c.account_id)
+        .where(t.lines.c.entry_id.in_(ids)).order_by(t.lines.c.id)).mappings().all()
+    by_entry: dict[int, list[Line]] = {}
+    for r in line_rows:
+        by_entry.setdefault(r["entry_id"], []).append(line_from_row(r))
+    return {r["id"]: entry_from_row(r, ledger.ik, by_entry.get(r["id"], [])) for r in rows}
+
+
+def line_from_row(r) -> Line:
+    return Line(str(r["id"]), str(r["entry_id"]), r["key"], r["path"], int(r["amount"]),
+                r["currency"], r["posted"], r["created"], r["tx_external_id"], r["description"])
+
+
+def entry_from_row(r, ledger_ik: str, lines: list[Line]) -> Entry:
+    return Entry(str(r["id"]), ledger_ik, r["ik"], r["type"], r["description"], r["posted"],
+                 r["created"], dict(r["tags"]), dict(r["groups"]), lines)
+
+
+def rollup(conn: Connection, limit: int = 50_000) -> int:
+    """Fold appended deltas of eventually consistent accounts into their balances.
+
+    Skips deltas another rollup holds, so several can run at once; returns how many deltas
+    were folded (0 when there is nothing to do)."""
+    row = conn.execute(sa.text(
+        "WITH taken AS ("
+        "  DELETE FROM balance_deltas WHERE id IN ("
+        "    SELECT id FROM balance_deltas ORDER BY id LIMIT :n FOR UPDATE SKIP LOCKED)"
+        "  RETURNING ledger_id, account_id, currency, amount), "
+        "folded AS ("
+        "  INSERT INTO balances (account_id, currency, ledger_id, own) "
+        "  SELECT account_id, currency, min(ledger_id), sum(amount) FROM taken "
+        "  GROUP BY account_id, currency ORDER BY account_id, currency "
+        "  ON CONFLICT (account_id, currency) DO UPDATE SET own = balances.own + EXCLUDED.own "
+        "  RETURNING 1) "
+        "SELECT (SELECT count(*) FROM taken), (SELECT count(*) FROM folded)"),
+        {"n": limit}).first()
+    return int(row[0])

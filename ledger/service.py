@@ -1,0 +1,216 @@
+"""The ledger's public operations. The API, the workers and the CLI call these and nothing
+below them, so every rule is enforced on every path."""
+from __future__ import annotations
+
+import re
+from datetime import datetime, timezone
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.engine import Connection
+
+from ledger import balances as _balances
+from ledger import posting
+from ledger import tables as t
+from ledger.db import Database
+from ledger.errors import BadRequestError, NotFoundError, SchemaError
+from ledger.model import (AccountBalances, CreateLedgerResult, Entry, EntryRequest, Ledger,
+                          PostResult, SchemaIssue, SchemaVersion)
+from ledger.schema import canonical_json, load_document, parse_schema, verify
+
+_OFFSET = re.compile(r"^([+-])(\d{2}):00$")
+
+
+# ---------------------------------------------------------------------------- schemas
+
+def verify_schema(document: Any) -> list[SchemaIssue]:
+    return [SchemaIssue(p, m) for p, m in verify(document)]
+
+
+def store_schema(db: Database, document: Any) -> SchemaVersion:
+    """Store a schema document as the next version of its key. Storing the same document
+    again returns the current version instead of adding one."""
+    doc = load_document(document)
+    schema = parse_schema(doc)
+    return db.run(lambda conn: _store_schema(conn, schema, doc))
+
+
+def _store_schema(conn: Connection, schema, doc: dict) -> SchemaVersion:
+    now = datetime.now(timezone.utc)
+    conn.execute(pg_insert(t.schemas).values(key=schema.key, created=now)
+                 .on_conflict_do_nothing(index_elements=["key"]))
+    # The row lock serializes versions of one key.
+    schema_id = conn.execute(sa.select(t.schemas.c.id).where(t.schemas.c.key == schema.key)
+                             .with_for_update()).scalar_one()
+    latest = conn.execute(sa.select(t.schema_versions).where(t.schema_versions.c.schema_id == schema_id)
+                          .order_by(t.schema_versions.c.version.desc()).limit(1)).mappings().first()
+    if latest is not None:
+        if canonical_json(latest["json"]) == canonical_json(doc):
+            return _version(schema.key, latest)
+        _check_compatible(conn, schema_id, parse_schema(latest["json"]), schema)
+    version = (latest["version"] if latest else 0) + 1
+    conn.execute(t.schema_versions.insert().values(
+        schema_id=schema_id, version=version, name=schema.name, json=doc, created=now))
+    return SchemaVersion(schema.key, schema.name, version, now, doc)
+
+
+def _check_compatible(conn: Connection, schema_id: int, old, new) -> None:
+    """A new version may add anything, but may not remove or reshape what has lines."""
+    issues = []
+    changed = [p for p, a in old.accounts.items()
+               if p not in new.accounts or (a.type, a.template, a.currency, a.currency_mode) != (
+                   new.accounts[p].type, new.accounts[p].template, new.accounts[p].currency,
+                   new.accounts[p].currency_mode)]
+    if changed:
+        used = conn.execute(sa.text(
+            "SELECT DISTINCT a.chart_path, l.ik FROM accounts a JOIN ledgers l ON l.id = a.ledger_id "
+            "WHERE l.schema_id = :s AND a.chart_path = ANY(:p) "
+            "AND EXISTS (SELECT 1 FROM lines x WHERE x.account_id = a.id) ORDER BY 1 LIMIT 20"),
+            {"s": schema_id, "p": changed}).all()
+        for path, ledger_ik in used:
+            what = "removed" if path not in new.accounts else "changed (type, template or currency)"
+            issues.append((f"chartOfAccounts:{path}", f"account {path!r} is {what}, but ledger {ledger_ik!r} has lines in it"))
+    gone = [k for k in old.entry_types if k not in new.entry_types]
+    if gone:
+        used = conn.execute(sa.text(
+            "SELECT DISTINCT e.type, l.ik FROM entries e JOIN ledgers l ON l.id = e.ledger_id "
+            "WHERE l.schema_id = :s AND e.type = ANY(:g) ORDER BY 1 LIMIT 20"),
+            {"s": schema_id, "g": gone}).all()
+        for etype, ledger_ik in used:
+            issues.append(("ledgerEntries.types", f"entry type {etype!r} is removed, but ledger {ledger_ik!r} has entries of it"))
+    if issues:
+        raise SchemaError(issues)
+
+
+def _version(key: str, row) -> SchemaVersion:
+    return SchemaVersion(key, row["name"], row["version"], row["created"], row["json"])
+
+
+def get_schema(db: Database, key: str, version: int | None = None) -> SchemaVersion:
+    versions = list_schema_versions(db, key)
+    if version is None:
+        return versions[-1]
+    for v in versions:
+        if v.version == version:
+            return v
+    raise NotFoundError("schema_not_found", f"schema {key!r} has no version {version}", field="version")
+
+
+def list_schema_versions(db: Database, key: str) -> list[SchemaVersion]:
+    with db.transaction() as conn:
+        rows = conn.execute(sa.select(t.schema_versions).join(t.schemas)
+                            .where(t.schemas.c.key == key)
+                            .order_by(t.schema_versions.c.version)).mappings().all()
+    if not rows:
+        raise NotFoundError("schema_not_found", f"no schema with key {key!r}", field="schema.key")
+    return [_version(key, r) for r in rows]
+
+
+# ---------------------------------------------------------------------------- ledgers
+
+def _parse_offset(value: str) -> str:
+    m = _OFFSET.match(value or "")
+    hours = int(m.group(2)) * (-1 if m.group(1) == "-" else 1) if m else None
+    if hours is None or not -11 <= hours <= 12:
+        raise BadRequestError("invalid_input", f"ledger.balanceUTCOffset: expected whole hours from -11:00 to +12:00 like \"+05:00\", got {value!r}", field="ledger.balanceUTCOffset")
+    return f"{'-' if hours < 0 else '+'}{abs(hours):02d}:00"
+
+
+def create_ledger(db: Database, ik: str, name: str, schema_key: str,
+                  balance_utc_offset: str = "+00:00") -> CreateLedgerResult:
+    if not isinstance(ik, str) or not ik.strip():
+        raise BadRequestError("invalid_input", "ik: an idempotency key is required", field="ik")
+    if not isinstance(name, str) or not name.strip():
+        raise BadRequestError("invalid_input", "ledger.name: a name is required", field="ledger.name")
+    offset = _parse_offset(balance_utc_offset)
+
+    def run(conn: Connection) -> CreateLedgerResult:
+        schema_id = conn.execute(sa.select(t.schemas.c.id).where(t.schemas.c.key == schema_key)).scalar()
+        if schema_id is None:
+            raise NotFoundError("schema_not_found", f"schema.key: no schema with key {schema_key!r}; store it first", field="schema.key")
+        now = datetime.now(timezone.utc)
+        new_id = conn.execute(pg_insert(t.ledgers).values(
+            ik=ik, name=name, schema_id=schema_id, balance_utc_offset=offset, created=now)
+            .on_conflict_do_nothing(index_elements=["ik"]).returning(t.ledgers.c.id)).scalar()
+        ledger = _ledger(conn, ik)
+        if new_id is None and (ledger.name, ledger.schema_key, ledger.balance_utc_offset) != (name, schema_key, offset):
+            raise BadRequestError("ik_conflict", f"ik: ledger {ik!r} already exists with a different name, schema or offset", field="ik")
+        return CreateLedgerResult(ledger, new_id is None)
+
+    return db.run(run)
+
+
+def _ledger(conn: Connection, ik: str) -> Ledger:
+    row = conn.execute(sa.select(t.ledgers, t.schemas.c.key.label("schema_key"))
+                       .join(t.schemas, t.schemas.c.id == t.ledgers.c.schema_id)
+                       .where(t.ledgers.c.ik == ik)).mappings().first()
+    if row is None:
+        raise NotFoundError("ledger_not_found", f"ledger.ik: no ledger with ik {ik!r}", field="ledger.ik")
+    return Ledger(row["id"], row["ik"], row["name"], row["schema_key"], row["created"],
+                  row["balance_utc_offset"])
+
+
+def get_ledger(db: Database, ik: str) -> Ledger:
+    with db.transaction() as conn:
+        return _ledger(conn, ik)
+
+
+def list_ledgers(db: Database) -> list[Ledger]:
+    with db.transaction() as conn:
+        rows = conn.execute(sa.select(t.ledgers, t.schemas.c.key.label("schema_key"))
+                            .join(t.schemas, t.schemas.c.id == t.ledgers.c.schema_id)
+                            .order_by(t.ledgers.c.id)).mappings().all()
+    return [Ledger(r["id"], r["ik"], r["name"], r["schema_key"], r["created"], r["balance_utc_offset"])
+            for r in rows]
+
+
+# ---------------------------------------------------------------------------- entries
+
+def add_ledger_entry(db: Database, ledger_ik: str, request: EntryRequest) -> PostResult:
+    return add_ledger_entries(db, ledger_ik, [request])[0]
+
+
+def add_ledger_entries(db: Database, ledger_ik: str, requests: list[EntryRequest]) -> list[PostResult]:
+    """Post entries atomically (all or none); the whole transaction is retried on
+    deadlocks and serialization failures, which the ik makes safe."""
+    def run(conn: Connection) -> list[PostResult]:
+        return posting.post_entries(conn, _ledger(conn, ledger_ik), requests)
+    return db.run(run)
+
+
+def get_ledger_entry(db: Database, *, id: str | None = None, ledger_ik: str | None = None,
+                     ik: str | None = None) -> Entry:
+    """An entry by id, or by ik within a ledger (the latest version of that ik)."""
+    with db.transaction() as conn:
+        if id is not None:
+            if not str(id).isdigit():
+                raise NotFoundError("entry_not_found", f"id: no entry {id!r}", field="id")
+            row = conn.execute(sa.select(t.entries.c.id, t.ledgers.c.ik).join(t.ledgers)
+                               .where(t.entries.c.id == int(id))).first()
+            if row is None:
+                raise NotFoundError("entry_not_found", f"id: no entry {id!r}", field="id")
+            ledger = _ledger(conn, row[1])
+            entry_id = row[0]
+        else:
+            ledger = _ledger(conn, ledger_ik)
+            entry_id = conn.execute(sa.select(t.entries.c.id).where(
+                t.entries.c.ledger_id == ledger.id, t.entries.c.ik == ik)
+                .order_by(t.entries.c.ik_version.desc()).limit(1)).scalar()
+            if entry_id is None:
+                raise NotFoundError("entry_not_found", f"ik: no entry with ik {ik!r} in ledger {ledger_ik!r}", field="ik")
+        return posting.load_entries(conn, ledger, [entry_id])[entry_id]
+
+
+# ---------------------------------------------------------------------------- balances
+
+def account_balances(db: Database, ledger_ik: str, path: str) -> AccountBalances:
+    with db.transaction() as conn:
+        ledger = _ledger(conn, ledger_ik)
+        schema = posting.load_schema(conn, ledger.id)
+        return _balances.account_balances(conn, ledger, schema, path)
+
+
+def rollup(db: Database, limit: int = 50_000) -> int:
+    """Fold pending deltas of eventually consistent accounts; returns how many were folded."""
+    return db.run(lambda conn: posting.rollup(conn, limit))
