@@ -1,0 +1,115 @@
+"""Celery tasks. Each is a thin wrapper around one `ledger.jobs` / `ledger.posting` call:
+the rules (order, single consumer per partition, what fails and what is retried) live
+there, so the synchronous API and these workers cannot disagree about them.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import random
+import time
+from datetime import timedelta
+
+from ledger import jobs, posting
+from ledger.db import Database
+from workers.app import DATABASE_URL, MAX_COUNTDOWN_SECONDS, app
+
+log = logging.getLogger(__name__)
+
+BATCH = int(os.environ.get("LEDGER_BATCH", jobs.DEFAULT_BATCH))
+# A doorbell drains its partition for at most this long, then hands over to a fresh
+# message, so one task never runs anywhere near the visibility timeout and other
+# partitions' doorbells get a turn on a shared worker.
+DRAIN_SECONDS = 20.0
+# A doorbell that finds its partition busy checks again after 0.2, 0.4, ... 6.4 s (12.6 s in
+# all): the worker holding it may have claimed its last batch just before our jobs
+# committed. If it is still busy after that, it is draining a long backlog that includes
+# our jobs, and the relay remains as a backstop.
+BUSY_RETRIES = 6
+
+_db: Database | None = None
+_db_pid: int | None = None
+
+
+def database() -> Database:
+    """One engine per process: a forked pool child must not reuse its parent's sockets."""
+    global _db, _db_pid
+    if _db is None or _db_pid != os.getpid():
+        _db = Database(DATABASE_URL, pool_size=2, max_overflow=2)
+        _db_pid = os.getpid()
+    return _db
+
+
+def _backoff(retries: int) -> float:
+    # Exponential with jitter, so workers retrying after one outage do not return together.
+    return min(MAX_COUNTDOWN_SECONDS, 0.5 * 2 ** min(retries, 10)) * (0.5 + random.random() / 2)
+
+
+def ring(partition: int, countdown: float | None = None) -> None:
+    """Send the doorbell of ``partition``: wake whoever consumes its queue."""
+    post_partition.apply_async((partition,), queue=jobs.queue_name(partition),
+                               countdown=countdown)
+
+
+@app.task(bind=True, name="ledger.post", max_retries=None)
+def post_partition(self, partition: int) -> str:
+    """Post the pending jobs of one partition, a batch per transaction, until none is left
+    (or the drain budget runs out)."""
+    deadline = time.monotonic() + DRAIN_SECONDS
+    done = []
+    while True:
+        try:
+            result = jobs.work_partition(database(), partition, limit=BATCH)
+        except Exception as exc:
+            if not jobs.is_transient(exc):
+                raise
+            # The batch rolled back; its jobs stay pending and this doorbell comes back.
+            log.warning("partition %s: transient failure, retrying: %s", partition, exc)
+            raise self.retry(exc=exc, countdown=_backoff(self.request.retries),
+                             queue=jobs.queue_name(partition))
+        if result.busy:
+            if self.request.retries < BUSY_RETRIES:
+                raise self.retry(countdown=0.2 * 2 ** self.request.retries,
+                                 queue=jobs.queue_name(partition))
+            return str(result)
+        done.append(result)
+        if not result.more:
+            break
+        if time.monotonic() > deadline:
+            ring(partition)
+            break
+    posted = sum(r.posted for r in done)
+    failed = sum(r.failed for r in done)
+    return f"partition {partition}: {posted} posted, {failed} failed"
+
+
+@app.task(name="ledger.relay")
+def relay() -> list[int]:
+    """Ring the doorbell of every partition with a job pending too long: its message was
+    lost (crash between commit and send, flushed Redis, a worker killed mid-batch)."""
+    after = float(os.environ.get("LEDGER_RELAY_AFTER_SECONDS", 30))
+    stale = jobs.stale_partitions(database(), timedelta(seconds=after))
+    for partition in stale:
+        ring(partition)
+    if stale:
+        log.info("relay rang partitions %s", stale)
+    return stale
+
+
+@app.task(name="ledger.rollup")
+def rollup(limit: int = 50_000, budget_seconds: float = 5.0) -> int:
+    """Fold pending balance deltas of eventually consistent accounts into their balances."""
+    deadline = time.monotonic() + budget_seconds
+    total = 0
+    while True:
+        folded = database().run(lambda conn: posting.rollup(conn, limit=limit))
+        total += folded
+        if folded < limit or time.monotonic() > deadline:
+            return total
+
+
+@app.task(name="ledger.prune")
+def prune() -> int:
+    days = float(os.environ.get("LEDGER_JOB_RETENTION_DAYS", 7))
+    return jobs.prune_finished(database(), timedelta(days=days))
+
