@@ -1,0 +1,195 @@
+"""OAuth2 client credentials (seed 002, "Authenticate"): the token endpoint, and the
+dependency every protected endpoint uses.
+
+Tokens are HS256 JWTs signed with the key `ledger.clients.signing_key` keeps in the
+database. A token names its client; the client is looked up on every request, so revoking
+it takes effect at once rather than when its tokens expire.
+"""
+from __future__ import annotations
+
+import base64
+import binascii
+import secrets
+import time
+from typing import Callable
+
+import jwt
+from fastapi import APIRouter, HTTPException, Request
+from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
+
+from api.graphql.context import Principal
+from ledger import clients
+from ledger.db import Database
+
+ISSUER = "moneyledger"
+ALGORITHM = "HS256"
+DEFAULT_TTL_SECONDS = 3600
+
+router = APIRouter(tags=["auth"])
+
+
+class TokenService:
+    """Issues and checks access tokens for one database (one deployment)."""
+
+    def __init__(self, db: Database, ttl_seconds: int = DEFAULT_TTL_SECONDS):
+        self.db = db
+        self.ttl_seconds = ttl_seconds
+        self._key: str | None = None
+
+    def key(self) -> str:
+        if self._key is None:
+            self._key = clients.signing_key(self.db)
+        return self._key
+
+    def issue(self, client: clients.ApiClient, scope: str, *, now: float | None = None,
+              ttl_seconds: int | None = None) -> str:
+        issued = int(now if now is not None else time.time())
+        claims = {"iss": ISSUER, "sub": client.id, "scope": scope, "iat": issued,
+                  "exp": issued + (ttl_seconds if ttl_seconds is not None else self.ttl_seconds),
+                  "jti": secrets.token_hex(8)}
+        return jwt.encode(claims, self.key(), algorithm=ALGORITHM)
+
+    def verify(self, token: str) -> Principal:
+        """The principal of a valid token of an active client; `Unauthorized` otherwise."""
+        try:
+            claims = jwt.decode(token, self.key(), algorithms=[ALGORITHM], issuer=ISSUER,
+                                options={"require": ["exp", "iat", "sub", "iss"]})
+        except jwt.ExpiredSignatureError:
+            raise Unauthorized("the access token has expired; get a new one") from None
+        except jwt.PyJWTError:
+            raise Unauthorized("the access token is not valid") from None
+        scope = claims.get("scope")
+        if scope not in clients.SCOPES:
+            raise Unauthorized("the access token is not valid")
+        client = clients.active_client(self.db, claims["sub"])
+        if client is None:
+            raise Unauthorized("the API client of this token was revoked")
+        # A token never grants more than its client has now (the client may be narrowed later).
+        if not clients.scope_allows(client.scope, scope):
+            scope = client.scope
+        return Principal(client_id=client.id, scope=scope)
+
+
+class Unauthorized(HTTPException):
+    def __init__(self, message: str):
+        super().__init__(status_code=401,
+                         detail={"code": "unauthorized", "message": message},
+                         headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
+
+
+class Forbidden(HTTPException):
+    def __init__(self, needed: str):
+        super().__init__(
+            status_code=403,
+            detail={"code": "insufficient_scope",
+                    "message": f"this endpoint needs the {needed!r} scope; the token has less"},
+            headers={"WWW-Authenticate": f'Bearer error="insufficient_scope", scope="{needed}"'})
+
+
+def _tokens(request: Request) -> TokenService:
+    return request.app.state.tokens
+
+
+def bearer_token(request: Request) -> str:
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthorized("an access token is required: Authorization: Bearer <token> "
+                           "(POST /oauth2/token gives one)")
+    return token.strip()
+
+
+def authenticate(request: Request) -> Principal:
+    """Blocking (one database read): call it from a thread, as FastAPI does for sync deps."""
+    return _tokens(request).verify(bearer_token(request))
+
+
+def check_scope(principal: Principal, needed: str) -> None:
+    if not clients.scope_allows(principal.scope, needed):
+        raise Forbidden(needed)
+
+
+def require_scope(needed: str) -> Callable[[Request], Principal]:
+    """A FastAPI dependency: ``Depends(require_scope("write"))``. 401 without a valid token
+    (missing, forged, expired, revoked client), 403 when its scope is not enough."""
+    if needed not in clients.SCOPES:
+        raise ValueError(f"unknown scope {needed!r}")
+
+    def dependency(request: Request) -> Principal:
+        principal = authenticate(request)
+        check_scope(principal, needed)
+        request.state.principal = principal
+        return principal
+
+    dependency.__name__ = f"require_{needed}_scope"
+    return dependency
+
+
+# ------------------------------------------------------------------ token endpoint
+
+def _oauth_error(status: int, error: str, description: str, **headers) -> JSONResponse:
+    return JSONResponse({"error": error, "error_description": description}, status_code=status,
+                        headers={"Cache-Control": "no-store", **headers})
+
+
+def _basic_credentials(request: Request) -> tuple[str, str] | None:
+    header = request.headers.get("authorization", "")
+    scheme, _, encoded = header.partition(" ")
+    if scheme.lower() != "basic":
+        return None
+    try:
+        decoded = base64.b64decode(encoded.strip(), validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        return ("", "")
+    client_id, sep, secret = decoded.partition(":")
+    return (client_id, secret) if sep else ("", "")
+
+
+def granted_scope(client_scope: str, requested: str | None) -> str | None:
+    """The scope a token gets. Requested scopes other than ours (the seeds' clients send a URL
+    such as ``https://api.example/*``) mean "what the client has"; asking for ``read`` narrows
+    a full-access client's token; asking for ``write`` as a read-only client is refused."""
+    words = set((requested or "").replace(",", " ").split())
+    if "write" in words:
+        return "write" if client_scope == "write" else None
+    if "read" in words:
+        return "read"
+    return client_scope
+
+
+@router.post("/oauth2/token", summary="Client credentials grant (OAuth2)")
+async def token(request: Request):
+    form = await request.form()
+    grant_type = form.get("grant_type")
+    if grant_type != "client_credentials":
+        return _oauth_error(400, "unsupported_grant_type",
+                            "grant_type must be client_credentials")
+    basic = _basic_credentials(request)
+    if basic is not None:
+        client_id, secret = basic
+        form_id = form.get("client_id")
+        if form_id and form_id != client_id:
+            return _oauth_error(400, "invalid_request",
+                                "client_id in the body differs from the Basic credentials")
+    else:
+        # client_secret_post (RFC 6749 2.3.1), for clients that cannot send Basic.
+        client_id, secret = form.get("client_id") or "", form.get("client_secret") or ""
+    if not client_id or not secret:
+        return _oauth_error(401, "invalid_client",
+                            "client credentials are required (HTTP Basic client_id:secret)",
+                            **{"WWW-Authenticate": 'Basic realm="ledger"'})
+
+    tokens = _tokens(request)
+    client = await run_in_threadpool(clients.authenticate, tokens.db, str(client_id), str(secret))
+    if client is None:
+        return _oauth_error(401, "invalid_client", "unknown client or wrong secret",
+                            **{"WWW-Authenticate": 'Basic realm="ledger"'})
+    scope = granted_scope(client.scope, form.get("scope"))
+    if scope is None:
+        return _oauth_error(400, "invalid_scope", "this client is read-only")
+    access_token = await run_in_threadpool(tokens.issue, client, scope)
+    return JSONResponse(
+        {"access_token": access_token, "expires_in": tokens.ttl_seconds,
+         "token_type": "Bearer", "scope": scope},
+        headers={"Cache-Control": "no-store", "Pragma": "no-cache"})

@@ -1,0 +1,1 @@
+"""The seeds' GraphQL API: types, resolvers, the schema and its HTTP endpoint."""

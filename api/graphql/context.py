@@ -1,0 +1,43 @@
+"""What every resolver can reach: the database, the caller, and per-request caches."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from ledger.db import Database
+
+FORCE_ERROR_HEADER = "x-fragment-return-error"
+FORCEABLE_ERRORS = {"internalerror": "InternalError", "badrequesterror": "BadRequestError"}
+
+
+@dataclass
+class Principal:
+    """The API client a request acts for, as its access token says."""
+
+    client_id: str
+    scope: str
+
+
+@dataclass
+class Context:
+    db: Database
+    principal: Principal | None = None
+    # "InternalError" / "BadRequestError" when the caller asked for a forced error (seed 002,
+    # "Error handling"): mutations answer it without touching the ledger.
+    force_error: str | None = None
+    # Reads that several fields of one response need (a ledger's id for every line's
+    # ledgerId), fetched once per request.
+    cache: dict[Any, Any] = field(default_factory=dict)
+    # (mutation field, result typename) of each mutation run, for /metrics.
+    outcomes: list[tuple[str, str]] = field(default_factory=list)
+
+    def cached(self, key: Any, load):
+        if key not in self.cache:
+            self.cache[key] = load()
+        return self.cache[key]
+
+
+def force_error_from_header(value: str | None) -> str | None:
+    if not value:
+        return None
+    return FORCEABLE_ERRORS.get(value.strip().lower())
