@@ -3,12 +3,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import migrations as _migrations
+
 from alembic import command
 from alembic.config import Config
 
 from ledger.db import normalize_url
 
-MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
+MIGRATIONS = Path(_migrations.__file__).resolve().parent
 
 
 def alembic_config(url: str) -> Config:
