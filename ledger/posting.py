@@ -104,17 +104,18 @@ def post_entries(conn: Connection, ledger: Ledger, requests: list[EntryRequest])
 
     # 1. Claim the iks. Sorted, so two batches sharing iks wait on each other in one order.
     order = sorted(range(len(compiled)), key=lambda i: compiled[i].request.ik)
-    rows = [{
-        "ledger_id": ledger.id, "ik": compiled[i].request.ik, "ik_version": 1,
-        "fingerprint": compiled[i].fingerprint, "type": compiled[i].type,
-        "description": compiled[i].description,
-        "posted": compiled[i].request.posted or now, "created": now,
-        "parameters": {k: str(v) for k, v in compiled[i].request.parameters.items()},
-        "tags": compiled[i].tags, "groups": compiled[i].groups,
-    } for i in order]
-    inserted = dict(conn.execute(
-        pg_insert(t.entries).values(rows).on_conflict_do_nothing(constraint="entries_ledger_ik_key")
-        .returning(t.entries.c.ik, t.entries.c.id)).all())
+    inserted = dict(conn.execute(_INSERT_ENTRIES, {
+        "l": ledger.id, "created": now,
+        "iks": [compiled[i].request.ik for i in order],
+        "fps": [compiled[i].fingerprint for i in order],
+        "types": [compiled[i].type for i in order],
+        "descs": [compiled[i].description for i in order],
+        "posted": [compiled[i].request.posted or now for i in order],
+        "params": [canonical_json({k: str(v) for k, v in compiled[i].request.parameters.items()})
+                   for i in order],
+        "tags": [canonical_json(compiled[i].tags) for i in order],
+        "groups": [canonical_json(compiled[i].groups) for i in order],
+    }).all())
     replays: dict[int, int] = {}
     if len(inserted) < len(compiled):
         taken = [c.request.ik for c in compiled if c.request.ik not in inserted]
@@ -179,15 +180,18 @@ def _apply(conn: Connection, ledger: Ledger, schema: Schema, entries: list[Compi
         except LedgerError as exc:
             raise _located(exc, index, batch) from None
 
-    line_rows = [{
-        "ledger_id": ledger.id, "entry_id": entry_id, "account_id": account_ids[l.path],
-        "key": l.key, "amount": l.amount, "currency": l.currency,
-        "posted": e.request.posted or now, "created": now, "description": l.description,
-        "tx_external_id": l.tx,
-    } for e, entry_id in zip(entries, entry_ids) for l in e.lines]
-    line_ids = conn.execute(
-        t.lines.insert().returning(t.lines.c.id, sort_by_parameter_order=True), line_rows
-    ).scalars().all()
+    flat = [(entry_id, e, l) for e, entry_id in zip(entries, entry_ids) for l in e.lines]
+    line_ids = {(r[1], r[2]): r[0] for r in conn.execute(_INSERT_LINES, {
+        "l": ledger.id, "created": now,
+        "entry_ids": [f[0] for f in flat],
+        "account_ids": [account_ids[f[2].path] for f in flat],
+        "keys": [f[2].key for f in flat],
+        "amounts": [str(f[2].amount) for f in flat],
+        "currencies": [f[2].currency for f in flat],
+        "posted": [f[1].request.posted or now for f in flat],
+        "descs": [f[2].description for f in flat],
+        "txs": [f[2].tx for f in flat],
+    })}
     touched = sorted(k for k, v in deltas.items() if v)
     if touched:
         conn.execute(sa.text(
@@ -206,14 +210,37 @@ def _apply(conn: Connection, ledger: Ledger, schema: Schema, entries: list[Compi
             {"l": ledger.id, "ids": [k[0] for k in pending], "curs": [k[1] for k in pending],
              "amounts": [str(eventual[k]) for k in pending]})
 
-    it = iter(line_ids)
     for e, entry_id, index in zip(entries, entry_ids, indexes):
         posted = e.request.posted or now
-        lines = [Line(str(next(it)), str(entry_id), l.key, l.path, l.amount, l.currency, posted,
+        lines = [Line(str(line_ids[(entry_id, l.key)]), str(entry_id), l.key, l.path, l.amount, l.currency, posted,
                       now, l.tx, l.description) for l in e.lines]
         entry = Entry(str(entry_id), ledger.ik, e.request.ik, e.type, e.description, posted, now,
                       e.tags, e.groups, lines)
         results[index] = PostResult(entry, lines, False)
+
+
+# Whole batches travel as a few arrays: the statement text never changes, so neither
+# SQLAlchemy nor psycopg re-compiles it, and the round trips do not grow with the batch.
+_INSERT_ENTRIES = sa.text(
+    "INSERT INTO entries (ledger_id, ik, ik_version, fingerprint, type, description, posted, "
+    "created, parameters, tags, groups) "
+    "SELECT :l, u.ik, 1, u.fp, u.type, u.descr, u.posted, :created, CAST(u.params AS jsonb), "
+    "CAST(u.tags AS jsonb), CAST(u.groups AS jsonb) FROM unnest("
+    "CAST(:iks AS text[]), CAST(:fps AS text[]), CAST(:types AS text[]), CAST(:descs AS text[]), "
+    "CAST(:posted AS timestamptz[]), CAST(:params AS text[]), CAST(:tags AS text[]), "
+    "CAST(:groups AS text[])) AS u(ik, fp, type, descr, posted, params, tags, groups) "
+    "ORDER BY u.ik ON CONFLICT ON CONSTRAINT entries_ledger_ik_key DO NOTHING "
+    "RETURNING ik, id")
+
+_INSERT_LINES = sa.text(
+    "INSERT INTO lines (ledger_id, entry_id, account_id, key, amount, currency, posted, created, "
+    "description, tx_external_id) "
+    "SELECT :l, u.entry_id, u.account_id, u.key, u.amount, u.currency, u.posted, :created, "
+    "u.descr, u.tx FROM unnest(CAST(:entry_ids AS bigint[]), CAST(:account_ids AS bigint[]), "
+    "CAST(:keys AS text[]), CAST(:amounts AS numeric[]), CAST(:currencies AS text[]), "
+    "CAST(:posted AS timestamptz[]), CAST(:descs AS text[]), CAST(:txs AS text[])) "
+    "AS u(entry_id, account_id, key, amount, currency, posted, descr, tx) "
+    "RETURNING id, entry_id, key")
 
 
 def _ensure_accounts(conn: Connection, ledger: Ledger, wanted: dict) -> dict[str, int]:

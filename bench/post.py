@@ -1,0 +1,133 @@
+"""Posting speed of the ledger engine: entries per second for single posts and for batches
+of 1,000, beside pgbench's TPC-B on the same PostgreSQL as the ceiling of one transaction
+per operation.
+
+    python bench/post.py [--seconds 15] [--clients 2]
+
+Uses DATABASE_URL, else an embedded PostgreSQL. Figures are ratios to pgbench measured in
+the same run, so they compare across machines.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.pgbench import drop_database, scratch_database, tpcb  # noqa: E402
+from ledger import service  # noqa: E402
+from ledger.db import Database  # noqa: E402
+from ledger.migrate import upgrade  # noqa: E402
+from ledger.model import EntryRequest  # noqa: E402
+
+SCHEMA = {
+    "key": "bench-wallet",
+    "chartOfAccounts": {"accounts": [
+        {"key": "assets", "type": "asset", "children": [{"key": "bank"}]},
+        {"key": "liabilities", "type": "liability", "children": [
+            {"key": "users", "template": True, "children": [{"key": "available"}]}]}]},
+    "ledgerEntries": {"types": [
+        {"type": "deposit", "lines": [
+            {"key": "bank", "account": {"path": "assets/bank"}, "amount": "{{amount}}"},
+            {"key": "user", "account": {"path": "liabilities/users:{{user}}/available"}, "amount": "{{amount}}"}]},
+        {"type": "transfer", "lines": [
+            {"key": "from", "account": {"path": "liabilities/users:{{from}}/available"}, "amount": "-{{amount}}"},
+            {"key": "to", "account": {"path": "liabilities/users:{{to}}/available"}, "amount": "{{amount}}"}],
+         "conditions": [{"account": {"path": "liabilities/users:{{from}}/available"},
+                         "postcondition": {"ownBalance": {"gte": "0"}}}]}]},
+}
+
+
+def log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def timed_run(clients: int, seconds: float, work) -> tuple[int, float]:
+    """Run ``work(client, round)`` (returns entries posted) in threads for ``seconds``."""
+    done = [0] * clients
+    stop = time.monotonic() + seconds
+
+    def loop(c):
+        r = 0
+        while time.monotonic() < stop:
+            done[c] += work(c, r)
+            r += 1
+    threads = [threading.Thread(target=loop, args=(c,)) for c in range(clients)]
+    start = time.monotonic()
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    return sum(done), time.monotonic() - start
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--seconds", type=float, default=15)
+    ap.add_argument("--clients", type=int, default=2)
+    args = ap.parse_args()
+
+    keep = None
+    server = os.environ.get("DATABASE_URL")
+    if not server:
+        from ledger.embedded import embedded_postgres
+        keep = Path(tempfile.mkdtemp(prefix="ledger-bench-"))
+        log("starting an embedded PostgreSQL (set DATABASE_URL to bench a server)...")
+        server = embedded_postgres(keep)
+
+    log(f"[1/3] pgbench TPC-B, {args.clients} clients, {args.seconds:.0f}s ...")
+    pg_tps = tpcb(server, int(args.seconds), args.clients)
+
+    url = scratch_database(server, "ledger_bench")
+    db = Database(url)
+    try:
+        upgrade(url)
+        service.store_schema(db, SCHEMA)
+        service.create_ledger(db, "bench", "Bench", "bench-wallet")
+        users = 1000
+
+        log(f"[2/3] single posts, {args.clients} clients, {args.seconds:.0f}s ...")
+
+        def single(c, r):
+            # transfers between distinct pairs: conditions checked, no shared hot row
+            a, b = f"s{c}-{r % 50}", f"s{c}-{(r + 1) % 50}"
+            if r < 50:
+                service.add_ledger_entry(db, "bench", EntryRequest(
+                    ik=f"seed-{c}-{r}", type="deposit", parameters={"user": a, "amount": "1000000"}))
+            else:
+                service.add_ledger_entry(db, "bench", EntryRequest(
+                    ik=f"s-{c}-{r}", type="transfer", parameters={"from": a, "to": b, "amount": "1"}))
+            return 1
+        single_n, single_t = timed_run(args.clients, args.seconds, single)
+
+        log(f"[3/3] batches of 1,000 deposits across {users} users, {args.clients} clients, {args.seconds:.0f}s ...")
+
+        def batch(c, r):
+            reqs = [EntryRequest(ik=f"b-{c}-{r}-{i}", type="deposit",
+                                 parameters={"user": f"u{c}-{i}", "amount": str(100 + i)})
+                    for i in range(users)]
+            service.add_ledger_entries(db, "bench", reqs)
+            return len(reqs)
+        batch_n, batch_t = timed_run(args.clients, args.seconds, batch)
+    finally:
+        db.dispose()
+        drop_database(url)
+        if keep is not None:
+            from ledger.embedded import stop_embedded_postgres
+            stop_embedded_postgres(keep)
+
+    single_eps = single_n / single_t
+    batch_eps = batch_n / batch_t
+    print(f"pgbench TPC-B (ceiling of 1 transaction per operation): {pg_tps:10.0f} tps")
+    print(f"single posts:        {single_eps:10.0f} entries/s  = {single_eps / pg_tps:5.2f}x pgbench")
+    print(f"batches of 1,000:    {batch_eps:10.0f} entries/s  = {batch_eps / pg_tps:5.2f}x pgbench"
+          f"  (target >= 4x: {'met' if batch_eps >= 4 * pg_tps else 'NOT met'})")
+
+
+if __name__ == "__main__":
+    main()
