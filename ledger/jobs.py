@@ -406,7 +406,7 @@ _CLAIM = sa.text("""
 _MARK = sa.text("""
     UPDATE posting_jobs AS j
     SET status = r.status, entry_id = r.entry_id, is_ik_replay = r.is_ik_replay,
-        error = r.error, finished = clock_timestamp()
+        error = r.error, finished = statement_timestamp()
     FROM jsonb_to_recordset(CAST(:rows AS jsonb))
          AS r(id bigint, status text, entry_id text, is_ik_replay boolean, error jsonb)
     WHERE j.id = r.id AND j.status = 'pending'""")
@@ -467,50 +467,67 @@ _ledgers = _Ledgers()
 def _post_run(conn: Connection, ledger: Ledger, run: list[_Claimed]) -> None:
     """Post a run of one ledger's jobs, in order, recording each outcome on its job.
 
-    Fast path: the whole run in one savepoint. When the engine refuses an entry, it says
-    which (``index``): the entries before it are posted again as a group (same state, same
-    result), the refused one is posted alone (to fail with its own error, worded for it
-    rather than for its place in our batch), and the rest tries the fast path again. After
-    a few refusals, the rest goes one savepoint per entry, so a run full of bad entries
-    costs no more than posting them one by one.
+    Fast path: the whole run in one savepoint. When the engine refuses an entry it says
+    which (``index``), having checked it against the balances the entries before it left:
+    those entries are posted again as a group (same state, same result) and the refused
+    one is failed with that error. The rest continues in chunks whose size adapts (halved
+    after a refusal, doubled after a success), because a refused attempt is rolled back
+    whole: with many bad entries, big chunks would redo most of their work again and
+    again. A failure the engine does not locate sends its chunk through one savepoint per
+    entry, so a bad entry always fails alone.
     """
     todo = [job for job in run if job.outcome is None]
-    refusals = 0
-    while todo:
-        if refusals >= 3:
-            for job in todo:
-                _post_one(conn, ledger, job)
-            return
+    i, chunk = 0, len(todo)
+    while i < len(todo):
+        part = todo[i:i + chunk]
         try:
             with conn.begin_nested():
-                results = posting.post_entries(conn, ledger, [j.parsed for j in todo])
+                results = posting.post_entries(conn, ledger, [j.parsed for j in part])
         except Exception as exc:  # noqa: BLE001 - sorted below
             if is_transient(exc):
                 raise
-            refusals += 1
             index = getattr(exc, "index", None)
             if not isinstance(exc, LedgerError) or not isinstance(index, int) \
-                    or not 0 <= index < len(todo):
-                for job in todo:
+                    or not 0 <= index < len(part):
+                for job in part:
                     _post_one(conn, ledger, job)
-                return
+                i += len(part)
+                continue
             if index > 0:
-                try:
-                    with conn.begin_nested():
-                        results = posting.post_entries(conn, ledger,
-                                                       [j.parsed for j in todo[:index]])
-                except Exception as again:  # noqa: BLE001
-                    if is_transient(again):
-                        raise
-                    for job in todo[:index]:
-                        _post_one(conn, ledger, job)
-                else:
-                    _record(todo[:index], results)
-            _post_one(conn, ledger, todo[index])
-            todo = todo[index + 1:]
+                _post_group(conn, ledger, part[:index])
+            part[index].outcome = {"status": FAILED,
+                                   "error": _failure(_unlocated(exc, index, len(part)))}
+            i += index + 1
+            chunk = max(1, chunk // 2)
         else:
-            _record(todo, results)
-            return
+            _record(part, results)
+            i += len(part)
+            chunk = min(len(todo), chunk * 2)
+
+
+def _unlocated(exc: LedgerError, index: int, size: int) -> LedgerError:
+    """The engine's error about entry ``index`` of our batch, worded as if that entry had
+    been posted alone: the batch is the worker's business, not the caller's."""
+    if size > 1:
+        where = f"entries[{index}]"
+        if exc.message.startswith(where + ": "):
+            exc.message = exc.message[len(where) + 2:]
+        if exc.field and exc.field.startswith(where + "."):
+            exc.field = exc.field[len(where) + 1:]
+    return exc
+
+
+def _post_group(conn: Connection, ledger: Ledger, group: list[_Claimed]) -> None:
+    try:
+        with conn.begin_nested():
+            results = posting.post_entries(conn, ledger, [j.parsed for j in group])
+    except Exception as exc:  # noqa: BLE001
+        if is_transient(exc):
+            raise
+        for job in group:
+            _post_one(conn, ledger, job)
+    else:
+        _record(group, results)
 
 
 def _post_one(conn: Connection, ledger: Ledger, job: _Claimed) -> None:
