@@ -117,24 +117,36 @@ def post_entries(conn: Connection, ledger: Ledger, requests: list[EntryRequest])
         "groups": [canonical_json(compiled[i].groups) for i in order],
     }).all())
     replays: dict[int, int] = {}
-    if len(inserted) < len(compiled):
-        taken = [c.request.ik for c in compiled if c.request.ik not in inserted]
+    waiting = [i for i in range(len(compiled)) if compiled[i].request.ik not in inserted]
+    while waiting:
         existing = {}
         for row in conn.execute(sa.text(
-                "SELECT DISTINCT ON (ik) ik, id, fingerprint FROM entries "
-                "WHERE ledger_id = :l AND ik = ANY(:iks) ORDER BY ik, ik_version DESC"),
-                {"l": ledger.id, "iks": taken}):
+                "SELECT DISTINCT ON (ik) ik, id, fingerprint, ik_version, reversed_by_id "
+                "FROM entries WHERE ledger_id = :l AND ik = ANY(:iks) ORDER BY ik, ik_version DESC"),
+                {"l": ledger.id, "iks": [compiled[i].request.ik for i in waiting]}):
             existing[row.ik] = row
-        for i, c in enumerate(compiled):
-            if c.request.ik in inserted:
-                continue
+        reposts: list[tuple[int, int]] = []
+        for i in waiting:
+            c = compiled[i]
             row = existing[c.request.ik]
+            if row.reversed_by_id is not None:
+                # The ik's latest entry was reversed: posting under it again is a correction,
+                # kept as the ik's next version beside the history.
+                reposts.append((i, row.ik_version + 1))
+                continue
             if row.fingerprint != c.fingerprint:
                 raise _located(BadRequestError(
                     "ik_conflict",
                     f"ik {c.request.ik!r} was already used for a different request in this ledger; "
                     "use a new ik for a new entry", field="ik"), i, batch)
             replays[i] = row.id
+        if not reposts:
+            break
+        got = dict(conn.execute(_INSERT_ENTRY_VERSIONS, _entry_arrays(
+            ledger, now, [compiled[i] for i, _ in reposts], [v for _, v in reposts])).all())
+        inserted.update(got)
+        # Another transaction reposted the same ik first: look again at what it left.
+        waiting = [i for i, _ in reposts if compiled[i].request.ik not in got]
     fresh = [i for i in range(len(compiled)) if i not in replays]
 
     results: dict[int, PostResult] = {}
@@ -191,6 +203,7 @@ def _apply(conn: Connection, ledger: Ledger, schema: Schema, entries: list[Compi
         "posted": [f[1].request.posted or now for f in flat],
         "descs": [f[2].description for f in flat],
         "txs": [f[2].tx for f in flat],
+        "strong": [f[2].account.own_consistency == "strong" for f in flat],
     })}
     touched = sorted(k for k, v in deltas.items() if v)
     if touched:
@@ -232,15 +245,88 @@ _INSERT_ENTRIES = sa.text(
     "ORDER BY u.ik ON CONFLICT ON CONSTRAINT entries_ledger_ik_key DO NOTHING "
     "RETURNING ik, id")
 
+def _entry_arrays(ledger: Ledger, now: datetime, entries: list[CompiledEntry],
+                  versions: list[int]) -> dict:
+    return {
+        "l": ledger.id, "created": now, "versions": versions,
+        "iks": [c.request.ik for c in entries],
+        "fps": [c.fingerprint for c in entries],
+        "types": [c.type for c in entries],
+        "descs": [c.description for c in entries],
+        "posted": [c.request.posted or now for c in entries],
+        "params": [canonical_json({k: str(v) for k, v in c.request.parameters.items()})
+                   for c in entries],
+        "tags": [canonical_json(c.tags) for c in entries],
+        "groups": [canonical_json(c.groups) for c in entries],
+    }
+
+
+_INSERT_ENTRY_VERSIONS = sa.text(
+    "INSERT INTO entries (ledger_id, ik, ik_version, fingerprint, type, description, posted, "
+    "created, parameters, tags, groups) "
+    "SELECT :l, u.ik, u.version, u.fp, u.type, u.descr, u.posted, :created, "
+    "CAST(u.params AS jsonb), CAST(u.tags AS jsonb), CAST(u.groups AS jsonb) FROM unnest("
+    "CAST(:iks AS text[]), CAST(:versions AS integer[]), CAST(:fps AS text[]), "
+    "CAST(:types AS text[]), CAST(:descs AS text[]), CAST(:posted AS timestamptz[]), "
+    "CAST(:params AS text[]), CAST(:tags AS text[]), CAST(:groups AS text[])) "
+    "AS u(ik, version, fp, type, descr, posted, params, tags, groups) "
+    "ORDER BY u.ik ON CONFLICT ON CONSTRAINT entries_ledger_ik_key DO NOTHING "
+    "RETURNING ik, id")
+
+# Lines carry the running own balance of their (account, currency) in (posted, id) order,
+# so that a balance at any time is one index probe (ledger/history.py). For strongly
+# consistent accounts this statement keeps it exact: the balance rows are locked, so every
+# earlier line of these keys has a smaller id than the ids drawn here, and
+#   - a new line's total is the total of the last older line at or before its posted time
+#     (as it was before this statement) plus the new lines of its key up to itself;
+#   - older lines posted after the earliest new line (backdating) gain the new amounts
+#     before them: one pass over that suffix of the key, nothing else.
+# Lines of eventually consistent accounts are written without a total (NULL); the rollup
+# numbers them under the balance row lock it takes anyway, so they never make a hot row.
 _INSERT_LINES = sa.text(
-    "INSERT INTO lines (ledger_id, entry_id, account_id, key, amount, currency, posted, created, "
-    "description, tx_external_id) "
-    "SELECT :l, u.entry_id, u.account_id, u.key, u.amount, u.currency, u.posted, :created, "
-    "u.descr, u.tx FROM unnest(CAST(:entry_ids AS bigint[]), CAST(:account_ids AS bigint[]), "
-    "CAST(:keys AS text[]), CAST(:amounts AS numeric[]), CAST(:currencies AS text[]), "
-    "CAST(:posted AS timestamptz[]), CAST(:descs AS text[]), CAST(:txs AS text[])) "
-    "AS u(entry_id, account_id, key, amount, currency, posted, descr, tx) "
-    "RETURNING id, entry_id, key")
+    "WITH u AS MATERIALIZED ("
+    "  SELECT nextval(pg_get_serial_sequence('lines', 'id')) AS id, u.* FROM unnest("
+    "    CAST(:entry_ids AS bigint[]), CAST(:account_ids AS bigint[]), CAST(:keys AS text[]), "
+    "    CAST(:amounts AS numeric[]), CAST(:currencies AS text[]), "
+    "    CAST(:posted AS timestamptz[]), CAST(:descs AS text[]), CAST(:txs AS text[]), "
+    "    CAST(:strong AS boolean[])) "
+    "  AS u(entry_id, account_id, key, amount, currency, posted, descr, tx, strong)), "
+    "ins AS ("
+    "  INSERT INTO lines (id, ledger_id, entry_id, account_id, key, amount, currency, posted, "
+    "    created, description, tx_external_id, balance_after) "
+    "  SELECT u.id, :l, u.entry_id, u.account_id, u.key, u.amount, u.currency, u.posted, "
+    "    :created, u.descr, u.tx, CASE WHEN u.strong THEN coalesce(("
+    "      SELECT x.balance_after FROM lines x WHERE x.account_id = u.account_id "
+    "      AND x.currency = u.currency AND (x.posted, x.id) < (u.posted, u.id) "
+    "      AND x.balance_after IS NOT NULL ORDER BY x.posted DESC, x.id DESC LIMIT 1), 0) "
+    "      + sum(u.amount) OVER (PARTITION BY u.account_id, u.currency "
+    "                            ORDER BY u.posted, u.id) END "
+    "  FROM u RETURNING id, entry_id, key), "
+    "later AS ("
+    "  UPDATE lines x SET balance_after = x.balance_after + s.add FROM ("
+    "    SELECT z.id, sum(z.amount) OVER (PARTITION BY z.account_id, z.currency "
+    "                                     ORDER BY z.posted, z.id) AS add, z.old FROM ("
+    "      SELECT o.id, o.account_id, o.currency, o.posted, 0::numeric AS amount, true AS old "
+    "      FROM (SELECT account_id, currency, min(posted) AS since FROM u WHERE strong "
+    "            GROUP BY account_id, currency) k "
+    "      JOIN lines o ON o.account_id = k.account_id AND o.currency = k.currency "
+    "      AND o.posted > k.since "
+    "      UNION ALL "
+    "      SELECT id, account_id, currency, posted, amount, false FROM u WHERE strong) z"
+    "  ) s WHERE x.id = s.id AND s.old AND x.balance_after IS NOT NULL) "
+    "SELECT id, entry_id, key FROM ins")
+
+
+def apply_compiled(conn: Connection, ledger: Ledger, schema: Schema,
+                   entries: list[CompiledEntry], entry_ids: list[int],
+                   now: datetime) -> list[PostResult]:
+    """Write already compiled entries whose entry rows exist (ids given): lock, check
+    conditions, insert lines, move balances. For entries the engine makes itself, such as
+    reversals (ledger/history.py); everything else goes through ``post_entries``."""
+    results: dict[int, PostResult] = {}
+    indexes = list(range(len(entries)))
+    _apply(conn, ledger, schema, entries, entry_ids, indexes, len(entries) > 1, now, results)
+    return [results[i] for i in indexes]
 
 
 def _ensure_accounts(conn: Connection, ledger: Ledger, wanted: dict) -> dict[str, int]:
@@ -357,7 +443,8 @@ def rollup(conn: Connection, limit: int = 50_000) -> int:
     """Fold appended deltas of eventually consistent accounts into their balances.
 
     Skips deltas another rollup holds, so several can run at once; returns how many deltas
-    were folded (0 when there is nothing to do)."""
+    were folded (0 when there is nothing to do). Then numbers the running totals of the
+    folded accounts' new lines (see ``_INSERT_LINES``) while it holds their balance rows."""
     row = conn.execute(sa.text(
         "WITH taken AS ("
         "  DELETE FROM balance_deltas WHERE id IN ("
@@ -368,7 +455,40 @@ def rollup(conn: Connection, limit: int = 50_000) -> int:
         "  SELECT account_id, currency, min(ledger_id), sum(amount) FROM taken "
         "  GROUP BY account_id, currency ORDER BY account_id, currency "
         "  ON CONFLICT (account_id, currency) DO UPDATE SET own = balances.own + EXCLUDED.own "
-        "  RETURNING 1) "
-        "SELECT (SELECT count(*) FROM taken), (SELECT count(*) FROM folded)"),
+        "  RETURNING account_id, currency) "
+        "SELECT (SELECT count(*) FROM taken), "
+        "  (SELECT array_agg(account_id ORDER BY account_id, currency) FROM folded), "
+        "  (SELECT array_agg(currency ORDER BY account_id, currency) FROM folded)"),
         {"n": limit}).first()
+    if row[1]:
+        number_lines(conn, row[1], row[2])
     return int(row[0])
+
+
+def number_lines(conn: Connection, account_ids: list[int], currencies: list[str]) -> None:
+    """Give running totals to the lines of these (account, currency) keys that lack one.
+
+    The caller holds the keys' balance rows, so no one else renumbers them meanwhile. Each
+    key is recomputed from its earliest unnumbered line to its end: lines committed later,
+    even earlier in posted time, are numbered by the rollup that folds their own deltas."""
+    conn.execute(sa.text(
+        "WITH k AS (SELECT * FROM unnest(CAST(:ids AS bigint[]), CAST(:curs AS text[])) "
+        "           AS k(account_id, currency)), "
+        "first AS ("
+        "  SELECT k.account_id, k.currency, p.posted, p.id FROM k CROSS JOIN LATERAL ("
+        "    SELECT x.posted, x.id FROM lines x WHERE x.account_id = k.account_id "
+        "    AND x.currency = k.currency AND x.balance_after IS NULL "
+        "    ORDER BY x.posted, x.id LIMIT 1) p), "
+        "base AS ("
+        "  SELECT f.*, coalesce((SELECT x.balance_after FROM lines x "
+        "    WHERE x.account_id = f.account_id AND x.currency = f.currency "
+        "    AND (x.posted, x.id) < (f.posted, f.id) AND x.balance_after IS NOT NULL "
+        "    ORDER BY x.posted DESC, x.id DESC LIMIT 1), 0) AS total FROM first f), "
+        "run AS ("
+        "  SELECT x.id, b.total + sum(x.amount) OVER (PARTITION BY x.account_id, x.currency "
+        "                                             ORDER BY x.posted, x.id) AS total "
+        "  FROM base b JOIN lines x ON x.account_id = b.account_id "
+        "  AND x.currency = b.currency AND (x.posted, x.id) >= (b.posted, b.id)) "
+        "UPDATE lines x SET balance_after = r.total FROM run r "
+        "WHERE x.id = r.id AND x.balance_after IS DISTINCT FROM r.total"),
+        {"ids": list(account_ids), "curs": list(currencies)})

@@ -94,3 +94,25 @@ lines = sa.Table(
     sa.Column("description", sa.Text),
     sa.Column("tx_external_id", sa.Text),
 )
+
+# ---------------------------------------------------------------- history (0004_history)
+
+# The own balance of the line's account and currency right after the line, in (posted, id)
+# order; NULL while the rollup has yet to number a line of an eventually consistent account.
+lines.append_column(sa.Column("balance_after", sa.Numeric))
+# A reversing entry names the entry it reverses; the reversed one names its reversal.
+entries.append_column(sa.Column("reverses_id", sa.BigInteger, sa.ForeignKey("entries.id")))
+entries.append_column(sa.Column("reversed_by_id", sa.BigInteger, sa.ForeignKey("entries.id")))
+entries.append_column(sa.Column("reversed_at", sa.DateTime(timezone=True)))
+
+entry_changes = sa.Table(
+    "entry_changes", metadata,
+    sa.Column("id", sa.BigInteger, primary_key=True),
+    sa.Column("ledger_id", sa.BigInteger, sa.ForeignKey("ledgers.id"), nullable=False),
+    sa.Column("entry_id", sa.BigInteger, sa.ForeignKey("entries.id"), nullable=False),
+    sa.Column("changed", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("tags_before", JSONB, nullable=False),
+    sa.Column("tags_after", JSONB, nullable=False),
+    sa.Column("groups_before", JSONB, nullable=False),
+    sa.Column("groups_after", JSONB, nullable=False),
+)
