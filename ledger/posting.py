@@ -73,7 +73,7 @@ def _located(exc: LedgerError, index: int, batch: bool) -> LedgerError:
     return exc
 
 
-def compile_all(schema: Schema, requests: list[EntryRequest]) -> list[CompiledEntry]:
+def compile_all(schema: Schema, requests: list[EntryRequest], txs=None) -> list[CompiledEntry]:
     """Compile every request, or fail on the first bad one naming its index."""
     batch = len(requests) > 1
     if len(requests) > MAX_BATCH:
@@ -85,7 +85,7 @@ def compile_all(schema: Schema, requests: list[EntryRequest]) -> list[CompiledEn
             raise _located(BadRequestError("invalid_input", f"ik {req.ik!r} appears twice in the batch (also at {seen[req.ik]})", field="ik"), i, batch)
         seen[req.ik] = i
         try:
-            entry = compile_entry(schema, req)
+            entry = compile_entry(schema, req, txs)
         except LedgerError as exc:
             raise _located(exc, i, batch) from None
         entry.fingerprint = fingerprint(req)
@@ -93,12 +93,14 @@ def compile_all(schema: Schema, requests: list[EntryRequest]) -> list[CompiledEn
     return out
 
 
-def post_entries(conn: Connection, ledger: Ledger, requests: list[EntryRequest]) -> list[PostResult]:
+def post_entries(conn: Connection, ledger: Ledger, requests: list[EntryRequest],
+                 txs=None) -> list[PostResult]:
     """Post entries atomically in the caller's transaction; replays return the original."""
     if not requests:
         return []
     schema = load_schema(conn, ledger.id)
-    compiled = compile_all(schema, requests)
+    # txs: the locked external txs reconcile_tx resolved (see schema.compile_entry).
+    compiled = compile_all(schema, requests, txs)
     batch = len(requests) > 1
     now = datetime.now(timezone.utc)
 

@@ -518,7 +518,9 @@ def _parse_entry_type(spec: Any, where: str, schema_accounts: dict[str, Account]
             if path is None:
                 continue
             acc = schema_accounts[path.account]
-            if acc.linked is not None and tx is None:
+            # A native link (the short form, "linkedAccount": "stripe") reconciles the tx
+            # the call names, as in seed 000; a custom link's line must say which tx.
+            if acc.linked is not None and tx is None and not isinstance(acc.linked, str):
                 issues.add(f"{lw}.tx", f"account {path.source()!r} is linked: its line must name the external tx (\"tx\": {{\"externalId\": \"{{{{tx_id}}}}\"}})")
             if acc.linked is None and tx is not None:
                 issues.add(f"{lw}.tx", f"account {path.source()!r} is not linked, so the line cannot name a tx")
@@ -654,11 +656,15 @@ def _check_balanced(etype: str, lines: list[LineType], accounts: dict[str, Accou
         cur = line.currency.source() if line.currency else acc.currency
         by_currency.setdefault(cur, []).append(line)
     for cur, group in by_currency.items():
-        open_lines = [l for l in group if l.amount is None and l.tx is None]
+        # A linked line without an amount takes its tx's amount, known only when posting;
+        # the entry is then checked numerically (check_balanced) instead of here.
+        from_tx = [l for l in group if l.amount is None
+                   and (l.tx is not None or accounts[l.path.account].linked is not None)]
+        open_lines = [l for l in group if l.amount is None and l not in from_tx]
         if len(open_lines) > 1:
             issues.add(f"{where}.lines", f"{len(open_lines)} lines in {cur} have no amount; at most one per currency can be inferred")
             continue
-        if open_lines:
+        if open_lines or from_tx:
             continue  # the one open line takes whatever balances the others
         total: dict[str, int] = {}
         for line in group:
@@ -792,14 +798,19 @@ def _check(balance: int, op: str, value: int) -> bool:
 check_condition = _check
 
 
-def compile_entry(schema: Schema, request: EntryRequest) -> CompiledEntry:
-    """Turn an entry request into concrete lines and conditions; refuse it if it cannot post."""
+def compile_entry(schema: Schema, request: EntryRequest,
+                  txs: dict[str, tuple[str, int]] | None = None) -> CompiledEntry:
+    """Turn an entry request into concrete lines and conditions; refuse it if it cannot post.
+
+    ``txs`` (line key -> (tx external id, tx amount)) is given by reconciliation only, which
+    has resolved and locked the txs: lines on linked accounts are then allowed and carry the
+    tx's amount. Without it, a line on a linked account is refused."""
     et = schema.entry_types.get(request.type)
     if et is None:
         raise BadRequestError("entry_type_not_found", f"entry.type: no entry type {request.type!r} in schema {schema.key!r}", field="entry.type")
     given = request.parameters
     if et.lines is None:
-        return _compile_runtime(schema, et, request)
+        return _compile_runtime(schema, et, request, txs)
     if request.lines is not None:
         raise BadRequestError("invalid_input", f"entry.lines: entry type {et.type!r} defines its lines; send parameters only", field="entry.lines")
     missing = sorted(p for p in et.params if p not in given)
@@ -822,15 +833,20 @@ def compile_entry(schema: Schema, request: EntryRequest) -> CompiledEntry:
     for lt in et.lines:
         path = lt.path.render(names)
         acc = schema.accounts[lt.path.account]
+        tx = None
         if acc.linked is not None:
-            raise BadRequestError("linked_account", f"entry.type: {et.type!r} posts to linked account {path!r}; use reconcileTx for it", field="entry.type")
+            if txs is None or lt.key not in txs:
+                raise BadRequestError("linked_account", f"entry.type: {et.type!r} posts to linked account {path!r}; use reconcileTx for it", field="entry.type")
+            tx = txs[lt.key]
         currency = lt.currency.render(text_values) if lt.currency else acc.currency
         if acc.currency_mode == "single" and currency != acc.currency:
             raise BadRequestError("invalid_input", f"entry.lines.{lt.key}.currency: account {path!r} holds only {acc.currency}", field=f"entry.lines.{lt.key}.currency")
         amount = lt.amount.evaluate(numbers) if lt.amount is not None else None
         if amount is not None and abs(amount) > MAX_AMOUNT:
             raise BadRequestError("invalid_amount", f"entry.lines.{lt.key}.amount: {amount} is beyond ±(2^120-1)", field=f"entry.lines.{lt.key}.amount")
-        cl = CompiledLine(lt.key, path, acc, amount, currency, None,
+        if tx is not None:
+            amount = _tx_amount(f"entry.lines.{lt.key}.amount", amount, tx)
+        cl = CompiledLine(lt.key, path, acc, amount, currency, tx[0] if tx else None,
                           lt.description.render(text_values) if lt.description else None)
         if amount is None:
             open_line[currency] = cl
@@ -857,7 +873,15 @@ def compile_entry(schema: Schema, request: EntryRequest) -> CompiledEntry:
     return entry
 
 
-def _compile_runtime(schema: Schema, et: EntryType, request: EntryRequest) -> CompiledEntry:
+def _tx_amount(field: str, amount: int | None, tx: tuple[str, int]) -> int:
+    """A line mirrors its tx: the amount is the tx's, and a different one is refused."""
+    if amount is not None and amount != tx[1]:
+        raise BadRequestError("tx_amount_mismatch", f"{field}: the line's amount {amount} differs from the amount {tx[1]} of tx {tx[0]!r}; a reconciled line takes the tx's amount", field=field)
+    return tx[1]
+
+
+def _compile_runtime(schema: Schema, et: EntryType, request: EntryRequest,
+                     txs: dict[str, tuple[str, int]] | None = None) -> CompiledEntry:
     if not request.lines:
         raise BadRequestError("invalid_input", f"entry.lines: {et.type!r} is a runtime entry type; give its lines", field="entry.lines")
     lines = []
@@ -875,9 +899,16 @@ def _compile_runtime(schema: Schema, et: EntryType, request: EntryRequest) -> Co
         account = raw.get("account")
         path = account.get("path") if isinstance(account, dict) else None
         acc = resolve_path(schema, path, f"{f}.account.path")
+        tx = None
         if acc.linked is not None:
-            raise BadRequestError("linked_account", f"{f}.account.path: {path!r} is linked; use reconcileTx for it", field=f"{f}.account.path")
-        amount = parse_amount(raw.get("amount"), f"{f}.amount")
+            if txs is None or key not in txs:
+                raise BadRequestError("linked_account", f"{f}.account.path: {path!r} is linked; use reconcileTx for it", field=f"{f}.account.path")
+            tx = txs[key]
+        if tx is not None:
+            given = parse_amount(raw["amount"], f"{f}.amount") if raw.get("amount") is not None else None
+            amount = _tx_amount(f"{f}.amount", given, tx)
+        else:
+            amount = parse_amount(raw.get("amount"), f"{f}.amount")
         cur = raw.get("currency")
         code = cur.get("code") if isinstance(cur, dict) else cur
         if code is None:
@@ -888,7 +919,7 @@ def _compile_runtime(schema: Schema, et: EntryType, request: EntryRequest) -> Co
             raise BadRequestError("invalid_input", f"{f}.currency: invalid currency {cur!r}", field=f"{f}.currency")
         elif acc.currency_mode == "single" and code != acc.currency:
             raise BadRequestError("invalid_input", f"{f}.currency: account {path!r} holds only {acc.currency}", field=f"{f}.currency")
-        lines.append(CompiledLine(key, path, acc, amount, code, None, raw.get("description") if isinstance(raw.get("description"), str) else None))
+        lines.append(CompiledLine(key, path, acc, amount, code, tx[0] if tx else None, raw.get("description") if isinstance(raw.get("description"), str) else None))
     values = {k: str(v) for k, v in request.parameters.items()}
     try:
         description = et.description.render(values) if et.description else None

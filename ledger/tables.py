@@ -116,3 +116,97 @@ entry_changes = sa.Table(
     sa.Column("groups_before", JSONB, nullable=False),
     sa.Column("groups_after", JSONB, nullable=False),
 )
+
+
+# ---------------------------------------------------------------- links and txs (ledger/reconcile.py)
+
+links = sa.Table(
+    "links", metadata,
+    sa.Column("id", sa.BigInteger, primary_key=True),
+    sa.Column("public_id", sa.Text, nullable=False, unique=True),
+    sa.Column("ik", sa.Text, nullable=False, unique=True),
+    sa.Column("name", sa.Text, nullable=False),
+    sa.Column("kind", sa.Text, nullable=False),
+    sa.Column("created", sa.DateTime(timezone=True), nullable=False),
+)
+
+external_accounts = sa.Table(
+    "external_accounts", metadata,
+    sa.Column("id", sa.BigInteger, primary_key=True),
+    sa.Column("link_id", sa.BigInteger, sa.ForeignKey("links.id"), nullable=False),
+    sa.Column("external_id", sa.Text, nullable=False),
+    sa.Column("name", sa.Text),
+    sa.Column("currency", sa.Text),
+    sa.Column("created", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("updated", sa.DateTime(timezone=True), nullable=False),
+    sa.UniqueConstraint("link_id", "external_id", name="external_accounts_link_external_key"),
+)
+
+external_txs = sa.Table(
+    "external_txs", metadata,
+    sa.Column("id", sa.BigInteger, primary_key=True),
+    sa.Column("link_id", sa.BigInteger, sa.ForeignKey("links.id"), nullable=False),
+    sa.Column("account_id", sa.BigInteger, sa.ForeignKey("external_accounts.id"), nullable=False),
+    sa.Column("external_id", sa.Text, nullable=False),
+    sa.Column("description", sa.Text),
+    sa.Column("amount", sa.Numeric, nullable=False),
+    sa.Column("posted", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("created", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("updated", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("deleted", sa.DateTime(timezone=True)),
+    sa.Column("ledger_id", sa.BigInteger, sa.ForeignKey("ledgers.id")),
+    sa.Column("entry_id", sa.BigInteger, sa.ForeignKey("entries.id")),
+    sa.Column("line_id", sa.BigInteger),
+    sa.Column("reconciled", sa.DateTime(timezone=True)),
+)
+
+linked_accounts = sa.Table(
+    "linked_accounts", metadata,
+    sa.Column("ledger_id", sa.BigInteger, sa.ForeignKey("ledgers.id"), primary_key=True),
+    sa.Column("path", sa.Text(collation="C"), primary_key=True),
+    sa.Column("external_account_id", sa.BigInteger, sa.ForeignKey("external_accounts.id"),
+              nullable=False),
+)
+
+stripe_links = sa.Table(
+    "stripe_links", metadata,
+    sa.Column("link_id", sa.BigInteger, sa.ForeignKey("links.id"), primary_key=True),
+    sa.Column("ledger_ik", sa.Text),
+    sa.Column("charge_entry_type", sa.Text),
+    sa.Column("fee_entry_type", sa.Text),
+    sa.Column("parameters", JSONB, nullable=False),
+    sa.Column("api_key", sa.Text),
+    sa.Column("webhook_secret", sa.Text),
+    sa.Column("backfill_since", sa.DateTime(timezone=True)),
+    sa.Column("backfill_until", sa.DateTime(timezone=True)),
+    sa.Column("backfill_starting_after", sa.Text),
+    sa.Column("backfill_done_until", sa.DateTime(timezone=True)),
+    sa.Column("updated", sa.DateTime(timezone=True), nullable=False),
+)
+
+stripe_events = sa.Table(
+    "stripe_events", metadata,
+    sa.Column("id", sa.Text, primary_key=True),
+    sa.Column("type", sa.Text, nullable=False),
+    sa.Column("payload", JSONB, nullable=False),
+    sa.Column("received", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("processed", sa.DateTime(timezone=True)),
+    sa.Column("error", sa.Text),
+)
+
+stripe_balance_txs = sa.Table(
+    "stripe_balance_txs", metadata,
+    sa.Column("id", sa.Text, primary_key=True),
+    sa.Column("link_id", sa.BigInteger, sa.ForeignKey("links.id"), nullable=False),
+    sa.Column("type", sa.Text, nullable=False),
+    sa.Column("status", sa.Text, nullable=False),
+    sa.Column("source_id", sa.Text),
+    sa.Column("currency", sa.Text, nullable=False),
+    sa.Column("amount", sa.Numeric, nullable=False),
+    sa.Column("fee", sa.Numeric, nullable=False),
+    sa.Column("created", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("available_on", sa.DateTime(timezone=True)),
+    sa.Column("checked", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("synced", sa.DateTime(timezone=True)),
+    sa.Column("problem", sa.Text),
+)
