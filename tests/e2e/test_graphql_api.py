@@ -284,3 +284,21 @@ def test_body_over_the_limit_is_413(api, token, wallet, gql):
     assert r.status_code == 413
     # Under the limit is fine.
     assert gql("{ ledgers { nodes { ik } } }").status_code == 200
+
+
+def test_invalid_schema_and_unknown_schema_are_bad_requests(gql, unique):
+    variables = seed002.store_schema_variables()
+    variables["schema"]["key"] = unique("broken-schema")
+    lines = variables["schema"]["ledgerEntries"]["types"][0]["lines"]
+    lines[1]["account"]["path"] = "liabilities/nowhere"
+    result = result_of(gql(seed002.STORE_SCHEMA.replace("... on Error {",
+                                                        "__typename ... on Error { retryable"),
+                           variables), "storeSchema")
+    assert result["__typename"] == "BadRequestError" and result["retryable"] is False
+    assert result["code"] == "invalid_schema"
+    assert "ledgerEntries.types[0].lines[1].account.path" in result["message"]
+    missing = result_of(gql(seed002.CREATE_LEDGER, {"ik": unique("l"), "ledger": {"name": "x"},
+                                                    "schema": {"key": "never-stored"}}),
+                        "createLedger")
+    assert missing == {"code": "schema_not_found", "message": missing["message"]}
+    assert "never-stored" in missing["message"]
