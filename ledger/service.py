@@ -11,12 +11,15 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.engine import Connection
 
 from ledger import balances as _balances
+from ledger import history as _history
 from ledger import posting
 from ledger import tables as t
 from ledger.db import Database
 from ledger.errors import BadRequestError, NotFoundError, SchemaError
-from ledger.model import (AccountBalances, CreateLedgerResult, Entry, EntryRequest, Ledger,
-                          PostResult, SchemaIssue, SchemaVersion)
+from ledger.model import (AccountBalances, BalanceChange, CreateLedgerResult, Entry, EntryChange,
+                          EntryFilter, EntryGroup, EntryRequest, HistoryEntry, Ledger, Page,
+                          PostResult, ReverseResult, SchemaIssue, SchemaVersion,
+                          UpdateEntryResult)
 from ledger.schema import canonical_json, load_document, parse_schema, verify
 
 _OFFSET = re.compile(r"^([+-])(\d{2}):00$")
@@ -180,37 +183,176 @@ def add_ledger_entries(db: Database, ledger_ik: str, requests: list[EntryRequest
 
 
 def get_ledger_entry(db: Database, *, id: str | None = None, ledger_ik: str | None = None,
-                     ik: str | None = None) -> Entry:
-    """An entry by id, or by ik within a ledger (the latest version of that ik)."""
+                     ik: str | None = None, version: int | None = None) -> HistoryEntry:
+    """An entry by id, or by ik within a ledger (the latest version of that ik, or
+    ``version``). Returns a ``HistoryEntry`` (an ``Entry`` plus ik version and reversal
+    links). NotFoundError ``entry_not_found``."""
     with db.transaction() as conn:
         if id is not None:
             if not str(id).isdigit():
                 raise NotFoundError("entry_not_found", f"id: no entry {id!r}", field="id")
             row = conn.execute(sa.select(t.entries.c.id, t.ledgers.c.ik).join(t.ledgers)
                                .where(t.entries.c.id == int(id))).first()
-            if row is None:
+            if row is None or (ledger_ik is not None and row[1] != ledger_ik):
                 raise NotFoundError("entry_not_found", f"id: no entry {id!r}", field="id")
-            ledger = _ledger(conn, row[1])
-            entry_id = row[0]
-        else:
-            ledger = _ledger(conn, ledger_ik)
-            entry_id = conn.execute(sa.select(t.entries.c.id).where(
-                t.entries.c.ledger_id == ledger.id, t.entries.c.ik == ik)
-                .order_by(t.entries.c.ik_version.desc()).limit(1)).scalar()
-            if entry_id is None:
-                raise NotFoundError("entry_not_found", f"ik: no entry with ik {ik!r} in ledger {ledger_ik!r}", field="ik")
-        return posting.load_entries(conn, ledger, [entry_id])[entry_id]
+            return _history.get_entry(conn, _ledger(conn, row[1]), row[0])
+        return _history.get_entry_by_ik(conn, _ledger(conn, ledger_ik), ik, version)
 
 
 # ---------------------------------------------------------------------------- balances
 
-def account_balances(db: Database, ledger_ik: str, path: str) -> AccountBalances:
+def account_balances(db: Database, ledger_ik: str, path: str, at: Any = None) -> AccountBalances:
+    """Own, child and total balances of ``path`` per currency.
+
+    ``at`` None: the latest balances (every committed line, future-dated ones included).
+    ``at`` a datetime or ISO 8601 time: the balances at that moment (lines posted at or
+    before it). ``at`` a period (``2025``, ``2025-Q1``, ``2025-02``, ``2025-02-03``,
+    ``2025-02-03T04``): the balances at the end of that period in the ledger's
+    balanceUTCOffset. A past read costs one index probe per (account, currency)."""
     with db.transaction() as conn:
         ledger = _ledger(conn, ledger_ik)
         schema = posting.load_schema(conn, ledger.id)
-        return _balances.account_balances(conn, ledger, schema, path)
+        if at is None:
+            return _balances.account_balances(conn, ledger, schema, path)
+        return _history.account_balances_at(conn, ledger, schema, path, at)
 
 
 def rollup(db: Database, limit: int = 50_000) -> int:
     """Fold pending deltas of eventually consistent accounts; returns how many were folded."""
     return db.run(lambda conn: posting.rollup(conn, limit))
+
+
+# ---------------------------------------------------------------------------- history
+
+def balance_change(db: Database, ledger_ik: str, path: str, period: str) -> BalanceChange:
+    """``balance_change(db, ledger_ik, path, period) -> BalanceChange``: how the own, child
+    and total balances of ``path`` changed over ``period`` (``2025``, ``2025-Q1``,
+    ``2025-02``, ``2025-02-03``, ``2025-02-03T04``, in the ledger's balanceUTCOffset), per
+    currency, with the period's UTC ``start`` and ``end``. Bad period: ``invalid_input``
+    naming ``period``."""
+    with db.transaction() as conn:
+        ledger = _ledger(conn, ledger_ik)
+        return _history.balance_change(conn, ledger, posting.load_schema(conn, ledger.id),
+                                       path, period)
+
+
+def reverse_ledger_entry(db: Database, *, id: str | None = None, ledger_ik: str | None = None,
+                         ik: str | None = None) -> ReverseResult:
+    """``reverse_ledger_entry(db, id=..., ledger_ik=None) | (db, ledger_ik=..., ik=...)
+    -> ReverseResult(reversed_entry, reversing_entry, is_ik_replay)``.
+
+    Posts a reversing entry mirroring every line at the same ``posted`` time and links the
+    two (``reversed_by_id``/``reversed_at`` and ``reverses_id``); both become immutable and
+    hidden from lists. Reversing again returns the same pair with ``is_ik_replay=True``.
+    Errors: ``entry_not_found``; ``entry_reversed`` for reversing a reversing entry;
+    ``condition_failed`` naming the account when the reversal would cross a condition the
+    schema guards that account with (nothing is written)."""
+    def run(conn: Connection) -> ReverseResult:
+        if id is not None:
+            ledger = _entry_ledger(conn, id, ledger_ik)
+            return _history.reverse_entry(conn, ledger, id)
+        ledger = _ledger(conn, ledger_ik)
+        entry = _history.get_entry_by_ik(conn, ledger, ik)
+        return _history.reverse_entry(conn, ledger, entry.id)
+    return db.run(run)
+
+
+def _entry_ledger(conn: Connection, id: Any, ledger_ik: str | None) -> Ledger:
+    """The ledger of entry ``id`` (which must be ``ledger_ik`` when given)."""
+    text = str(id)
+    found = conn.execute(sa.select(t.ledgers.c.ik).join(t.entries)
+                         .where(t.entries.c.id == int(text))).scalar() if text.isdigit() and len(text) <= 18 else None
+    if found is None or (ledger_ik is not None and found != ledger_ik):
+        raise NotFoundError("entry_not_found", f"id: no entry {id!r}", field="id")
+    return _ledger(conn, found)
+
+
+def list_ledger_entries(db: Database, ledger_ik: str, filters: EntryFilter | dict | None = None, *,
+                        first: int | None = None, after: str | None = None,
+                        last: int | None = None, before: str | None = None,
+                        account: str | None = None) -> Page:
+    """``list_ledger_entries(db, ledger_ik, filters=None, *, first, after, last, before,
+    account=None) -> Page[HistoryEntry]``, newest ``posted`` first.
+
+    ``filters``: an ``EntryFilter`` or its wire dict (``EntryFilter.from_input``): posted and
+    created ranges or periods, entry types, tags, groups, currency, and ``reversed``
+    (default False: reversed and reversing entries are left out; True: only those; None:
+    all). ``account``: only entries with a line in that account path or pattern.
+    Keyset pages: ``first``/``after`` forwards, ``last``/``before`` backwards; 20 by
+    default, at most 200. Bad cursor, size or filter: ``invalid_input`` naming the field."""
+    flt = EntryFilter.from_input(filters)
+    with db.transaction() as conn:
+        ledger = _ledger(conn, ledger_ik)
+        return _history.list_entries(conn, ledger, flt, first, after, last, before,
+                                     account=account)
+
+
+def list_lines(db: Database, ledger_ik: str, account: str | None = None,
+               filters: EntryFilter | dict | None = None, *, first: int | None = None,
+               after: str | None = None, last: int | None = None,
+               before: str | None = None) -> Page:
+    """``list_lines(db, ledger_ik, account=None, filters=None, *, first, after, last, before)
+    -> Page[Line]``, newest ``posted`` first.
+
+    ``account``: a path (``liabilities/users:alice/available``), a pattern where ``*``
+    stands for one instance value or key (``liabilities/users:*/available``), a path
+    ending in ``/*`` for all its descendants, or None for the whole ledger. ``filters`` as
+    in ``list_ledger_entries`` (applied to each line's entry; ``currency`` to the line)."""
+    flt = EntryFilter.from_input(filters)
+    with db.transaction() as conn:
+        ledger = _ledger(conn, ledger_ik)
+        return _history.list_lines(conn, ledger, account, flt, first, after, last, before)
+
+
+def update_ledger_entry(db: Database, id: str, tags: Any = None, groups: Any = None, *,
+                        ledger_ik: str | None = None) -> UpdateEntryResult:
+    """``update_ledger_entry(db, id, tags=None, groups=None, *, ledger_ik=None) ->
+    UpdateEntryResult(entry, change)``.
+
+    ``tags``/``groups``: ``{key: value}`` or ``[{key, value}]``; a key given sets its value,
+    a None value removes it, keys not given stay. The change is recorded (``change``, and
+    ``ledger_entry_changes``); an update that changes nothing records nothing (``change``
+    None). Errors: ``entry_not_found``; ``entry_reversed`` for a reversed or reversing
+    entry; ``invalid_input`` naming the field."""
+    def run(conn: Connection) -> UpdateEntryResult:
+        return _history.update_entry(conn, _entry_ledger(conn, id, ledger_ik), id, tags, groups)
+    return db.run(run)
+
+
+def ledger_entry_changes(db: Database, id: str) -> list[EntryChange]:
+    """``ledger_entry_changes(db, id) -> list[EntryChange]``: the recorded tag and group
+    updates of an entry, oldest first."""
+    with db.transaction() as conn:
+        return _history.entry_changes(conn, _entry_ledger(conn, id, None), id)
+
+
+def ik_versions(db: Database, ledger_ik: str, ik: str) -> list[HistoryEntry]:
+    """``ik_versions(db, ledger_ik, ik) -> list[HistoryEntry]``: every entry posted under
+    ``ik``, version 1 first. Posting under an ik whose latest entry is reversed adds the
+    next version; every version but the latest is reversed. ``entry_not_found`` if none."""
+    with db.transaction() as conn:
+        return _history.ik_versions(conn, _ledger(conn, ledger_ik), ik)
+
+
+def entry_group(db: Database, ledger_ik: str, key: str, value: str,
+                filters: EntryFilter | dict | None = None) -> EntryGroup:
+    """``entry_group(db, ledger_ik, key, value, filters=None) -> EntryGroup(key, value,
+    balances: list[GroupBalance(account_path, currency, amount)])``: the net change per
+    account and currency of the group's entries matching ``filters`` (as in
+    ``list_ledger_entries``)."""
+    flt = EntryFilter.from_input(filters)
+    with db.transaction() as conn:
+        return _history.group_balances(conn, _ledger(conn, ledger_ik), key, value, flt)
+
+
+def list_group_entries(db: Database, ledger_ik: str, key: str, value: str,
+                       filters: EntryFilter | dict | None = None, *, first: int | None = None,
+                       after: str | None = None, last: int | None = None,
+                       before: str | None = None) -> Page:
+    """``list_group_entries(db, ledger_ik, key, value, filters=None, *, first, after, last,
+    before) -> Page[HistoryEntry]``: the entries of group ``key``=``value``, paged and
+    filtered as in ``list_ledger_entries``."""
+    flt = EntryFilter.from_input(filters)
+    with db.transaction() as conn:
+        return _history.list_group_entries(conn, _ledger(conn, ledger_ik), key, value, flt,
+                                           first, after, last, before)

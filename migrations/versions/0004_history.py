@@ -29,6 +29,8 @@ def upgrade() -> None:
     op.execute(
         "CREATE INDEX lines_pending_total ON lines (account_id, currency, posted, id) "
         "WHERE balance_after IS NULL")
+    # Newest-first pages of an account's lines in every currency, and of a whole ledger.
+    op.execute("CREATE INDEX lines_account_time ON lines (account_id, posted, id)")
     op.execute("CREATE INDEX lines_ledger_posted ON lines (ledger_id, posted, id)")
 
     # A reversing entry points at the entry it reverses, and the reversed entry back at it.
@@ -68,5 +70,6 @@ def downgrade() -> None:
     op.execute("ALTER TABLE entries DROP COLUMN reversed_at, DROP COLUMN reversed_by_id, "
                "DROP COLUMN reverses_id")
     op.execute("DROP INDEX lines_ledger_posted")
+    op.execute("DROP INDEX lines_account_time")
     op.execute("DROP INDEX lines_pending_total")
     op.execute("ALTER TABLE lines DROP COLUMN balance_after")
