@@ -1,0 +1,242 @@
+"""The Stripe sync against a fake Stripe API (the real `stripe` package pointed at it):
+each charge counts exactly once, whether a webhook, a backfill, or both deliver it."""
+from __future__ import annotations
+
+import json
+import threading
+import time
+from datetime import datetime, timedelta, timezone
+
+import pytest
+import sqlalchemy as sa
+
+from ledger import reconcile, stripe_sync
+from ledger.errors import BadRequestError
+from tests.fakes.stripe_server import WEBHOOK_SECRET, FakeStripe
+from tests.integration.helpers import own
+from tests.integration.stripe_helpers import entry_count, stripe_wallet
+
+DAY = 86400
+
+
+@pytest.fixture
+def fake():
+    server = FakeStripe().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def wallet(db, unique):
+    return stripe_wallet(db, unique)
+
+
+def deliver(db, fake, event: dict, link_id: str, secret: str = WEBHOOK_SECRET):
+    """What the webhook route and its task do: verify, store, process."""
+    payload = json.dumps(event)
+    verified = stripe_sync.verify_event(payload.encode(), fake.sign(payload, secret),
+                                        stripe_sync.Secret(WEBHOOK_SECRET))
+    stored = stripe_sync.store_event(db, verified)
+    report = stripe_sync.process_event(db, verified["id"], fake.client(), link_id)
+    return stored, report
+
+
+def since_yesterday():
+    return datetime.now(timezone.utc) - timedelta(days=1)
+
+
+def test_webhook_then_backfill_posts_one_entry(db, fake, wallet):
+    ledger, link = wallet
+    made = fake.add_charge(2500, fee=103, metadata={"user_id": "alice"})
+    stored, report = deliver(db, fake, fake.event("charge.succeeded", made["charge"]), link)
+    assert stored and report.reconciled == 2 and not report.problems  # deposit and fee
+    again = stripe_sync.backfill(db, since_yesterday(), client=fake.client(), link_id=link)
+    assert again.listed == 1 and again.reconciled == 0 and again.already_reconciled == 2
+    assert entry_count(db, ledger, "deposit") == 1 and entry_count(db, ledger, "stripe_fee") == 1
+    assert own(db, ledger, "liabilities/users:alice/available") == 2500
+    assert own(db, ledger, "assets/banks/user-cash") == 2500 - 103
+    assert own(db, ledger, "expense/stripe-fees") == 103
+    # The deposit is keyed by the balance transaction and posted when it happened.
+    (tx,) = reconcile.find_txs(db, link, made["balance_transaction"]["id"])
+    assert tx.amount == 2500 and tx.entry_ids
+    assert tx.posted == datetime.fromtimestamp(made["charge"]["created"], tz=timezone.utc)
+
+
+def test_missed_webhook_backfill_posts_it(db, fake, wallet):
+    ledger, link = wallet
+    fake.add_charge(700, metadata={"user_id": "bob"})
+    report = stripe_sync.backfill(db, since_yesterday(), client=fake.client(), link_id=link)
+    assert report.reconciled == 1 and report.synced == 1
+    assert own(db, ledger, "liabilities/users:bob/available") == 700
+
+
+def test_two_charges_same_amount_same_day_are_two_entries(db, fake, wallet):
+    ledger, link = wallet
+    now = int(time.time())
+    fake.add_charge(1000, metadata={"user_id": "carol"}, created=now - 60)
+    fake.add_charge(1000, metadata={"user_id": "carol"}, created=now - 60)
+    report = stripe_sync.backfill(db, since_yesterday(), client=fake.client(), link_id=link)
+    assert report.reconciled == 2
+    assert entry_count(db, ledger, "deposit") == 2
+    assert own(db, ledger, "liabilities/users:carol/available") == 2000
+
+
+def test_replayed_event_is_a_no_op(db, fake, wallet):
+    ledger, link = wallet
+    made = fake.add_charge(400, metadata={"user_id": "dan"})
+    event = fake.event("charge.succeeded", made["charge"])
+    assert deliver(db, fake, event, link)[0] is True
+    stored, report = deliver(db, fake, event, link)
+    assert stored is False and report.listed == 0
+    assert entry_count(db, ledger) == 1
+    with db.transaction() as conn:
+        assert conn.execute(sa.text("SELECT count(*) FROM stripe_events WHERE id = :i"),
+                            {"i": event["id"]}).scalar() == 1
+
+
+def test_bad_signature_is_refused(db, fake, wallet):
+    made = fake.add_charge(400, metadata={"user_id": "eve"})
+    payload = json.dumps(fake.event("charge.succeeded", made["charge"]))
+    for header in (fake.sign(payload, "whsec_wrong"), None, "garbage",
+                   fake.sign(payload, WEBHOOK_SECRET, timestamp=int(time.time()) - 3600)):
+        with pytest.raises(BadRequestError) as info:
+            stripe_sync.verify_event(payload.encode(), header, stripe_sync.Secret(WEBHOOK_SECRET))
+        assert info.value.code == "invalid_signature"
+    # An altered body does not verify either.
+    header = fake.sign(payload, WEBHOOK_SECRET)
+    with pytest.raises(BadRequestError):
+        stripe_sync.verify_event(payload.replace("400", "40000").encode(), header,
+                                 stripe_sync.Secret(WEBHOOK_SECRET))
+
+
+def test_pending_charge_is_synced_only_once_available(db, fake, wallet):
+    ledger, link = wallet
+    made = fake.add_charge(900, metadata={"user_id": "fay"}, pending=True)
+    txn = made["balance_transaction"]["id"]
+    _, report = deliver(db, fake, fake.event("charge.succeeded", made["charge"]), link)
+    assert report.pending == 1 and report.synced == 0
+    report = stripe_sync.backfill(db, since_yesterday(), client=fake.client(), link_id=link)
+    assert report.pending == 1 and report.synced == 0
+    assert reconcile.find_txs(db, link, txn) == []
+    assert entry_count(db, ledger) == 0
+    # Not due yet (available_on is two days away): the scheduled re-check leaves it.
+    assert stripe_sync.recheck_pending(db, fake.client(), stripe_sync.load_settings(db, link)).listed == 0
+    fake.settle(txn)
+    # Stripe says so with balance.available; the re-check it triggers syncs it.
+    _, report = deliver(db, fake, fake.event("balance.available", {"object": "balance"}), link)
+    assert report.synced == 1 and report.reconciled == 1
+    assert own(db, ledger, "liabilities/users:fay/available") == 900
+    # Settled, it is no longer pending: nothing left to re-check.
+    assert stripe_sync.recheck_pending(db, fake.client(), stripe_sync.load_settings(db, link),
+                                       due_only=False).listed == 0
+
+
+def test_charge_without_user_id_stays_unreconciled_and_is_listed(db, fake, wallet):
+    ledger, link = wallet
+    made = fake.add_charge(333, metadata={"order": "o-1"})
+    fake.add_charge(444, metadata={"user_id": "gus"})
+    report = stripe_sync.backfill(db, since_yesterday(), client=fake.client(), link_id=link)
+    assert report.reconciled == 1
+    (problem,) = report.problems
+    txn = made["balance_transaction"]["id"]
+    assert problem.balance_transaction == txn and "user_id" in problem.reason
+    assert [p.balance_transaction for p in stripe_sync.problems(db, link)] == [txn]
+    page = reconcile.unreconciled_txs(db, ledger, "assets/banks/user-cash")
+    assert [(x.external_id, x.amount) for x in page.txs] == [(txn, 333)]
+    assert entry_count(db, ledger, "deposit") == 1
+    # Another delivery does not guess either.
+    stripe_sync.backfill(db, since_yesterday(), client=fake.client(), link_id=link)
+    assert entry_count(db, ledger, "deposit") == 1
+
+
+def test_backfill_pages_over_more_than_100_and_resumes_from_its_cursor(db, fake, unique):
+    ledger, link = stripe_wallet(db, unique, fee_type=False)
+    start = int(time.time()) - 3 * DAY
+    for i in range(230):
+        fake.add_charge(100 + i, metadata={"user_id": f"u{i % 7}"}, created=start + i * 60)
+    # Outside the window: never listed.
+    fake.add_charge(5, metadata={"user_id": "old"}, created=start - DAY)
+    since = datetime.fromtimestamp(start, tz=timezone.utc)
+
+    class Interrupted(Exception):
+        pass
+
+    seen = []
+
+    def progress(fraction, report):
+        seen.append(fraction)
+        if report.listed == 150:
+            raise Interrupted
+
+    with pytest.raises(Interrupted):
+        stripe_sync.backfill(db, since, client=fake.client(), link_id=link, progress=progress)
+    assert entry_count(db, ledger) == 150
+    # The cursor is in the database: the next run with the same `since` continues after
+    # the last complete page (100 objects), not from the start.
+    fake.requests.clear()
+    report = stripe_sync.backfill(db, since, client=fake.client(), link_id=link)
+    assert fake.requests[0][1].get("starting_after")
+    assert report.listed == 130 and report.reconciled == 80 and report.already_reconciled == 50
+    assert entry_count(db, ledger) == 230
+    assert own(db, ledger, "assets/banks/user-cash") == sum(100 + i for i in range(230))
+    assert all(int(p[1]["limit"]) == 100 for p in fake.requests)
+    assert seen == sorted(seen)  # newest first: progress only grows
+    settings = stripe_sync.load_settings(db, link)
+    assert settings.done_until is not None
+
+
+def test_trailing_backfill_starts_where_the_last_one_ended(db, fake, wallet):
+    ledger, link = wallet
+    fake.add_charge(10, metadata={"user_id": "h"}, created=int(time.time()) - 10 * DAY)
+    fake.add_charge(20, metadata={"user_id": "h"})
+    report = stripe_sync.backfill_trailing(db, fake.client(), link_id=link)
+    assert report.reconciled == 1  # the trailing window is 3 days
+    first_end = stripe_sync.load_settings(db, link).done_until
+    fake.add_charge(30, metadata={"user_id": "h"})
+    fake.requests.clear()
+    report = stripe_sync.backfill_trailing(db, fake.client(), link_id=link)
+    assert report.reconciled == 1
+    assert own(db, ledger, "liabilities/users:h/available") == 50
+    assert stripe_sync.load_settings(db, link).done_until > first_end
+
+
+def test_webhook_and_backfill_racing_post_one_entry(db, fake, wallet):
+    ledger, link = wallet
+    made = [fake.add_charge(50 + i, metadata={"user_id": "race"}) for i in range(10)]
+    events = [fake.event("charge.succeeded", m["charge"]) for m in made]
+    errors = []
+    barrier = threading.Barrier(3)
+
+    def webhooks():
+        barrier.wait()
+        for event in events:
+            deliver(db, fake, event, link)
+
+    def backfill():
+        barrier.wait()
+        stripe_sync.backfill(db, since_yesterday(), client=fake.client(), link_id=link)
+
+    def guard(fn):
+        def run():
+            try:
+                fn()
+            except Exception as exc:  # noqa: BLE001 - reported below
+                errors.append(exc)
+        return run
+
+    threads = [threading.Thread(target=guard(f)) for f in (webhooks, backfill, backfill)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    assert not errors, errors
+    assert entry_count(db, ledger, "deposit") == 10
+    assert own(db, ledger, "liabilities/users:race/available") == sum(50 + i for i in range(10))
+
+
+def test_secrets_never_show(db, wallet):
+    _, link = wallet
+    settings = stripe_sync.load_settings(db, link)
+    text = repr(settings) + str(settings)
+    assert "rk_test" not in text and "whsec_" not in text
+    assert settings.api_key.reveal().startswith("rk_test")
