@@ -423,8 +423,7 @@ class _Claimed:
 
 
 def is_transient(exc: BaseException) -> bool:
-    """A fault of the moment (connection lost, deadlock, retryable LedgerError): the whole
-    batch must be retried later, never recorded as the job's outcome."""
+    """A fault of the moment (connection lost, deadlock, retryable LedgerError)."""
     if isinstance(exc, LedgerError):
         return bool(exc.retryable)
     if isinstance(exc, DBAPIError):
@@ -432,18 +431,19 @@ def is_transient(exc: BaseException) -> bool:
     return False
 
 
-def _failure(exc: BaseException) -> dict:
-    if isinstance(exc, LedgerError):
-        error = exc.to_dict()
-        error.pop("index", None)  # the index in the worker's batch means nothing to a caller
-        return error
-    # An unexpected exception that fails the same way every time: failing this job is
-    # better than retrying it forever and blocking every later job of its partition.
-    log.error("posting a job raised %r; the job is marked failed", exc, exc_info=exc)
-    return {"__typename": "InternalError", "code": "posting_failed",
-            "message": "the entry could not be posted because of an internal error; "
-                       "submit it again with a new ik or report it",
-            "retryable": False}
+def _refused(exc: BaseException) -> bool:
+    """The engine's typed refusal of an entry, final whatever the state of the system: the
+    one kind of failure recorded as a job's outcome. Anything else (the database gone, code
+    deployed before its migration, a bug) rolls the whole batch back and propagates, so the
+    jobs stay pending and post once the fault is fixed: a job accepted is never failed
+    for a reason that is not its own."""
+    return isinstance(exc, LedgerError) and not exc.retryable
+
+
+def _failure(exc: LedgerError) -> dict:
+    error = exc.to_dict()
+    error.pop("index", None)  # its index in the worker's batch means nothing to a caller
+    return error
 
 
 class _Ledgers:
@@ -483,12 +483,11 @@ def _post_run(conn: Connection, ledger: Ledger, run: list[_Claimed]) -> None:
         try:
             with conn.begin_nested():
                 results = posting.post_entries(conn, ledger, [j.parsed for j in part])
-        except Exception as exc:  # noqa: BLE001 - sorted below
-            if is_transient(exc):
+        except LedgerError as exc:
+            if not _refused(exc):
                 raise
-            index = getattr(exc, "index", None)
-            if not isinstance(exc, LedgerError) or not isinstance(index, int) \
-                    or not 0 <= index < len(part):
+            index = exc.index
+            if not isinstance(index, int) or not 0 <= index < len(part):
                 for job in part:
                     _post_one(conn, ledger, job)
                 i += len(part)
@@ -521,8 +520,8 @@ def _post_group(conn: Connection, ledger: Ledger, group: list[_Claimed]) -> None
     try:
         with conn.begin_nested():
             results = posting.post_entries(conn, ledger, [j.parsed for j in group])
-    except Exception as exc:  # noqa: BLE001
-        if is_transient(exc):
+    except LedgerError as exc:
+        if not _refused(exc):
             raise
         for job in group:
             _post_one(conn, ledger, job)
@@ -534,8 +533,8 @@ def _post_one(conn: Connection, ledger: Ledger, job: _Claimed) -> None:
     try:
         with conn.begin_nested():
             [result] = posting.post_entries(conn, ledger, [job.parsed])
-    except Exception as exc:  # noqa: BLE001
-        if is_transient(exc):
+    except LedgerError as exc:
+        if not _refused(exc):
             raise
         job.outcome = {"status": FAILED, "error": _failure(exc)}
     else:
@@ -553,8 +552,9 @@ def work_partition(db: Database, partition: int, *, limit: int = DEFAULT_BATCH) 
 
     The advisory lock makes the partition single-consumer whatever the broker does (a
     duplicated message, two workers on one queue): a second caller gets ``busy`` at once
-    instead of waiting, and posts nothing. A transient fault rolls everything back and
-    propagates (InternalError or the driver's error): the jobs stay pending.
+    instead of waiting, and posts nothing. Only the engine's refusal of an entry fails a
+    job; any other fault rolls everything back and propagates (InternalError, the driver's
+    error, a bug): the jobs stay pending for the caller to retry.
     """
 
     def work(conn: Connection) -> WorkResult:

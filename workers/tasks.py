@@ -61,10 +61,15 @@ def post_partition(self, partition: int) -> str:
         try:
             result = jobs.work_partition(database(), partition, limit=BATCH)
         except Exception as exc:
-            if not jobs.is_transient(exc):
-                raise
-            # The batch rolled back; its jobs stay pending and this doorbell comes back.
-            log.warning("partition %s: transient failure, retrying: %s", partition, exc)
+            # The batch rolled back and its jobs stay pending: retry until the fault is
+            # gone. A fault that is not transient (code deployed before its migration, a
+            # bug) stops this partition, loudly, rather than fail jobs that did nothing
+            # wrong.
+            if jobs.is_transient(exc):
+                log.warning("partition %s: transient failure, retrying: %s", partition, exc)
+            else:
+                log.error("partition %s: posting failed; its jobs stay pending and are "
+                          "retried", partition, exc_info=exc)
             raise self.retry(exc=exc, countdown=_backoff(self.request.retries),
                              queue=jobs.queue_name(partition))
         if result.busy:

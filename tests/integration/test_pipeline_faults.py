@@ -119,3 +119,22 @@ def test_redis_flushed_while_jobs_pending_relay_recovers(pipeline):
     pipeline.worker(beat=True)
     pipeline.wait_finished(ledger, len(entries), timeout=90)
     pipeline.assert_books(ledger, entries)
+
+
+def test_database_connection_lost_mid_batch_is_retried(pipeline):
+    ledger = pipeline.new_ledger()
+    entries = workload("conn", 1000, 30, seed=24)
+    pipeline.submit_all(ledger, entries, batch=1000)
+    worker = pipeline.worker(LEDGER_BATCH=40)
+    wait_mid_batch(pipeline, ledger)
+    # The server ends the worker's session in the middle of its batch transaction: the
+    # batch rolls back and is run again (by the database retry loop, or by the task's
+    # retry with backoff once that gives up), the jobs staying pending meanwhile.
+    with pipeline.db.transaction() as conn:
+        ended = conn.execute(sa.text(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_locks WHERE locktype = 'advisory' "
+            "AND classid = :ns AND granted"), {"ns": LOCK_NAMESPACE}).scalar()
+    assert ended >= 1
+    pipeline.wait_finished(ledger, len(entries), timeout=120)
+    assert worker.proc.poll() is None
+    pipeline.assert_books(ledger, entries)

@@ -1,0 +1,242 @@
+"""End-to-end speed of asynchronous posting: entries accepted by the REST API (batches of
+1,000) until posted by a Celery worker, beside pgbench's TPC-B on the same PostgreSQL.
+
+    python bench/pipeline.py [--seconds 20] [--clients 2] [--concurrency 2]
+
+Runs the real processes: the API (uvicorn) and one worker (`celery worker`, every partition
+queue), on DATABASE_URL / REDIS_URL or else embedded servers, in a scratch database that is
+dropped at the end. Prints progress while it runs, then entries/s from the first accepted
+job to the last posted one, pgbench's tps and the ratio (target >= 4x), the lag from
+acceptance to posting (p50, p95) and the worker's peak memory.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import httpx  # noqa: E402
+import psutil  # noqa: E402
+import sqlalchemy as sa  # noqa: E402
+
+from bench.pgbench import drop_database, scratch_database, tpcb  # noqa: E402
+from ledger import clients, service  # noqa: E402
+from ledger.db import Database  # noqa: E402
+from ledger.migrate import upgrade  # noqa: E402
+
+BATCH = 1000
+# A hot bank account every deposit touches, eventually consistent as it would be in
+# production (DESIGN.md, "Consistency"); users strong, each deposit guarded by a cap.
+SCHEMA = {
+    "key": "bench-pipeline",
+    "chartOfAccounts": {
+        "assets": {"bank": {"consistencyConfig": {"ownBalanceUpdates": "eventual"}}},
+        "liabilities": {"users": {"template": True, "available": {}}},
+    },
+    "ledgerEntries": {"types": [
+        {"type": "deposit",
+         "lines": [
+             {"key": "bank", "account": {"path": "assets/bank"}, "amount": "{{amount}}"},
+             {"key": "user", "account": {"path": "liabilities/users:{{user}}/available"},
+              "amount": "{{amount}}"}],
+         "conditions": [{"account": {"path": "liabilities/users:{{user}}/available"},
+                         "postcondition": {"ownBalance": {"lte": "1000000000000"}}}]},
+    ]},
+}
+
+
+def log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start(args: list[str], env: dict, log_path: Path) -> subprocess.Popen:
+    return subprocess.Popen(args, cwd=ROOT, env=env, stdout=open(log_path, "wb"),
+                            stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            pass
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.wait()
+
+
+def tree_rss(pid: int) -> tuple[int, int]:
+    """(largest single process, whole tree) resident memory in bytes."""
+    try:
+        root = psutil.Process(pid)
+        procs = [root] + root.children(recursive=True)
+        sizes = [p.memory_info().rss for p in procs]
+    except psutil.NoSuchProcess:
+        return 0, 0
+    return max(sizes), sum(sizes)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--seconds", type=float, default=20, help="how long to submit")
+    ap.add_argument("--clients", type=int, default=2, help="concurrent submitters")
+    ap.add_argument("--concurrency", type=int, default=2, help="worker processes")
+    ap.add_argument("--users", type=int, default=10_000)
+    ap.add_argument("--pgbench-seconds", type=int, default=20)
+    args = ap.parse_args()
+
+    tmp = Path(tempfile.mkdtemp(prefix="ledger-bench-"))
+    server = os.environ.get("DATABASE_URL") or ""
+    redis_url = os.environ.get("REDIS_URL") or ""
+    embedded_redis = None
+    if not server:
+        from ledger.embedded import embedded_postgres
+        log("starting an embedded PostgreSQL (set DATABASE_URL to bench a server)...")
+        server = embedded_postgres(tmp)
+    if not redis_url:
+        from ledger.embedded import embedded_redis as start_redis
+        embedded_redis = start_redis(tmp)
+        redis_url = embedded_redis.redis_url
+
+    url = scratch_database(server, "ledger_pipeline_bench")
+    procs: list[subprocess.Popen] = []
+    db = Database(url)
+    try:
+        upgrade(url)
+        service.store_schema(db, SCHEMA)
+        service.create_ledger(db, "bench", "Bench", SCHEMA["key"])
+        created = clients.create_client(db, "bench")
+        port = free_port()
+        prefix = f"bench-{secrets.token_hex(3)}"
+        env = {**os.environ, "DATABASE_URL": url, "REDIS_URL": redis_url,
+               "LEDGER_QUEUE_PREFIX": prefix, "PYTHONPATH": str(ROOT)}
+        py = sys.executable
+        log(f"logs in {tmp}")
+        api = start([py, "-m", "uvicorn", "api.app:app", "--port", str(port),
+                     "--log-level", "warning"], env, tmp / "api.log")
+        worker = start([py, "-m", "celery", "-A", "workers.app", "worker", "--loglevel",
+                        "WARNING", "--concurrency", str(args.concurrency), "--without-gossip",
+                        "--without-mingle", "--without-heartbeat"], env, tmp / "worker.log")
+        procs = [api, worker]
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"{base}/healthz", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline or api.poll() is not None:
+                sys.exit(f"the API did not start; see {tmp / 'api.log'}")
+            time.sleep(0.2)
+        token = httpx.post(f"{base}/oauth2/token", data={"grant_type": "client_credentials"},
+                           auth=(created.client_id, created.client_secret)).json()["access_token"]
+        headers = {"Authorization": f"Bearer {token}"}
+        time.sleep(2)  # the worker connects to the broker
+
+        accepted = [0] * args.clients
+        peak = {"one": 0, "all": 0}
+        stop_at = time.monotonic() + args.seconds
+
+        def submitter(c: int) -> None:
+            with httpx.Client(timeout=120, headers=headers) as http:
+                r = 0
+                while time.monotonic() < stop_at:
+                    body = [{"ik": f"{c}-{r}-{i}", "type": "deposit",
+                             "parameters": {"user": f"u{(r * BATCH + i) % args.users}",
+                                            "amount": str(1 + i)}} for i in range(BATCH)]
+                    resp = http.post(f"{base}/v1/ledgers/bench/entries", json=body)
+                    if resp.status_code != 202:
+                        raise SystemExit(f"submission refused: {resp.status_code} "
+                                         f"{resp.text[:300]}")
+                    accepted[c] += BATCH
+                    r += 1
+
+        log(f"[1/2] submitting batches of {BATCH} with {args.clients} clients for "
+            f"{args.seconds:.0f}s; one worker, concurrency {args.concurrency} ...")
+        threads = [threading.Thread(target=submitter, args=(c,), daemon=True)
+                   for c in range(args.clients)]
+        t0 = time.monotonic()
+        for th in threads:
+            th.start()
+
+        def progress() -> tuple[int, int]:
+            with db.transaction() as conn:
+                row = conn.execute(sa.text(
+                    "SELECT count(*) FILTER (WHERE status <> 'pending'), "
+                    "count(*) FILTER (WHERE status = 'pending') FROM posting_jobs")).one()
+            one, total = tree_rss(worker.pid)
+            peak["one"], peak["all"] = max(peak["one"], one), max(peak["all"], total)
+            return row[0], row[1]
+
+        last = (t0, 0)
+        while True:
+            time.sleep(1)
+            done, pending = progress()
+            now = time.monotonic()
+            rate = (done - last[1]) / (now - last[0])
+            last = (now, done)
+            log(f"  {now - t0:5.1f}s  accepted {sum(accepted):>7}  posted/failed {done:>7}  "
+                f"pending {pending:>6}  {rate:8.0f}/s  worker RSS {peak['one'] / 2**20:.0f} MB")
+            if worker.poll() is not None:
+                sys.exit(f"the worker died; see {tmp / 'worker.log'}")
+            if all(not th.is_alive() for th in threads) and pending == 0 \
+                    and done >= sum(accepted):
+                break
+        with db.transaction() as conn:
+            row = conn.execute(sa.text(
+                "SELECT min(created), max(finished), count(*), "
+                "count(*) FILTER (WHERE status = 'failed'), "
+                "percentile_cont(0.5) WITHIN GROUP (ORDER BY finished - created), "
+                "percentile_cont(0.95) WITHIN GROUP (ORDER BY finished - created) "
+                "FROM posting_jobs")).one()
+        first, last_posted, total, failed, p50, p95 = row
+        span = (last_posted - first).total_seconds()
+        eps = total / span
+    finally:
+        for p in procs:
+            stop(p)
+        db.dispose()
+        drop_database(url)
+
+    log(f"[2/2] pgbench TPC-B, {args.clients} clients, {args.pgbench_seconds}s, "
+        "same PostgreSQL ...")
+    pg_tps = tpcb(server, args.pgbench_seconds, args.clients)
+    if embedded_redis is not None:
+        embedded_redis.stop(save=False)
+    if not os.environ.get("DATABASE_URL"):
+        from ledger.embedded import stop_embedded_postgres
+        stop_embedded_postgres(tmp)
+
+    ratio = eps / pg_tps
+    print(f"entries accepted and posted: {total} ({failed} failed) in {span:.1f}s")
+    print(f"end to end (API accept -> posted): {eps:10.0f} entries/s")
+    print(f"pgbench TPC-B, same PostgreSQL:    {pg_tps:10.0f} tps")
+    print(f"ratio: {ratio:.2f}x  (target >= 4x: {'met' if ratio >= 4 else 'NOT met'})")
+    print(f"lag accept -> posted: p50 {p50.total_seconds():.2f}s  p95 {p95.total_seconds():.2f}s")
+    print(f"worker RSS peak: {peak['one'] / 2**20:.0f} MB per process, "
+          f"{peak['all'] / 2**20:.0f} MB for main + pool (limit 250 MB)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,53 @@
+"""The doorbell task's retry policy, run in-process (Celery's eager apply) on this run's
+database: a transient fault leaves the jobs pending and is retried with growing backoff."""
+from __future__ import annotations
+
+import pytest
+
+from ledger import jobs
+from ledger.errors import InternalError
+
+
+@pytest.fixture
+def tasks(monkeypatch, database_url, redis_url):
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    monkeypatch.setenv("REDIS_URL", redis_url)
+    from workers import tasks
+
+    return tasks
+
+
+def test_transient_failure_is_retried_with_backoff_and_jobs_stay_pending(
+        tasks, pipeline, monkeypatch):
+    ledger = pipeline.new_ledger()
+    entries = [{"ik": f"t-{i}", "type": "deposit", "parameters": {"user": "x", "amount": "3"}}
+               for i in range(10)]
+    [partition] = {j.partition for j in jobs.submit_entries(pipeline.db, ledger, entries).jobs}
+
+    real = jobs.work_partition
+    calls = []
+
+    def flaky(db, p, **kw):
+        calls.append(p)
+        if len(calls) <= 3:
+            assert set(pipeline.statuses(ledger).values()) == {jobs.PENDING}
+            raise InternalError("database_unavailable", "the database went away")
+        return real(db, p, **kw)
+
+    countdowns = []
+    retry = tasks.post_partition.retry
+
+    def recording_retry(*args, **kwargs):
+        countdowns.append(kwargs.get("countdown"))
+        assert kwargs.get("queue") == jobs.queue_name(partition)
+        return retry(*args, **kwargs)
+
+    monkeypatch.setattr(tasks.jobs, "work_partition", flaky)
+    monkeypatch.setattr(tasks.post_partition, "retry", recording_retry)
+    result = tasks.post_partition.apply(args=(partition,))
+    assert result.successful(), result.traceback
+    assert set(pipeline.statuses(ledger).values()) == {jobs.POSTED}
+    assert len(countdowns) == 3
+    # Exponential with jitter: each wait's range is above the previous one's floor.
+    assert 0.25 <= countdowns[0] <= 0.5 and 0.5 <= countdowns[1] <= 1 \
+        and 1 <= countdowns[2] <= 2
