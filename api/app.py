@@ -24,6 +24,7 @@ from starlette.concurrency import run_in_threadpool
 from api import auth
 from api.graphql.http import router as graphql_router
 from api.graphql.schema import schema as graphql_schema
+from api.webhooks import router as webhooks_router
 from ledger.db import Database
 from ledger.errors import LedgerError
 
@@ -302,6 +303,7 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
 
     app.include_router(auth.router)
     app.include_router(graphql_router)
+    app.include_router(webhooks_router)  # no token: the Stripe signature authenticates
 
     @app.get("/healthz", tags=["ops"], summary="Liveness and database reachability")
     def healthz(request: Request):

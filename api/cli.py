@@ -42,6 +42,8 @@ app = typer.Typer(help="A self-hosted double-entry ledger: a database for money.
 clients_app = typer.Typer(help="API clients (OAuth2 client credentials): create, list, revoke.",
                           no_args_is_help=True)
 app.add_typer(clients_app, name="api-client")
+from api.stripe_cli import stripe_app  # noqa: E402  (imports this module only lazily)
+app.add_typer(stripe_app, name="stripe")
 
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)

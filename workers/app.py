@@ -65,7 +65,7 @@ def partition_queues() -> list[str]:
     return [jobs.queue_name(p) for p in range(jobs.partition_count())]
 
 
-app = Celery("ledger", broker=REDIS_URL, include=["workers.tasks"])
+app = Celery("ledger", broker=REDIS_URL, include=["workers.tasks", "workers.stripe_tasks"])
 app.conf.update(
     # At-least-once: a message is acknowledged only after its task ran, and a task whose
     # worker process died is given back to the broker instead of being dropped.
@@ -106,5 +106,13 @@ app.conf.update(
                    "options": {"expires": _seconds("LEDGER_ROLLUP_EVERY_SECONDS", 2)}},
         "prune": {"task": "ledger.prune", "schedule": 3600.0,
                   "options": {"expires": 3600.0}},
+        # Stripe: the trailing-window backfill (a no-op until an API key is configured)
+        # and the sweep of webhook events whose task never ran.
+        "stripe-backfill": {"task": "ledger.stripe.backfill",
+                            "schedule": _seconds("LEDGER_STRIPE_BACKFILL_EVERY_SECONDS", 900),
+                            "options": {"expires": _seconds("LEDGER_STRIPE_BACKFILL_EVERY_SECONDS", 900)}},
+        "stripe-inbox": {"task": "ledger.stripe.inbox",
+                         "schedule": _seconds("LEDGER_STRIPE_INBOX_EVERY_SECONDS", 60),
+                         "options": {"expires": _seconds("LEDGER_STRIPE_INBOX_EVERY_SECONDS", 60)}},
     },
 )
