@@ -3,8 +3,10 @@ from __future__ import annotations
 
 import strawberry
 from strawberry.schema.config import StrawberryConfig
+from strawberry.tools import merge_types
 
 from api.graphql import types as t
+from api.graphql.reconcile import ReconcileMutation
 from api.graphql.resolvers import Mutation, Query
 from api.graphql.scalars import SCALAR_MAP
 
@@ -17,7 +19,7 @@ class LedgerSchema(strawberry.Schema):
 
 schema = LedgerSchema(
     query=Query,
-    mutation=Mutation,
+    mutation=merge_types("Mutation", (Mutation, ReconcileMutation)),
     # Reachable only through the Error interface or by name in fragments: list them so they
     # are part of the schema (introspection, `... on NotFoundError`).
     types=[t.BadRequestError, t.InternalError, t.NotFoundError],

@@ -325,6 +325,12 @@ class LedgerAccount:
             _no_history("at")
         return _amounts(self.balances_now(info).total)
 
+    @strawberry.field(description="Synced txs of this linked account that no entry reconciles yet, oldest first.")
+    def unreconciled_txs(self, info: Info, first: Optional[int] = None, after: Optional[str] = None
+                         ) -> Annotated["TxsConnection", strawberry.lazy("api.graphql.reconcile")]:
+        from api.graphql.reconcile import unreconciled_txs
+        return unreconciled_txs(info, self._ledger_ik, self._path, first, after)
+
 
 # ------------------------------------------------------------------ entries and lines
 
