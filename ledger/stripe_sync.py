@@ -2,9 +2,10 @@
 
 Stripe moves money in *balance transactions* (``txn_...``): a charge's gross amount and its
 fee arrive in one of them, pending at first and available on ``available_on``. We sync each
-available one as txs of the Stripe link's external account for its currency (the gross
-amount under the balance transaction's id, the fee as a separate negative tx ``<id>:fee``, so
-fees can be booked to an expense account), and reconcile a charge's gross tx into the
+available one as txs of the Stripe link's external account for its currency: the gross
+amount as one tx (named by the charge id for a charge, else by the balance transaction id)
+and the fee as a separate negative tx ``<id>:fee``, so fees can be booked to an expense
+account. We reconcile a charge's gross tx into the
 configured entry type with parameters read from the charge (``user_id`` from
 ``metadata.user_id``). A charge whose metadata lacks a parameter stays unreconciled and is
 reported, never guessed.
@@ -140,7 +141,8 @@ def configure_stripe(db: Database, *, link_id: str | None = None, ledger_ik: str
                      charge_entry_type: str | None = None, fee_entry_type: str | None = None,
                      parameters: dict[str, str] | None = None, api_key: str | None = None,
                      webhook_secret: str | None = None) -> StripeSettings:
-    """Create or update the Stripe link's settings; arguments left None stay as they are."""
+    """Create or update the Stripe link's settings; arguments left None stay as they are
+    (an empty entry type clears it)."""
     link_id = link_id or default_link_id()
     if parameters is not None:
         if not isinstance(parameters, dict) or not all(
@@ -156,7 +158,7 @@ def configure_stripe(db: Database, *, link_id: str | None = None, ledger_ik: str
                            .with_for_update()).first()
         ledger = ledger_ik if ledger_ik is not None else row.ledger_ik
         for etype in (charge_entry_type, fee_entry_type):
-            if etype is not None and ledger is not None:
+            if etype and ledger is not None:
                 schema = posting.load_schema(conn, _ledger(conn, ledger).id)
                 if etype not in schema.entry_types:
                     raise BadRequestError("entry_type_not_found", f"no entry type {etype!r} in the schema of ledger {ledger!r}", field="entry_type")
@@ -164,6 +166,10 @@ def configure_stripe(db: Database, *, link_id: str | None = None, ledger_ik: str
             "ledger_ik": ledger_ik, "charge_entry_type": charge_entry_type,
             "fee_entry_type": fee_entry_type, "parameters": parameters, "api_key": api_key,
             "webhook_secret": webhook_secret}.items() if v is not None}
+        # An empty entry type turns that reconciliation off (txs are still synced).
+        for name in ("charge_entry_type", "fee_entry_type"):
+            if values.get(name) == "":
+                values[name] = None
         conn.execute(t.stripe_links.update().where(t.stripe_links.c.link_id == link.id)
                      .values(updated=datetime.now(timezone.utc), **values))
 
@@ -314,6 +320,16 @@ def _account_for(conn: Connection, link, currency: str):
         t.external_accounts.c.external_id == f"balance-{code.lower()}")).first()
 
 
+def tx_external_id(bt: dict) -> str:
+    """A charge's tx is named by the charge id (one charge, one balance transaction), so
+    seed 000's ``reconcile_tx(..., external_ref=charge_id)`` and a webhook's charge find it;
+    other balance transactions by their own id (a payout and its failure share a source)."""
+    source_id = _id_of(bt.get("source"))
+    if bt.get("type") in CHARGE_TYPES and source_id:
+        return source_id
+    return bt["id"]
+
+
 def handle_balance_transaction(db: Database, settings: StripeSettings, bt: dict) -> SyncReport:
     """Track one balance transaction; once available, sync it as txs and reconcile it."""
     report = SyncReport(listed=1)
@@ -344,9 +360,10 @@ def handle_balance_transaction(db: Database, settings: StripeSettings, bt: dict)
         account = _account_for(conn, link, bt["currency"])
         posted = _ts(bt["created"])
         what = bt.get("description") or (f"{bt.get('type')} {source_id}" if source_id else bt.get("type"))
-        items = [reconcile.TxInput(account.id, bt["id"], what, amount, posted)]
+        ext = tx_external_id(bt)
+        items = [reconcile.TxInput(account.id, ext, what, amount, posted)]
         if fee:
-            items.append(reconcile.TxInput(account.id, bt["id"] + FEE_SUFFIX, f"Stripe fee: {what}", -fee, posted))
+            items.append(reconcile.TxInput(account.id, ext + FEE_SUFFIX, f"Stripe fee: {what}", -fee, posted))
         txs = reconcile.sync_txs(conn, link, items, field="balance_transaction")
         conn.execute(t.stripe_balance_txs.update().where(t.stripe_balance_txs.c.id == bt["id"])
                      .values(synced=sa.func.coalesce(t.stripe_balance_txs.c.synced, now)))

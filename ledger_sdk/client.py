@@ -248,6 +248,18 @@ class _Core:
         return _Op(d.ADD_LEDGER_ENTRY, {"ik": ik, "entry": entry}, "addLedgerEntry",
                    AddLedgerEntryResult.from_wire, mutation=True)
 
+    def _op_reconcile_tx(self, type, parameters, external_ref, ledger, ik, lines) -> _Op:
+        # No ik by default: the server keys the reconciliation by the tx's external id, so
+        # retries (and other senders of the same tx) land on the same entry.
+        entry = _entry_input(self._ledger(ledger), type, parameters, None, None, None, lines)
+        if ik:
+            entry["ik"] = ik
+        variables: dict = {"entry": entry}
+        if external_ref:
+            variables["tx"] = {"externalId": external_ref}
+        return _Op(d.RECONCILE_TX, variables, "reconcileTx", AddLedgerEntryResult.from_wire,
+                   mutation=True)
+
     def _op_add_ledger_entries(self, entries: list[dict], ledger: str | None) -> _Op:
         items = []
         for e in entries:
@@ -387,6 +399,15 @@ class Client(_Core):
         return await self.add_ledger_entry(ik=idemp_key, type=type, parameters=parameters,
                                            ledger=ledger)
 
+    async def reconcile_tx(self, type: str, parameters: dict | None = None,
+                           external_ref: str | None = None, ledger: str | None = None,
+                           ik: str | None = None,
+                           lines: list[dict] | None = None) -> AddLedgerEntryResult:
+        """Seed 000: post ``type`` for a synced external tx; amount and posted come from
+        the tx (``external_ref`` names it when the entry type's lines do not)."""
+        return await self._run(self._op_reconcile_tx(type, parameters, external_ref, ledger,
+                                                     ik, lines))
+
     async def add_ledger_entries(self, entries: list[dict],
                                  ledger: str | None = None) -> list[AddLedgerEntryResult]:
         """Post entries atomically; each dict has ``ik``, ``type``, ``parameters``, ..."""
@@ -503,6 +524,11 @@ class SyncClient(_Core):
                      **parameters) -> AddLedgerEntryResult:
         return self.add_ledger_entry(ik=idemp_key, type=type, parameters=parameters,
                                      ledger=ledger)
+
+    def reconcile_tx(self, type: str, parameters: dict | None = None,
+                     external_ref: str | None = None, ledger: str | None = None,
+                     ik: str | None = None, lines: list[dict] | None = None) -> AddLedgerEntryResult:
+        return self._run(self._op_reconcile_tx(type, parameters, external_ref, ledger, ik, lines))
 
     def add_ledger_entries(self, entries: list[dict],
                            ledger: str | None = None) -> list[AddLedgerEntryResult]:

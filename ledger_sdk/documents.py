@@ -82,3 +82,16 @@ GET_LEDGER_ENTRY = f"""query GetLedgerEntry($ledgerEntry: LedgerEntryMatchInput!
     lines {{ nodes {{ {LINE_FIELDS} }} }}
   }}
 }}"""
+
+
+RECONCILE_TX = f"""mutation ReconcileTx($entry: LedgerEntryInput!, $tx: TxMatchInput) {{
+  reconcileTx(entry: $entry, tx: $tx) {{
+    __typename
+    ... on ReconcileTxResult {{
+      isIkReplay
+      entry {{ {ENTRY_FIELDS} }}
+      lines {{ {LINE_FIELDS} }}
+    }}
+    {ERROR_FIELDS}
+  }}
+}}"""

@@ -56,8 +56,9 @@ def test_webhook_then_backfill_posts_one_entry(db, fake, wallet):
     assert own(db, ledger, "liabilities/users:alice/available") == 2500
     assert own(db, ledger, "assets/banks/user-cash") == 2500 - 103
     assert own(db, ledger, "expense/stripe-fees") == 103
-    # The deposit is keyed by the balance transaction and posted when it happened.
-    (tx,) = reconcile.find_txs(db, link, made["balance_transaction"]["id"])
+    # The deposit's tx is named by the charge (seed 000 reconciles by charge id) and posted
+    # when the charge happened.
+    (tx,) = reconcile.find_txs(db, link, made["charge"]["id"])
     assert tx.amount == 2500 and tx.entry_ids
     assert tx.posted == datetime.fromtimestamp(made["charge"]["created"], tz=timezone.utc)
 
@@ -117,7 +118,7 @@ def test_pending_charge_is_synced_only_once_available(db, fake, wallet):
     assert report.pending == 1 and report.synced == 0
     report = stripe_sync.backfill(db, since_yesterday(), client=fake.client(), link_id=link)
     assert report.pending == 1 and report.synced == 0
-    assert reconcile.find_txs(db, link, txn) == []
+    assert reconcile.find_txs(db, link, made["charge"]["id"]) == []
     assert entry_count(db, ledger) == 0
     # Not due yet (available_on is two days away): the scheduled re-check leaves it.
     assert stripe_sync.recheck_pending(db, fake.client(), stripe_sync.load_settings(db, link)).listed == 0
@@ -142,7 +143,7 @@ def test_charge_without_user_id_stays_unreconciled_and_is_listed(db, fake, walle
     assert problem.balance_transaction == txn and "user_id" in problem.reason
     assert [p.balance_transaction for p in stripe_sync.problems(db, link)] == [txn]
     page = reconcile.unreconciled_txs(db, ledger, "assets/banks/user-cash")
-    assert [(x.external_id, x.amount) for x in page.txs] == [(txn, 333)]
+    assert [(x.external_id, x.amount) for x in page.txs] == [(made["charge"]["id"], 333)]
     assert entry_count(db, ledger, "deposit") == 1
     # Another delivery does not guess either.
     stripe_sync.backfill(db, since_yesterday(), client=fake.client(), link_id=link)
@@ -240,3 +241,12 @@ def test_secrets_never_show(db, wallet):
     text = repr(settings) + str(settings)
     assert "rk_test" not in text and "whsec_" not in text
     assert settings.api_key.reveal().startswith("rk_test")
+
+
+def test_other_balance_transactions_are_synced_unreconciled_without_problems(db, fake, wallet):
+    ledger, link = wallet
+    payout = fake.add_balance_transaction(-5000, type="payout")
+    report = stripe_sync.backfill(db, since_yesterday(), client=fake.client(), link_id=link)
+    assert report.synced == 1 and report.reconciled == 0 and not report.problems
+    page = reconcile.unreconciled_txs(db, ledger, "assets/banks/user-cash")
+    assert [(x.external_id, x.amount) for x in page.txs] == [(payout["id"], -5000)]
