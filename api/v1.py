@@ -40,7 +40,8 @@ def _db(request: Request) -> Database:
 
 
 class _Doorbell:
-    """Publishes doorbell messages, through one Celery client per broker URL."""
+    """Publishes doorbell messages, through one Celery client (and one Redis client, for the
+    "a doorbell is waiting" keys) per broker URL."""
 
     def __init__(self):
         self._lock = threading.Lock()
@@ -48,31 +49,51 @@ class _Doorbell:
 
     def _client(self, url: str):
         with self._lock:
-            client = self._clients.get(url)
-            if client is None:
+            clients = self._clients.get(url)
+            if clients is None:
+                import redis
                 from celery import Celery
 
-                client = Celery("ledger-api", broker=url)
-                client.conf.update(
+                celery = Celery("ledger-api", broker=url)
+                celery.conf.update(
                     broker_transport_options={"socket_timeout": 5,
                                               "socket_connect_timeout": 2},
                     broker_connection_timeout=2,
                 )
-                self._clients[url] = client
-            return client
+                keys = redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=2)
+                clients = self._clients[url] = (celery, keys)
+            return clients
 
-    def ring(self, url: str | None, partitions: list[int]) -> None:
+    def ring(self, url: str | None, partitions: list[int], *, coalesce: bool = True) -> None:
+        """Wake the workers of ``partitions``. With ``coalesce``, a partition whose previous
+        doorbell still waits in its queue is not rung again: under a steady stream of
+        submissions that saves the worker a message per partition per request."""
         if not url:
             log.warning("no broker URL: no doorbell sent; the relay will post the jobs")
             return
-        client = self._client(url)
+        celery, keys = self._client(url)
+        if coalesce:
+            with keys.pipeline(transaction=False) as pipe:
+                for partition in partitions:
+                    pipe.set(jobs.doorbell_key(partition), 1, nx=True,
+                             ex=jobs.DOORBELL_KEY_SECONDS)
+                partitions = [p for p, fresh in zip(partitions, pipe.execute()) if fresh]
         for partition in partitions:
-            # A short retry covers a blip; a longer outage is the relay's job, and must not
-            # hold up the answer to a request whose jobs are already committed.
-            client.send_task(DOORBELL_TASK, args=[partition],
-                             queue=jobs.queue_name(partition), retry=True,
-                             retry_policy={"max_retries": 2, "interval_start": 0,
-                                           "interval_step": 0.2, "interval_max": 0.5})
+            try:
+                # A short retry covers a blip; a longer outage is the relay's job, and must
+                # not hold up the answer to a request whose jobs are already committed.
+                celery.send_task(DOORBELL_TASK, args=[partition],
+                                 queue=jobs.queue_name(partition), retry=True,
+                                 retry_policy={"max_retries": 2, "interval_start": 0,
+                                               "interval_step": 0.2, "interval_max": 0.5})
+            except Exception:
+                if coalesce:
+                    # No doorbell waits after all: let the next submission ring.
+                    try:
+                        keys.delete(jobs.doorbell_key(partition))
+                    except Exception:  # noqa: BLE001 - it expires on its own
+                        pass
+                raise
 
 
 def _broker_url(request: Request) -> str | None:

@@ -85,15 +85,44 @@ def stop(proc: subprocess.Popen) -> None:
     proc.wait()
 
 
-def tree_rss(pid: int) -> tuple[int, int]:
-    """(largest single process, whole tree) resident memory in bytes."""
+def tree_memory(pid: int) -> tuple[int, int]:
+    """(largest single process, whole tree) memory in bytes. PSS, not RSS: forked pool
+    children share most of their pages with the main process, and RSS would count those
+    pages once per process."""
     try:
         root = psutil.Process(pid)
         procs = [root] + root.children(recursive=True)
-        sizes = [p.memory_info().rss for p in procs]
+        sizes = []
+        for p in procs:
+            try:
+                sizes.append(p.memory_full_info().pss)
+            except (psutil.AccessDenied, AttributeError):
+                sizes.append(p.memory_info().rss)
     except psutil.NoSuchProcess:
         return 0, 0
     return max(sizes), sum(sizes)
+
+
+def tree_cpu(pid: int) -> float:
+    try:
+        root = psutil.Process(pid)
+        procs = [root] + root.children(recursive=True)
+        return sum(sum(p.cpu_times()[:2]) for p in procs)
+    except psutil.NoSuchProcess:
+        return 0.0
+
+
+def postgres_cpu(database: str) -> float:
+    """CPU seconds of the server processes serving ``database`` (this machine only)."""
+    total = 0.0
+    for p in psutil.process_iter(["cmdline"]):
+        try:
+            cmd = " ".join(p.info["cmdline"] or [])
+            if cmd.startswith("postgres:") and f" {database} " in f" {cmd} ":
+                total += sum(p.cpu_times()[:2])
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            pass
+    return total
 
 
 def main() -> None:
@@ -176,6 +205,8 @@ def main() -> None:
             f"{args.seconds:.0f}s; one worker, concurrency {args.concurrency} ...")
         threads = [threading.Thread(target=submitter, args=(c,), daemon=True)
                    for c in range(args.clients)]
+        database = url.rsplit("/", 1)[-1].split("?")[0]
+        cpu0 = (tree_cpu(api.pid), tree_cpu(worker.pid))
         t0 = time.monotonic()
         for th in threads:
             th.start()
@@ -185,24 +216,28 @@ def main() -> None:
                 row = conn.execute(sa.text(
                     "SELECT count(*) FILTER (WHERE status <> 'pending'), "
                     "count(*) FILTER (WHERE status = 'pending') FROM posting_jobs")).one()
-            one, total = tree_rss(worker.pid)
+            one, total = tree_memory(worker.pid)
             peak["one"], peak["all"] = max(peak["one"], one), max(peak["all"], total)
             return row[0], row[1]
 
         last = (t0, 0)
+        pg_cpu = 0.0
         while True:
             time.sleep(1)
             done, pending = progress()
             now = time.monotonic()
             rate = (done - last[1]) / (now - last[0])
             last = (now, done)
+            pg_cpu = max(pg_cpu, postgres_cpu(database))
             log(f"  {now - t0:5.1f}s  accepted {sum(accepted):>7}  posted/failed {done:>7}  "
-                f"pending {pending:>6}  {rate:8.0f}/s  worker RSS {peak['one'] / 2**20:.0f} MB")
+                f"pending {pending:>6}  {rate:8.0f}/s  worker memory "
+                f"{peak['all'] / 2**20:.0f} MB")
             if worker.poll() is not None:
                 sys.exit(f"the worker died; see {tmp / 'worker.log'}")
             if all(not th.is_alive() for th in threads) and pending == 0 \
                     and done >= sum(accepted):
                 break
+        cpu = (tree_cpu(api.pid) - cpu0[0], tree_cpu(worker.pid) - cpu0[1], pg_cpu)
         with db.transaction() as conn:
             row = conn.execute(sa.text(
                 "SELECT min(created), max(finished), count(*), "
@@ -234,8 +269,11 @@ def main() -> None:
     print(f"pgbench TPC-B, same PostgreSQL:    {pg_tps:10.0f} tps")
     print(f"ratio: {ratio:.2f}x  (target >= 4x: {'met' if ratio >= 4 else 'NOT met'})")
     print(f"lag accept -> posted: p50 {p50.total_seconds():.2f}s  p95 {p95.total_seconds():.2f}s")
-    print(f"worker RSS peak: {peak['one'] / 2**20:.0f} MB per process, "
-          f"{peak['all'] / 2**20:.0f} MB for main + pool (limit 250 MB)")
+    print(f"worker memory peak (PSS): {peak['all'] / 2**20:.0f} MB for main + pool, largest "
+          f"process {peak['one'] / 2**20:.0f} MB (limit 250 MB)")
+    k = total / 1000
+    print(f"CPU seconds per 1,000 entries: API {cpu[0] / k:.3f}, worker {cpu[1] / k:.3f}, "
+          f"PostgreSQL (this database's sessions, approx.) {cpu[2] / k:.3f}")
 
 
 if __name__ == "__main__":

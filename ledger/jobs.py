@@ -68,6 +68,16 @@ def queue_name(partition: int) -> str:
     return f"{prefix}.{partition}"
 
 
+def doorbell_key(partition: int) -> str:
+    """A broker key present while a doorbell of ``partition`` waits in its queue, so senders
+    can skip ringing again: a waiting doorbell will see their jobs anyway (its worker clears
+    the key before it claims). It expires on its own, in case that doorbell was lost."""
+    return queue_name(partition) + ".waiting"
+
+
+DOORBELL_KEY_SECONDS = 60
+
+
 # ---------------------------------------------------------------------------- jobs
 
 @dataclass(frozen=True)
@@ -185,8 +195,13 @@ def _prepare(schema, ledger: Ledger, entries: Sequence[Any], partitions: int
                         f"entry.ledger.ik: this entry names ledger {named_ik!r} but was sent "
                         f"to ledger {ledger.ik!r}", field="entry.ledger.ik")
             request = EntryRequest.from_input(data, field="entry")
-            compile_entry(schema, request)
             key = posting.partition_key(schema, request)
+            if key == request.ik:
+                # The key falls back to the ik both for an entry that guards or touches no
+                # strong account and for one that does not compile; compile it to tell
+                # which (any other key means it compiled). Compiling is most of the cost of
+                # accepting a job, so it is done once when it can be.
+                compile_entry(schema, request)
         except LedgerError as exc:
             raise _relocate(exc, index) from None
         doc = request_to_json(request)
@@ -407,8 +422,10 @@ _MARK = sa.text("""
     UPDATE posting_jobs AS j
     SET status = r.status, entry_id = r.entry_id, is_ik_replay = r.is_ik_replay,
         error = r.error, finished = statement_timestamp()
-    FROM jsonb_to_recordset(CAST(:rows AS jsonb))
-         AS r(id bigint, status text, entry_id text, is_ik_replay boolean, error jsonb)
+    FROM unnest(CAST(:ids AS bigint[]), CAST(:statuses AS text[]),
+                CAST(:entry_ids AS text[]), CAST(:replays AS boolean[]),
+                CAST(:errors AS jsonb[]))
+         AS r(id, status, entry_id, is_ik_replay, error)
     WHERE j.id = r.id AND j.status = 'pending'""")
 
 
@@ -592,8 +609,13 @@ def work_partition(db: Database, partition: int, *, limit: int = DEFAULT_BATCH) 
             else:
                 _post_run(conn, ledger, run)
             start = end
-        marks = [{"id": j.id, **j.outcome} for j in claimed]
-        conn.execute(_MARK, {"rows": json.dumps(marks)})
+        outcomes = [j.outcome for j in claimed]
+        conn.execute(_MARK, {
+            "ids": [j.id for j in claimed],
+            "statuses": [o["status"] for o in outcomes],
+            "entry_ids": [o.get("entry_id") for o in outcomes],
+            "replays": [o.get("is_ik_replay") for o in outcomes],
+            "errors": [json.dumps(o["error"]) if "error" in o else None for o in outcomes]})
         result.posted = sum(1 for j in claimed if j.outcome["status"] == POSTED)
         result.failed = result.claimed - result.posted
         return result
@@ -631,10 +653,13 @@ def prune_finished(db: Database, older_than: timedelta, *, chunk: int = 5000) ->
     total = 0
     while True:
         def delete(conn: Connection) -> int:
+            # A job finished before the cutoff was created before it too: the condition on
+            # `created` lets the (cheap, block-range) index find the candidates.
             return conn.execute(sa.text(
                 "DELETE FROM posting_jobs WHERE id IN ("
-                " SELECT id FROM posting_jobs WHERE status <> 'pending'"
-                " AND finished < clock_timestamp() - :age LIMIT :chunk)"),
+                " SELECT id FROM posting_jobs WHERE created < clock_timestamp() - :age"
+                " AND status <> 'pending' AND finished < clock_timestamp() - :age"
+                " LIMIT :chunk)"),
                 {"age": older_than, "chunk": chunk}).rowcount
 
         deleted = db.run(delete)

@@ -12,7 +12,7 @@ from datetime import timedelta
 
 from ledger import jobs, posting
 from ledger.db import Database
-from workers.app import DATABASE_URL, MAX_COUNTDOWN_SECONDS, app
+from workers.app import DATABASE_URL, MAX_COUNTDOWN_SECONDS, REDIS_URL, app
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +40,28 @@ def database() -> Database:
     return _db
 
 
+_keys = None
+_keys_pid: int | None = None
+
+
+def _clear_waiting(partition: int) -> None:
+    """This doorbell is no longer waiting: from now on a new submission must ring again,
+    since our claim may come before its jobs commit. Done before claiming, so any job that
+    a sender saw covered by this doorbell is visible to our claim."""
+    global _keys, _keys_pid
+    try:
+        if _keys is None or _keys_pid != os.getpid():
+            import redis
+
+            _keys = redis.Redis.from_url(REDIS_URL, socket_timeout=5,
+                                         socket_connect_timeout=2)
+            _keys_pid = os.getpid()
+        _keys.delete(jobs.doorbell_key(partition))
+    except Exception:  # noqa: BLE001 - the key expires anyway; the relay covers the gap
+        log.warning("partition %s: could not clear its doorbell key", partition,
+                    exc_info=True)
+
+
 def _backoff(retries: int) -> float:
     # Exponential with jitter, so workers retrying after one outage do not return together.
     return min(MAX_COUNTDOWN_SECONDS, 0.5 * 2 ** min(retries, 10)) * (0.5 + random.random() / 2)
@@ -57,6 +79,7 @@ def post_partition(self, partition: int) -> str:
     (or the drain budget runs out)."""
     deadline = time.monotonic() + DRAIN_SECONDS
     done = []
+    _clear_waiting(partition)
     while True:
         try:
             result = jobs.work_partition(database(), partition, limit=BATCH)

@@ -51,3 +51,29 @@ def test_transient_failure_is_retried_with_backoff_and_jobs_stay_pending(
     # Exponential with jitter: each wait's range is above the previous one's floor.
     assert 0.25 <= countdowns[0] <= 0.5 and 0.5 <= countdowns[1] <= 1 \
         and 1 <= countdowns[2] <= 2
+
+
+def test_relay_finds_old_pending_jobs_and_prune_deletes_old_finished_ones(tasks, pipeline):
+    import sqlalchemy as sa
+    from datetime import timedelta
+
+    ledger = pipeline.new_ledger()
+    entries = [{"ik": f"old-{i}", "type": "deposit",
+                "parameters": {"user": f"o{i}", "amount": "1"}} for i in range(20)]
+    submitted = jobs.submit_entries(pipeline.db, ledger, entries).jobs
+    partitions = {j.partition for j in submitted}
+    # As if accepted long ago, and never rung (a doorbell lost).
+    with pipeline.db.transaction() as conn:
+        conn.execute(sa.text("UPDATE posting_jobs SET created = created - interval '30 days' "
+                             "WHERE ledger_ik = :l"), {"l": ledger})
+    stale = set(jobs.stale_partitions(pipeline.db, timedelta(seconds=30)))
+    assert partitions <= stale
+
+    for partition in partitions:
+        tasks.post_partition.apply(args=(partition,))
+    assert set(pipeline.statuses(ledger).values()) == {jobs.POSTED}
+    with pipeline.db.transaction() as conn:
+        conn.execute(sa.text("UPDATE posting_jobs SET finished = finished - interval '9 days' "
+                             "WHERE ledger_ik = :l AND ik <> 'old-0'"), {"l": ledger})
+    assert tasks.prune.apply().get() >= 19
+    assert list(pipeline.statuses(ledger)) == ["old-0"], "only jobs past retention go"
