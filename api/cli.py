@@ -44,6 +44,8 @@ clients_app = typer.Typer(help="API clients (OAuth2 client credentials): create,
 app.add_typer(clients_app, name="api-client")
 from api.stripe_cli import stripe_app  # noqa: E402  (imports this module only lazily)
 app.add_typer(stripe_app, name="stripe")
+from api.link_cli import link_app  # noqa: E402  (imports this module only lazily)
+app.add_typer(link_app, name="link")
 
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)

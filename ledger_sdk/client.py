@@ -22,6 +22,7 @@ from urllib.parse import urlsplit, urlunsplit
 import httpx
 
 from ledger_sdk import documents as d
+from ledger_sdk.links import LinksMixin
 from ledger_sdk.errors import (AuthenticationError, BadRequestError, GraphQLRequestError,
                                InternalError, LedgerAPIError, PermissionDeniedError,
                                TransportError, error_from_graphql_errors, error_from_result)
@@ -96,7 +97,7 @@ def _entry_input(ledger: str, type: str, parameters: dict | None, posted, tags, 
     return entry
 
 
-class _Core:
+class _Core(LinksMixin):
     def __init__(self, client_id: str, client_secret: str, api_url: str,
                  auth_url: str | None = None, auth_scope: str | None = None, *,
                  ledger_ik: str | None = None, max_retries: int = 5,
