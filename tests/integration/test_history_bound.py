@@ -159,3 +159,17 @@ def test_backdating_into_the_big_ledger_keeps_every_total_exact(db, big_ledger):
     assert service.account_balances(db, ledger, "assets/bank", at="2030").own == \
         service.account_balances(db, ledger, "assets/bank").own
     assert_running_totals_exact(db, ledger)
+
+
+def test_a_page_of_lines_reads_one_page_of_lines_on_200k_lines(db, big_ledger):
+    """Keyset pages walk an index newest first and stop: a page of 20 reads 21 lines (the
+    21st says whether there is a next page), one more for has_previous_page after a cursor,
+    for one account, a pattern of 50 accounts, or the whole ledger."""
+    for account in ("assets/bank", "liabilities/users:u7/available", "liabilities/users:*/available", None):
+        page, rows, _ = measured(db, lambda: service.list_lines(db, big_ledger, account, first=20))
+        assert len(page.nodes) == 20 and rows <= 21, (account, rows)
+        following, rows, _ = measured(db, lambda: service.list_lines(
+            db, big_ledger, account, first=20, after=page.page_info.end_cursor))
+        assert len(following.nodes) == 20 and rows <= 22, (account, rows)
+        older, rows, _ = measured(db, lambda: service.list_lines(db, big_ledger, account, last=20))
+        assert len(older.nodes) == 20 and rows <= 21, (account, rows)
