@@ -66,7 +66,7 @@ class ExternalAccount:
 @dataclass
 class Tx:
     """A synced external transaction. ``entry_ids`` / ``line_ids`` name the entry and line
-    that reconcile it (empty while unreconciled); ``deleted`` is set once deleted."""
+    that reconciled it (empty until then); ``deleted`` is set once deleted."""
 
     id: str
     link_id: str
@@ -82,6 +82,8 @@ class Tx:
     ledger_ik: str | None = None
     entry_ids: list[str] = field(default_factory=list)
     line_ids: list[str] = field(default_factory=list)
+    # The reconciling entry was reversed since: the tx is unreconciled again.
+    entry_reversed: bool = False
 
     @property
     def date(self) -> str:
@@ -89,7 +91,7 @@ class Tx:
 
     @property
     def reconciled(self) -> bool:
-        return bool(self.entry_ids)
+        return bool(self.entry_ids) and not self.entry_reversed
 
 
 @dataclass
@@ -104,7 +106,8 @@ class TxPage:
 _TX_COLUMNS = (
     "x.id, x.external_id, x.description, x.amount, x.posted, x.created, x.deleted, "
     "x.entry_id, x.line_id, a.id AS account_id, a.external_id AS account_external_id, "
-    "a.currency, k.public_id AS link_public_id, g.ik AS ledger_ik")
+    "a.currency, k.public_id AS link_public_id, g.ik AS ledger_ik, "
+    "(SELECT e.reversed_by_id IS NOT NULL FROM entries e WHERE e.id = x.entry_id) AS entry_reversed")
 _TX_FROM = (
     "FROM external_txs x JOIN external_accounts a ON a.id = x.account_id "
     "JOIN links k ON k.id = x.link_id LEFT JOIN ledgers g ON g.id = x.ledger_id")
@@ -115,7 +118,7 @@ def _tx(r) -> Tx:
               r.external_id, r.description, int(r.amount), r.currency, r.posted, r.created,
               r.deleted, r.ledger_ik,
               [str(r.entry_id)] if r.entry_id is not None else [],
-              [str(r.line_id)] if r.line_id is not None else [])
+              [str(r.line_id)] if r.line_id is not None else [], bool(r.entry_reversed))
 
 
 def _load_txs(conn: Connection, ids: list[int]) -> dict[int, Tx]:
@@ -423,10 +426,11 @@ def delete_custom_txs(db: Database, link: Any, txs: list[dict]) -> list[Tx]:
             ids.append(row.id)
         now = datetime.now(timezone.utc)
         locked = conn.execute(sa.text(
-            "SELECT id, external_id, entry_id, deleted FROM external_txs WHERE id = ANY(:ids) "
-            "ORDER BY id FOR UPDATE"), {"ids": ids}).all()
+            "SELECT x.id, x.external_id, x.entry_id, e.reversed_by_id FROM external_txs x "
+            "LEFT JOIN entries e ON e.id = x.entry_id WHERE x.id = ANY(:ids) "
+            "ORDER BY x.id FOR UPDATE OF x"), {"ids": ids}).all()
         for r in locked:
-            if r.entry_id is not None:
+            if r.entry_id is not None and r.reversed_by_id is None:
                 i = ids.index(r.id)
                 raise BadRequestError("tx_reconciled", f"txs[{i}]: tx {r.external_id!r} is reconciled (entry {r.entry_id}); a reconciled tx cannot be deleted", field=f"txs[{i}]")
         conn.execute(sa.text("UPDATE external_txs SET deleted = :now, updated = :now "
@@ -617,10 +621,11 @@ def reconcile_in(conn: Connection, ledger: Ledger, request: EntryRequest, ik_giv
     # The row locks serialize every reconciliation of these txs (webhook, backfill, API):
     # whoever comes second sees the first one's entry and replays it.
     rows = {(r.account_id, r.external_id): r for r in conn.execute(sa.text(
-        "SELECT x.id, x.account_id, x.external_id, x.amount, x.posted, x.ledger_id, x.entry_id "
+        "SELECT x.id, x.account_id, x.external_id, x.amount, x.posted, x.ledger_id, x.entry_id, "
+        "e.reversed_by_id IS NOT NULL AS entry_reversed "
         "FROM external_txs x JOIN unnest(CAST(:a AS bigint[]), CAST(:e AS text[])) AS u(a, e) "
-        "ON x.account_id = u.a AND x.external_id = u.e WHERE x.deleted IS NULL "
-        "ORDER BY x.id FOR UPDATE OF x"),
+        "ON x.account_id = u.a AND x.external_id = u.e LEFT JOIN entries e ON e.id = x.entry_id "
+        "WHERE x.deleted IS NULL ORDER BY x.id FOR UPDATE OF x"),
         {"a": [k[0] for k in keys], "e": [k[1] for k in keys]})}
     for (ll, acc), key in zip(wanted, keys):
         if key not in rows:
@@ -642,15 +647,19 @@ def reconcile_in(conn: Connection, ledger: Ledger, request: EntryRequest, ik_giv
         ids = sorted({r.external_id for r in txs})
         request.ik = ids[0] if len(ids) == 1 else ",".join(ids)
 
-    done = {r.entry_id for r in txs}
+    # A tx whose entry was reversed is unreconciled again; posting under the same ik then
+    # makes the entry's next version (see posting), which becomes the tx's entry.
+    done = {r.entry_id if r.entry_id is not None and not r.entry_reversed else None for r in txs}
     latest = conn.execute(sa.text(
-        "SELECT id FROM entries WHERE ledger_id = :l AND ik = :ik ORDER BY ik_version DESC LIMIT 1"),
-        {"l": ledger.id, "ik": request.ik}).scalar()
+        "SELECT id, reversed_by_id IS NOT NULL AS reversed FROM entries "
+        "WHERE ledger_id = :l AND ik = :ik ORDER BY ik_version DESC LIMIT 1"),
+        {"l": ledger.id, "ik": request.ik}).first()
     if done == {None}:
-        if latest is not None:
+        if latest is not None and not latest.reversed:
             raise BadRequestError("ik_conflict", f"ik {request.ik!r} already names an entry of this ledger that does not reconcile this tx; give the reconciliation its own ik", field="ik")
-    elif len(done) > 1 or None in done or txs[0].ledger_id != ledger.id or latest not in done:
-        other = next(r for r in txs if r.entry_id is not None)
+    elif len(done) > 1 or None in done or txs[0].ledger_id != ledger.id or latest is None \
+            or latest.id not in done:
+        other = next(r for r in txs if r.entry_id is not None and not r.entry_reversed)
         raise BadRequestError("tx_already_reconciled", f"tx {other.external_id!r} is already reconciled by another entry; a tx is reconciled at most once", field="entry")
 
     _infer_amount_parameters(request, [(ll, int(rows[k].amount)) for (ll, _), k in zip(wanted, keys)])
@@ -731,8 +740,9 @@ def unreconciled_txs(db: Database, ledger_ik: str, path: str, first: int | None 
                 return TxPage([], None, False)
             account_id = row.id
         rows = conn.execute(sa.text(
-            f"SELECT {_TX_COLUMNS} {_TX_FROM} WHERE x.account_id = :a AND x.entry_id IS NULL "
-            "AND x.deleted IS NULL AND x.id > :after ORDER BY x.id LIMIT :n"),
+            f"SELECT {_TX_COLUMNS} {_TX_FROM} WHERE x.account_id = :a AND x.deleted IS NULL "
+            "AND (x.entry_id IS NULL OR EXISTS (SELECT 1 FROM entries e WHERE e.id = x.entry_id "
+            "AND e.reversed_by_id IS NOT NULL)) AND x.id > :after ORDER BY x.id LIMIT :n"),
             {"a": account_id, "after": start, "n": first + 1}).all()
     txs = [_tx(r) for r in rows[:first]]
     return TxPage(txs, _cursor(int(txs[-1].id)) if txs else None, len(rows) > first)

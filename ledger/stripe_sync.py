@@ -395,7 +395,7 @@ def handle_balance_transaction(db: Database, settings: StripeSettings, bt: dict)
 
 def _reconcile(db: Database, settings: StripeSettings, tx: reconcile.Tx, entry_type: str,
                params: dict, report: SyncReport) -> list[str]:
-    if tx.entry_ids:
+    if tx.reconciled:
         report.already_reconciled += 1
         return []
 

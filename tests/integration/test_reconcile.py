@@ -336,3 +336,24 @@ def test_create_custom_link_is_idempotent(db, unique):
     assert info.value.code == "ik_conflict"
     named = reconcile.create_custom_link(db, unique("ik"), "Bank", link_id=unique("id"))
     assert not named.is_ik_replay and named.link.kind == "custom"
+
+
+def test_reversed_reconciliation_frees_the_tx_for_a_corrected_entry(db, bank):
+    link, ledger = bank
+    reconcile.sync_custom_txs(db, {"id": link}, [tx(link, "bank-account-1", "rev1", 640)])
+    wrong = reconcile.reconcile_tx(db, ledger, funding(ledger, "rev1", user="mallory"))
+    service.reverse_ledger_entry(db, id=wrong.entry.id)
+    (synced,) = reconcile.find_txs(db, link, "rev1")
+    assert not synced.reconciled
+    assert "rev1" in [x.external_id for x in reconcile.unreconciled_txs(
+        db, ledger, "assets-root/operating", first=200).txs]
+    fixed = reconcile.reconcile_tx(db, ledger, funding(ledger, "rev1", user="alice2"))
+    assert not fixed.is_ik_replay and fixed.entry.id != wrong.entry.id
+    assert fixed.entry.ik == "rev1"
+    (synced,) = reconcile.find_txs(db, link, "rev1")
+    assert synced.reconciled and synced.entry_ids == [fixed.entry.id]
+    assert reconcile.reconcile_tx(db, ledger, funding(ledger, "rev1", user="alice2")).is_ik_replay
+    assert own(db, ledger, "liabilities/users:mallory/available") == 0
+    assert own(db, ledger, "liabilities/users:alice2/available") == 640
+    assert "rev1" not in [x.external_id for x in reconcile.unreconciled_txs(
+        db, ledger, "assets-root/operating", first=200).txs]
