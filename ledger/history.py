@@ -48,7 +48,7 @@ MAX_PAGE = 200
 
 # ---------------------------------------------------------------------------- periods
 
-_PERIOD = re.compile(r"^(\d{4})(?:-Q([1-4])|-(\d{2})(?:-(\d{2})(?:T(\d{2}))?)?)?$")
+_PERIOD = re.compile(r"^(\d{4})(?:-Q([1-4])|-(\d{2})(?:-(\d{2})(?:T(\d{2}))?)?)?$", re.IGNORECASE)
 _OFFSET = re.compile(r"^([+-])(\d{2}):00$")
 _END_OF_TIME = datetime.max.replace(tzinfo=timezone.utc)
 
@@ -310,26 +310,29 @@ def reverse_entry(conn: Connection, ledger: Ledger, entry_id: Any) -> ReverseRes
                  .join(t.accounts, t.accounts.c.id == t.lines.c.account_id)
                  .where(t.lines.c.entry_id == original["id"]).order_by(t.lines.c.id)).mappings()]
     description = f"Reversal of: {original['description'] or original['type']}"
-    reversing_id = conn.execute(t.entries.insert().values(
-        ledger_id=ledger.id, ik=original["ik"], ik_version=-original["ik_version"],
-        fingerprint="reversal", type=original["type"], description=description,
-        posted=original["posted"], created=now, parameters=original["parameters"],
-        tags=original["tags"], groups=original["groups"], reverses_id=original["id"],
-    ).returning(t.entries.c.id)).scalar_one()
-    compiled = CompiledEntry(
-        EntryRequest(ik=original["ik"], type=original["type"], posted=original["posted"]),
-        original["type"], description, lines, _guarding_conditions(schema, lines),
-        dict(original["tags"]), dict(original["groups"]))
-    try:
-        posting.apply_compiled(conn, ledger, schema, [compiled], [reversing_id], now)
-    except BadRequestError as exc:
-        if exc.code != "condition_failed":
-            raise
-        raise BadRequestError(
-            "condition_failed", f"entry {original['id']} cannot be reversed: {exc.message}",
-            field=exc.field) from None
-    conn.execute(t.entries.update().where(t.entries.c.id == original["id"])
-                 .values(reversed_by_id=reversing_id, reversed_at=now))
+    # A savepoint, so that a refused reversal leaves nothing behind even in a caller's
+    # longer transaction.
+    with conn.begin_nested():
+        reversing_id = conn.execute(t.entries.insert().values(
+            ledger_id=ledger.id, ik=original["ik"], ik_version=-original["ik_version"],
+            fingerprint="reversal", type=original["type"], description=description,
+            posted=original["posted"], created=now, parameters=original["parameters"],
+            tags=original["tags"], groups=original["groups"], reverses_id=original["id"],
+        ).returning(t.entries.c.id)).scalar_one()
+        compiled = CompiledEntry(
+            EntryRequest(ik=original["ik"], type=original["type"], posted=original["posted"]),
+            original["type"], description, lines, _guarding_conditions(schema, lines),
+            dict(original["tags"]), dict(original["groups"]))
+        try:
+            posting.apply_compiled(conn, ledger, schema, [compiled], [reversing_id], now)
+        except BadRequestError as exc:
+            if exc.code != "condition_failed":
+                raise
+            raise BadRequestError(
+                "condition_failed", f"entry {original['id']} cannot be reversed: {exc.message}",
+                field=exc.field) from None
+        conn.execute(t.entries.update().where(t.entries.c.id == original["id"])
+                     .values(reversed_by_id=reversing_id, reversed_at=now))
     found = load_history_entries(conn, ledger, [
         _entry_row(conn, ledger, original["id"]), _entry_row(conn, ledger, reversing_id)])
     return ReverseResult(found[0], found[1], False)

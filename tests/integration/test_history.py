@@ -438,3 +438,18 @@ def test_group_balances_and_entries(db, unique):
         "assets/bank": 0, ALICE: -60, pending: 60}
     assert len(service.list_group_entries(db, ledger, "withdrawal", "w1", {"reversed": None}).nodes) == 3
     assert service.entry_group(db, ledger, "withdrawal", "nope").balances == []
+
+
+def test_a_refused_reversal_inside_a_longer_transaction_leaves_nothing(db, unique):
+    from ledger import history
+    ledger_ik = make_ledger(db, unique)
+    deposit = post(db, ledger_ik, "deposit", posted=day(1), user="alice", amount=10)
+    post(db, ledger_ik, "transfer", posted=day(2), **{"from": "alice", "to": "bob", "amount": 10})
+    with db.transaction() as conn:
+        ledger = service._ledger(conn, ledger_ik)
+        with pytest.raises(BadRequestError):
+            history.reverse_entry(conn, ledger, deposit.entry.id)
+        count = conn.execute(sa.text("SELECT count(*) FROM entries WHERE ledger_id = :l"),
+                             {"l": ledger.id}).scalar()
+    assert count == 2
+    assert service.get_ledger_entry(db, id=deposit.entry.id).reversed_by_id is None
