@@ -138,6 +138,9 @@ class Line:
     created: datetime
     tx_external_id: str | None = None
     description: str | None = None
+    # asset, liability, income or expense: lets a reader tell debit from credit without
+    # looking the account up again.
+    account_type: str | None = None
 
 
 @dataclass
@@ -361,3 +364,15 @@ class EntryGroup:
     key: str
     value: str
     balances: list[GroupBalance]
+
+
+@dataclass
+class AccountInfo:
+    """An account a ledger holds: one that lines were posted to (template instances and
+    plain accounts alike are stored on first use)."""
+
+    id: str
+    path: str
+    type: str
+    consistency: str
+    created: datetime

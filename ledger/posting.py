@@ -228,7 +228,7 @@ def _apply(conn: Connection, ledger: Ledger, schema: Schema, entries: list[Compi
     for e, entry_id, index in zip(entries, entry_ids, indexes):
         posted = e.request.posted or now
         lines = [Line(str(line_ids[(entry_id, l.key)]), str(entry_id), l.key, l.path, l.amount, l.currency, posted,
-                      now, l.tx, l.description) for l in e.lines]
+                      now, l.tx, l.description, l.account.type) for l in e.lines]
         entry = Entry(str(entry_id), ledger.ik, e.request.ik, e.type, e.description, posted, now,
                       e.tags, e.groups, lines)
         results[index] = PostResult(entry, lines, False)
@@ -423,7 +423,8 @@ def load_entries(conn: Connection, ledger: Ledger, ids: Iterable[int]) -> dict[i
     ids = list(ids)
     rows = conn.execute(sa.select(t.entries).where(t.entries.c.id.in_(ids))).mappings().all()
     line_rows = conn.execute(
-        sa.select(t.lines, t.accounts.c.path).join(t.accounts, t.accounts.c.id == t.lines.c.account_id)
+        sa.select(t.lines, t.accounts.c.path, t.accounts.c.type.label("account_type"))
+        .join(t.accounts, t.accounts.c.id == t.lines.c.account_id)
         .where(t.lines.c.entry_id.in_(ids)).order_by(t.lines.c.id)).mappings().all()
     by_entry: dict[int, list[Line]] = {}
     for r in line_rows:
@@ -433,7 +434,8 @@ def load_entries(conn: Connection, ledger: Ledger, ids: Iterable[int]) -> dict[i
 
 def line_from_row(r) -> Line:
     return Line(str(r["id"]), str(r["entry_id"]), r["key"], r["path"], int(r["amount"]),
-                r["currency"], r["posted"], r["created"], r["tx_external_id"], r["description"])
+                r["currency"], r["posted"], r["created"], r["tx_external_id"], r["description"],
+                r.get("account_type"))
 
 
 def entry_from_row(r, ledger_ik: str, lines: list[Line]) -> Entry:

@@ -2,6 +2,7 @@
 below them, so every rule is enforced on every path."""
 from __future__ import annotations
 
+import base64
 import re
 from datetime import datetime, timezone
 from typing import Any
@@ -16,9 +17,9 @@ from ledger import posting
 from ledger import tables as t
 from ledger.db import Database
 from ledger.errors import BadRequestError, NotFoundError, SchemaError
-from ledger.model import (AccountBalances, BalanceChange, CreateLedgerResult, Entry, EntryChange,
+from ledger.model import (AccountBalances, AccountInfo, BalanceChange, CreateLedgerResult, Entry, EntryChange,
                           EntryFilter, EntryGroup, EntryRequest, HistoryEntry, Ledger, Page,
-                          PostResult, ReverseResult, SchemaIssue, SchemaVersion,
+                          PageInfo, PostResult, ReverseResult, SchemaIssue, SchemaVersion,
                           UpdateEntryResult)
 from ledger.schema import canonical_json, load_document, parse_schema, verify
 
@@ -159,6 +160,17 @@ def get_ledger(db: Database, ik: str) -> Ledger:
         return _ledger(conn, ik)
 
 
+def get_ledger_by_id(db: Database, id: Any) -> Ledger:
+    """A ledger by its numeric id (NotFoundError ``ledger_not_found``)."""
+    text = str(id).strip() if isinstance(id, (str, int)) and not isinstance(id, bool) else ""
+    with db.transaction() as conn:
+        ik = conn.execute(sa.select(t.ledgers.c.ik).where(t.ledgers.c.id == int(text))).scalar() \
+            if text.isdigit() and len(text) <= 18 else None
+        if ik is None:
+            raise NotFoundError("ledger_not_found", f"ledger.id: no ledger with id {id!r}", field="ledger.id")
+        return _ledger(conn, ik)
+
+
 def list_ledgers(db: Database) -> list[Ledger]:
     with db.transaction() as conn:
         rows = conn.execute(sa.select(t.ledgers, t.schemas.c.key.label("schema_key"))
@@ -197,6 +209,70 @@ def get_ledger_entry(db: Database, *, id: str | None = None, ledger_ik: str | No
                 raise NotFoundError("entry_not_found", f"id: no entry {id!r}", field="id")
             return _history.get_entry(conn, _ledger(conn, row[1]), row[0])
         return _history.get_entry_by_ik(conn, _ledger(conn, ledger_ik), ik, version)
+
+
+def list_ledger_accounts(db: Database, ledger_ik: str, *, first: int | None = None,
+                         after: str | None = None, last: int | None = None,
+                         before: str | None = None) -> Page:
+    """``list_ledger_accounts(db, ledger_ik, *, first, after, last, before) ->
+    Page[AccountInfo]``: the accounts the ledger holds (those lines were posted to), by
+    path. Keyset pages as in ``list_lines`` (20 by default, at most 200); a cursor is a
+    position in path order, so accounts created meanwhile never shift a page."""
+    if first is not None and last is not None:
+        raise BadRequestError("invalid_input", "last: give first or last, not both", field="last")
+    backward = last is not None
+    field = "last" if backward else "first"
+    size = last if backward else first
+    if size is None:
+        size = _history.DEFAULT_PAGE
+    if isinstance(size, bool) or not isinstance(size, int) or not 0 <= size <= _history.MAX_PAGE:
+        raise BadRequestError("invalid_input", f"{field}: expected a page size from 0 to {_history.MAX_PAGE}, got {size!r}", field=field)
+    a = t.accounts.c
+    with db.transaction() as conn:
+        ledger = _ledger(conn, ledger_ik)
+        base = sa.select(a.id, a.path, a.type, a.consistency, a.created).where(a.ledger_id == ledger.id)
+        q = base
+        lo = _account_cursor(after, "after") if after is not None else None
+        hi = _account_cursor(before, "before") if before is not None else None
+        if lo is not None:
+            q = q.where(a.path > lo)
+        if hi is not None:
+            q = q.where(a.path < hi)
+        q = q.order_by(a.path.desc() if backward else a.path).limit(size + 1)
+        rows = conn.execute(q).all()
+        more = len(rows) > size
+        rows = list(rows[:size])
+        if backward:
+            rows.reverse()
+
+        def exists(cond) -> bool:
+            return bool(conn.execute(sa.select(base.where(cond).exists())).scalar())
+
+        if backward:
+            has_previous, has_next = more, hi is not None and exists(a.path >= hi)
+        else:
+            has_next, has_previous = more, lo is not None and exists(a.path <= lo)
+    nodes = [AccountInfo(str(r.id), r.path, r.type, r.consistency, r.created) for r in rows]
+    return Page(nodes, PageInfo(has_next, has_previous,
+                                _encode_account_cursor(nodes[0].path) if nodes else None,
+                                _encode_account_cursor(nodes[-1].path) if nodes else None))
+
+
+def _encode_account_cursor(path: str) -> str:
+    return base64.urlsafe_b64encode(f"account|{path}".encode()).decode().rstrip("=")
+
+
+def _account_cursor(cursor: Any, field: str) -> str:
+    bad = BadRequestError("invalid_input", f"{field}: not a cursor of this list; pass a startCursor or endCursor it returned", field=field)
+    if not isinstance(cursor, str) or not cursor or len(cursor) > 4000:
+        raise bad
+    try:
+        kind, sep, path = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode().partition("|")
+    except (ValueError, UnicodeDecodeError):
+        raise bad from None
+    if kind != "account" or not sep or not path:
+        raise bad
+    return path
 
 
 # ---------------------------------------------------------------------------- balances
