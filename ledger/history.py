@@ -226,7 +226,7 @@ def load_history_entries(conn: Connection, ledger: Ledger, rows) -> list[History
     by_entry: dict[int, list[Line]] = {}
     if ids:
         for r in conn.execute(
-                sa.select(t.lines, t.accounts.c.path)
+                sa.select(t.lines, t.accounts.c.path, t.accounts.c.type.label("account_type"))
                 .join(t.accounts, t.accounts.c.id == t.lines.c.account_id)
                 .where(t.lines.c.entry_id.in_(ids)).order_by(t.lines.c.id)).mappings():
             by_entry.setdefault(r["entry_id"], []).append(posting.line_from_row(r))
@@ -609,7 +609,7 @@ def list_lines(conn: Connection, ledger: Ledger, account: str | None = None,
     whose entries match ``flt``, newest ``posted`` first."""
     flt = flt or EntryFilter()
     ln, e, a = t.lines, t.entries, t.accounts
-    q = (sa.select(ln, a.c.path).join(a, a.c.id == ln.c.account_id).join(e, e.c.id == ln.c.entry_id)
+    q = (sa.select(ln, a.c.path, a.c.type.label("account_type")).join(a, a.c.id == ln.c.account_id).join(e, e.c.id == ln.c.entry_id)
          .where(ln.c.ledger_id == ledger.id, *_entry_conditions(ledger, flt, e, ln)))
     if flt.currency is not None:
         q = q.where(ln.c.currency == flt.currency)
