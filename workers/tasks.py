@@ -44,19 +44,22 @@ _keys = None
 _keys_pid: int | None = None
 
 
+def _redis():
+    global _keys, _keys_pid
+    if _keys is None or _keys_pid != os.getpid():
+        import redis
+
+        _keys = redis.Redis.from_url(REDIS_URL, socket_timeout=5, socket_connect_timeout=2)
+        _keys_pid = os.getpid()
+    return _keys
+
+
 def _clear_waiting(partition: int) -> None:
     """This doorbell is no longer waiting: from now on a new submission must ring again,
     since our claim may come before its jobs commit. Done before claiming, so any job that
     a sender saw covered by this doorbell is visible to our claim."""
-    global _keys, _keys_pid
     try:
-        if _keys is None or _keys_pid != os.getpid():
-            import redis
-
-            _keys = redis.Redis.from_url(REDIS_URL, socket_timeout=5,
-                                         socket_connect_timeout=2)
-            _keys_pid = os.getpid()
-        _keys.delete(jobs.doorbell_key(partition))
+        _redis().delete(jobs.doorbell_key(partition))
     except Exception:  # noqa: BLE001 - the key expires anyway; the relay covers the gap
         log.warning("partition %s: could not clear its doorbell key", partition,
                     exc_info=True)
@@ -67,10 +70,17 @@ def _backoff(retries: int) -> float:
     return min(MAX_COUNTDOWN_SECONDS, 0.5 * 2 ** min(retries, 10)) * (0.5 + random.random() / 2)
 
 
-def ring(partition: int, countdown: float | None = None) -> None:
-    """Send the doorbell of ``partition``: wake whoever consumes its queue."""
-    post_partition.apply_async((partition,), queue=jobs.queue_name(partition),
-                               countdown=countdown)
+def ring(partition: int) -> bool:
+    """Send the doorbell of ``partition`` unless one is already waiting in its queue (the
+    API coalesces the same way). Returns whether one was sent."""
+    try:
+        fresh = _redis().set(jobs.doorbell_key(partition), 1, nx=True,
+                             ex=jobs.DOORBELL_KEY_SECONDS)
+    except Exception:  # noqa: BLE001 - ringing without the key only costs a duplicate
+        fresh = True
+    if fresh:
+        post_partition.apply_async((partition,), queue=jobs.queue_name(partition))
+    return bool(fresh)
 
 
 @app.task(bind=True, name="ledger.post", max_retries=None)
@@ -117,11 +127,12 @@ def relay() -> list[int]:
     lost (crash between commit and send, flushed Redis, a worker killed mid-batch)."""
     after = float(os.environ.get("LEDGER_RELAY_AFTER_SECONDS", 30))
     stale = jobs.stale_partitions(database(), timedelta(seconds=after))
-    for partition in stale:
-        ring(partition)
-    if stale:
-        log.info("relay rang partitions %s", stale)
-    return stale
+    # A partition whose doorbell is still waiting (a long backlog) is not rung again; one
+    # whose doorbell was lost has no key left after at most DOORBELL_KEY_SECONDS.
+    rung = [p for p in stale if ring(p)]
+    if rung:
+        log.info("relay rang partitions %s", rung)
+    return rung
 
 
 @app.task(name="ledger.rollup")
