@@ -57,13 +57,31 @@ def _ledger_ik(ctx: Context, match: Optional[t.LedgerMatchInput], field: str) ->
     if match.ik:
         return match.ik
     if match.id:
-        # No getter by id in the ledger service: the list is one call and ledgers are few.
-        for ledger in service.list_ledgers(ctx.db):
-            if str(ledger.id) == str(match.id):
-                return ledger.ik
-        raise lerr.NotFoundError("ledger_not_found", f"{field}.id: no ledger {match.id!r}",
-                                 field=f"{field}.id")
+        try:
+            return service.get_ledger_by_id(ctx.db, str(match.id)).ik
+        except lerr.NotFoundError:
+            raise lerr.NotFoundError("ledger_not_found", f"{field}.id: no ledger {match.id!r}",
+                                     field=f"{field}.id") from None
     raise _bad(field, "give the ledger's ik (or id)")
+
+
+def _entry_ref(ctx: Context, match: Optional[t.LedgerEntryMatchInput],
+               field: str) -> tuple[Optional[str], Optional[str], Optional[str]]:
+    """(id, ledger ik, ik) of an entry match: its id, or its ik within a ledger."""
+    if match is None:
+        raise _bad(field, "the entry is required, e.g. {\"id\": \"123\"}")
+    if match.id:
+        ledger_ik = _ledger_ik(ctx, match.ledger, f"{field}.ledger") if match.ledger else None
+        return str(match.id), ledger_ik, None
+    if not match.ik:
+        raise _bad(field, "give the entry's id, or its ik and ledger")
+    return None, _ledger_ik(ctx, match.ledger, f"{field}.ledger"), match.ik
+
+
+def _updates(items: Optional[list]) -> Optional[list[dict]]:
+    if items is None:
+        return None
+    return [{"key": x.key, "value": x.value} for x in items]
 
 
 def _account_ref(ctx: Context, match: Optional[t.LedgerAccountMatchInput],
@@ -185,6 +203,49 @@ class Mutation:
         return _mutate(info, run)
 
 
+    @strawberry.mutation(description="Reverse an entry: a new entry mirrors every line at the "
+                                     "same posted time; both are then immutable and hidden "
+                                     "from lists. Reversing again is a replay.")
+    def reverse_ledger_entry(self, info: Info, id: Optional[strawberry.ID] = None,
+                             ledger_entry: Optional[t.LedgerEntryMatchInput] = None
+                             ) -> t.ReverseLedgerEntryResponse:
+        ctx: Context = info.context
+
+        def run():
+            if id is not None:
+                entry_id, ledger_ik, ik = str(id), None, None
+            else:
+                entry_id, ledger_ik, ik = _entry_ref(ctx, ledger_entry, "ledgerEntry")
+            if entry_id is not None:
+                result = service.reverse_ledger_entry(ctx.db, id=entry_id, ledger_ik=ledger_ik)
+            else:
+                result = service.reverse_ledger_entry(ctx.db, ledger_ik=ledger_ik, ik=ik)
+            return t.ReverseLedgerEntryResult(
+                reversed_ledger_entry=t.entry_type(result.reversed_entry),
+                reversing_ledger_entry=t.entry_type(result.reversing_entry),
+                is_ik_replay=result.is_ik_replay)
+
+        return _mutate(info, run)
+
+    @strawberry.mutation(description="Set or remove tags and groups of an entry (not of a "
+                                     "reversed or reversing one); the change is recorded.")
+    def update_ledger_entry(self, info: Info, ledger_entry: t.LedgerEntryMatchInput,
+                            update: t.UpdateLedgerEntryInput) -> t.UpdateLedgerEntryResponse:
+        ctx: Context = info.context
+
+        def run():
+            entry_id, ledger_ik, ik = _entry_ref(ctx, ledger_entry, "ledgerEntry")
+            if entry_id is None:
+                entry_id = service.get_ledger_entry(ctx.db, ledger_ik=ledger_ik, ik=ik).id
+            result = service.update_ledger_entry(ctx.db, entry_id, _updates(update.tags),
+                                                 _updates(update.groups), ledger_ik=ledger_ik)
+            return t.UpdateLedgerEntryResult(
+                entry=t.entry_type(result.entry),
+                change=t.change_type(result.change) if result.change is not None else None)
+
+        return _mutate(info, run)
+
+
 @strawberry.type
 class Query:
     @strawberry.field(description="A schema by key; its latest version unless one is asked for.")
@@ -197,7 +258,9 @@ class Query:
         ctx: Context = info.context
         if ledger.ik:
             return t.ledger_type(service.get_ledger(ctx.db, ledger.ik))
-        return t.ledger_type(service.get_ledger(ctx.db, _ledger_ik(ctx, ledger, "ledger")))
+        if ledger.id:
+            return t.ledger_type(service.get_ledger_by_id(ctx.db, str(ledger.id)))
+        raise _bad("ledger", "give the ledger's ik (or id)")
 
     @strawberry.field
     def ledgers(self, info: Info, first: Optional[int] = None,
@@ -242,4 +305,13 @@ class Query:
             raise _bad("ledgerEntry", "give the entry's id, or its ik and ledger")
         ledger_ik = _ledger_ik(ctx, ledger_entry.ledger, "ledgerEntry.ledger")
         return t.entry_type(service.get_ledger_entry(ctx.db, ledger_ik=ledger_ik,
-                                                     ik=ledger_entry.ik))
+                                                     ik=ledger_entry.ik,
+                                                     version=ledger_entry.ik_version))
+
+    @strawberry.field(description="The entries of a ledger sharing a group key and value, "
+                                  "with their net balances.")
+    def ledger_entry_group(self, info: Info, ledger: t.LedgerMatchInput, key: str,
+                           value: str) -> Optional[t.LedgerEntryGroup]:
+        ctx: Context = info.context
+        found = service.get_ledger(ctx.db, _ledger_ik(ctx, ledger, "ledger"))
+        return t.LedgerEntryGroup(_ledger=found, key=key, value=value)

@@ -13,6 +13,11 @@ from ledger.model import MAX_AMOUNT
 SafeString = NewType("SafeString", str)
 Int96 = NewType("Int96", int)
 Date = NewType("Date", date)
+# A moment to read balances at: a time, or a period meaning its last moment (seed 002's
+# ``at: "2025-02"`` reads the balance at the end of February in the ledger's offset).
+LastMoment = NewType("LastMoment", str)
+# A calendar period: 2025, 2025-Q1, 2025-02, 2025-02-03 or 2025-02-03T04.
+Period = NewType("Period", str)
 
 _INT_RE = re.compile(r"^-?[0-9]{1,40}$")
 # Identifiers (iks, keys) end up in URLs, logs and CLI tables: refuse control characters
@@ -75,6 +80,15 @@ def _parse_datetime(value: Any) -> datetime:
     return dt.astimezone(timezone.utc)
 
 
+def _parse_short_text(value: Any) -> str:
+    # The ledger parses periods and times (in the ledger's offset); here only the shape.
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError("expected a non-empty string like 2025-02 or 2025-02-03T04:05:06Z")
+    if len(value) > 64:
+        raise ValueError("at most 64 characters")
+    return value.strip()
+
+
 def _parse_date(value: Any) -> date:
     if not isinstance(value, str):
         raise ValueError("expected an ISO 8601 date string like 2025-01-31")
@@ -97,6 +111,17 @@ SCALAR_MAP = {
     Date: strawberry.scalar(
         name="Date", description="An ISO 8601 date, e.g. 1969-07-21.",
         serialize=lambda d: d.isoformat(), parse_value=_parse_date),
+    LastMoment: strawberry.scalar(
+        name="LastMoment",
+        description="A time (ISO 8601; UTC without an offset), or a period standing for its "
+                    "last moment in the ledger's balanceUTCOffset: 2025, 2025-Q1, 2025-02, "
+                    "2025-02-03, 2025-02-03T04.",
+        serialize=str, parse_value=_parse_short_text),
+    Period: strawberry.scalar(
+        name="Period",
+        description="A period in the ledger's balanceUTCOffset: 2025, 2025-Q1, 2025-02, "
+                    "2025-02-03 or 2025-02-03T04.",
+        serialize=str, parse_value=_parse_short_text),
 }
 
-__all__ = ["SafeString", "Int96", "Date", "JSON", "SCALAR_MAP", "serialize_datetime"]
+__all__ = ["SafeString", "Int96", "Date", "LastMoment", "Period", "JSON", "SCALAR_MAP", "serialize_datetime"]
