@@ -465,12 +465,12 @@ def find_txs(db: Database, link_id: str, external_id: str, account_external_id: 
 
 # ---------------------------------------------------------------------------- linked accounts
 
-def _render(text: str, params: dict[str, str], field: str) -> str:
+def _render(text: str, params: dict[str, str], field: str, what: str = "the linked account") -> str:
     try:
         return Text.parse(text).render(params)
     except KeyError as exc:
         name = exc.args[0]
-        raise BadRequestError("missing_parameter", f"entry.parameters.{name}: the linked account of {field} needs parameter {name!r}", field=f"entry.parameters.{name}") from None
+        raise BadRequestError("missing_parameter", f"entry.parameters.{name}: {what} of {field} needs parameter {name!r}", field=f"entry.parameters.{name}") from None
 
 
 def _resolve_linked(conn: Connection, account: Account, params: dict[str, str], field: str,
@@ -519,7 +519,7 @@ def _linked_lines(schema: Schema, request: EntryRequest, tx_ref: str | None) -> 
 
     def tx_of(text: str | None, field: str) -> str:
         if text is not None:
-            return _render(text, names, field)
+            return _render(text, names, field, "the tx")
         if tx_ref is None:
             raise BadRequestError("invalid_input", f"{field}: this line takes its tx from the call; name the tx (tx.externalId)", field="entry.tx")
         return tx_ref

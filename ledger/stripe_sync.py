@@ -314,10 +314,16 @@ def _ts(value: Any) -> datetime | None:
 def _account_for(conn: Connection, link, currency: str):
     """The external account of the Stripe balance in ``currency``."""
     code = currency.upper()
-    reconcile._sync_accounts(conn, link, [(f"balance-{code.lower()}", f"Stripe balance ({code})", code)])
-    return conn.execute(sa.select(t.external_accounts).where(
+    query = sa.select(t.external_accounts).where(
         t.external_accounts.c.link_id == link.id,
-        t.external_accounts.c.external_id == f"balance-{code.lower()}")).first()
+        t.external_accounts.c.external_id == f"balance-{code.lower()}")
+    # Read first: creating it takes the account's row lock, which would serialize every
+    # sync of this currency if taken each time.
+    row = conn.execute(query).first()
+    if row is None:
+        reconcile._sync_accounts(conn, link, [(f"balance-{code.lower()}", f"Stripe balance ({code})", code)])
+        row = conn.execute(query).first()
+    return row
 
 
 def tx_external_id(bt: dict) -> str:
