@@ -25,10 +25,10 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from ledger import posting, service
-from ledger.schema import compile_entry
 from ledger.db import Database, is_retryable
 from ledger.errors import BadRequestError, InternalError, LedgerError, NotFoundError
 from ledger.model import EntryRequest, Ledger
+from ledger.schema import compile_entry
 
 log = logging.getLogger(__name__)
 

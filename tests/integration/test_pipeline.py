@@ -10,13 +10,15 @@ from __future__ import annotations
 import random
 import time
 
+import httpx
+import pytest
 import sqlalchemy as sa
 
 from ledger import jobs, service
 from ledger.model import EntryRequest
 from tests.integration.conftest import user_path
 
-pytestmark = [__import__("pytest").mark.slow]
+pytestmark = pytest.mark.slow
 
 
 def workload(prefix: str, count: int, users: int, seed: int) -> list[dict]:
@@ -89,7 +91,6 @@ def test_submission_is_validated_and_idempotent(pipeline):
     assert done["status"] == jobs.POSTED and done["entry"]["id"]
 
     h = pipeline.api.headers
-    import httpx
     got = httpx.get(f"{pipeline.api.url}/v1/jobs/{job['id']}", headers=h).json()
     assert got["status"] == jobs.POSTED and got["ledger"]["ik"] == ledger
     listed = httpx.get(f"{pipeline.api.url}/v1/ledgers/{ledger}/jobs",
