@@ -81,6 +81,11 @@ def backfill(since: Annotated[str, typer.Option("--since", help="Start of the wi
     from ledger import stripe_sync
 
     def body():
+        import logging
+
+        # The report below lists the problems; the module's warnings would repeat them
+        # through the progress bar.
+        logging.getLogger("ledger.stripe_sync").addHandler(logging.NullHandler())
         start = _date(since, "--since")
         end = _date(until, "--until") if until else None
         with cli._AdminDatabase(data_dir) as admin:
