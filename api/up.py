@@ -9,6 +9,7 @@ watches them; Ctrl-C or SIGTERM stops all of them, and the embedded servers it s
 from __future__ import annotations
 
 import ctypes
+import fcntl
 import os
 import signal
 import subprocess
@@ -147,6 +148,15 @@ def main(data_dir: Path = Path(".ledger"), host: str = "127.0.0.1", port: int = 
 
     data_dir = Path(data_dir).expanduser().resolve()
     (data_dir / "logs").mkdir(parents=True, exist_ok=True)
+    # Held until we exit (the kernel drops it if we die): a second `ledger up` on the same
+    # folder would start a second beat and a second worker on the same queues.
+    lock = open(data_dir / "ledger-up.lock", "w")
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        _say(f"ledger: another `ledger up` is already running on {data_dir}; stop it first, "
+             "or give this one its own --data-dir")
+        raise SystemExit(1) from None
     stopping: list[int] = []
 
     def on_signal(signum, _frame):

@@ -159,6 +159,14 @@ def test_ledger_up_runs_the_seed_000_wallet_and_stops_cleanly(tmp_path):
         status = httpx.get(f"{up.url}/v1/jobs/{job['id']}", headers=h).json()
         assert status["status"] == "posted" and status["entry"]["id"]
 
+        # One `ledger up` per data folder: a second one refuses to start.
+        second = subprocess.run(
+            [sys.executable, "-m", "api.cli", "up", "--data-dir", str(data_dir),
+             "--port", str(free_port())], cwd=REPO, capture_output=True, text=True,
+            timeout=60, env={k: v for k, v in os.environ.items()
+                             if k not in ("DATABASE_URL", "REDIS_URL")})
+        assert second.returncode == 1 and "already running" in second.stdout
+
         assert up.interrupt() == 0
         assert "ledger: stopped." in up.text()
         assert not [p for p in processes if p.is_running()
