@@ -84,6 +84,10 @@ app.conf.update(
         "socket_timeout": 10,
         "socket_connect_timeout": 5,
     },
+    # A safety net for a task stuck in a blocked statement: its child is replaced, its
+    # batch rolls back with the connection, and the relay rings the partition again.
+    # Far below the visibility timeout, far above a drain (DRAIN_SECONDS in tasks.py).
+    task_time_limit=900,
     # Outcomes live in posting_jobs, not in a result backend.
     task_ignore_result=True,
     task_store_errors_even_if_ignored=False,
