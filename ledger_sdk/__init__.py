@@ -10,6 +10,8 @@ from ledger_sdk.client import Client, SyncClient
 from ledger_sdk.errors import (AuthenticationError, BadRequestError, GraphQLRequestError,
                                InternalError, LedgerAPIError, NotFoundError,
                                PermissionDeniedError, TransportError)
+from ledger_sdk.history import (AccountSummary, BalanceChange, EntryGroup, GroupBalance,
+                                HistoryEntry, Page, PageInfo, ReverseResult, UpdateResult)
 from ledger_sdk.types import (AddLedgerEntryResult, CreateLedgerResult, Ledger, LedgerAccount,
                               LedgerEntry, LedgerLine, SchemaVersion)
 
@@ -19,4 +21,6 @@ __all__ = [
     "AuthenticationError", "PermissionDeniedError", "GraphQLRequestError",
     "AddLedgerEntryResult", "CreateLedgerResult", "Ledger", "LedgerAccount", "LedgerEntry",
     "LedgerLine", "SchemaVersion",
+    "AccountSummary", "BalanceChange", "EntryGroup", "GroupBalance", "HistoryEntry", "Page",
+    "PageInfo", "ReverseResult", "UpdateResult",
 ]

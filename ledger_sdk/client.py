@@ -22,6 +22,7 @@ from urllib.parse import urlsplit, urlunsplit
 import httpx
 
 from ledger_sdk import documents as d
+from ledger_sdk.history import HistoryMixin
 from ledger_sdk.links import LinksMixin
 from ledger_sdk.errors import (AuthenticationError, BadRequestError, GraphQLRequestError,
                                InternalError, LedgerAPIError, PermissionDeniedError,
@@ -97,7 +98,7 @@ def _entry_input(ledger: str, type: str, parameters: dict | None, posted, tags, 
     return entry
 
 
-class _Core(LinksMixin):
+class _Core(LinksMixin, HistoryMixin):
     def __init__(self, client_id: str, client_secret: str, api_url: str,
                  auth_url: str | None = None, auth_scope: str | None = None, *,
                  ledger_ik: str | None = None, max_retries: int = 5,
@@ -289,9 +290,11 @@ class _Core(LinksMixin):
         return _Op(d.LIST_LEDGERS, {}, "ledgers",
                    lambda v: [Ledger.from_wire(n) for n in v["nodes"]])
 
-    def _op_get_ledger_account(self, path: str, ledger: str | None) -> _Op:
+    def _op_get_ledger_account(self, path: str, ledger: str | None, at=None) -> _Op:
+        # ``at``: a time, or a period meaning its last moment in the ledger's offset.
         return _Op(d.GET_LEDGER_ACCOUNT,
-                   {"ledgerAccount": {"path": path, "ledger": {"ik": self._ledger(ledger)}}},
+                   {"ledgerAccount": {"path": path, "ledger": {"ik": self._ledger(ledger)}},
+                    "at": _posted(at)},
                    "ledgerAccount", LedgerAccount.from_wire)
 
     def _op_get_ledger_entry(self, ik: str | None, id: str | None, ledger: str | None) -> _Op:
@@ -423,13 +426,16 @@ class Client(_Core):
     async def list_ledgers(self) -> list[Ledger]:
         return await self._run(self._op_list_ledgers())
 
-    async def get_ledger_account(self, path: str, ledger: str | None = None) -> LedgerAccount:
-        return await self._run(self._op_get_ledger_account(path, ledger))
+    async def get_ledger_account(self, path: str, ledger: str | None = None,
+                                 at: datetime | str | None = None) -> LedgerAccount:
+        """An account's balances now, or ``at`` a time or the end of a period (``2025-02``)."""
+        return await self._run(self._op_get_ledger_account(path, ledger, at))
 
     async def get_balance(self, path: str, ledger: str | None = None,
-                          currency: str | None = None) -> int:
+                          currency: str | None = None,
+                          at: datetime | str | None = None) -> int:
         """``balance`` (own + children) of one account, in one currency."""
-        return (await self.get_ledger_account(path, ledger)).balance(currency)
+        return (await self.get_ledger_account(path, ledger, at)).balance(currency)
 
     async def get_ledger_entry(self, ik: str | None = None, *, id: str | None = None,
                                ledger: str | None = None) -> LedgerEntry:
@@ -544,12 +550,13 @@ class SyncClient(_Core):
     def list_ledgers(self) -> list[Ledger]:
         return self._run(self._op_list_ledgers())
 
-    def get_ledger_account(self, path: str, ledger: str | None = None) -> LedgerAccount:
-        return self._run(self._op_get_ledger_account(path, ledger))
+    def get_ledger_account(self, path: str, ledger: str | None = None,
+                           at: datetime | str | None = None) -> LedgerAccount:
+        return self._run(self._op_get_ledger_account(path, ledger, at))
 
     def get_balance(self, path: str, ledger: str | None = None,
-                    currency: str | None = None) -> int:
-        return self.get_ledger_account(path, ledger).balance(currency)
+                    currency: str | None = None, at: datetime | str | None = None) -> int:
+        return self.get_ledger_account(path, ledger, at).balance(currency)
 
     def get_ledger_entry(self, ik: str | None = None, *, id: str | None = None,
                          ledger: str | None = None) -> LedgerEntry:

@@ -67,12 +67,12 @@ LIST_LEDGERS = f"""query ListLedgers {{
 
 AMOUNTS = "nodes { amount currency { code } }"
 
-GET_LEDGER_ACCOUNT = f"""query GetLedgerAccount($ledgerAccount: LedgerAccountMatchInput!) {{
+GET_LEDGER_ACCOUNT = f"""query GetLedgerAccount($ledgerAccount: LedgerAccountMatchInput!, $at: LastMoment) {{
   ledgerAccount(ledgerAccount: $ledgerAccount) {{
     id path type
-    ownBalances {{ {AMOUNTS} }}
-    childBalances {{ {AMOUNTS} }}
-    balances {{ {AMOUNTS} }}
+    ownBalances(at: $at) {{ {AMOUNTS} }}
+    childBalances(at: $at) {{ {AMOUNTS} }}
+    balances(at: $at) {{ {AMOUNTS} }}
   }}
 }}"""
 
