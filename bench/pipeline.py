@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import os
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
@@ -125,6 +126,19 @@ def postgres_cpu(database: str) -> float:
     return total
 
 
+def _forget_queues(redis_url: str, prefix: str) -> None:
+    """Delete this run's queues and bindings: the broker may be shared."""
+    import redis
+
+    client = redis.Redis.from_url(redis_url)
+    try:
+        keys = list(client.scan_iter(match=f"*{prefix}*", count=1000))
+        if keys:
+            client.delete(*keys)
+    finally:
+        client.close()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--seconds", type=float, default=20, help="how long to submit")
@@ -148,6 +162,7 @@ def main() -> None:
         redis_url = embedded_redis.redis_url
 
     url = scratch_database(server, "ledger_pipeline_bench")
+    prefix = f"bench-{secrets.token_hex(3)}"
     procs: list[subprocess.Popen] = []
     db = Database(url)
     try:
@@ -156,11 +171,9 @@ def main() -> None:
         service.create_ledger(db, "bench", "Bench", SCHEMA["key"])
         created = clients.create_client(db, "bench")
         port = free_port()
-        prefix = f"bench-{secrets.token_hex(3)}"
         env = {**os.environ, "DATABASE_URL": url, "REDIS_URL": redis_url,
                "LEDGER_QUEUE_PREFIX": prefix, "PYTHONPATH": str(ROOT)}
         py = sys.executable
-        log(f"logs in {tmp}")
         api = start([py, "-m", "uvicorn", "api.app:app", "--port", str(port),
                      "--log-level", "warning"], env, tmp / "api.log")
         worker = start([py, "-m", "celery", "-A", "workers.app", "worker", "--loglevel",
@@ -253,6 +266,7 @@ def main() -> None:
             stop(p)
         db.dispose()
         drop_database(url)
+        _forget_queues(redis_url, prefix)
 
     log(f"[2/2] pgbench TPC-B, {args.clients} clients, {args.pgbench_seconds}s, "
         "same PostgreSQL ...")
@@ -263,6 +277,8 @@ def main() -> None:
         from ledger.embedded import stop_embedded_postgres
         stop_embedded_postgres(tmp)
 
+    # Logs are kept only when something went wrong (the exits above name the folder).
+    shutil.rmtree(tmp, ignore_errors=True)
     ratio = eps / pg_tps
     print(f"entries accepted and posted: {total} ({failed} failed) in {span:.1f}s")
     print(f"end to end (API accept -> posted): {eps:10.0f} entries/s")
