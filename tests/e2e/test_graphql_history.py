@@ -11,7 +11,7 @@ from tests.e2e import seed002
 ADD = """mutation($ik: SafeString!, $entry: LedgerEntryInput!) {
   addLedgerEntry(ik: $ik, entry: $entry) {
     __typename
-    ... on AddLedgerEntryResult { isIkReplay entry { id ik } lines { id key amount type } }
+    ... on AddLedgerEntryResult { isIkReplay entry { id ik hidden ikVersion } lines { id key amount type } }
     ... on Error { code message retryable }
   } }"""
 
@@ -223,6 +223,7 @@ def test_reverse_ledger_entry_and_its_replay(gql, ledger_ik):
     # Reposting under the ik makes a second version; both are listed.
     reposted = fund(gql, ledger_ik, "rev-1", "bea", 80, "2025-02-01T00:00:00Z")
     assert reposted["isIkReplay"] is False and reposted["entry"]["id"] != entry_id
+    assert reposted["entry"]["ikVersion"] == 2 and reposted["entry"]["hidden"] is False
     q = """query($e: LedgerEntryMatchInput!) { ledgerEntry(ledgerEntry: $e) {
       id ikVersion hidden reversedAt ikVersions { id ikVersion hidden } } }"""
     latest = data_of(gql(q, {"e": {"ik": "rev-1", "ledger": {"ik": ledger_ik}}}), "ledgerEntry")
