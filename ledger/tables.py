@@ -52,6 +52,8 @@ balances = sa.Table(
     sa.Column("currency", sa.Text, primary_key=True),
     sa.Column("ledger_id", sa.BigInteger, nullable=False),
     sa.Column("own", sa.Numeric, nullable=False),
+    # Every line of this (account, currency) is posted at or before it; NULL: unknown.
+    sa.Column("lines_until", sa.DateTime(timezone=True)),
 )
 
 balance_deltas = sa.Table(

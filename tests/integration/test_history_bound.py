@@ -55,7 +55,8 @@ def big_ledger(db, unique):
             {"l": ledger_id, "t0": T0, "n": ENTRIES, "bank": ids["assets/bank"], "users": users,
              "u": USERS})
         conn.execute(sa.text(
-            "UPDATE balances b SET own = s.total FROM (SELECT account_id, sum(amount) AS total "
+            "UPDATE balances b SET own = s.total, lines_until = s.until FROM ("
+            "SELECT account_id, sum(amount) AS total, max(posted) AS until "
             "FROM lines WHERE ledger_id = :l GROUP BY account_id) s "
             "WHERE b.account_id = s.account_id AND b.currency = 'USD'"), {"l": ledger_id})
         count = conn.execute(sa.text("SELECT count(*) FROM lines WHERE ledger_id = :l"),

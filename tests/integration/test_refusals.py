@@ -1,0 +1,55 @@
+"""``refusals="report"``: the workers' mode, where a refused entry fails alone and the rest
+of its batch posts in the same transaction."""
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+from ledger import posting, service
+from ledger.errors import BadRequestError
+from ledger.model import EntryRequest
+from tests.integration.helpers import new_ledger, own, post, seed000_schema
+
+
+def test_refused_entries_fail_alone_and_leave_no_trace(db, unique):
+    ledger_ik = new_ledger(db, unique, seed000_schema(unique("wallet")))
+    post(db, ledger_ik, "deposit", ik="used", user_id="a", amount="10")
+    ledger = service.get_ledger(db, ledger_ik)
+    reqs = [
+        EntryRequest(ik="ok-1", type="deposit", parameters={"user_id": "b", "amount": "5"}),
+        EntryRequest(ik="overdraw", type="transfer", parameters={"from_id": "b", "to_id": "c", "amount": "6"}),
+        EntryRequest(ik="ok-2", type="transfer", parameters={"from_id": "b", "to_id": "c", "amount": "5"}),
+        EntryRequest(ik="used", type="deposit", parameters={"user_id": "a", "amount": "11"}),
+        EntryRequest(ik="bad", type="deposit", parameters={"user_id": "a", "amount": "1.5"}),
+        EntryRequest(ik="used", type="deposit", parameters={"user_id": "a", "amount": "10"}),
+    ]
+    with db.transaction() as conn:
+        out = posting.post_entries(conn, ledger, reqs, refusals="report")
+    codes = [o.code if isinstance(o, BadRequestError) else ("replay" if o.is_ik_replay else "posted")
+             for o in out]
+    assert codes == ["posted", "condition_failed", "posted", "ik_conflict", "invalid_amount",
+                     "invalid_input"]
+    assert [o.index for o in out if isinstance(o, BadRequestError)] == [1, 3, 4, 5]
+    # in submission order: the 6 that overdrew was checked before the 5 that fit
+    assert own(db, ledger_ik, "liabilities/users:b/available") == 0
+    assert own(db, ledger_ik, "liabilities/users:c/available") == 5
+    with db.transaction() as conn:
+        iks = conn.execute(sa.text("SELECT ik FROM entries WHERE ledger_id = :l ORDER BY ik"),
+                           {"l": ledger.id}).scalars().all()
+    assert iks == ["ok-1", "ok-2", "used"]
+    # a refused ik was never claimed: it can be used for a request that fits
+    assert not post(db, ledger_ik, "transfer", ik="overdraw", from_id="c", to_id="b", amount="5").is_ik_replay
+
+
+def test_raise_mode_still_rolls_back_the_whole_batch(db, unique):
+    ledger_ik = new_ledger(db, unique, seed000_schema(unique("wallet")))
+    ledger = service.get_ledger(db, ledger_ik)
+    reqs = [EntryRequest(ik="x1", type="deposit", parameters={"user_id": "b", "amount": "5"}),
+            EntryRequest(ik="x2", type="transfer", parameters={"from_id": "b", "to_id": "c", "amount": "6"})]
+    try:
+        with db.transaction() as conn:
+            posting.post_entries(conn, ledger, reqs)
+    except BadRequestError as exc:
+        assert exc.code == "condition_failed" and exc.index == 1
+    else:
+        raise AssertionError("the batch posted")
+    assert own(db, ledger_ik, "liabilities/users:b/available") == 0
