@@ -484,78 +484,24 @@ _ledgers = _Ledgers()
 def _post_run(conn: Connection, ledger: Ledger, run: list[_Claimed]) -> None:
     """Post a run of one ledger's jobs, in order, recording each outcome on its job.
 
-    Fast path: the whole run in one savepoint. When the engine refuses an entry it says
-    which (``index``), having checked it against the balances the entries before it left:
-    those entries are posted again as a group (same state, same result) and the refused
-    one is failed with that error. The rest continues in chunks whose size adapts (halved
-    after a refusal, doubled after a success), because a refused attempt is rolled back
-    whole: with many bad entries, big chunks would redo most of their work again and
-    again. A failure the engine does not locate sends its chunk through one savepoint per
-    entry, so a bad entry always fails alone.
+    One engine call for the whole run: the engine checks each entry against the balances
+    the entries before it left and reports a refused one in its place
+    (``refusals="report"``), so a bad entry fails alone and the rest posts in the same
+    statements. Any other fault propagates and rolls the whole batch back.
     """
     todo = [job for job in run if job.outcome is None]
-    i, chunk = 0, len(todo)
-    while i < len(todo):
-        part = todo[i:i + chunk]
-        try:
-            with conn.begin_nested():
-                results = posting.post_entries(conn, ledger, [j.parsed for j in part])
-        except LedgerError as exc:
-            if not _refused(exc):
-                raise
-            index = exc.index
-            if not isinstance(index, int) or not 0 <= index < len(part):
-                for job in part:
-                    _post_one(conn, ledger, job)
-                i += len(part)
-                continue
-            if index > 0:
-                _post_group(conn, ledger, part[:index])
-            part[index].outcome = {"status": FAILED,
-                                   "error": _failure(_unlocated(exc, index, len(part)))}
-            i += index + 1
-            chunk = max(1, chunk // 2)
+    if not todo:
+        return
+    with conn.begin_nested():
+        results = posting.post_entries(conn, ledger, [j.parsed for j in todo],
+                                       refusals="report")
+    for job, result in zip(todo, results, strict=True):
+        if isinstance(result, LedgerError):
+            if not _refused(result):
+                raise result
+            job.outcome = {"status": FAILED, "error": _failure(result)}
         else:
-            _record(part, results)
-            i += len(part)
-            chunk = min(len(todo), chunk * 2)
-
-
-def _unlocated(exc: LedgerError, index: int, size: int) -> LedgerError:
-    """The engine's error about entry ``index`` of our batch, worded as if that entry had
-    been posted alone: the batch is the worker's business, not the caller's."""
-    if size > 1:
-        where = f"entries[{index}]"
-        if exc.message.startswith(where + ": "):
-            exc.message = exc.message[len(where) + 2:]
-        if exc.field and exc.field.startswith(where + "."):
-            exc.field = exc.field[len(where) + 1:]
-    return exc
-
-
-def _post_group(conn: Connection, ledger: Ledger, group: list[_Claimed]) -> None:
-    try:
-        with conn.begin_nested():
-            results = posting.post_entries(conn, ledger, [j.parsed for j in group])
-    except LedgerError as exc:
-        if not _refused(exc):
-            raise
-        for job in group:
-            _post_one(conn, ledger, job)
-    else:
-        _record(group, results)
-
-
-def _post_one(conn: Connection, ledger: Ledger, job: _Claimed) -> None:
-    try:
-        with conn.begin_nested():
-            [result] = posting.post_entries(conn, ledger, [job.parsed])
-    except LedgerError as exc:
-        if not _refused(exc):
-            raise
-        job.outcome = {"status": FAILED, "error": _failure(exc)}
-    else:
-        _record([job], [result])
+            _record([job], [result])
 
 
 def _record(jobs: list[_Claimed], results) -> None:
