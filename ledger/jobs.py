@@ -37,7 +37,7 @@ STATUSES = (PENDING, POSTED, FAILED)
 
 MAX_SUBMISSION = 1000
 DEFAULT_PARTITIONS = 16
-DEFAULT_BATCH = 500
+DEFAULT_BATCH = 1000
 MAX_WAIT_SECONDS = 30.0
 MAX_PAGE = 500
 
@@ -422,10 +422,8 @@ _MARK = sa.text("""
     UPDATE posting_jobs AS j
     SET status = r.status, entry_id = r.entry_id, is_ik_replay = r.is_ik_replay,
         error = r.error, finished = statement_timestamp()
-    FROM unnest(CAST(:ids AS bigint[]), CAST(:statuses AS text[]),
-                CAST(:entry_ids AS text[]), CAST(:replays AS boolean[]),
-                CAST(:errors AS jsonb[]))
-         AS r(id, status, entry_id, is_ik_replay, error)
+    FROM jsonb_to_recordset(CAST(:rows AS jsonb))
+         AS r(id bigint, status text, entry_id text, is_ik_replay boolean, error jsonb)
     WHERE j.id = r.id AND j.status = 'pending'""")
 
 
@@ -529,7 +527,7 @@ def work_partition(db: Database, partition: int, *, limit: int = DEFAULT_BATCH) 
             return result
         claimed = [_Claimed(r.id, r.ledger_id, r.ledger_ik,
                             r.request if isinstance(r.request, dict) else json.loads(r.request))
-                   for r in conn.execute(_CLAIM, {"partition": partition, "limit": limit})]
+                   for r in conn.execute(_CLAIM, {"partition": partition, "limit": limit}).all()]
         result.claimed = len(claimed)
         result.more = len(claimed) == limit
         if not claimed:
@@ -556,12 +554,10 @@ def work_partition(db: Database, partition: int, *, limit: int = DEFAULT_BATCH) 
                 _post_run(conn, ledger, run)
             start = end
         outcomes = [j.outcome for j in claimed]
-        conn.execute(_MARK, {
-            "ids": [j.id for j in claimed],
-            "statuses": [o["status"] for o in outcomes],
-            "entry_ids": [o.get("entry_id") for o in outcomes],
-            "replays": [o.get("is_ik_replay") for o in outcomes],
-            "errors": [json.dumps(o["error"]) if "error" in o else None for o in outcomes]})
+        conn.execute(_MARK, {"rows": json.dumps([
+            {"id": j.id, "status": o["status"], "entry_id": o.get("entry_id"),
+             "is_ik_replay": o.get("is_ik_replay"), "error": o.get("error")}
+            for j, o in zip(claimed, outcomes)])})
         result.posted = sum(1 for j in claimed if j.outcome["status"] == POSTED)
         result.failed = result.claimed - result.posted
         return result

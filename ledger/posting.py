@@ -15,7 +15,6 @@ from datetime import datetime, timezone
 from typing import Any, Iterable
 
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.engine import Connection
 
 from ledger import tables as t
@@ -232,12 +231,15 @@ def _apply(conn: Connection, ledger: Ledger, schema: Schema, entries: list[Compi
 
     flat = [(entry_id, e, l, (account_ids[l.path], l.currency), e.request.posted or now)
             for e, entry_id, _ in accepted for l in e.lines]
+    # Lines posted "now" (most) send no time of their own: the statement's :created is it.
+    iso = {now: None}
     # Ids drawn up front, in order: the running totals below follow (posted, id) order.
     ids = sorted(conn.execute(_NEXT_LINE_IDS, {"n": len(flat)}).scalars().all())
     totals, slow, until = _running_totals(flat, ids, before, lines_until)
     conn.execute(_INSERT_LINES, {"l": ledger.id, "created": now, "rows": json.dumps([{
         "id": line_id, "entry_id": f[0], "account_id": f[3][0], "key": f[2].key,
-        "amount": f[2].amount, "currency": f[2].currency, "posted": f[4].isoformat(),
+        "amount": f[2].amount, "currency": f[2].currency,
+        "posted": iso[f[4]] if f[4] in iso else iso.setdefault(f[4], f[4].isoformat()),
         "descr": f[2].description, "tx": f[2].tx, "total": total}
         for f, line_id, total in zip(flat, ids, totals)])})
     if slow:
@@ -310,7 +312,8 @@ def _running_totals(flat: list, ids: list[int], before: dict, lines_until: dict)
 _INSERT_ENTRIES = sa.text(
     "INSERT INTO entries (ledger_id, ik, ik_version, fingerprint, type, description, posted, "
     "created, parameters, tags, groups) "
-    "SELECT :l, u.ik, u.version, u.fp, u.type, u.descr, u.posted, :created, u.params, u.tags, "
+    "SELECT :l, u.ik, u.version, u.fp, u.type, u.descr, coalesce(u.posted, :created), :created, "
+    "u.params, u.tags, "
     "u.groups FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS u(ik text, version integer, "
     "fp text, type text, descr text, posted timestamptz, params jsonb, tags jsonb, groups jsonb) "
     "ORDER BY u.ik ON CONFLICT ON CONSTRAINT entries_ledger_ik_key DO NOTHING "
@@ -321,7 +324,8 @@ def _entry_rows(ledger: Ledger, now: datetime, entries: list[CompiledEntry],
                 versions: list[int]) -> dict:
     return {"l": ledger.id, "created": now, "rows": json.dumps([{
         "ik": c.request.ik, "version": v, "fp": c.fingerprint, "type": c.type,
-        "descr": c.description, "posted": (c.request.posted or now).isoformat(),
+        "descr": c.description,
+        "posted": c.request.posted.isoformat() if c.request.posted else None,
         "params": {k: str(x) for k, x in c.request.parameters.items()},
         "tags": c.tags, "groups": c.groups} for c, v in zip(entries, versions)])}
 
@@ -337,8 +341,8 @@ _NEXT_LINE_IDS = sa.text(
 _INSERT_LINES = sa.text(
     "INSERT INTO lines (id, ledger_id, entry_id, account_id, key, amount, currency, posted, "
     "  created, description, tx_external_id, balance_after) "
-    "SELECT u.id, :l, u.entry_id, u.account_id, u.key, u.amount, u.currency, u.posted, "
-    "  :created, u.descr, u.tx, u.total FROM jsonb_to_recordset(CAST(:rows AS jsonb)) "
+    "SELECT u.id, :l, u.entry_id, u.account_id, u.key, u.amount, u.currency, "
+    "  coalesce(u.posted, :created), :created, u.descr, u.tx, u.total FROM jsonb_to_recordset(CAST(:rows AS jsonb)) "
     "AS u(id bigint, entry_id bigint, account_id bigint, key text, amount numeric, "
     "currency text, posted timestamptz, descr text, tx text, total numeric)")
 
@@ -363,12 +367,15 @@ def _ensure_accounts(conn: Connection, ledger: Ledger, wanted: dict) -> dict[str
         {"l": ledger.id, "p": paths}).all())
     missing = [p for p in paths if p not in found]
     if missing:
-        rows = [{"ledger_id": ledger.id, "path": p, "chart_path": wanted[p].path,
-                 "type": wanted[p].type, "consistency": wanted[p].own_consistency,
-                 "created": datetime.now(timezone.utc)} for p in missing]
-        found.update(conn.execute(
-            pg_insert(t.accounts).values(rows).on_conflict_do_nothing(constraint="accounts_ledger_path_key")
-            .returning(t.accounts.c.path, t.accounts.c.id)).all())
+        found.update(conn.execute(sa.text(
+            "INSERT INTO accounts (ledger_id, path, chart_path, type, consistency, created) "
+            "SELECT :l, u.path, u.chart_path, u.type, u.consistency, :created "
+            "FROM jsonb_to_recordset(CAST(:rows AS jsonb)) "
+            "AS u(path text, chart_path text, type text, consistency text) "
+            "ON CONFLICT ON CONSTRAINT accounts_ledger_path_key DO NOTHING RETURNING path, id"),
+            {"l": ledger.id, "created": datetime.now(timezone.utc), "rows": json.dumps([
+                {"path": p, "chart_path": wanted[p].path, "type": wanted[p].type,
+                 "consistency": wanted[p].own_consistency} for p in missing])}).all())
         still = [p for p in missing if p not in found]
         if still:  # created meanwhile by a concurrent transaction that has now committed
             found.update(conn.execute(sa.text(

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, Iterable
 
 import json5
@@ -63,7 +64,12 @@ class Text:
         return len(self.parts) == 1
 
     def render(self, values: dict[str, str]) -> str:
-        return "".join(p if i % 2 == 0 else values[p] for i, p in enumerate(self.parts))
+        parts = self.parts
+        if len(parts) == 1:
+            return parts[0]
+        out = list(parts)
+        out[1::2] = [values[p] for p in parts[1::2]]
+        return "".join(out)
 
     def source(self) -> str:
         return "".join(p if i % 2 == 0 else "{{" + p + "}}" for i, p in enumerate(self.parts))
@@ -162,9 +168,13 @@ class PathTemplate:
     def params(self) -> tuple[str, ...]:
         return tuple(p for s in self.segments if s.value for p in s.value.params)
 
+    @cached_property
+    def text(self) -> Text:
+        """The whole path as one template, so rendering is a single join."""
+        return Text.parse(self.source())
+
     def render(self, values: dict[str, str]) -> str:
-        return "/".join(s.key if s.value is None else f"{s.key}:{s.value.render(values)}"
-                        for s in self.segments)
+        return self.text.render(values)
 
     def source(self) -> str:
         return "/".join(s.key if s.value is None else f"{s.key}:{s.value.source()}"
@@ -201,6 +211,11 @@ class EntryType:
     tags: tuple[tuple[str, Text], ...]
     amount_params: frozenset[str]
     params: frozenset[str]
+
+    @cached_property
+    def path_params(self) -> frozenset[str]:
+        """Parameters that name accounts: their values must be safe path segments."""
+        return frozenset(p for line in self.lines or () for p in line.path.params)
 
 
 @dataclass
@@ -823,10 +838,9 @@ def compile_entry(schema: Schema, request: EntryRequest,
             continue
         s = str(v)
         names[p] = s
-    for p in et.params - et.amount_params:
-        for line in et.lines:
-            if p in line.path.params and not _SAFE_VALUE.match(names[p]):
-                raise BadRequestError("invalid_parameter", f"entry.parameters.{p}: {names[p]!r} names an account, so it must be non-empty, without / : * spaces or braces", field=f"entry.parameters.{p}")
+    for p in et.path_params:
+        if not _SAFE_VALUE.match(names[p]):
+            raise BadRequestError("invalid_parameter", f"entry.parameters.{p}: {names[p]!r} names an account, so it must be non-empty, without / : * spaces or braces", field=f"entry.parameters.{p}")
     text_values = {**names, **{p: str(v) for p, v in numbers.items()}}
     lines: list[CompiledLine] = []
     open_line = {}

@@ -14,7 +14,7 @@ one, ``-Q ledger.post.8,...`` on the other), and run exactly one beat:
 
 Settings come from the environment: ``REDIS_URL`` and ``DATABASE_URL`` (when either is
 unset, the embedded servers under ``LEDGER_DATA_DIR``, default ``./.ledger``),
-``LEDGER_PARTITIONS`` (16), ``LEDGER_BATCH`` (jobs per transaction, 500),
+``LEDGER_PARTITIONS`` (16), ``LEDGER_BATCH`` (jobs per transaction, 1000),
 ``LEDGER_RELAY_AFTER_SECONDS`` (30), ``LEDGER_RELAY_EVERY_SECONDS`` (10),
 ``LEDGER_ROLLUP_EVERY_SECONDS`` (2), ``LEDGER_JOB_RETENTION_DAYS`` (7).
 """
