@@ -278,6 +278,10 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
                     "OAuth2 client credentials at /oauth2/token.",
         version="0.1.0",
         lifespan=lifespan,
+        # The API's descriptions are served below behind a token like every other route
+        # (only /healthz, /oauth2/token and the signed webhook are open); the interactive
+        # pages would load their scripts from a CDN, which a self-hosted ledger can't assume.
+        openapi_url=None, docs_url=None, redoc_url=None,
     )
     app.state.settings = settings
     app.state.metrics = metrics
@@ -323,9 +327,13 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
         return PlainTextResponse(metrics.render(),
                                  media_type="text/plain; version=0.0.4; charset=utf-8")
 
+    @app.get("/openapi.json", tags=["ops"], summary="The OpenAPI description of this API")
+    def openapi_json(_principal=Depends(auth.require_scope("read"))):
+        return JSONResponse(app.openapi())
+
     @app.get("/schema.graphql", tags=["graphql"], response_class=PlainTextResponse,
              summary="The GraphQL schema (SDL), for SDK code generators")
-    def schema_sdl():
+    def schema_sdl(_principal=Depends(auth.require_scope("read"))):
         return PlainTextResponse(graphql_schema.as_str() + "\n")
 
     try:

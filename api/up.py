@@ -243,7 +243,8 @@ def _serve(data_dir: Path, host: str, port: int, database_url: str, redis_url: s
         _print_client(created, api_url)
     _say()
     _say(f"ledger: up. API      {api_url}  (GraphQL {api_url}/graphql, REST {api_url}/v1)")
-    _say(f"ledger:     docs     {api_url}/docs")
+    _say(f"ledger:     docs     {api_url}/openapi.json and {api_url}/schema.graphql "
+         "(with a token), README.md")
     _say(f"ledger:     data     {data_dir}")
     _say(f"ledger:     database {_redacted(database_url)}")
     _say(f"ledger:     broker   {_redacted(redis_url)}")

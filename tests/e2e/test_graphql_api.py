@@ -253,14 +253,18 @@ def test_introspection_describes_the_schema(gql):
     assert data["int96"]["kind"] == "SCALAR"
 
 
-def test_openapi_lists_the_rest_endpoints(api):
-    spec = httpx.get(f"{api.url}/openapi.json").json()
+def test_openapi_lists_the_rest_endpoints(api, token):
+    auth = {"Authorization": f"Bearer {token}"}
+    for path in ("/openapi.json", "/schema.graphql"):
+        assert httpx.get(f"{api.url}{path}").status_code == 401
+    assert httpx.get(f"{api.url}/docs").status_code == 404
+    spec = httpx.get(f"{api.url}/openapi.json", headers=auth).json()
     paths = spec["paths"]
     assert "/oauth2/token" in paths and "/graphql" in paths
     assert "/healthz" in paths and "/metrics" in paths
     rest = [p for p in paths if p.startswith("/v1/")]
     assert rest, sorted(paths)
-    sdl = httpx.get(f"{api.url}/schema.graphql").text
+    sdl = httpx.get(f"{api.url}/schema.graphql", headers=auth).text
     assert "union AddLedgerEntryResponse" in sdl
 
 

@@ -121,7 +121,7 @@ def test_ledger_up_runs_the_seed_000_wallet_and_stops_cleanly(tmp_path):
         processes = up.tree()
         client_id = re.search(r"client id:\s+(\S+)", text).group(1)
         secret = re.search(r"client secret:\s+(\S+)", text).group(1)
-        assert f"{up.url}/docs" in text and str(data_dir) in text
+        assert f"{up.url}/openapi.json" in text and str(data_dir) in text
         token = token_for(up, client_id, secret)
         h = {"Authorization": f"Bearer {token}"}
 
