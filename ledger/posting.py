@@ -250,21 +250,19 @@ def _apply(conn: Connection, ledger: Ledger, schema: Schema, entries: list[Compi
         "  WHEN b.lines_until IS NULL THEN (SELECT max(x.posted) FROM lines x "
         "    WHERE x.account_id = b.account_id AND x.currency = b.currency) "
         "  ELSE greatest(b.lines_until, d.until) END "
-        "FROM unnest(CAST(:ids AS bigint[]), CAST(:curs AS text[]), "
-        "CAST(:deltas AS numeric[]), CAST(:until AS timestamptz[])) "
-        "AS d(account_id, currency, delta, until) "
+        "FROM jsonb_to_recordset(CAST(:rows AS jsonb)) "
+        "AS d(account_id bigint, currency text, delta numeric, until timestamptz) "
         "WHERE b.account_id = d.account_id AND b.currency = d.currency"),
-        {"ids": [k[0] for k in touched], "curs": [k[1] for k in touched],
-         "deltas": [str(deltas.get(k, 0)) for k in touched],
-         "until": [until[k] for k in touched]}) if touched else None
+        {"rows": json.dumps([{"account_id": k[0], "currency": k[1], "delta": deltas.get(k, 0),
+                              "until": until[k].isoformat()} for k in touched])}) if touched else None
     pending = [k for k, v in eventual.items() if v]
     if pending:
         conn.execute(sa.text(
             "INSERT INTO balance_deltas (ledger_id, account_id, currency, amount) "
-            "SELECT :l, * FROM unnest(CAST(:ids AS bigint[]), CAST(:curs AS text[]), "
-            "CAST(:amounts AS numeric[]))"),
-            {"l": ledger.id, "ids": [k[0] for k in pending], "curs": [k[1] for k in pending],
-             "amounts": [str(eventual[k]) for k in pending]})
+            "SELECT :l, d.account_id, d.currency, d.amount FROM jsonb_to_recordset("
+            "CAST(:rows AS jsonb)) AS d(account_id bigint, currency text, amount numeric)"),
+            {"l": ledger.id, "rows": json.dumps([
+                {"account_id": k[0], "currency": k[1], "amount": eventual[k]} for k in pending])})
 
     line_ids = {(f[0], f[2].key): line_id for f, line_id in zip(flat, ids)}
     for e, entry_id, index in accepted:
@@ -359,12 +357,20 @@ def apply_compiled(conn: Connection, ledger: Ledger, schema: Schema,
     return [results[i] for i in indexes]
 
 
+_FIND_ACCOUNTS = sa.text(
+    "SELECT a.path, a.id FROM accounts a "
+    "JOIN jsonb_array_elements_text(CAST(:p AS jsonb)) AS q(path) ON a.path = q.path "
+    "WHERE a.ledger_id = :l")
+
+
+def _keys(keys: list[tuple[int, str]]) -> dict:
+    return {"keys": json.dumps([{"a": k[0], "c": k[1]} for k in keys])}
+
+
 def _ensure_accounts(conn: Connection, ledger: Ledger, wanted: dict) -> dict[str, int]:
     """Ids of the accounts at these paths, creating template instances on first use."""
     paths = sorted(wanted)
-    found = dict(conn.execute(sa.text(
-        "SELECT path, id FROM accounts WHERE ledger_id = :l AND path = ANY(:p)"),
-        {"l": ledger.id, "p": paths}).all())
+    found = dict(conn.execute(_FIND_ACCOUNTS, {"l": ledger.id, "p": json.dumps(paths)}).all())
     missing = [p for p in paths if p not in found]
     if missing:
         found.update(conn.execute(sa.text(
@@ -378,16 +384,14 @@ def _ensure_accounts(conn: Connection, ledger: Ledger, wanted: dict) -> dict[str
                  "consistency": wanted[p].own_consistency} for p in missing])}).all())
         still = [p for p in missing if p not in found]
         if still:  # created meanwhile by a concurrent transaction that has now committed
-            found.update(conn.execute(sa.text(
-                "SELECT path, id FROM accounts WHERE ledger_id = :l AND path = ANY(:p)"),
-                {"l": ledger.id, "p": still}).all())
+            found.update(conn.execute(_FIND_ACCOUNTS, {"l": ledger.id, "p": json.dumps(still)}).all())
     return found
 
 
 _LOCK_SQL = sa.text(
     "SELECT b.account_id, b.currency, b.own, b.lines_until FROM balances b "
-    "JOIN unnest(CAST(:ids AS bigint[]), CAST(:curs AS text[])) AS k(account_id, currency) "
-    "ON b.account_id = k.account_id AND b.currency = k.currency "
+    "JOIN jsonb_to_recordset(CAST(:keys AS jsonb)) AS k(a bigint, c text) "
+    "ON b.account_id = k.a AND b.currency = k.c "
     "ORDER BY b.account_id, b.currency FOR UPDATE OF b")
 
 
@@ -398,20 +402,17 @@ def _lock_balances(conn: Connection, ledger: Ledger, keys: list[tuple[int, str]]
     before it; None when unknown)."""
     if not keys:
         return {}, {}
-    params = {"ids": [k[0] for k in keys], "curs": [k[1] for k in keys]}
-    rows = conn.execute(_LOCK_SQL, params).all()
+    rows = conn.execute(_LOCK_SQL, _keys(keys)).all()
     held = {(r[0], r[1]) for r in rows}
     missing = [k for k in keys if k not in held]
     if missing:
         # A new row has no lines yet, so every line to come is posted after its bound.
         conn.execute(sa.text(
             "INSERT INTO balances (account_id, currency, ledger_id, own, lines_until) "
-            "SELECT k.account_id, k.currency, :l, 0, TIMESTAMPTZ '0001-01-01 00:00:00+00' "
-            "FROM unnest(CAST(:ids AS bigint[]), CAST(:curs AS text[])) AS k(account_id, currency) "
-            "ORDER BY 1, 2 ON CONFLICT DO NOTHING"),
-            {"l": ledger.id, "ids": [k[0] for k in missing], "curs": [k[1] for k in missing]})
-        rows += conn.execute(
-            _LOCK_SQL, {"ids": [k[0] for k in missing], "curs": [k[1] for k in missing]}).all()
+            "SELECT k.a, k.c, :l, 0, TIMESTAMPTZ '0001-01-01 00:00:00+00' "
+            "FROM jsonb_to_recordset(CAST(:keys AS jsonb)) AS k(a bigint, c text) "
+            "ORDER BY 1, 2 ON CONFLICT DO NOTHING"), {"l": ledger.id, **_keys(missing)})
+        rows += conn.execute(_LOCK_SQL, _keys(missing)).all()
     return ({(r[0], r[1]): int(r[2]) for r in rows}, {(r[0], r[1]): r[3] for r in rows})
 
 
