@@ -68,7 +68,9 @@ def tpcb(server_url: str, seconds: int = 15, clients: int = 2) -> float:
     try:
         args, env = _libpq_args(url)
         binary = pgbench_binary()
-        subprocess.run([binary, "-i", "-q", "-s", "1", *args], check=True, env=env,
+        # Scale at least the number of clients, as pgbench's documentation asks, so clients
+        # do not all queue on one branch row.
+        subprocess.run([binary, "-i", "-q", "-s", str(max(1, clients)), *args], check=True, env=env,
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         out = subprocess.run([binary, "-T", str(seconds), "-c", str(clients), "-j", str(clients), *args],
                              check=True, env=env, capture_output=True, text=True).stdout
