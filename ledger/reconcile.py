@@ -306,6 +306,13 @@ class TxInput:
     posted: datetime
 
 
+def _check_tx_list(txs: Any) -> None:
+    if not isinstance(txs, list) or not txs:
+        raise BadRequestError("invalid_input", "txs: expected a non-empty list", field="txs")
+    if len(txs) > MAX_TXS_PER_SYNC:
+        raise BadRequestError("invalid_input", f"txs: at most {MAX_TXS_PER_SYNC} txs a call, got {len(txs)}", field="txs")
+
+
 def sync_custom_txs(db: Database, link: Any, txs: list[dict]) -> list[Tx]:
     """Sync txs of a custom link (up to 100 a call, from several of its accounts).
 
@@ -313,10 +320,7 @@ def sync_custom_txs(db: Database, link: Any, txs: list[dict]) -> list[Tx]:
     new ``description`` replaces the old one; ``amount`` and ``posted`` are immutable, and a
     call that changes them is refused whole."""
     link_id = _link_id_of(link, "link")
-    if not isinstance(txs, list) or not txs:
-        raise BadRequestError("invalid_input", "txs: expected a non-empty list", field="txs")
-    if len(txs) > MAX_TXS_PER_SYNC:
-        raise BadRequestError("invalid_input", f"txs: at most {MAX_TXS_PER_SYNC} txs a call, got {len(txs)}", field="txs")
+    _check_tx_list(txs)
 
     def run(conn: Connection) -> list[Tx]:
         link_row = _find_link(conn, link_id, lock=True)
@@ -397,10 +401,7 @@ def delete_custom_txs(db: Database, link: Any, txs: list[dict]) -> list[Tx]:
     be reconciled; syncing its externalId again creates a new tx. A reconciled tx stays:
     its amount is in the books."""
     link_id = _link_id_of(link, "link")
-    if not isinstance(txs, list) or not txs:
-        raise BadRequestError("invalid_input", "txs: expected a non-empty list", field="txs")
-    if len(txs) > MAX_TXS_PER_SYNC:
-        raise BadRequestError("invalid_input", f"txs: at most {MAX_TXS_PER_SYNC} txs a call, got {len(txs)}", field="txs")
+    _check_tx_list(txs)
 
     def run(conn: Connection) -> list[Tx]:
         link_row = _find_link(conn, link_id, lock=True)
