@@ -520,7 +520,8 @@ def number_lines(conn: Connection, account_ids: list[int], currencies: list[str]
         "    SELECT x.posted, x.id FROM lines x WHERE x.account_id = k.account_id "
         "    AND x.currency = k.currency AND x.balance_after IS NULL "
         "    ORDER BY x.posted, x.id LIMIT 1) p), "
-        "base AS ("
+        # Materialized: computed once per key, not once per line of the window below.
+        "base AS MATERIALIZED ("
         "  SELECT f.*, coalesce((SELECT x.balance_after FROM lines x "
         "    WHERE x.account_id = f.account_id AND x.currency = f.currency "
         "    AND (x.posted, x.id) < (f.posted, f.id) AND x.balance_after IS NOT NULL "
@@ -529,7 +530,8 @@ def number_lines(conn: Connection, account_ids: list[int], currencies: list[str]
         "  SELECT x.id, b.total + sum(x.amount) OVER (PARTITION BY x.account_id, x.currency "
         "                                             ORDER BY x.posted, x.id) AS total "
         "  FROM base b JOIN lines x ON x.account_id = b.account_id "
-        "  AND x.currency = b.currency AND (x.posted, x.id) >= (b.posted, b.id)) "
+        "  AND x.currency = b.currency AND x.posted >= b.posted "
+        "  AND (x.posted, x.id) >= (b.posted, b.id)) "
         "UPDATE lines x SET balance_after = r.total FROM run r "
         "WHERE x.id = r.id AND x.balance_after IS DISTINCT FROM r.total"),
         {"ids": list(account_ids), "curs": list(currencies)})
