@@ -19,8 +19,9 @@ row lock; the rollup numbers the lines of eventually consistent accounts). So:
   not numbered yet (at most the rollup's backlog).
 
 The price is paid on writes, and only when posting into the past: a backdated line adds its
-amount to the running total of every later line of the same account and currency, in one
-statement. Posting at the end of an account's history costs one extra index probe per line.
+amount to the running total of every later line of the same account and currency. Posting
+at the end of an account's history costs nothing extra: the totals follow from the locked
+balance (ledger/posting.py, ``_running_totals``).
 """
 from __future__ import annotations
 
