@@ -34,6 +34,9 @@ class Database:
     def __init__(self, url: str, **engine_kw):
         self.url = normalize_url(url)
         engine_kw.setdefault("pool_pre_ping", True)
+        # Errors must never carry statement parameters into logs: they can hold secrets
+        # (API client hashes, Stripe keys) and whole batches of customer data.
+        engine_kw.setdefault("hide_parameters", True)
         engine_kw.setdefault("pool_size", 10)
         engine_kw.setdefault("max_overflow", 20)
         self.engine: Engine = sa.create_engine(self.url, **engine_kw)
