@@ -12,16 +12,13 @@ def resolve_read_path(schema: Schema, path: str) -> tuple[Account, bool]:
     """The account a path names for reading. Besides instances (``users:alice``) a read may
     name a template node itself (``liabilities/users``), whose children are all instances.
     Returns the account and whether the path names a template node without an instance."""
-    if isinstance(path, str) and path in schema.accounts and schema.accounts[path].template:
-        head = path.rsplit("/", 1)[0] if "/" in path else None
-        if head is None or head in schema.accounts and _instance_free(schema, head):
-            return schema.accounts[path], True
+    account = schema.accounts.get(path) if isinstance(path, str) else None
+    if account is not None and account.template:
+        parts = path.split("/")
+        # Above a template node every account must be plain, or the path lacks an instance.
+        if not any(schema.accounts["/".join(parts[:i])].template for i in range(1, len(parts))):
+            return account, True
     return resolve_path(schema, path, "path"), False
-
-
-def _instance_free(schema: Schema, path: str) -> bool:
-    parts = path.split("/")
-    return not any(schema.accounts["/".join(parts[:i + 1])].template for i in range(len(parts)))
 
 
 def child_range(path: str, template_node: bool) -> tuple[str, str]:

@@ -10,7 +10,7 @@ import json
 import re
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any, Iterable
+from typing import Any
 
 import json5
 
@@ -228,13 +228,6 @@ class Schema:
     roots: tuple[str, ...]
     entry_types: dict[str, EntryType]
     document: dict
-
-    def account(self, path: str) -> Account:
-        return self.accounts[path]
-
-    def descendants(self, path: str) -> Iterable[Account]:
-        prefix = path + "/"
-        return (a for p, a in self.accounts.items() if p.startswith(prefix))
 
 
 # ---------------------------------------------------------------------------- parsing
@@ -802,15 +795,13 @@ def resolve_path(schema: Schema, path: str, field: str) -> Account:
     return account
 
 
-def _check(balance: int, op: str, value: int) -> bool:
+def check_condition(balance: int, op: str, value: int) -> bool:
     if op == "gte":
         return balance >= value
     if op == "lte":
         return balance <= value
     return balance == value
 
-
-check_condition = _check
 
 
 def compile_entry(schema: Schema, request: EntryRequest,
