@@ -2,26 +2,17 @@
 against this run's database, plus API clients made through `ledger.clients`."""
 from __future__ import annotations
 
-import socket
-import threading
-import time
 from dataclasses import dataclass
 
 import httpx
 import pytest
-import uvicorn
 
 from api.app import Settings, create_app
 from ledger import clients
+from tests.serving import serve
 
 # Small, so the 413 test needs no megabyte of data.
 E2E_MAX_BODY_BYTES = 256 * 1024
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @dataclass
@@ -41,19 +32,8 @@ class Api:
 @pytest.fixture(scope="session")
 def api(database_url):
     app = create_app(Settings(database_url=database_url, max_body_bytes=E2E_MAX_BODY_BYTES))
-    port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port,
-                                           log_level="warning", lifespan="on"))
-    thread = threading.Thread(target=server.run, name="e2e-uvicorn", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("the API server did not start")
-        time.sleep(0.02)
-    yield Api(url=f"http://127.0.0.1:{port}", app=app)
-    server.should_exit = True
-    thread.join(timeout=10)
+    with serve(app, "e2e-uvicorn") as url:
+        yield Api(url=url, app=app)
 
 
 @pytest.fixture(scope="session")

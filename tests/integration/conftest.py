@@ -7,10 +7,8 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,10 +17,10 @@ import httpx
 import psutil
 import pytest
 import sqlalchemy as sa
-import uvicorn
 
 from api.app import Settings, create_app
 from ledger import clients, jobs, service
+from tests.serving import serve
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -77,12 +75,6 @@ def expected_outcomes(entries: list[dict]) -> tuple[dict[str, str], dict[str, in
             balance.setdefault(user, 0)
             status[e["ik"]] = jobs.FAILED
     return status, balance
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 # ---------------------------------------------------------------------------- workers
@@ -285,24 +277,12 @@ class Pipeline:
 def pipeline_api(database_url, db, redis_url):
     """The API in a uvicorn thread. Doorbells go to REDIS_URL, read per request."""
     app = create_app(Settings(database_url=database_url))
-    port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port,
-                                           log_level="warning", lifespan="on"))
-    thread = threading.Thread(target=server.run, name="pipeline-uvicorn", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("the API server did not start")
-        time.sleep(0.02)
-    url = f"http://127.0.0.1:{port}"
-    created = clients.create_client(db, "pipeline tests", "write")
-    r = httpx.post(f"{url}/oauth2/token", data={"grant_type": "client_credentials"},
-                   auth=(created.client_id, created.client_secret))
-    assert r.status_code == 200, r.text
-    yield Api(url=url, token=r.json()["access_token"])
-    server.should_exit = True
-    thread.join(timeout=10)
+    with serve(app, "pipeline-uvicorn") as url:
+        created = clients.create_client(db, "pipeline tests", "write")
+        r = httpx.post(f"{url}/oauth2/token", data={"grant_type": "client_credentials"},
+                       auth=(created.client_id, created.client_secret))
+        assert r.status_code == 200, r.text
+        yield Api(url=url, token=r.json()["access_token"])
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -17,6 +16,8 @@ import httpx
 import json5
 import psutil
 import pytest
+
+from tests.serving import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 WALLET = REPO / "tests" / "fixtures" / "seed000_wallet.jsonc"
@@ -30,12 +31,6 @@ CREATE_LEDGER = """mutation($ik: SafeString!, $ledger: CreateLedgerInput!,
   __typename ... on CreateLedgerResult { ledger { ik } } ... on Error { code message } } }"""
 BALANCE = """query($a: LedgerAccountMatchInput!) { ledgerAccount(ledgerAccount: $a) {
   balance } }"""
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Up:
