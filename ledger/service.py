@@ -15,6 +15,8 @@ from ledger import balances as _balances
 from ledger import history as _history
 from ledger import posting
 from ledger import tables as t
+from ledger.audit import Problem
+from ledger.audit import audit as audit_books
 from ledger.db import Database
 from ledger.errors import BadRequestError, NotFoundError, SchemaError
 from ledger.model import (AccountBalances, AccountInfo, BalanceChange, CreateLedgerResult, Entry, EntryChange,
@@ -291,6 +293,18 @@ def account_balances(db: Database, ledger_ik: str, path: str, at: Any = None) ->
         if at is None:
             return _balances.account_balances(conn, ledger, schema, path)
         return _history.account_balances_at(conn, ledger, schema, path, at)
+
+
+def audit(db: Database, ledger_ik: str) -> list[Problem]:
+    """What is wrong with a ledger's books; empty when they hold (see ledger/audit.py)."""
+    ledger = get_ledger(db, ledger_ik)
+
+    def read(conn: Connection) -> list[Problem]:
+        # One snapshot for every check, however long the scans take.
+        conn.execute(sa.text("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY"))
+        return audit_books(conn, ledger)
+
+    return db.run(read)
 
 
 def rollup(db: Database, limit: int = 50_000) -> int:

@@ -242,8 +242,9 @@ class Pipeline:
 
     def assert_books(self, ledger_ik: str, entries: list[dict]) -> None:
         """Every job finished as replaying its user's jobs in submission order predicts,
-        each posted job has exactly one entry, no failed job has any, and balances (users
-        strong, bank eventual after a rollup) are the sums of the posted lines."""
+        each posted job has exactly one entry, no failed job has any, balances (users
+        strong, bank eventual after a rollup) are the sums of the posted lines, and the
+        audit finds nothing wrong."""
         expected_status, expected_balance = expected_outcomes(entries)
         actual = self.statuses(ledger_ik)
         wrong = {ik: (actual.get(ik), s) for ik, s in expected_status.items()
@@ -263,6 +264,7 @@ class Pipeline:
                    for e in entries if e["ik"] in posted)
         assert service.account_balances(self.db, ledger_ik, "assets/bank").own \
             .get("USD", 0) == bank
+        assert service.audit(self.db, ledger_ik) == []
 
     def ring(self, partition: int, times: int = 1) -> None:
         """Send doorbells the way the API does (by task name, to the partition's queue),

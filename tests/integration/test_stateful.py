@@ -188,6 +188,7 @@ def make_machine(db, schema_key):
             assert all(v == 0 for v in equation.values()), equation
             expected = {k: v for k, v in self.balances.items() if v or k in seen}
             assert {k: v for k, v in seen.items() if v or k in expected} == expected
+            assert service.audit(db, self.ledger) == []
 
     return Books
 
