@@ -205,7 +205,8 @@ def get_ledger_entry(db: Database, *, id: str | None = None, ledger_ik: str | No
         if id is not None:
             if not str(id).isdigit():
                 raise NotFoundError("entry_not_found", f"id: no entry {id!r}", field="id")
-            row = conn.execute(sa.select(t.entries.c.id, t.ledgers.c.ik).join(t.ledgers)
+            row = conn.execute(sa.select(t.entries.c.id, t.ledgers.c.ik)
+                               .join(t.ledgers, t.ledgers.c.id == t.entries.c.ledger_id)
                                .where(t.entries.c.id == int(id))).first()
             if row is None or (ledger_ik is not None and row[1] != ledger_ik):
                 raise NotFoundError("entry_not_found", f"id: no entry {id!r}", field="id")
@@ -350,7 +351,8 @@ def reverse_ledger_entry(db: Database, *, id: str | None = None, ledger_ik: str 
 def _entry_ledger(conn: Connection, id: Any, ledger_ik: str | None) -> Ledger:
     """The ledger of entry ``id`` (which must be ``ledger_ik`` when given)."""
     text = str(id)
-    found = conn.execute(sa.select(t.ledgers.c.ik).join(t.entries)
+    found = conn.execute(sa.select(t.ledgers.c.ik)
+                         .join(t.entries, t.entries.c.ledger_id == t.ledgers.c.id)
                          .where(t.entries.c.id == int(text))).scalar() if text.isdigit() and len(text) <= 18 else None
     if found is None or (ledger_ik is not None and found != ledger_ik):
         raise NotFoundError("entry_not_found", f"id: no entry {id!r}", field="id")
