@@ -17,6 +17,7 @@ import os
 import time
 import zlib
 from dataclasses import dataclass, field
+from functools import cached_property
 from datetime import datetime, timedelta
 from typing import Any, Callable, Iterable, Sequence
 
@@ -24,7 +25,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError, OperationalError
 
-from ledger import posting, service
+from ledger import fastjson, posting, service
 from ledger.db import Database, is_retryable
 from ledger.errors import BadRequestError, InternalError, LedgerError, NotFoundError
 from ledger.model import EntryRequest, Ledger
@@ -167,16 +168,16 @@ def request_to_json(request: EntryRequest) -> dict:
     return out
 
 
-def _canonical(doc: Any) -> str:
-    return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-
-
 @dataclass
 class _Accepted:
     request: dict
-    canonical: str
     partition: int
     partition_key: str
+
+    @cached_property
+    def canonical(self) -> str:
+        # Only needed when an ik repeats or already has a job: computed then, not for all.
+        return fastjson.canonical(self.request)
 
 
 def _prepare(schema, ledger: Ledger, entries: Sequence[Any], partitions: int
@@ -205,7 +206,7 @@ def _prepare(schema, ledger: Ledger, entries: Sequence[Any], partitions: int
         except LedgerError as exc:
             raise _relocate(exc, index) from None
         doc = request_to_json(request)
-        prepared.append(_Accepted(doc, _canonical(doc), partition_of(key, partitions), key))
+        prepared.append(_Accepted(doc, partition_of(key, partitions), key))
     return prepared
 
 
@@ -268,7 +269,7 @@ def submit_entries(db: Database, ledger_ik: str, entries: Sequence[Any], *,
         else:
             first_by_ik[ik] = index
     unique = [prepared[i] for i in sorted(first_by_ik.values())]
-    rows = json.dumps([{"ord": n, "ik": a.request["ik"], "request": a.request,
+    rows = fastjson.dumps([{"ord": n, "ik": a.request["ik"], "request": a.request,
                         "partition": a.partition, "partition_key": a.partition_key}
                        for n, a in enumerate(unique)])
 
@@ -288,7 +289,7 @@ def submit_entries(db: Database, ledger_ik: str, entries: Sequence[Any], *,
                                         "a concurrent submission of the same ik did not "
                                         "complete; retry the request")
                 request = row.request if isinstance(row.request, dict) else json.loads(row.request)
-                if _canonical(request) != a.canonical:
+                if fastjson.canonical(request) != a.canonical:
                     index = first_by_ik[ik]
                     raise BadRequestError(
                         "ik_conflict", f"entries[{index}].ik: ik {ik!r} already has a job "
@@ -554,7 +555,7 @@ def work_partition(db: Database, partition: int, *, limit: int = DEFAULT_BATCH) 
                 _post_run(conn, ledger, run)
             start = end
         outcomes = [j.outcome for j in claimed]
-        conn.execute(_MARK, {"rows": json.dumps([
+        conn.execute(_MARK, {"rows": fastjson.dumps([
             {"id": j.id, "status": o["status"], "entry_id": o.get("entry_id"),
              "is_ik_replay": o.get("is_ik_replay"), "error": o.get("error")}
             for j, o in zip(claimed, outcomes)])})

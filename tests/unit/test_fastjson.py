@@ -1,0 +1,33 @@
+"""ledger.fastjson writes what the standard library would, for every value but floats."""
+from __future__ import annotations
+
+import json
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from ledger import fastjson
+
+values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(),
+    lambda inner: st.lists(inner, max_size=5) | st.dictionaries(st.text(), inner, max_size=5),
+    max_leaves=30)
+
+
+def stdlib(value, sort_keys=False) -> str:
+    return json.dumps(value, sort_keys=sort_keys, separators=(",", ":"), ensure_ascii=False)
+
+
+@settings(max_examples=300)
+@given(values)
+def test_same_text_as_the_standard_library(value):
+    assert fastjson.dumps(value) == stdlib(value)
+    assert fastjson.canonical(value) == stdlib(value, sort_keys=True)
+
+
+def test_what_orjson_refuses_falls_back_whole():
+    big = {"amount": 10**30, "nested": [-(2**64), {"x": 2**63}]}
+    assert fastjson.dumps(big) == stdlib(big)
+    assert json.loads(fastjson.dumps(big)) == big  # no digit of money lost
+    assert fastjson.canonical({2: "b", 1: "a"}) == '{"1":"a","2":"b"}'
+    assert fastjson.dumps("lone \ud800 surrogate") == stdlib("lone \ud800 surrogate")
