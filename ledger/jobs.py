@@ -226,7 +226,7 @@ _INSERT_JOBS = sa.text("""
          AS r(ord int, ik text, request jsonb, partition int, partition_key text)
     ORDER BY r.ord
     ON CONFLICT (ledger_id, ik) DO NOTHING
-    RETURNING """ + _JOB_COLUMNS)
+    RETURNING id, ik, partition, created""")
 
 _EXISTING_JOBS = sa.text(
     "SELECT " + _JOB_COLUMNS + ", request FROM posting_jobs "
@@ -275,7 +275,11 @@ def submit_entries(db: Database, ledger_ik: str, entries: Sequence[Any], *,
 
     def accept(conn: Connection) -> dict[str, Job]:
         params = {"ledger_id": ledger.id, "ledger_ik": ledger.ik}
-        by_ik = {r.ik: _job(r) for r in conn.execute(_INSERT_JOBS, {**params, "rows": rows})}
+        # A job just inserted is pending and has no outcome: only what the row assigned
+        # comes back.
+        by_ik = {ik: Job(id, ledger.ik, ik, PENDING, partition, created)
+                 for id, ik, partition, created in conn.execute(
+                     _INSERT_JOBS, {**params, "rows": rows})}
         others = [a for a in unique if a.request["ik"] not in by_ik]
         if others:
             existing = conn.execute(_EXISTING_JOBS, {
