@@ -671,6 +671,32 @@ def api_client_revoke(client_id: Annotated[str, typer.Argument(help="The client 
     _run(body)
 
 
+@app.command("audit")
+def audit(ledger: Annotated[str, typer.Option("--ledger", help="The ledger's ik.")],
+          data_dir: DataDir = Path(".ledger"), as_json: JsonOut = False):
+    """Check a ledger's books from the tables: every line names an entry and an account of
+    the ledger, every entry balances, every balance is the sum of its lines, every running
+    total is right. Exits 1 when something is wrong. Reads everything: run it off-peak."""
+
+    def body():
+        from ledger import service
+
+        with _AdminDatabase(data_dir) as admin:
+            problems = _admin(lambda: service.audit(admin.db, ledger))
+        if as_json:
+            _emit_json({"ledger": ledger, "ok": not problems,
+                        "problems": [{"check": p.check, "detail": p.detail} for p in problems]})
+        elif problems:
+            for p in problems:
+                err.print(str(p), highlight=False)
+        else:
+            out.print(f"The books of {ledger} hold.", highlight=False)
+        if problems:
+            raise typer.Exit(EXIT_REFUSED)
+
+    _run(body)
+
+
 @app.command("migrate")
 def migrate(data_dir: DataDir = Path(".ledger")):
     """Bring the database schema up to date (Alembic migrations)."""

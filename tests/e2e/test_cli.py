@@ -160,3 +160,34 @@ def test_usage_errors(cli_env):
     unreachable = dict(no_login, LEDGER_API_URL="http://127.0.0.1:9", LEDGER_CLIENT_ID="a",
                        LEDGER_CLIENT_SECRET="b")
     assert ledger(unreachable, "token", check=3).returncode == 3
+
+
+def test_audit(cli_env, db, unique):
+    import sqlalchemy as sa
+
+    from ledger import service
+    from ledger.model import EntryRequest
+    from tests.integration.helpers import new_ledger, seed000_schema
+
+    env, _ = cli_env
+    ledger_ik = new_ledger(db, unique, seed000_schema(unique("cli-audit")))
+    service.add_ledger_entries(db, ledger_ik, [
+        EntryRequest(ik=f"fund-{u}", type="deposit",
+                     parameters={"user_id": u, "amount": "500"}) for u in ("a", "b")])
+    ok = ledger(env, "audit", "--ledger", ledger_ik)
+    assert f"The books of {ledger_ik} hold." in ok.stdout
+    assert json.loads(ledger(env, "audit", "--ledger", ledger_ik, "--json").stdout) == {
+        "ledger": ledger_ik, "ok": True, "problems": []}
+
+    with db.transaction() as conn:  # a balance edited behind the engine's back
+        conn.execute(sa.text(
+            "UPDATE balances SET own = own + 1 WHERE ledger_id = "
+            "(SELECT id FROM ledgers WHERE ik = :l) AND own <> 0"), {"l": ledger_ik})
+    bad = ledger(env, "audit", "--ledger", ledger_ik, check=1)
+    assert "balance_not_sum_of_lines: account" in bad.stderr
+    found = json.loads(ledger(env, "audit", "--ledger", ledger_ik, "--json", check=1).stdout)
+    assert found["ok"] is False
+    assert {p["check"] for p in found["problems"]} == {"balance_not_sum_of_lines"}
+
+    missing = ledger(env, "audit", "--ledger", unique("no-such-ledger"), check=1)
+    assert "ledger_not_found" in missing.stderr
