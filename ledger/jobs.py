@@ -219,12 +219,14 @@ class Submission:
         return sorted({j.partition for j in self.jobs if j.status == PENDING})
 
 
+# The batches travel as one json document with one-letter keys, as the engine's do (see
+# ledger/posting.py, before _INSERT_ENTRIES).
 _INSERT_JOBS = sa.text("""
     INSERT INTO posting_jobs (ledger_id, ledger_ik, ik, request, partition, partition_key)
-    SELECT :ledger_id, :ledger_ik, r.ik, r.request, r.partition, r.partition_key
-    FROM jsonb_to_recordset(CAST(:rows AS jsonb))
-         AS r(ord int, ik text, request jsonb, partition int, partition_key text)
-    ORDER BY r.ord
+    SELECT :ledger_id, :ledger_ik, r.k, r.q, r.p, r.y
+    FROM json_to_recordset(CAST(:rows AS json))
+         AS r(o int, k text, q jsonb, p int, y text)
+    ORDER BY r.o
     ON CONFLICT (ledger_id, ik) DO NOTHING
     RETURNING id, ik, partition, created""")
 
@@ -269,9 +271,8 @@ def submit_entries(db: Database, ledger_ik: str, entries: Sequence[Any], *,
         else:
             first_by_ik[ik] = index
     unique = [prepared[i] for i in sorted(first_by_ik.values())]
-    rows = fastjson.dumps([{"ord": n, "ik": a.request["ik"], "request": a.request,
-                        "partition": a.partition, "partition_key": a.partition_key}
-                       for n, a in enumerate(unique)])
+    rows = fastjson.dumps([{"o": n, "k": a.request["ik"], "q": a.request, "p": a.partition,
+                            "y": a.partition_key} for n, a in enumerate(unique)])
 
     def accept(conn: Connection) -> dict[str, Job]:
         params = {"ledger_id": ledger.id, "ledger_ik": ledger.ik}
@@ -431,11 +432,11 @@ _CLAIM = sa.text("""
 
 _MARK = sa.text("""
     UPDATE posting_jobs AS j
-    SET status = r.status, entry_id = r.entry_id, is_ik_replay = r.is_ik_replay,
-        error = r.error, finished = statement_timestamp()
-    FROM jsonb_to_recordset(CAST(:rows AS jsonb))
-         AS r(id bigint, status text, entry_id text, is_ik_replay boolean, error jsonb)
-    WHERE j.id = r.id AND j.status = 'pending'""")
+    SET status = r.s, entry_id = r.e, is_ik_replay = r.p, error = r.x,
+        finished = statement_timestamp()
+    FROM json_to_recordset(CAST(:rows AS json))
+         AS r(i bigint, s text, e text, p boolean, x jsonb)
+    WHERE j.id = r.i AND j.status = 'pending'""")
 
 
 @dataclass
@@ -565,8 +566,8 @@ def work_partition(db: Database, partition: int, *, limit: int = DEFAULT_BATCH) 
             start = end
         outcomes = [j.outcome for j in claimed]
         conn.execute(_MARK, {"rows": fastjson.dumps([
-            {"id": j.id, "status": o["status"], "entry_id": o.get("entry_id"),
-             "is_ik_replay": o.get("is_ik_replay"), "error": o.get("error")}
+            {"i": j.id, "s": o["status"], "e": o.get("entry_id"),
+             "p": o.get("is_ik_replay"), "x": o.get("error")}
             for j, o in zip(claimed, outcomes)])})
         result.posted = sum(1 for j in claimed if j.outcome["status"] == POSTED)
         result.failed = result.claimed - result.posted
