@@ -6,7 +6,8 @@ import json
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ledger import fastjson
+from ledger import fastjson, posting
+from ledger.model import EntryRequest
 
 values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.text(),
@@ -31,3 +32,26 @@ def test_what_orjson_refuses_falls_back_whole():
     assert json.loads(fastjson.dumps(big)) == big  # no digit of money lost
     assert fastjson.canonical({2: "b", 1: "a"}) == '{"1":"a","2":"b"}'
     assert fastjson.dumps("lone \ud800 surrogate") == stdlib("lone \ud800 surrogate")
+
+
+requests = st.builds(
+    lambda params, tags, groups, posted: EntryRequest.from_input({
+        "ik": "ik", "type": "deposit", "parameters": params, "tags": tags, "groups": groups,
+        **({"posted": posted} if posted else {})}),
+    st.dictionaries(st.text(min_size=1), st.text() | st.integers(), max_size=4),
+    st.dictionaries(st.text(min_size=1), st.text(), max_size=3),
+    st.dictionaries(st.text(min_size=1), st.text(), max_size=3),
+    st.sampled_from([None, "2025-03-01T10:00:00+05:00"]))
+
+
+@settings(max_examples=200)
+@given(requests)
+def test_fingerprints_are_what_the_standard_library_made(entry):
+    # Fingerprints are stored: one computed now must equal one computed before orjson.
+    fast = posting.fingerprint(entry)
+    original = fastjson.canonical
+    fastjson.canonical = lambda value: stdlib(value, sort_keys=True)
+    try:
+        assert posting.fingerprint(entry) == fast
+    finally:
+        fastjson.canonical = original
