@@ -271,12 +271,14 @@ def _apply(conn: Connection, ledger: Ledger, schema: Schema, entries: list[Compi
             {"l": ledger.id, "rows": fastjson.dumps([
                 {"account_id": k[0], "currency": k[1], "amount": eventual[k]} for k in pending])})
 
-    line_ids = {(f[0], f[2].key): line_id for f, line_id in zip(flat, ids)}
+    # ``flat`` lists the accepted entries' lines in order, and ``ids`` is aligned with it.
+    line_ids = iter(ids)
     for e, entry_id, index in accepted:
         posted = e.request.posted or now
-        lines = [Line(str(line_ids[(entry_id, l.key)]), str(entry_id), l.key, l.path, l.amount, l.currency, posted,
+        eid = str(entry_id)
+        lines = [Line(str(next(line_ids)), eid, l.key, l.path, l.amount, l.currency, posted,
                       now, l.tx, l.description, l.account.type) for l in e.lines]
-        entry = Entry(str(entry_id), ledger.ik, e.request.ik, e.type, e.description, posted, now,
+        entry = Entry(eid, ledger.ik, e.request.ik, e.type, e.description, posted, now,
                       e.tags, e.groups, lines)
         results[index] = PostResult(entry, lines, False)
 

@@ -275,3 +275,21 @@ def test_get_entry_by_id_and_ik(db, unique):
     assert [l.amount for l in by_id.lines] == [3, 3]
     with pytest.raises(NotFoundError):
         service.get_ledger_entry(db, ledger_ik=ledger, ik="missing")
+
+
+def test_a_batch_answers_with_the_ids_its_rows_got(db, unique):
+    ledger = new_ledger(db, unique, seed000_schema(unique("wallet")))
+    results = service.add_ledger_entries(db, ledger, [
+        EntryRequest(ik=f"d{i}", type="deposit", parameters={"user_id": f"u{i % 3}",
+                                                             "amount": str(10 + i)})
+        for i in range(7)] + [
+        EntryRequest(ik="t", type="transfer", parameters={"from_id": "u0", "to_id": "u1",
+                                                          "amount": "5"})])
+    answered = {(r.entry.id, r.entry.ik, l.id, l.key, l.account_path, l.amount)
+                for r in results for l in r.lines}
+    with db.transaction() as conn:
+        stored = {(str(e), ik, str(i), k, p, int(m)) for e, ik, i, k, p, m in conn.execute(sa.text(
+            "SELECT e.id, e.ik, l.id, l.key, a.path, l.amount FROM lines l "
+            "JOIN entries e ON e.id = l.entry_id JOIN accounts a ON a.id = l.account_id "
+            "JOIN ledgers g ON g.id = e.ledger_id WHERE g.ik = :l"), {"l": ledger})}
+    assert answered == stored and len(stored) == 16
