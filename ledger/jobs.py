@@ -225,7 +225,7 @@ _INSERT_JOBS = sa.text("""
     INSERT INTO posting_jobs (ledger_id, ledger_ik, ik, request, partition, partition_key)
     SELECT :ledger_id, :ledger_ik, r.k, r.q, r.p, r.y
     FROM json_to_recordset(CAST(:rows AS json))
-         AS r(o int, k text, q jsonb, p int, y text)
+         AS r(o int, k text, q json, p int, y text)
     ORDER BY r.o
     ON CONFLICT (ledger_id, ik) DO NOTHING
     RETURNING id, ik, partition, created""")
