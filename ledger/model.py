@@ -53,6 +53,48 @@ def parse_time(value: Any, field: str) -> datetime:
     return dt.astimezone(timezone.utc)
 
 
+def _unstorable(text: str) -> bool:
+    """PostgreSQL text holds neither NUL nor a lone surrogate (JSON lets a caller send both,
+    as \\u0000 and \\ud800)."""
+    if "\x00" in text:
+        return True
+    if text.isascii():
+        return False
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def _not_storable(field: str) -> BadRequestError:
+    return BadRequestError(
+        "invalid_input", f"{field}: contains a NUL character or a lone surrogate "
+        "(\\u0000, \\ud800-\\udfff), which cannot be stored", field=field)
+
+
+def _key_name(key: Any) -> str:
+    return key.encode("unicode_escape").decode() if isinstance(key, str) else str(key)
+
+
+def check_storable(value: Any, field: str) -> None:
+    """Refuse, naming the field, any string in ``value`` (keys too) that the database cannot
+    store. Requests are checked where they are read, so that no job is accepted that a
+    worker could never write: it would fail its whole batch on every retry."""
+    if isinstance(value, str):
+        if _unstorable(value):
+            raise _not_storable(field)
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            name = f"{field}.{_key_name(k)}"
+            if isinstance(k, str) and _unstorable(k):
+                raise _not_storable(name)
+            check_storable(v, name)
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            check_storable(v, f"{field}[{i}]")
+
+
 def _key_values(value: Any, field: str) -> dict[str, str]:
     """Tags and groups arrive as ``[{"key": k, "value": v}]`` (the seeds) or as a dict."""
     if value is None:
@@ -75,6 +117,8 @@ def _key_values(value: Any, field: str) -> dict[str, str]:
             raise BadRequestError("invalid_input", f"{field}.{k}: value must be a string", field=f"{field}.{k}")
         if k in out:
             raise BadRequestError("invalid_input", f"{field}: key {k!r} given twice", field=field)
+        if _unstorable(k) or (type(v) is str and _unstorable(v)):
+            raise _not_storable(f"{field}.{_key_name(k)}")
         out[k] = str(v)
     return out
 
@@ -100,9 +144,13 @@ class EntryRequest:
             raise BadRequestError("invalid_input", f"{field}.ik: an idempotency key (non-empty string) is required", field=f"{field}.ik")
         if len(ik) > 512:
             raise BadRequestError("invalid_input", f"{field}.ik: at most 512 characters", field=f"{field}.ik")
+        if _unstorable(ik):
+            raise _not_storable(f"{field}.ik")
         etype = data.get("type")
         if not isinstance(etype, str) or not etype:
             raise BadRequestError("invalid_input", f"{field}.type: the entry type is required", field=f"{field}.type")
+        if _unstorable(etype):
+            raise _not_storable(f"{field}.type")
         params = data.get("parameters") or {}
         if not isinstance(params, dict):
             raise BadRequestError("invalid_input", f"{field}.parameters: expected an object", field=f"{field}.parameters")
@@ -111,10 +159,14 @@ class EntryRequest:
                 raise BadRequestError("invalid_amount", f"{field}.parameters.{k}: floats are refused; send integers in minor units as strings", field=f"{field}.parameters.{k}")
             if not isinstance(v, (str, int)) or isinstance(v, bool):
                 raise BadRequestError("invalid_parameter", f"{field}.parameters.{k}: expected a string or integer, got {v!r}", field=f"{field}.parameters.{k}")
+            if (isinstance(k, str) and _unstorable(k)) or (type(v) is str and _unstorable(v)):
+                raise _not_storable(f"{field}.parameters.{_key_name(k)}")
         posted = data.get("posted")
         lines = data.get("lines")
         if lines is not None and not isinstance(lines, list):
             raise BadRequestError("invalid_input", f"{field}.lines: expected a list", field=f"{field}.lines")
+        if lines is not None:
+            check_storable(lines, f"{field}.lines")
         return cls(
             ik=ik,
             type=etype,

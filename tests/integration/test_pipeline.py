@@ -7,6 +7,7 @@ the replay predicts post and the others fail with ``condition_failed``.
 """
 from __future__ import annotations
 
+import json
 import random
 import time
 
@@ -72,6 +73,18 @@ def test_submission_is_validated_and_idempotent(pipeline):
     r = pipeline.api.submit(ledger, [good, {**good, "ik": "ok-2", "parameters": {
         "user": "a", "amount": "1.5"}}])
     assert r.status_code == 422 and r.json()["field"] == "entries[1].parameters.amount"
+
+    # Text PostgreSQL cannot store is refused here: accepted, it would fail its worker's
+    # whole batch on every retry. (JSON escapes, sent as raw text.)
+    for field, value in (("note", "a\\u0000b"), ("note", "\\ud800")):
+        raw = ('[' + json.dumps(good) + ', {"ik": "ok-2", "type": "deposit", "parameters": '
+               '{"user": "a", "amount": "1", "' + field + '": "' + value + '"}}]')
+        r = httpx.post(f"{pipeline.api.url}/v1/ledgers/{ledger}/entries", content=raw,
+                       headers={**pipeline.api.headers, "Content-Type": "application/json"})
+        assert r.status_code == 422, r.text
+        assert r.json()["field"] == f"entries[1].parameters.{field}"
+        assert "cannot be stored" in r.json()["message"]
+    assert pipeline.statuses(ledger) == {}
 
     first = pipeline.api.submit(ledger, good)
     assert first.status_code == 202
