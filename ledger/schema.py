@@ -40,6 +40,10 @@ NESTED_ATTRS = {"type", "name", "template", "currency", "currencyMode", "consist
 _PARAM = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_.-]*)\s*\}\}")
 _KEY = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
 _SAFE_VALUE = re.compile(r"^[^/:*\s{}]+$")
+# An account path is a btree key (unique per ledger), and PostgreSQL refuses keys over
+# about 2,700 bytes: the bound keeps well under that. Checked when a path is made from a
+# request, since a refused insert in a worker would fail its whole batch on every retry.
+MAX_PATH_BYTES = 1024
 _CURRENCY = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
 
 
@@ -780,6 +784,8 @@ def resolve_path(schema: Schema, path: str, field: str) -> Account:
     """The chart account a concrete path (``liabilities/users:alice/available``) names."""
     if not isinstance(path, str) or not path:
         raise BadRequestError("invalid_input", f"{field}: an account path is required", field=field)
+    if _too_long(path):
+        raise _path_too_long(field)
     chart_path = None
     for raw in path.split("/"):
         key, sep, value = raw.partition(":")
@@ -793,6 +799,15 @@ def resolve_path(schema: Schema, path: str, field: str) -> Account:
         if sep and not _SAFE_VALUE.match(value):
             raise BadRequestError("invalid_input", f"{field}: instance value {value!r} must be non-empty, without / : * spaces or braces", field=field)
     return account
+
+
+def _too_long(path: str) -> bool:
+    return len(path) > MAX_PATH_BYTES // 4 and len(path.encode("utf-8")) > MAX_PATH_BYTES
+
+
+def _path_too_long(field: str) -> BadRequestError:
+    return BadRequestError("invalid_input", f"{field}: makes an account path longer than "
+                           f"{MAX_PATH_BYTES} bytes (UTF-8)", field=field)
 
 
 def check_condition(balance: int, op: str, value: int) -> bool:
@@ -837,6 +852,10 @@ def compile_entry(schema: Schema, request: EntryRequest,
     open_line = {}
     for lt in et.lines:
         path = lt.path.render(names)
+        if _too_long(path):
+            longest = max(lt.path.params, key=lambda p: len(names[p]), default=None)
+            raise _path_too_long(f"entry.parameters.{longest}" if longest
+                                 else f"entry.lines.{lt.key}.account.path")
         acc = schema.accounts[lt.path.account]
         tx = None
         if acc.linked is not None:

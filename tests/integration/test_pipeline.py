@@ -85,6 +85,11 @@ def test_submission_is_validated_and_idempotent(pipeline):
         assert r.json()["field"] == f"entries[1].parameters.{field}"
         assert "cannot be stored" in r.json()["message"]
     assert pipeline.statuses(ledger) == {}
+    # An account path too long to index would fail the worker's batch on every retry.
+    r = pipeline.api.submit(ledger, [good, {**good, "ik": "ok-2", "parameters": {
+        "user": "u" * 2000, "amount": "1"}}])
+    assert r.status_code == 422 and r.json()["field"] == "entries[1].parameters.user"
+    assert pipeline.statuses(ledger) == {}
 
     first = pipeline.api.submit(ledger, good)
     assert first.status_code == 202

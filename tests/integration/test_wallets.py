@@ -293,3 +293,21 @@ def test_a_batch_answers_with_the_ids_its_rows_got(db, unique):
             "JOIN entries e ON e.id = l.entry_id JOIN accounts a ON a.id = l.account_id "
             "JOIN ledgers g ON g.id = e.ledger_id WHERE g.ik = :l"), {"l": ledger})}
     assert answered == stored and len(stored) == 16
+
+
+def test_account_paths_stay_within_what_the_index_takes(db, unique):
+    from ledger.schema import MAX_PATH_BYTES
+
+    ledger = new_ledger(db, unique, seed000_schema(unique("wallet")))
+    room = MAX_PATH_BYTES - len("liabilities/users:/available")
+    for fits in ("u" * room, "€" * (room // 3)):  # bytes count, not characters
+        post(db, ledger, "deposit", user_id=fits, amount="5")
+        assert own(db, ledger, f"liabilities/users:{fits}/available") == 5
+    for too_long in ("u" * (room + 1), "€" * (room // 3 + 1)):
+        with pytest.raises(BadRequestError) as caught:
+            post(db, ledger, "deposit", user_id=too_long, amount="5")
+        assert caught.value.field == "entry.parameters.user_id"
+        assert f"longer than {MAX_PATH_BYTES} bytes" in caught.value.message
+        with pytest.raises(BadRequestError) as caught:
+            service.account_balances(db, ledger, f"liabilities/users:{too_long}/available")
+        assert caught.value.field == "path"
