@@ -8,8 +8,9 @@ queue), on DATABASE_URL / REDIS_URL or else embedded servers, in a scratch datab
 dropped at the end. Prints progress while it runs, then entries/s from the first accepted
 job to the last posted one, pgbench's tps (half its time measured before the pipeline runs,
 half after, so a machine whose speed drifts during the run weighs on both figures alike)
-and the ratio (target >= 4x), the lag from
-acceptance to posting (p50, p95) and the worker's peak memory.
+and the ratio (target >= 4x), the lag from acceptance to posting (p50, p95) and the
+worker's peak memory. The flood makes a backlog, so it then submits at half the measured
+rate for --steady-seconds and prints the lag of a pipeline that keeps up.
 """
 from __future__ import annotations
 
@@ -141,12 +142,64 @@ def _forget_queues(redis_url: str, prefix: str) -> None:
         client.close()
 
 
+STEADY_BATCH = 100
+
+
+def steady_lag(db: Database, base: str, headers: dict, rate: float,
+               args) -> tuple[float, float, float]:
+    """Submit ``rate`` entries/s in requests of STEADY_BATCH for ``args.steady_seconds``,
+    wait until all are posted, and return (rate, lag p50, lag p95) in seconds."""
+    log(f"[3/4] submitting {rate:.0f} entries/s (half the rate just measured) in requests "
+        f"of {STEADY_BATCH} for {args.steady_seconds:.0f}s: the lag when the pipeline "
+        "keeps up ...")
+    interval = STEADY_BATCH * args.clients / rate
+    stop_at = time.monotonic() + args.steady_seconds
+
+    def submitter(c: int) -> None:
+        with httpx.Client(timeout=120, headers=headers) as http:
+            r, due = 0, time.monotonic() + interval * c / args.clients
+            while due < stop_at:
+                time.sleep(max(0.0, due - time.monotonic()))
+                body = [{"ik": f"steady-{c}-{r}-{i}", "type": "deposit",
+                         "parameters": {"user": f"u{(r * STEADY_BATCH + i) % args.users}",
+                                        "amount": "1"}} for i in range(STEADY_BATCH)]
+                resp = http.post(f"{base}/v1/ledgers/bench/entries", json=body)
+                if resp.status_code != 202:
+                    raise SystemExit(f"submission refused: {resp.status_code} "
+                                     f"{resp.text[:300]}")
+                r, due = r + 1, due + interval
+
+    threads = [threading.Thread(target=submitter, args=(c,), daemon=True)
+               for c in range(args.clients)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    deadline = time.monotonic() + 120
+    while True:
+        with db.transaction() as conn:
+            pending = conn.execute(sa.text(
+                "SELECT count(*) FROM posting_jobs WHERE status = 'pending'")).scalar()
+        if not pending or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    with db.transaction() as conn:
+        p50, p95 = conn.execute(sa.text(
+            "SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY finished - created), "
+            "percentile_cont(0.95) WITHIN GROUP (ORDER BY finished - created) "
+            "FROM posting_jobs WHERE ik LIKE 'steady-%'")).one()
+    return rate, p50.total_seconds(), p95.total_seconds()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--seconds", type=float, default=20, help="how long to submit")
     ap.add_argument("--clients", type=int, default=2, help="concurrent submitters")
     ap.add_argument("--concurrency", type=int, default=2, help="worker processes")
     ap.add_argument("--users", type=int, default=10_000)
+    ap.add_argument("--steady-seconds", type=float, default=10,
+                    help="then submit at half the measured rate for this long, to measure "
+                         "the lag of a pipeline that keeps up (0: skip)")
     ap.add_argument("--pgbench-seconds", type=int, default=20,
                     help="pgbench's time in all, half before the pipeline, half after")
     args = ap.parse_args()
@@ -165,7 +218,7 @@ def main() -> None:
         redis_url = embedded_redis.redis_url
 
     half = max(1, args.pgbench_seconds // 2)
-    log(f"[1/3] pgbench TPC-B, {args.clients} clients, {half}s, before the pipeline ...")
+    log(f"[1/4] pgbench TPC-B, {args.clients} clients, {half}s, before the pipeline ...")
     pg_before = tpcb(server, half, args.clients)
 
     url = scratch_database(server, "ledger_pipeline_bench")
@@ -221,7 +274,7 @@ def main() -> None:
                     accepted[c] += BATCH
                     r += 1
 
-        log(f"[2/3] submitting batches of {BATCH} with {args.clients} clients for "
+        log(f"[2/4] submitting batches of {BATCH} with {args.clients} clients for "
             f"{args.seconds:.0f}s; one worker, concurrency {args.concurrency} ...")
         threads = [threading.Thread(target=submitter, args=(c,), daemon=True)
                    for c in range(args.clients)]
@@ -269,6 +322,9 @@ def main() -> None:
         first, last_posted, total, failed, p50, p95 = row
         span = (last_posted - first).total_seconds()
         eps = total / span
+        steady = None
+        if args.steady_seconds > 0:
+            steady = steady_lag(db, base, headers, eps / 2, args)
     finally:
         for p in procs:
             stop(p)
@@ -276,7 +332,7 @@ def main() -> None:
         drop_database(url)
         _forget_queues(redis_url, prefix)
 
-    log(f"[3/3] pgbench TPC-B, {args.clients} clients, {half}s, after the pipeline ...")
+    log(f"[4/4] pgbench TPC-B, {args.clients} clients, {half}s, after the pipeline ...")
     pg_after = tpcb(server, half, args.clients)
     pg_tps = (pg_before + pg_after) / 2
     if embedded_redis is not None:
@@ -293,7 +349,11 @@ def main() -> None:
     print(f"pgbench TPC-B, same PostgreSQL:    {pg_tps:10.0f} tps  (before {pg_before:.0f}, "
           f"after {pg_after:.0f})")
     print(f"ratio: {ratio:.2f}x  (target >= 4x: {'met' if ratio >= 4 else 'NOT met'})")
-    print(f"lag accept -> posted: p50 {p50.total_seconds():.2f}s  p95 {p95.total_seconds():.2f}s")
+    print(f"lag accept -> posted: p50 {p50.total_seconds():.2f}s  p95 {p95.total_seconds():.2f}s"
+          "  (a backlog: the bench submits faster than the pipeline posts)")
+    if steady is not None:
+        print(f"lag at {steady[0]:.0f} entries/s, half that rate, in requests of "
+              f"{STEADY_BATCH}: p50 {steady[1]:.2f}s  p95 {steady[2]:.2f}s")
     print(f"worker memory peak (PSS): {peak['all'] / 2**20:.0f} MB for main + pool, largest "
           f"process {peak['one'] / 2**20:.0f} MB (limit 250 MB)")
     k = total / 1000
