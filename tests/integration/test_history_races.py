@@ -137,6 +137,7 @@ def test_running_totals_stay_exact_under_backdated_races_and_rollups(db, unique)
     assert all(isinstance(e, BadRequestError) and e.code == "condition_failed" for e in errors), errors
     service.rollup(db)
     assert_running_totals_exact(db, ledger)
+    assert service.audit(db, ledger) == []
     bank = service.account_balances(db, ledger, "assets/bank")
     assert service.account_balances(db, ledger, "assets/bank", at="2025").own == bank.own
     users = service.account_balances(db, ledger, "liabilities/users", at="2025-03")

@@ -38,6 +38,7 @@ def test_fifty_transfers_race_for_one_hundred(db, unique):
     assert all(isinstance(e, BadRequestError) and e.code == "condition_failed" for e in refused)
     assert own(db, ledger, "liabilities/users:payer/available") == 0
     assert service.account_balances(db, ledger, "liabilities/users").total == {"USD": 100}
+    assert service.audit(db, ledger) == []
 
 
 def test_identical_first_requests_post_once(db, unique):
@@ -65,6 +66,7 @@ def test_crossing_batches_do_not_deadlock_or_lose_money(db, unique):
     outcomes = race(8, batch)
     assert not any(isinstance(o, Exception) for o in outcomes), outcomes
     assert service.account_balances(db, ledger, "liabilities/users").child == {"USD": 10000}
+    assert service.audit(db, ledger) == []
 
 
 def eventual_bank_schema(key, consistency):
@@ -114,6 +116,7 @@ def test_parallel_deposits_into_eventual_account_then_rollup(db, unique):
             "JOIN ledgers g ON g.id = a.ledger_id WHERE g.ik = :l AND a.path = 'assets/banks/user-cash'"),
             {"l": ledger}).scalar()
     assert int(lines_sum) == expected
+    assert service.audit(db, ledger) == []
 
 
 def test_rollup_racing_postings_loses_nothing(db, unique):
@@ -134,3 +137,4 @@ def test_rollup_racing_postings_loses_nothing(db, unique):
     assert not any(isinstance(o, Exception) for o in outcomes), outcomes
     service.rollup(db)
     assert own(db, ledger, "assets/banks/user-cash") == 8 * 10 * 3
+    assert service.audit(db, ledger) == []
