@@ -28,7 +28,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from ledger import fastjson, posting, service
 from ledger.db import Database, is_retryable
 from ledger.errors import BadRequestError, InternalError, LedgerError, NotFoundError
-from ledger.model import EntryRequest, Ledger
+from ledger.model import EntryRequest, Ledger, Posted
 from ledger.schema import compile_entry
 
 log = logging.getLogger(__name__)
@@ -504,7 +504,7 @@ def _post_run(conn: Connection, ledger: Ledger, run: list[_Claimed]) -> None:
         return
     with conn.begin_nested():
         results = posting.post_entries(conn, ledger, [j.parsed for j in todo],
-                                       refusals="report")
+                                       refusals="report", detail=False)
     for job, result in zip(todo, results, strict=True):
         if isinstance(result, LedgerError):
             if not _refused(result):
@@ -514,10 +514,10 @@ def _post_run(conn: Connection, ledger: Ledger, run: list[_Claimed]) -> None:
             _record([job], [result])
 
 
-def _record(jobs: list[_Claimed], results) -> None:
+def _record(jobs: list[_Claimed], results: list[Posted]) -> None:
     for job, result in zip(jobs, results, strict=True):
-        job.outcome = {"status": POSTED, "entry_id": str(result.entry.id),
-                       "is_ik_replay": bool(result.is_ik_replay)}
+        job.outcome = {"status": POSTED, "entry_id": result.entry_id,
+                       "is_ik_replay": result.is_ik_replay}
 
 
 def work_partition(db: Database, partition: int, *, limit: int = DEFAULT_BATCH) -> WorkResult:

@@ -217,6 +217,14 @@ class PostResult:
 
 
 @dataclass
+class Posted:
+    """An entry posted (or replayed), by reference only: what a posting job records."""
+
+    entry_id: str
+    is_ik_replay: bool
+
+
+@dataclass
 class SchemaVersion:
     key: str
     name: str | None

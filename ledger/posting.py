@@ -19,7 +19,7 @@ from sqlalchemy.engine import Connection
 from ledger import fastjson
 from ledger import tables as t
 from ledger.errors import BadRequestError, LedgerError, NotFoundError
-from ledger.model import Entry, EntryRequest, Ledger, Line, PostResult
+from ledger.model import Entry, EntryRequest, Ledger, Line, Posted, PostResult
 from ledger.schema import (CompiledEntry, Schema, canonical_json, check_condition,
                            compile_entry, parse_schema)
 from ledger.schema import partition_key as _partition_key
@@ -101,14 +101,18 @@ def compile_all(schema: Schema, requests: list[EntryRequest], txs=None) -> list[
 
 
 def post_entries(conn: Connection, ledger: Ledger, requests: list[EntryRequest],
-                 txs=None, *, refusals: str = "raise") -> list:
+                 txs=None, *, refusals: str = "raise", detail: bool = True) -> list:
     """Post entries atomically in the caller's transaction; replays return the original.
 
     ``refusals="raise"`` (the sync API): the first entry the engine refuses raises its
     LedgerError (with ``.index``) and the caller's transaction must be rolled back.
     ``refusals="report"`` (the async workers): a refused entry is returned in its place as
     its LedgerError and leaves no trace, while the others post in the same statements, so
-    one bad job never costs its batch a rollback."""
+    one bad job never costs its batch a rollback.
+
+    ``detail=False`` answers each posted or replayed entry with a ``Posted`` (its id and
+    whether it was a replay) instead of a ``PostResult``, for callers that record only the
+    reference: neither the entries' objects are built nor replayed entries read back."""
     if not requests:
         return []
     report = refusals == "report"
@@ -179,12 +183,14 @@ def post_entries(conn: Connection, ledger: Ledger, requests: list[EntryRequest],
     if fresh:
         _apply(conn, ledger, schema, [compiled_by[i] for i in fresh],
                [inserted[compiled_by[i].request.ik] for i in fresh], fresh, batch, now, results,
-               report=report)
+               report=report, detail=detail)
         gone = [inserted[compiled_by[i].request.ik] for i in fresh
                 if isinstance(results[i], LedgerError)]
         if gone:  # refused under the lock: release their ik claims
             conn.execute(sa.text("DELETE FROM entries WHERE id = ANY(:ids)"), {"ids": gone})
-    if replays:
+    if replays and not detail:
+        results.update((i, Posted(str(entry_id), True)) for i, entry_id in replays.items())
+    elif replays:
         loaded = load_entries(conn, ledger, list(replays.values()))
         for i, entry_id in replays.items():
             entry = loaded[entry_id]
@@ -194,7 +200,7 @@ def post_entries(conn: Connection, ledger: Ledger, requests: list[EntryRequest],
 
 def _apply(conn: Connection, ledger: Ledger, schema: Schema, entries: list[CompiledEntry],
            entry_ids: list[int], indexes: list[int], batch: bool, now: datetime,
-           results: dict, *, report: bool = False) -> None:
+           results: dict, *, report: bool = False, detail: bool = True) -> None:
     account_ids = _ensure_accounts(conn, ledger, {
         line.path: line.account for e in entries for line in e.lines})
     strong = sorted({(account_ids[l.path], l.currency) for e in entries for l in e.lines
@@ -271,6 +277,10 @@ def _apply(conn: Connection, ledger: Ledger, schema: Schema, entries: list[Compi
             {"l": ledger.id, "rows": fastjson.dumps([
                 {"account_id": k[0], "currency": k[1], "amount": eventual[k]} for k in pending])})
 
+    if not detail:
+        for _, entry_id, index in accepted:
+            results[index] = Posted(str(entry_id), False)
+        return
     # ``flat`` lists the accepted entries' lines in order, and ``ids`` is aligned with it.
     line_ids = iter(ids)
     for e, entry_id, index in accepted:

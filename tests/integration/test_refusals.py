@@ -53,3 +53,22 @@ def test_raise_mode_still_rolls_back_the_whole_batch(db, unique):
     else:
         raise AssertionError("the batch posted")
     assert own(db, ledger_ik, "liabilities/users:b/available") == 0
+
+
+def test_without_detail_the_answer_is_each_entry_id(db, unique):
+    ledger_ik = new_ledger(db, unique, seed000_schema(unique("wallet")))
+    first = post(db, ledger_ik, "deposit", ik="used", user_id="a", amount="10")
+    ledger = service.get_ledger(db, ledger_ik)
+    reqs = [EntryRequest(ik="new", type="deposit", parameters={"user_id": "b", "amount": "5"}),
+            EntryRequest(ik="used", type="deposit", parameters={"user_id": "a", "amount": "10"}),
+            EntryRequest(ik="over", type="transfer", parameters={"from_id": "b", "to_id": "c",
+                                                                 "amount": "6"})]
+    with db.transaction() as conn:
+        out = posting.post_entries(conn, ledger, reqs, refusals="report", detail=False)
+    with db.transaction() as conn:
+        stored = dict(conn.execute(sa.text("SELECT ik, id FROM entries WHERE ledger_id = :l"),
+                                   {"l": ledger.id}).all())
+    assert out[0] == posting.Posted(str(stored["new"]), False)
+    assert out[1] == posting.Posted(first.entry.id, True)
+    assert isinstance(out[2], BadRequestError) and out[2].code == "condition_failed"
+    assert own(db, ledger_ik, "liabilities/users:b/available") == 5
