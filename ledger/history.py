@@ -40,7 +40,8 @@ from ledger.balances import child_range, resolve_read_path
 from ledger.errors import BadRequestError, NotFoundError
 from ledger.model import (AccountBalances, BalanceChange, EntryChange, EntryFilter, EntryGroup,
                           EntryRequest, GroupBalance, HistoryEntry, Ledger, Line, Page, PageInfo,
-                          ReverseResult, TimeRange, UpdateEntryResult, parse_time)
+                          ReverseResult, TimeRange, UpdateEntryResult, check_storable,
+                          parse_time)
 from ledger.schema import (CompiledCondition, CompiledEntry, CompiledLine, Schema, Text,
                            resolve_path)
 
@@ -414,6 +415,7 @@ def _changes(value: Any, field: str) -> dict[str, str | None]:
         if k in out:
             raise BadRequestError("invalid_input", f"{field}: key {k!r} given twice", field=field)
         out[k] = None if v is None else str(v)
+    check_storable(out, field)
     return out
 
 

@@ -22,7 +22,7 @@ from ledger.errors import BadRequestError, NotFoundError, SchemaError
 from ledger.model import (AccountBalances, AccountInfo, BalanceChange, CreateLedgerResult, Entry, EntryChange,
                           EntryFilter, EntryGroup, EntryRequest, HistoryEntry, Ledger, Page,
                           PageInfo, PostResult, ReverseResult, SchemaIssue, SchemaVersion,
-                          UpdateEntryResult)
+                          UpdateEntryResult, check_storable)
 from ledger.schema import canonical_json, load_document, parse_schema, verify
 
 _OFFSET = re.compile(r"^([+-])(\d{2}):00$")
@@ -129,6 +129,8 @@ def create_ledger(db: Database, ik: str, name: str, schema_key: str,
         raise BadRequestError("invalid_input", "ik: an idempotency key is required", field="ik")
     if not isinstance(name, str) or not name.strip():
         raise BadRequestError("invalid_input", "ledger.name: a name is required", field="ledger.name")
+    check_storable(ik, "ik")
+    check_storable(name, "ledger.name")
     offset = _parse_offset(balance_utc_offset)
 
     def run(conn: Connection) -> CreateLedgerResult:

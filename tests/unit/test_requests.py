@@ -34,3 +34,15 @@ def test_any_other_text_is_kept():
                                        "tags": {"t": text}, "groups": [{"key": "g",
                                                                         "value": text}]})
     assert request.parameters["note"] == request.tags["t"] == request.groups["g"] == text
+
+
+def test_tag_changes_and_new_ledgers_refuse_it_too():
+    from ledger import history, service
+
+    with pytest.raises(BadRequestError) as caught:
+        history._changes({"ok": "v", "k": "\x00"}, "tags")
+    assert caught.value.field == "tags.k"
+    # Checked before the database is touched: no database is needed to see it refused.
+    with pytest.raises(BadRequestError) as caught:
+        service.create_ledger(None, "wallet-1", "Wallet \ud800", "wallet")
+    assert caught.value.field == "ledger.name"
