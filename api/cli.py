@@ -18,8 +18,6 @@ import json
 import os
 import re
 import stat
-import sys
-from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any, Optional
 

@@ -19,7 +19,7 @@ from ledger.audit import Problem
 from ledger.audit import audit as audit_books
 from ledger.db import Database
 from ledger.errors import BadRequestError, NotFoundError, SchemaError
-from ledger.model import (AccountBalances, AccountInfo, BalanceChange, CreateLedgerResult, Entry, EntryChange,
+from ledger.model import (AccountBalances, AccountInfo, BalanceChange, CreateLedgerResult, EntryChange,
                           EntryFilter, EntryGroup, EntryRequest, HistoryEntry, Ledger, Page,
                           PageInfo, PostResult, ReverseResult, SchemaIssue, SchemaVersion,
                           UpdateEntryResult, check_storable)

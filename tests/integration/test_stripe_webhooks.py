@@ -3,7 +3,6 @@ its beat), and `ledger stripe backfill` as a subprocess, all against the fake St
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import time

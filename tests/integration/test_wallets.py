@@ -1,7 +1,6 @@
 """The seeds' wallets end to end through the ledger package, on the real PostgreSQL."""
 from __future__ import annotations
 
-import secrets
 from datetime import datetime, timezone
 
 import pytest
