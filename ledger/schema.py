@@ -802,7 +802,8 @@ def resolve_path(schema: Schema, path: str, field: str) -> Account:
 
 
 def _too_long(path: str) -> bool:
-    return len(path) > MAX_PATH_BYTES // 4 and len(path.encode("utf-8")) > MAX_PATH_BYTES
+    return (len(path) > MAX_PATH_BYTES // 4
+            and len(path.encode("utf-8", "surrogatepass")) > MAX_PATH_BYTES)
 
 
 def _path_too_long(field: str) -> BadRequestError:
