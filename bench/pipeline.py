@@ -145,6 +145,27 @@ def _forget_queues(redis_url: str, prefix: str) -> None:
 STEADY_BATCH = 100
 
 
+def deposits(prefix: str, r: int, size: int, users: int, amount=None) -> list[dict]:
+    """Request ``r`` of a submitter: ``size`` deposits spread over the users."""
+    return [{"ik": f"{prefix}-{r}-{i}", "type": "deposit",
+             "parameters": {"user": f"u{(r * size + i) % users}",
+                            "amount": amount or str(1 + i)}} for i in range(size)]
+
+
+def submit(http: httpx.Client, base: str, body: list[dict]) -> None:
+    resp = http.post(f"{base}/v1/ledgers/bench/entries", json=body)
+    if resp.status_code != 202:
+        raise SystemExit(f"submission refused: {resp.status_code} {resp.text[:300]}")
+
+
+def pending_jobs(db: Database) -> int:
+    # The partial index holds just the pending jobs, so counting them costs the database
+    # little however many jobs have finished.
+    with db.transaction() as conn:
+        return conn.execute(sa.text(
+            "SELECT count(*) FROM posting_jobs WHERE status = 'pending'")).scalar()
+
+
 def steady_lag(db: Database, base: str, headers: dict, rate: float,
                args) -> tuple[float, float, float]:
     """Submit ``rate`` entries/s in requests of STEADY_BATCH for ``args.steady_seconds``,
@@ -160,13 +181,7 @@ def steady_lag(db: Database, base: str, headers: dict, rate: float,
             r, due = 0, time.monotonic() + interval * c / args.clients
             while due < stop_at:
                 time.sleep(max(0.0, due - time.monotonic()))
-                body = [{"ik": f"steady-{c}-{r}-{i}", "type": "deposit",
-                         "parameters": {"user": f"u{(r * STEADY_BATCH + i) % args.users}",
-                                        "amount": "1"}} for i in range(STEADY_BATCH)]
-                resp = http.post(f"{base}/v1/ledgers/bench/entries", json=body)
-                if resp.status_code != 202:
-                    raise SystemExit(f"submission refused: {resp.status_code} "
-                                     f"{resp.text[:300]}")
+                submit(http, base, deposits(f"steady-{c}", r, STEADY_BATCH, args.users, "1"))
                 r, due = r + 1, due + interval
 
     threads = [threading.Thread(target=submitter, args=(c,), daemon=True)
@@ -176,12 +191,11 @@ def steady_lag(db: Database, base: str, headers: dict, rate: float,
     for th in threads:
         th.join()
     deadline = time.monotonic() + 120
-    while True:
-        with db.transaction() as conn:
-            pending = conn.execute(sa.text(
-                "SELECT count(*) FROM posting_jobs WHERE status = 'pending'")).scalar()
-        if not pending or time.monotonic() > deadline:
-            break
+    while pending_jobs(db):
+        if time.monotonic() > deadline:
+            # A lag over finished jobs only would hide the ones that never finished.
+            sys.exit("jobs still pending 120 s after the steady phase: the worker fell "
+                     "behind or stopped")
         time.sleep(0.5)
     with db.transaction() as conn:
         p50, p95 = conn.execute(sa.text(
@@ -264,13 +278,7 @@ def main() -> None:
             with httpx.Client(timeout=120, headers=headers) as http:
                 r = 0
                 while time.monotonic() < stop_at:
-                    body = [{"ik": f"{c}-{r}-{i}", "type": "deposit",
-                             "parameters": {"user": f"u{(r * BATCH + i) % args.users}",
-                                            "amount": str(1 + i)}} for i in range(BATCH)]
-                    resp = http.post(f"{base}/v1/ledgers/bench/entries", json=body)
-                    if resp.status_code != 202:
-                        raise SystemExit(f"submission refused: {resp.status_code} "
-                                         f"{resp.text[:300]}")
+                    submit(http, base, deposits(str(c), r, BATCH, args.users))
                     accepted[c] += BATCH
                     r += 1
 
@@ -285,11 +293,7 @@ def main() -> None:
             th.start()
 
         def progress() -> tuple[int, int]:
-            # Only the pending jobs are counted (the partial index holds just those), so
-            # watching costs the database little however many jobs have finished.
-            with db.transaction() as conn:
-                pending = conn.execute(sa.text(
-                    "SELECT count(*) FROM posting_jobs WHERE status = 'pending'")).scalar()
+            pending = pending_jobs(db)
             one, total = tree_memory(worker.pid)
             peak["one"], peak["all"] = max(peak["one"], one), max(peak["all"], total)
             return sum(accepted) - pending, pending
