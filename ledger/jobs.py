@@ -25,7 +25,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError, OperationalError
 
-from ledger import fastjson, posting, service
+from ledger import fastjson, posting
+from ledger.ledgers import get_ledger
 from ledger.db import Database, is_retryable
 from ledger.errors import BadRequestError, InternalError, LedgerError, NotFoundError
 from ledger.model import EntryRequest, Ledger, Posted
@@ -254,7 +255,7 @@ def submit_entries(db: Database, ledger_ik: str, entries: Sequence[Any], *,
     if len(entries) > MAX_SUBMISSION:
         raise BadRequestError("invalid_input", f"entries: at most {MAX_SUBMISSION} entries "
                               f"per request, got {len(entries)}", field="entries")
-    ledger = service.get_ledger(db, ledger_ik)
+    ledger = get_ledger(db, ledger_ik)
     schema = db.run(lambda conn: posting.load_schema(conn, ledger.id))
     prepared = _prepare(schema, ledger, entries, partition_count())
 
@@ -377,7 +378,7 @@ def list_jobs(db: Database, ledger_ik: str, status: str | None = None, *,
         if before is None:
             raise BadRequestError("invalid_input", f"after: not a cursor of this list: "
                                   f"{after!r}", field="after")
-    ledger = service.get_ledger(db, ledger_ik)
+    ledger = get_ledger(db, ledger_ik)
 
     def read(conn: Connection):
         where = ["ledger_id = :ledger_id"]
@@ -483,7 +484,7 @@ class _Ledgers:
     def get(self, db: Database, ledger_id: int, ledger_ik: str) -> Ledger:
         ledger = self._by_id.get(ledger_id)
         if ledger is None:
-            ledger = service.get_ledger(db, ledger_ik)
+            ledger = get_ledger(db, ledger_ik)
             self._by_id[ledger_id] = ledger
         return ledger
 

@@ -27,7 +27,7 @@ from ledger.db import Database
 from ledger.errors import BadRequestError, NotFoundError
 from ledger.model import EntryRequest, Ledger, PostResult, parse_amount, parse_time
 from ledger.schema import Account, Schema, Text, resolve_path
-from ledger.service import _ledger
+from ledger.ledgers import load_ledger
 
 MAX_TXS_PER_SYNC = 100
 MAX_ACCOUNTS_PER_SYNC = 100
@@ -593,7 +593,7 @@ def reconcile_tx(db: Database, ledger_ik: str, request: Any, tx: str | None = No
     tx_ref = tx if tx is not None else tx_ref
 
     def run(conn: Connection) -> PostResult:
-        return reconcile_in(conn, _ledger(conn, ledger_ik), copy.deepcopy(parsed), ik_given, tx_ref)
+        return reconcile_in(conn, load_ledger(conn, ledger_ik), copy.deepcopy(parsed), ik_given, tx_ref)
 
     return db.run(run)
 
@@ -726,7 +726,7 @@ def unreconciled_txs(db: Database, ledger_ik: str, path: str, first: int | None 
         raise BadRequestError("invalid_input", f"first: expected 1 to {MAX_PAGE}, got {first!r}", field="first")
     start = _after(after)
     with db.transaction() as conn:
-        ledger = _ledger(conn, ledger_ik)
+        ledger = load_ledger(conn, ledger_ik)
         schema = posting.load_schema(conn, ledger.id)
         account = resolve_path(schema, path, "ledgerAccount.path")
         if account.linked is None:

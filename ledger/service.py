@@ -18,6 +18,7 @@ from ledger import tables as t
 from ledger.audit import Problem
 from ledger.audit import audit as audit_books
 from ledger.db import Database
+from ledger.ledgers import create_ledger, get_ledger, get_ledger_by_id, list_ledgers, load_ledger  # noqa: F401
 from ledger.errors import BadRequestError, NotFoundError, SchemaError
 from ledger.model import (AccountBalances, AccountInfo, BalanceChange, CreateLedgerResult, EntryChange,
                           EntryFilter, EntryGroup, EntryRequest, HistoryEntry, Ledger, Page,
@@ -25,7 +26,6 @@ from ledger.model import (AccountBalances, AccountInfo, BalanceChange, CreateLed
                           UpdateEntryResult, check_storable)
 from ledger.schema import canonical_json, load_document, parse_schema, verify
 
-_OFFSET = re.compile(r"^([+-])(\d{2}):00$")
 
 
 # ---------------------------------------------------------------------------- schemas
@@ -113,77 +113,6 @@ def list_schema_versions(db: Database, key: str) -> list[SchemaVersion]:
     return [_version(key, r) for r in rows]
 
 
-# ---------------------------------------------------------------------------- ledgers
-
-def _parse_offset(value: str) -> str:
-    m = _OFFSET.match(value or "")
-    hours = int(m.group(2)) * (-1 if m.group(1) == "-" else 1) if m else None
-    if hours is None or not -11 <= hours <= 12:
-        raise BadRequestError("invalid_input", f"ledger.balanceUTCOffset: expected whole hours from -11:00 to +12:00 like \"+05:00\", got {value!r}", field="ledger.balanceUTCOffset")
-    return f"{'-' if hours < 0 else '+'}{abs(hours):02d}:00"
-
-
-def create_ledger(db: Database, ik: str, name: str, schema_key: str,
-                  balance_utc_offset: str = "+00:00") -> CreateLedgerResult:
-    if not isinstance(ik, str) or not ik.strip():
-        raise BadRequestError("invalid_input", "ik: an idempotency key is required", field="ik")
-    if not isinstance(name, str) or not name.strip():
-        raise BadRequestError("invalid_input", "ledger.name: a name is required", field="ledger.name")
-    check_storable(ik, "ik")
-    check_storable(name, "ledger.name")
-    offset = _parse_offset(balance_utc_offset)
-
-    def run(conn: Connection) -> CreateLedgerResult:
-        schema_id = conn.execute(sa.select(t.schemas.c.id).where(t.schemas.c.key == schema_key)).scalar()
-        if schema_id is None:
-            raise NotFoundError("schema_not_found", f"schema.key: no schema with key {schema_key!r}; store it first", field="schema.key")
-        now = datetime.now(timezone.utc)
-        new_id = conn.execute(pg_insert(t.ledgers).values(
-            ik=ik, name=name, schema_id=schema_id, balance_utc_offset=offset, created=now)
-            .on_conflict_do_nothing(index_elements=["ik"]).returning(t.ledgers.c.id)).scalar()
-        ledger = _ledger(conn, ik)
-        if new_id is None and (ledger.name, ledger.schema_key, ledger.balance_utc_offset) != (name, schema_key, offset):
-            raise BadRequestError("ik_conflict", f"ik: ledger {ik!r} already exists with a different name, schema or offset", field="ik")
-        return CreateLedgerResult(ledger, new_id is None)
-
-    return db.run(run)
-
-
-def _ledger(conn: Connection, ik: str) -> Ledger:
-    row = conn.execute(sa.select(t.ledgers, t.schemas.c.key.label("schema_key"))
-                       .join(t.schemas, t.schemas.c.id == t.ledgers.c.schema_id)
-                       .where(t.ledgers.c.ik == ik)).mappings().first()
-    if row is None:
-        raise NotFoundError("ledger_not_found", f"ledger.ik: no ledger with ik {ik!r}", field="ledger.ik")
-    return Ledger(row["id"], row["ik"], row["name"], row["schema_key"], row["created"],
-                  row["balance_utc_offset"])
-
-
-def get_ledger(db: Database, ik: str) -> Ledger:
-    with db.transaction() as conn:
-        return _ledger(conn, ik)
-
-
-def get_ledger_by_id(db: Database, id: Any) -> Ledger:
-    """A ledger by its numeric id (NotFoundError ``ledger_not_found``)."""
-    text = str(id).strip() if isinstance(id, (str, int)) and not isinstance(id, bool) else ""
-    with db.transaction() as conn:
-        ik = conn.execute(sa.select(t.ledgers.c.ik).where(t.ledgers.c.id == int(text))).scalar() \
-            if text.isdigit() and len(text) <= 18 else None
-        if ik is None:
-            raise NotFoundError("ledger_not_found", f"ledger.id: no ledger with id {id!r}", field="ledger.id")
-        return _ledger(conn, ik)
-
-
-def list_ledgers(db: Database) -> list[Ledger]:
-    with db.transaction() as conn:
-        rows = conn.execute(sa.select(t.ledgers, t.schemas.c.key.label("schema_key"))
-                            .join(t.schemas, t.schemas.c.id == t.ledgers.c.schema_id)
-                            .order_by(t.ledgers.c.id)).mappings().all()
-    return [Ledger(r["id"], r["ik"], r["name"], r["schema_key"], r["created"], r["balance_utc_offset"])
-            for r in rows]
-
-
 # ---------------------------------------------------------------------------- entries
 
 def add_ledger_entry(db: Database, ledger_ik: str, request: EntryRequest) -> PostResult:
@@ -194,7 +123,7 @@ def add_ledger_entries(db: Database, ledger_ik: str, requests: list[EntryRequest
     """Post entries atomically (all or none); the whole transaction is retried on
     deadlocks and serialization failures, which the ik makes safe."""
     def run(conn: Connection) -> list[PostResult]:
-        return posting.post_entries(conn, _ledger(conn, ledger_ik), requests)
+        return posting.post_entries(conn, load_ledger(conn, ledger_ik), requests)
     return db.run(run)
 
 
@@ -212,8 +141,8 @@ def get_ledger_entry(db: Database, *, id: str | None = None, ledger_ik: str | No
                                .where(t.entries.c.id == int(id))).first()
             if row is None or (ledger_ik is not None and row[1] != ledger_ik):
                 raise NotFoundError("entry_not_found", f"id: no entry {id!r}", field="id")
-            return _history.get_entry(conn, _ledger(conn, row[1]), row[0])
-        return _history.get_entry_by_ik(conn, _ledger(conn, ledger_ik), ik, version)
+            return _history.get_entry(conn, load_ledger(conn, row[1]), row[0])
+        return _history.get_entry_by_ik(conn, load_ledger(conn, ledger_ik), ik, version)
 
 
 def list_ledger_accounts(db: Database, ledger_ik: str, *, first: int | None = None,
@@ -234,7 +163,7 @@ def list_ledger_accounts(db: Database, ledger_ik: str, *, first: int | None = No
         raise BadRequestError("invalid_input", f"{field}: expected a page size from 0 to {_history.MAX_PAGE}, got {size!r}", field=field)
     a = t.accounts.c
     with db.transaction() as conn:
-        ledger = _ledger(conn, ledger_ik)
+        ledger = load_ledger(conn, ledger_ik)
         base = sa.select(a.id, a.path, a.type, a.consistency, a.created).where(a.ledger_id == ledger.id)
         q = base
         lo = _account_cursor(after, "after") if after is not None else None
@@ -291,7 +220,7 @@ def account_balances(db: Database, ledger_ik: str, path: str, at: Any = None) ->
     ``2025-02-03T04``): the balances at the end of that period in the ledger's
     balanceUTCOffset. A past read costs one index probe per (account, currency)."""
     with db.transaction() as conn:
-        ledger = _ledger(conn, ledger_ik)
+        ledger = load_ledger(conn, ledger_ik)
         schema = posting.load_schema(conn, ledger.id)
         if at is None:
             return _balances.account_balances(conn, ledger, schema, path)
@@ -324,7 +253,7 @@ def balance_change(db: Database, ledger_ik: str, path: str, period: str) -> Bala
     currency, with the period's UTC ``start`` and ``end``. Bad period: ``invalid_input``
     naming ``period``."""
     with db.transaction() as conn:
-        ledger = _ledger(conn, ledger_ik)
+        ledger = load_ledger(conn, ledger_ik)
         return _history.balance_change(conn, ledger, posting.load_schema(conn, ledger.id),
                                        path, period)
 
@@ -342,15 +271,15 @@ def reverse_ledger_entry(db: Database, *, id: str | None = None, ledger_ik: str 
     schema guards that account with (nothing is written)."""
     def run(conn: Connection) -> ReverseResult:
         if id is not None:
-            ledger = _entry_ledger(conn, id, ledger_ik)
+            ledger = _entryload_ledger(conn, id, ledger_ik)
             return _history.reverse_entry(conn, ledger, id)
-        ledger = _ledger(conn, ledger_ik)
+        ledger = load_ledger(conn, ledger_ik)
         entry = _history.get_entry_by_ik(conn, ledger, ik)
         return _history.reverse_entry(conn, ledger, entry.id)
     return db.run(run)
 
 
-def _entry_ledger(conn: Connection, id: Any, ledger_ik: str | None) -> Ledger:
+def _entryload_ledger(conn: Connection, id: Any, ledger_ik: str | None) -> Ledger:
     """The ledger of entry ``id`` (which must be ``ledger_ik`` when given)."""
     text = str(id)
     found = conn.execute(sa.select(t.ledgers.c.ik)
@@ -358,7 +287,7 @@ def _entry_ledger(conn: Connection, id: Any, ledger_ik: str | None) -> Ledger:
                          .where(t.entries.c.id == int(text))).scalar() if text.isdigit() and len(text) <= 18 else None
     if found is None or (ledger_ik is not None and found != ledger_ik):
         raise NotFoundError("entry_not_found", f"id: no entry {id!r}", field="id")
-    return _ledger(conn, found)
+    return load_ledger(conn, found)
 
 
 def list_ledger_entries(db: Database, ledger_ik: str, filters: EntryFilter | dict | None = None, *,
@@ -376,7 +305,7 @@ def list_ledger_entries(db: Database, ledger_ik: str, filters: EntryFilter | dic
     default, at most 200. Bad cursor, size or filter: ``invalid_input`` naming the field."""
     flt = EntryFilter.from_input(filters)
     with db.transaction() as conn:
-        ledger = _ledger(conn, ledger_ik)
+        ledger = load_ledger(conn, ledger_ik)
         return _history.list_entries(conn, ledger, flt, first, after, last, before,
                                      account=account)
 
@@ -394,7 +323,7 @@ def list_lines(db: Database, ledger_ik: str, account: str | None = None,
     in ``list_ledger_entries`` (applied to each line's entry; ``currency`` to the line)."""
     flt = EntryFilter.from_input(filters)
     with db.transaction() as conn:
-        ledger = _ledger(conn, ledger_ik)
+        ledger = load_ledger(conn, ledger_ik)
         return _history.list_lines(conn, ledger, account, flt, first, after, last, before)
 
 
@@ -409,7 +338,7 @@ def update_ledger_entry(db: Database, id: str, tags: Any = None, groups: Any = N
     None). Errors: ``entry_not_found``; ``entry_reversed`` for a reversed or reversing
     entry; ``invalid_input`` naming the field."""
     def run(conn: Connection) -> UpdateEntryResult:
-        return _history.update_entry(conn, _entry_ledger(conn, id, ledger_ik), id, tags, groups)
+        return _history.update_entry(conn, _entryload_ledger(conn, id, ledger_ik), id, tags, groups)
     return db.run(run)
 
 
@@ -417,7 +346,7 @@ def ledger_entry_changes(db: Database, id: str) -> list[EntryChange]:
     """``ledger_entry_changes(db, id) -> list[EntryChange]``: the recorded tag and group
     updates of an entry, oldest first."""
     with db.transaction() as conn:
-        return _history.entry_changes(conn, _entry_ledger(conn, id, None), id)
+        return _history.entry_changes(conn, _entryload_ledger(conn, id, None), id)
 
 
 def ik_versions(db: Database, ledger_ik: str, ik: str) -> list[HistoryEntry]:
@@ -425,7 +354,7 @@ def ik_versions(db: Database, ledger_ik: str, ik: str) -> list[HistoryEntry]:
     ``ik``, version 1 first. Posting under an ik whose latest entry is reversed adds the
     next version; every version but the latest is reversed. ``entry_not_found`` if none."""
     with db.transaction() as conn:
-        return _history.ik_versions(conn, _ledger(conn, ledger_ik), ik)
+        return _history.ik_versions(conn, load_ledger(conn, ledger_ik), ik)
 
 
 def entry_group(db: Database, ledger_ik: str, key: str, value: str,
@@ -436,7 +365,7 @@ def entry_group(db: Database, ledger_ik: str, key: str, value: str,
     ``list_ledger_entries``)."""
     flt = EntryFilter.from_input(filters)
     with db.transaction() as conn:
-        return _history.group_balances(conn, _ledger(conn, ledger_ik), key, value, flt)
+        return _history.group_balances(conn, load_ledger(conn, ledger_ik), key, value, flt)
 
 
 def list_group_entries(db: Database, ledger_ik: str, key: str, value: str,
@@ -448,5 +377,33 @@ def list_group_entries(db: Database, ledger_ik: str, key: str, value: str,
     filtered as in ``list_ledger_entries``."""
     flt = EntryFilter.from_input(filters)
     with db.transaction() as conn:
-        return _history.list_group_entries(conn, _ledger(conn, ledger_ik), key, value, flt,
+        return _history.list_group_entries(conn, load_ledger(conn, ledger_ik), key, value, flt,
                                            first, after, last, before)
+
+
+# ---------------------------------------------------------------------------- the façade
+# What the API, the workers and the CLI may use beyond the operations above: one door into
+# each capability, by public name. (Shared base modules -- db, errors, settings, fastjson,
+# embedded, migrate -- are imported directly.)
+from ledger.clients import (SCOPES, ApiClient, CreatedClient, active_client,  # noqa: E402
+                            authenticate, create_client, list_clients, normalize_scope,
+                            revoke_client, scope_allows, signing_key)
+from ledger.jobs import (FAILED, MAX_PAGE as MAX_JOB_PAGE, MAX_SUBMISSION,  # noqa: E402
+                         MAX_WAIT_SECONDS, PENDING, POSTED, Job, JobPage, Submission,
+                         WorkResult, get_job, is_transient, list_jobs, prune_finished,
+                         stale_partitions, submit_entries, wait_for_jobs, work_partition)
+from ledger.model import Entry, Line  # noqa: E402
+from ledger.reconcile import (CreateLinkResult, ExternalAccount, Link, Tx,  # noqa: E402
+                              TxPage, create_custom_link, delete_custom_txs,
+                              reconcile_tx, sync_custom_accounts, sync_custom_txs,
+                              unreconciled_txs)
+from ledger.stripe_sync import SyncReport as StripeSyncReport  # noqa: E402
+from ledger.stripe_sync import backfill as stripe_backfill  # noqa: E402
+from ledger.stripe_sync import backfill_trailing as stripe_backfill_trailing  # noqa: E402
+from ledger.stripe_sync import configure_stripe  # noqa: E402
+from ledger.stripe_sync import load_settings as stripe_settings  # noqa: E402
+from ledger.stripe_sync import problems as stripe_problems  # noqa: E402
+from ledger.stripe_sync import process_event as process_stripe_event  # noqa: E402
+from ledger.stripe_sync import process_inbox as process_stripe_inbox  # noqa: E402
+from ledger.stripe_sync import store_event as store_stripe_event  # noqa: E402
+from ledger.stripe_sync import verify_event as verify_stripe_event  # noqa: E402

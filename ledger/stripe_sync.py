@@ -38,7 +38,7 @@ from ledger import tables as t
 from ledger.db import Database
 from ledger.errors import BadRequestError, InternalError, LedgerError, NotFoundError
 from ledger.model import EntryRequest
-from ledger.service import _ledger
+from ledger.ledgers import load_ledger
 
 log = logging.getLogger(__name__)
 
@@ -159,7 +159,7 @@ def configure_stripe(db: Database, *, link_id: str | None = None, ledger_ik: str
         ledger = ledger_ik if ledger_ik is not None else row.ledger_ik
         for etype in (charge_entry_type, fee_entry_type):
             if etype and ledger is not None:
-                schema = posting.load_schema(conn, _ledger(conn, ledger).id)
+                schema = posting.load_schema(conn, load_ledger(conn, ledger).id)
                 if etype not in schema.entry_types:
                     raise BadRequestError("entry_type_not_found", f"no entry type {etype!r} in the schema of ledger {ledger!r}", field="entry_type")
         values = {k: v for k, v in {
@@ -407,7 +407,7 @@ def _reconcile(db: Database, settings: StripeSettings, tx: reconcile.Tx, entry_t
 
     def run(conn: Connection):
         request = EntryRequest(ik="", type=entry_type, parameters=dict(params))
-        return reconcile.reconcile_in(conn, _ledger(conn, settings.ledger_ik), request, False,
+        return reconcile.reconcile_in(conn, load_ledger(conn, settings.ledger_ik), request, False,
                                       tx.external_id)
     try:
         result = db.run(run)

@@ -1,0 +1,86 @@
+"""Ledgers: created from a stored schema, found by ik or id."""
+from __future__ import annotations
+
+import re
+from datetime import datetime, timezone
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.engine import Connection
+
+from ledger import tables as t
+from ledger.db import Database
+from ledger.errors import BadRequestError, NotFoundError
+from ledger.model import CreateLedgerResult, Ledger, check_storable
+
+_OFFSET = re.compile(r"^([+-])(\d{2}):00$")
+
+
+def _parse_offset(value: str) -> str:
+    m = _OFFSET.match(value or "")
+    hours = int(m.group(2)) * (-1 if m.group(1) == "-" else 1) if m else None
+    if hours is None or not -11 <= hours <= 12:
+        raise BadRequestError("invalid_input", f"ledger.balanceUTCOffset: expected whole hours from -11:00 to +12:00 like \"+05:00\", got {value!r}", field="ledger.balanceUTCOffset")
+    return f"{'-' if hours < 0 else '+'}{abs(hours):02d}:00"
+
+
+def create_ledger(db: Database, ik: str, name: str, schema_key: str,
+                  balance_utc_offset: str = "+00:00") -> CreateLedgerResult:
+    if not isinstance(ik, str) or not ik.strip():
+        raise BadRequestError("invalid_input", "ik: an idempotency key is required", field="ik")
+    if not isinstance(name, str) or not name.strip():
+        raise BadRequestError("invalid_input", "ledger.name: a name is required", field="ledger.name")
+    check_storable(ik, "ik")
+    check_storable(name, "ledger.name")
+    offset = _parse_offset(balance_utc_offset)
+
+    def run(conn: Connection) -> CreateLedgerResult:
+        schema_id = conn.execute(sa.select(t.schemas.c.id).where(t.schemas.c.key == schema_key)).scalar()
+        if schema_id is None:
+            raise NotFoundError("schema_not_found", f"schema.key: no schema with key {schema_key!r}; store it first", field="schema.key")
+        now = datetime.now(timezone.utc)
+        new_id = conn.execute(pg_insert(t.ledgers).values(
+            ik=ik, name=name, schema_id=schema_id, balance_utc_offset=offset, created=now)
+            .on_conflict_do_nothing(index_elements=["ik"]).returning(t.ledgers.c.id)).scalar()
+        ledger = load_ledger(conn, ik)
+        if new_id is None and (ledger.name, ledger.schema_key, ledger.balance_utc_offset) != (name, schema_key, offset):
+            raise BadRequestError("ik_conflict", f"ik: ledger {ik!r} already exists with a different name, schema or offset", field="ik")
+        return CreateLedgerResult(ledger, new_id is None)
+
+    return db.run(run)
+
+
+def load_ledger(conn: Connection, ik: str) -> Ledger:
+    row = conn.execute(sa.select(t.ledgers, t.schemas.c.key.label("schema_key"))
+                       .join(t.schemas, t.schemas.c.id == t.ledgers.c.schema_id)
+                       .where(t.ledgers.c.ik == ik)).mappings().first()
+    if row is None:
+        raise NotFoundError("ledger_not_found", f"ledger.ik: no ledger with ik {ik!r}", field="ledger.ik")
+    return Ledger(row["id"], row["ik"], row["name"], row["schema_key"], row["created"],
+                  row["balance_utc_offset"])
+
+
+def get_ledger(db: Database, ik: str) -> Ledger:
+    with db.transaction() as conn:
+        return load_ledger(conn, ik)
+
+
+def get_ledger_by_id(db: Database, id: Any) -> Ledger:
+    """A ledger by its numeric id (NotFoundError ``ledger_not_found``)."""
+    text = str(id).strip() if isinstance(id, (str, int)) and not isinstance(id, bool) else ""
+    with db.transaction() as conn:
+        ik = conn.execute(sa.select(t.ledgers.c.ik).where(t.ledgers.c.id == int(text))).scalar() \
+            if text.isdigit() and len(text) <= 18 else None
+        if ik is None:
+            raise NotFoundError("ledger_not_found", f"ledger.id: no ledger with id {id!r}", field="ledger.id")
+        return load_ledger(conn, ik)
+
+
+def list_ledgers(db: Database) -> list[Ledger]:
+    with db.transaction() as conn:
+        rows = conn.execute(sa.select(t.ledgers, t.schemas.c.key.label("schema_key"))
+                            .join(t.schemas, t.schemas.c.id == t.ledgers.c.schema_id)
+                            .order_by(t.ledgers.c.id)).mappings().all()
+    return [Ledger(r["id"], r["ik"], r["name"], r["schema_key"], r["created"], r["balance_utc_offset"])
+            for r in rows]

@@ -1,0 +1,195 @@
+"""Every setting of the service, read from the environment once.
+
+``Settings.from_env()`` is called by the edges (the app factory, the Celery app, the CLI,
+`ledger up`) and the object is handed down; no other module reads ``os.environ``. Importing
+this module reads nothing and starts nothing.
+"""
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+DEFAULT_QUEUE_PREFIX = "ledger.post"
+DEFAULT_PARTITIONS = 16
+DEFAULT_BATCH = 1000
+DEFAULT_MAX_BODY_BYTES = 1024 * 1024
+DEFAULT_TOKEN_TTL_SECONDS = 3600
+DEFAULT_STRIPE_LINK_ID = "stripe"
+
+
+class SettingsError(ValueError):
+    """A setting the environment gives that cannot be used; the message names the variable."""
+
+
+class Secret:
+    """A credential that never shows itself: ``reveal()`` is the only way to read it."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str):
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('********')"
+
+    __str__ = __repr__
+
+    def __bool__(self) -> bool:
+        return bool(self._value)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+@dataclass(frozen=True)
+class Settings:
+    # Servers. None: the embedded ones under data_dir (see ledger.embedded).
+    database_url: str | None = None
+    redis_url: str | None = None
+    data_dir: Path = Path(".ledger")
+    # API
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    token_ttl_seconds: int = DEFAULT_TOKEN_TTL_SECONDS
+    # Run the migrations at API startup. None: only for the embedded database, which nobody
+    # else would migrate; a shared server is migrated by `ledger migrate`, once.
+    migrate_on_start: bool | None = None
+    # Async posting. Change `partitions` only while no job is pending: a job keeps the
+    # partition it was accepted into.
+    partitions: int = DEFAULT_PARTITIONS
+    queue_prefix: str = DEFAULT_QUEUE_PREFIX
+    batch: int = DEFAULT_BATCH
+    relay_after_seconds: float = 30.0
+    relay_every_seconds: float = 10.0
+    rollup_every_seconds: float = 2.0
+    job_retention_days: float = 7.0
+    worker_max_memory_kb: int = 200_000
+    # Stripe. The environment's key and secret win over the ones stored by
+    # `ledger stripe configure`.
+    stripe_link_id: str = DEFAULT_STRIPE_LINK_ID
+    stripe_api_key: Secret | None = None
+    stripe_webhook_secret: Secret | None = None
+    stripe_api_base: str | None = None
+    stripe_backfill_every_seconds: float = 900.0
+    stripe_inbox_every_seconds: float = 60.0
+    # CLI: where `ledger login` keeps its API connection. None: the platform's app folder.
+    config_path: Path | None = None
+    # The whole environment, for what must see variables by name: `${VAR}` substitution
+    # in schema files, and the environment handed to child processes.
+    environ: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> "Settings":
+        env = dict(os.environ if environ is None else environ)
+        read = _Reader(env)
+        settings = cls(
+            database_url=read.text("DATABASE_URL"),
+            redis_url=read.text("REDIS_URL"),
+            data_dir=Path(read.text("LEDGER_DATA_DIR") or ".ledger"),
+            max_body_bytes=read.integer("LEDGER_MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES, 1),
+            token_ttl_seconds=read.integer("LEDGER_TOKEN_TTL_SECONDS",
+                                           DEFAULT_TOKEN_TTL_SECONDS, 1),
+            migrate_on_start=read.flag("LEDGER_MIGRATE_ON_START"),
+            partitions=read.integer("LEDGER_PARTITIONS", DEFAULT_PARTITIONS, 1),
+            queue_prefix=read.text("LEDGER_QUEUE_PREFIX") or DEFAULT_QUEUE_PREFIX,
+            batch=read.integer("LEDGER_BATCH", DEFAULT_BATCH, 1),
+            relay_after_seconds=read.number("LEDGER_RELAY_AFTER_SECONDS", 30.0),
+            relay_every_seconds=read.number("LEDGER_RELAY_EVERY_SECONDS", 10.0),
+            rollup_every_seconds=read.number("LEDGER_ROLLUP_EVERY_SECONDS", 2.0),
+            job_retention_days=read.number("LEDGER_JOB_RETENTION_DAYS", 7.0),
+            worker_max_memory_kb=read.integer("LEDGER_WORKER_MAX_MEMORY_KB", 200_000, 1),
+            stripe_link_id=read.text("STRIPE_LINK_ID") or DEFAULT_STRIPE_LINK_ID,
+            stripe_api_key=read.secret("STRIPE_API_KEY"),
+            stripe_webhook_secret=read.secret("STRIPE_WEBHOOK_SECRET"),
+            stripe_api_base=read.text("STRIPE_API_BASE"),
+            stripe_backfill_every_seconds=read.number("LEDGER_STRIPE_BACKFILL_EVERY_SECONDS",
+                                                      900.0),
+            stripe_inbox_every_seconds=read.number("LEDGER_STRIPE_INBOX_EVERY_SECONDS", 60.0),
+            config_path=Path(p) if (p := read.text("LEDGER_CONFIG")) else None,
+            environ=env,
+        )
+        return settings
+
+    def with_servers(self, database_url: str, redis_url: str) -> "Settings":
+        """The same settings on resolved servers (the embedded ones, once started)."""
+        return replace(self, database_url=database_url, redis_url=redis_url)
+
+    @property
+    def maintenance_queue(self) -> str:
+        return f"{self.queue_prefix}.maintenance"
+
+    def queue_name(self, partition: int) -> str:
+        """The broker queue whose consumer posts ``partition``. The prefix lets two
+        deployments (or test runs) share one Redis without taking each other's work."""
+        return f"{self.queue_prefix}.{partition}"
+
+    def partition_queues(self) -> list[str]:
+        return [self.queue_name(p) for p in range(self.partitions)]
+
+    def child_environ(self, **overrides: str) -> dict[str, str]:
+        """The environment of a child process (`ledger up`'s API, worker and beat): ours,
+        with the resolved servers and ``overrides``."""
+        env = dict(self.environ)
+        if self.database_url:
+            env["DATABASE_URL"] = self.database_url
+        if self.redis_url:
+            env["REDIS_URL"] = self.redis_url
+        env["LEDGER_DATA_DIR"] = str(self.data_dir)
+        env.update(overrides)
+        return env
+
+
+class _Reader:
+    def __init__(self, env: Mapping[str, str]):
+        self.env = env
+
+    def text(self, name: str) -> str | None:
+        value = self.env.get(name)
+        return value if value else None
+
+    def secret(self, name: str) -> Secret | None:
+        value = self.text(name)
+        return Secret(value) if value else None
+
+    def integer(self, name: str, default: int, minimum: int | None = None) -> int:
+        raw = self.text(name)
+        if raw is None:
+            return default
+        try:
+            value = int(raw.strip())
+        except ValueError:
+            raise SettingsError(f"{name}={raw!r} is not a whole number") from None
+        if minimum is not None and value < minimum:
+            raise SettingsError(f"{name} must be at least {minimum} (got {value})")
+        return value
+
+    def number(self, name: str, default: float) -> float:
+        raw = self.text(name)
+        if raw is None:
+            return default
+        try:
+            value = float(raw.strip())
+        except ValueError:
+            raise SettingsError(f"{name}={raw!r} is not a number") from None
+        if not value > 0 or value == float("inf"):
+            raise SettingsError(f"{name} must be a positive number of seconds or days "
+                                f"(got {raw!r})")
+        return value
+
+    def flag(self, name: str) -> bool | None:
+        raw = self.text(name)
+        if raw is None:
+            return None
+        lowered = raw.strip().lower()
+        if lowered in ("1", "true", "yes", "on"):
+            return True
+        if lowered in ("0", "false", "no", "off"):
+            return False
+        raise SettingsError(f"{name}={raw!r}: use true or false")
