@@ -407,3 +407,5 @@ from ledger.stripe_sync import process_event as process_stripe_event  # noqa: E4
 from ledger.stripe_sync import process_inbox as process_stripe_inbox  # noqa: E402
 from ledger.stripe_sync import store_event as store_stripe_event  # noqa: E402
 from ledger.stripe_sync import verify_event as verify_stripe_event  # noqa: E402
+from ledger.doorbell import (POST_TASK, STRIPE_EVENT_TASK, Doorbell,  # noqa: E402
+                             RecordingSend)
