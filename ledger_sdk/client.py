@@ -10,61 +10,22 @@ from __future__ import annotations
 
 import asyncio
 import json
-import random
 import threading
 import time
 import uuid
-from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Callable
-from urllib.parse import urlsplit, urlunsplit
+from typing import Any
 
 import httpx
 
 from ledger_sdk import documents as d
+from ledger_sdk.errors import BadRequestError, TransportError
 from ledger_sdk.history import HistoryMixin
 from ledger_sdk.links import LinksMixin
-from ledger_sdk.errors import (AuthenticationError, BadRequestError, GraphQLRequestError,
-                               InternalError, LedgerAPIError, PermissionDeniedError,
-                               TransportError, error_from_graphql_errors, error_from_result)
+from ledger_sdk.operations import Operation
+from ledger_sdk.transport import Retry, Transport
 from ledger_sdk.types import (AddLedgerEntryResult, CreateLedgerResult, Ledger, LedgerAccount,
                               LedgerEntry, SchemaVersion, as_key_values)
-
-# Refresh a token this long before the API would start refusing it.
-TOKEN_MARGIN_SECONDS = 60
-
-
-@dataclass
-class _Op:
-    document: str
-    variables: dict
-    field: str | None  # the root field read from ``data``; None: return ``data`` whole
-    parse: Callable[[Any], Any]
-    mutation: bool = False
-
-
-class _Retry(Exception):
-    def __init__(self, error: LedgerAPIError, after: float | None = None):
-        self.error = error
-        self.after = after
-
-
-def _graphql_url(api_url: str) -> str:
-    url = api_url.rstrip("/")
-    return url if url.endswith("/graphql") else url + "/graphql"
-
-
-def _default_auth_url(api_url: str) -> str:
-    parts = urlsplit(api_url)
-    return urlunsplit((parts.scheme, parts.netloc, "/oauth2/token", "", ""))
-
-
-def _retry_after(response: httpx.Response) -> float | None:
-    value = response.headers.get("retry-after")
-    try:
-        return max(0.0, float(value)) if value else None
-    except ValueError:
-        return None
 
 
 def _posted(value: datetime | str | None) -> str | None:
@@ -98,159 +59,38 @@ def _entry_input(ledger: str, type: str, parameters: dict | None, posted, tags, 
     return entry
 
 
-class _Core(LinksMixin, HistoryMixin):
-    def __init__(self, client_id: str, client_secret: str, api_url: str,
-                 auth_url: str | None = None, auth_scope: str | None = None, *,
-                 ledger_ik: str | None = None, max_retries: int = 5,
-                 backoff_base: float = 0.1, backoff_max: float = 5.0, timeout: float = 30.0,
-                 headers: dict | None = None):
-        self.client_id = client_id
-        self._client_secret = client_secret
-        self.api_url = _graphql_url(api_url)
-        self.auth_url = auth_url or _default_auth_url(api_url)
-        self.auth_scope = auth_scope
-        self.ledger_ik = ledger_ik
-        self.max_retries = max_retries
-        self.backoff_base = backoff_base
-        self.backoff_max = backoff_max
-        self.timeout = timeout
-        self.headers = dict(headers or {})
-        self._token: str | None = None
-        self._token_expires = 0.0
-
-    def __repr__(self) -> str:  # never show the secret or the token
-        return f"{type(self).__name__}(client_id={self.client_id!r}, api_url={self.api_url!r})"
-
-    # -------------------------------------------------------------- pieces shared by both
-
-    def _delay(self, attempt: int, hint: float | None) -> float:
-        # "Full jitter" backoff: concurrent clients that failed together do not retry together.
-        delay = random.uniform(0, min(self.backoff_max, self.backoff_base * (2 ** attempt)))
-        if hint is not None:
-            delay = max(delay, min(hint, 30.0))
-        return delay
-
-    def _token_valid(self) -> bool:
-        return self._token is not None and time.monotonic() < self._token_expires
-
-    def _token_request(self) -> dict:
-        form = {"grant_type": "client_credentials", "client_id": self.client_id}
-        if self.auth_scope:
-            form["scope"] = self.auth_scope
-        return {"url": self.auth_url, "data": form,
-                "auth": (self.client_id, self._client_secret),
-                "headers": {"Accept": "application/json"}}
-
-    def _take_token(self, response: httpx.Response) -> str:
-        if response.status_code == 429 or response.status_code >= 500:
-            raise _Retry(InternalError(f"http_{response.status_code}",
-                                       "the token endpoint failed", status=response.status_code),
-                         _retry_after(response))
-        try:
-            body = response.json()
-        except ValueError:
-            body = {}
-        if response.status_code != 200 or not body.get("access_token"):
-            cls = AuthenticationError if response.status_code in (400, 401) else LedgerAPIError
-            raise cls(body.get("error") or f"http_{response.status_code}",
-                      body.get("error_description") or "the token endpoint refused the client",
-                      status=response.status_code)
-        self._token = body["access_token"]
-        lifetime = float(body.get("expires_in") or 3600)
-        self._token_expires = time.monotonic() + max(lifetime - TOKEN_MARGIN_SECONDS, lifetime / 2)
-        return self._token
-
-    def _graphql_request(self, op: _Op, token: str) -> dict:
-        return {"url": self.api_url,
-                "json": {"query": op.document, "variables": op.variables},
-                "headers": {**self.headers, "Authorization": f"Bearer {token}",
-                            "Accept": "application/json"}}
-
-    def _handle(self, op: _Op, response: httpx.Response) -> Any:
-        """The result of one response, or `_Retry`, or the final exception."""
-        status = response.status_code
-        if status == 429 or status >= 500:
-            raise _Retry(InternalError("rate_limited" if status == 429 else f"http_{status}",
-                                       f"the API answered HTTP {status}", status=status),
-                         _retry_after(response))
-        try:
-            body = response.json()
-        except ValueError:
-            body = None
-        if status == 403:
-            detail = (body or {}).get("detail") or {}
-            raise PermissionDeniedError(detail.get("code", "forbidden"),
-                                        detail.get("message", "insufficient scope"), status=403)
-        if status >= 400:
-            if status == 401:
-                detail = (body or {}).get("detail") or {}
-                raise AuthenticationError(detail.get("code", "unauthorized"),
-                                          detail.get("message", "token refused"), status=401)
-            errors = (body or {}).get("errors") or []
-            if errors:
-                err = error_from_graphql_errors(errors)
-                err.status = status
-                raise err
-            raise GraphQLRequestError(f"http_{status}", response.text[:500], status=status)
-        if not isinstance(body, dict):
-            raise _Retry(InternalError("invalid_response", "the API answered something not JSON",
-                                       status=status))
-        data = body.get("data")
-        errors = body.get("errors")
-        if op.field is None:
-            if errors:
-                raise error_from_graphql_errors(errors)
-            return op.parse(data)
-        value = (data or {}).get(op.field)
-        if value is None and errors:
-            err = error_from_graphql_errors(errors)
-            if err.retryable:
-                raise _Retry(err)
-            raise err
-        if isinstance(value, dict) and value.get("__typename") in (
-                "BadRequestError", "InternalError", "NotFoundError"):
-            err = error_from_result(value)
-            if isinstance(err, InternalError):
-                raise _Retry(err)
-            raise err
-        return op.parse(value)
+class _Core(LinksMixin, HistoryMixin, Transport):
+    """The operations both clients offer, each built as one `Operation`."""
 
     # -------------------------------------------------------------- operations
 
-    def _ledger(self, ledger: str | None) -> str:
-        ledger = ledger or self.ledger_ik
-        if not ledger:
-            raise BadRequestError("invalid_input", "ledger: pass ledger= or set the client's "
-                                  "ledger_ik")
-        return ledger
-
-    def _op_store_schema(self, schema: dict | str) -> _Op:
+    def _op_store_schema(self, schema: dict | str) -> Operation:
         if isinstance(schema, str):
             schema = json.loads(schema)
         document = {k: schema[k] for k in ("key", "name", "chartOfAccounts", "ledgerEntries")
                     if k in schema}
-        return _Op(d.STORE_SCHEMA, {"schema": document}, "storeSchema",
+        return Operation(d.STORE_SCHEMA, {"schema": document}, "storeSchema",
                    lambda v: SchemaVersion.from_wire(v["schema"]), mutation=True)
 
     def _op_create_ledger(self, ik: str, name: str, schema_key: str,
-                          balance_utc_offset: str | None) -> _Op:
+                          balance_utc_offset: str | None) -> Operation:
         ledger: dict = {"name": name}
         if balance_utc_offset is not None:
             ledger["balanceUTCOffset"] = balance_utc_offset
-        return _Op(d.CREATE_LEDGER, {"ik": ik, "ledger": ledger, "schema": {"key": schema_key}},
+        return Operation(d.CREATE_LEDGER, {"ik": ik, "ledger": ledger, "schema": {"key": schema_key}},
                    "createLedger",
                    lambda v: CreateLedgerResult(Ledger.from_wire(v["ledger"]), v["isIkReplay"]),
                    mutation=True)
 
     def _op_add_ledger_entry(self, ik, type, parameters, ledger, posted, tags, groups,
-                             lines) -> _Op:
+                             lines) -> Operation:
         # An ik chosen once per call: every retry of this call resends the same one.
         ik = ik or str(uuid.uuid4())
         entry = _entry_input(self._ledger(ledger), type, parameters, posted, tags, groups, lines)
-        return _Op(d.ADD_LEDGER_ENTRY, {"ik": ik, "entry": entry}, "addLedgerEntry",
+        return Operation(d.ADD_LEDGER_ENTRY, {"ik": ik, "entry": entry}, "addLedgerEntry",
                    AddLedgerEntryResult.from_wire, mutation=True)
 
-    def _op_reconcile_tx(self, type, parameters, external_ref, ledger, ik, lines) -> _Op:
+    def _op_reconcile_tx(self, type, parameters, external_ref, ledger, ik, lines) -> Operation:
         # No ik by default: the server keys the reconciliation by the tx's external id, so
         # retries (and other senders of the same tx) land on the same entry.
         entry = _entry_input(self._ledger(ledger), type, parameters, None, None, None, lines)
@@ -259,10 +99,10 @@ class _Core(LinksMixin, HistoryMixin):
         variables: dict = {"entry": entry}
         if external_ref:
             variables["tx"] = {"externalId": external_ref}
-        return _Op(d.RECONCILE_TX, variables, "reconcileTx", AddLedgerEntryResult.from_wire,
+        return Operation(d.RECONCILE_TX, variables, "reconcileTx", AddLedgerEntryResult.from_wire,
                    mutation=True)
 
-    def _op_add_ledger_entries(self, entries: list[dict], ledger: str | None) -> _Op:
+    def _op_add_ledger_entries(self, entries: list[dict], ledger: str | None) -> Operation:
         items = []
         for e in entries:
             e = dict(e)
@@ -273,42 +113,42 @@ class _Core(LinksMixin, HistoryMixin):
             if e:
                 raise BadRequestError("invalid_input", f"entries: unknown keys {sorted(e)}")
             items.append({"ik": ik, "entry": entry})
-        return _Op(d.ADD_LEDGER_ENTRIES, {"entries": items}, "addLedgerEntries",
+        return Operation(d.ADD_LEDGER_ENTRIES, {"entries": items}, "addLedgerEntries",
                    lambda v: [AddLedgerEntryResult.from_wire(r) for r in v["results"]],
                    mutation=True)
 
-    def _op_get_schema(self, key: str, version: int | None) -> _Op:
+    def _op_get_schema(self, key: str, version: int | None) -> Operation:
         match: dict = {"key": key}
         if version is not None:
             match["version"] = version
-        return _Op(d.GET_SCHEMA, {"schema": match}, "schema", SchemaVersion.from_wire)
+        return Operation(d.GET_SCHEMA, {"schema": match}, "schema", SchemaVersion.from_wire)
 
-    def _op_get_ledger(self, ik: str | None) -> _Op:
-        return _Op(d.GET_LEDGER, {"ledger": {"ik": self._ledger(ik)}}, "ledger", Ledger.from_wire)
+    def _op_get_ledger(self, ik: str | None) -> Operation:
+        return Operation(d.GET_LEDGER, {"ledger": {"ik": self._ledger(ik)}}, "ledger", Ledger.from_wire)
 
-    def _op_list_ledgers(self) -> _Op:
-        return _Op(d.LIST_LEDGERS, {}, "ledgers",
+    def _op_list_ledgers(self) -> Operation:
+        return Operation(d.LIST_LEDGERS, {}, "ledgers",
                    lambda v: [Ledger.from_wire(n) for n in v["nodes"]])
 
-    def _op_get_ledger_account(self, path: str, ledger: str | None, at=None) -> _Op:
+    def _op_get_ledger_account(self, path: str, ledger: str | None, at=None) -> Operation:
         # ``at``: a time, or a period meaning its last moment in the ledger's offset.
-        return _Op(d.GET_LEDGER_ACCOUNT,
+        return Operation(d.GET_LEDGER_ACCOUNT,
                    {"ledgerAccount": {"path": path, "ledger": {"ik": self._ledger(ledger)}},
                     "at": _posted(at)},
                    "ledgerAccount", LedgerAccount.from_wire)
 
-    def _op_get_ledger_entry(self, ik: str | None, id: str | None, ledger: str | None) -> _Op:
+    def _op_get_ledger_entry(self, ik: str | None, id: str | None, ledger: str | None) -> Operation:
         if id is not None:
             match: dict = {"id": id}
         elif ik is not None:
             match = {"ik": ik, "ledger": {"ik": self._ledger(ledger)}}
         else:
             raise BadRequestError("invalid_input", "pass ik= (with ledger=) or id=")
-        return _Op(d.GET_LEDGER_ENTRY, {"ledgerEntry": match}, "ledgerEntry",
+        return Operation(d.GET_LEDGER_ENTRY, {"ledgerEntry": match}, "ledgerEntry",
                    LedgerEntry.from_wire)
 
-    def _op_query(self, document: str, variables: dict | None) -> _Op:
-        return _Op(document, variables or {}, None, lambda data: data)
+    def _op_query(self, document: str, variables: dict | None) -> Operation:
+        return Operation(document, variables or {}, None, lambda data: data)
 
 
 class Client(_Core):
@@ -346,15 +186,15 @@ class Client(_Core):
             try:
                 return await self._get_token()
             except httpx.TransportError as exc:
-                retry = _Retry(TransportError("network_error", f"{type(exc).__name__}: {exc}"))
-            except _Retry as exc:
+                retry = Retry(TransportError("network_error", f"{type(exc).__name__}: {exc}"))
+            except Retry as exc:
                 retry = exc
             if attempt >= self.max_retries:
                 raise retry.error
             await asyncio.sleep(self._delay(attempt, retry.after))
             attempt += 1
 
-    async def _run(self, op: _Op) -> Any:
+    async def _run(self, op: Operation) -> Any:
         attempt = 0
         refreshed = False
         while True:
@@ -368,8 +208,8 @@ class Client(_Core):
                     continue
                 return self._handle(op, response)
             except httpx.TransportError as exc:
-                retry = _Retry(TransportError("network_error", f"{type(exc).__name__}: {exc}"))
-            except _Retry as exc:
+                retry = Retry(TransportError("network_error", f"{type(exc).__name__}: {exc}"))
+            except Retry as exc:
                 retry = exc
             if attempt >= self.max_retries:
                 raise retry.error
@@ -478,15 +318,15 @@ class SyncClient(_Core):
             try:
                 return self._get_token()
             except httpx.TransportError as exc:
-                retry = _Retry(TransportError("network_error", f"{type(exc).__name__}: {exc}"))
-            except _Retry as exc:
+                retry = Retry(TransportError("network_error", f"{type(exc).__name__}: {exc}"))
+            except Retry as exc:
                 retry = exc
             if attempt >= self.max_retries:
                 raise retry.error
             time.sleep(self._delay(attempt, retry.after))
             attempt += 1
 
-    def _run(self, op: _Op) -> Any:
+    def _run(self, op: Operation) -> Any:
         attempt = 0
         refreshed = False
         while True:
@@ -499,8 +339,8 @@ class SyncClient(_Core):
                     continue
                 return self._handle(op, response)
             except httpx.TransportError as exc:
-                retry = _Retry(TransportError("network_error", f"{type(exc).__name__}: {exc}"))
-            except _Retry as exc:
+                retry = Retry(TransportError("network_error", f"{type(exc).__name__}: {exc}"))
+            except Retry as exc:
                 retry = exc
             if attempt >= self.max_retries:
                 raise retry.error

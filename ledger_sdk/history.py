@@ -17,6 +17,8 @@ from datetime import datetime
 from typing import Any
 
 from ledger_sdk import documents as d
+from ledger_sdk.errors import BadRequestError
+from ledger_sdk.operations import Operations
 from ledger_sdk.types import LedgerEntry, LedgerLine, as_key_values, parse_time
 
 _ERR = d.ERROR_FIELDS
@@ -226,20 +228,13 @@ def _updates(values: Any) -> list[dict] | None:
     return list(values)
 
 
-class HistoryMixin:
+class HistoryMixin(Operations):
     """Mixed into the SDK clients; see the module docstring."""
-
-    def _history_op(self, document: str, variables: dict, field_name: str, parse) -> Any:
-        from ledger_sdk.client import _Op
-
-        mutation = document.lstrip().startswith("mutation")
-        return self._run(_Op(document, variables, field_name, parse, mutation=mutation))
 
     def _entry_match(self, id: str | None, ik: str | None, ledger: str | None) -> dict:
         if id is not None:
             return {"id": str(id)}
         if ik is None:
-            from ledger_sdk.errors import BadRequestError
             raise BadRequestError("invalid_input", "pass the entry's id=, or ik= (with ledger=)")
         return {"ik": ik, "ledger": {"ik": self._ledger(ledger)}}
 
@@ -250,7 +245,7 @@ class HistoryMixin:
         raises ``BadRequestError`` with code ``condition_failed``."""
         variables = ({"id": str(id)} if id is not None
                      else {"ledgerEntry": self._entry_match(None, ik, ledger)})
-        return self._history_op(
+        return self._call(
             REVERSE_LEDGER_ENTRY, variables, "reverseLedgerEntry",
             lambda v: ReverseResult(HistoryEntry.from_wire(v["reversedLedgerEntry"]),
                                     HistoryEntry.from_wire(v["reversingLedgerEntry"]),
@@ -262,7 +257,7 @@ class HistoryMixin:
         keys not given stay. Reversed and reversing entries refuse (``entry_reversed``)."""
         update = {k: v for k, v in (("tags", _updates(tags)), ("groups", _updates(groups)))
                   if v is not None}
-        return self._history_op(
+        return self._call(
             UPDATE_LEDGER_ENTRY, {"ledgerEntry": self._entry_match(id, ik, ledger),
                                   "update": update}, "updateLedgerEntry",
             lambda v: UpdateResult(HistoryEntry.from_wire(v["entry"]), v["change"] is not None))
@@ -273,7 +268,7 @@ class HistoryMixin:
                             before: str | None = None):
         """One page of a ledger's entries (``Page`` of ``HistoryEntry``), newest posted
         first; ``account`` keeps those with a line in that path or pattern."""
-        return self._history_op(
+        return self._call(
             LIST_LEDGER_ENTRIES, {"ledger": {"ik": self._ledger(ledger)},
                                   "filter": filter_input(filter), "account": _account(account),
                                   "first": first, "after": after, "last": last,
@@ -287,7 +282,7 @@ class HistoryMixin:
         """One page of lines (``Page`` of ``LedgerLine``), newest posted first: of an
         account, a pattern (``liabilities/users:*/available``, ``assets/*``) or, with no
         path, the whole ledger."""
-        return self._history_op(
+        return self._call(
             LIST_LINES, {"ledger": {"ik": self._ledger(ledger)}, "filter": filter_input(filter),
                          "account": _account(path), "first": first, "after": after,
                          "last": last, "before": before},
@@ -297,7 +292,7 @@ class HistoryMixin:
                              after: str | None = None, last: int | None = None,
                              before: str | None = None):
         """One page of the accounts a ledger holds (``Page`` of ``AccountSummary``), by path."""
-        return self._history_op(
+        return self._call(
             LIST_LEDGER_ACCOUNTS, {"ledger": {"ik": self._ledger(ledger)}, "first": first,
                                    "after": after, "last": last, "before": before},
             "ledger", lambda v: _page(v["ledgerAccounts"],
@@ -306,7 +301,7 @@ class HistoryMixin:
     def get_balance_change(self, path: str, period: str, ledger: str | None = None):
         """How an account's own, child and total balances changed over ``period`` (``2025``,
         ``2025-Q1``, ``2025-02``, ``2025-02-03``, ``2025-02-03T04``), per currency."""
-        return self._history_op(
+        return self._call(
             BALANCE_CHANGE, {"ledgerAccount": {"path": path, "ledger": {"ik": self._ledger(ledger)}},
                              "period": period}, "ledgerAccount",
             lambda v: BalanceChange(v["path"], period, _amounts(v["ownBalanceChanges"]),
@@ -323,7 +318,7 @@ class HistoryMixin:
                               [GroupBalance(n["account"]["path"], n["currency"]["code"],
                                             int(n["ownBalance"])) for n in v["balances"]["nodes"]],
                               _page(v["ledgerEntries"], HistoryEntry.from_wire))
-        return self._history_op(
+        return self._call(
             LEDGER_ENTRY_GROUP, {"ledger": {"ik": self._ledger(ledger)}, "key": key,
                                  "value": value, "filter": filter_input(filter), "first": first,
                                  "after": after, "last": last, "before": before},

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
 
+from ledger_sdk.operations import Operations
 from ledger_sdk.types import parse_time
 
 _ERR = "... on Error { code message retryable }"
@@ -123,18 +123,12 @@ def _tx_input(tx: dict) -> dict:
     return out
 
 
-class LinksMixin:
+class LinksMixin(Operations):
     """Mixed into the SDK clients; see the module docstring."""
-
-    def _links_op(self, document: str, variables: dict, field_name: str, parse) -> Any:
-        from ledger_sdk.client import _Op
-
-        mutation = document.lstrip().startswith("mutation")
-        return self._run(_Op(document, variables, field_name, parse, mutation=mutation))
 
     def create_custom_link(self, ik: str, name: str, id: str | None = None):
         """A custom link; its id is the ik unless ``id`` is given."""
-        return self._links_op(
+        return self._call(
             CREATE_CUSTOM_LINK, {"ik": ik, "name": name, "id": id}, "createCustomLink",
             lambda v: CreateLinkResult(Link(v["link"]["id"], v["link"]["name"], v["link"]["type"],
                                             parse_time(v["link"].get("created"))),
@@ -142,7 +136,7 @@ class LinksMixin:
 
     def sync_custom_accounts(self, link_id: str, accounts: list[dict]):
         """``accounts``: ``[{"externalId": ..., "name": ..., "currency": {"code": "USD"}}]``."""
-        return self._links_op(
+        return self._call(
             SYNC_CUSTOM_ACCOUNTS, {"link": {"id": link_id}, "accounts": accounts},
             "syncCustomAccounts",
             lambda v: [ExternalAccount(a["id"], a["externalId"], a.get("name"), a["linkId"],
@@ -152,13 +146,13 @@ class LinksMixin:
     def sync_custom_txs(self, link_id: str, txs: list[dict]):
         """``txs`` in the seed's shape: ``{"account": {"linkId", "externalId"}, "externalId",
         "description", "amount", "posted"}`` (up to 100)."""
-        return self._links_op(
+        return self._call(
             SYNC_CUSTOM_TXS, {"link": {"id": link_id}, "txs": [_tx_input(x) for x in txs]},
             "syncCustomTxs", lambda v: [Tx.from_wire(x) for x in v["txs"]])
 
     def delete_custom_txs(self, link_id: str, txs: list[dict]):
         """``txs``: ``[{"id": ...}]`` or ``[{"account": {...}, "externalId": ...}]``."""
-        return self._links_op(
+        return self._call(
             DELETE_CUSTOM_TXS, {"link": {"id": link_id}, "txs": txs}, "deleteCustomTxs",
             lambda v: [Tx.from_wire(x) for x in v["txs"]])
 
@@ -169,6 +163,6 @@ class LinksMixin:
             page = v["unreconciledTxs"]
             return TxPage([Tx.from_wire(x) for x in page["nodes"]],
                           page["pageInfo"]["endCursor"], page["pageInfo"]["hasNextPage"])
-        return self._links_op(
+        return self._call(
             UNRECONCILED_TXS, {"account": {"path": path, "ledger": {"ik": self._ledger(ledger)}},
                                "first": first, "after": after}, "ledgerAccount", parse)
