@@ -70,17 +70,19 @@ class _Core(LinksMixin, HistoryMixin, Transport):
         document = {k: schema[k] for k in ("key", "name", "chartOfAccounts", "ledgerEntries")
                     if k in schema}
         return Operation(d.STORE_SCHEMA, {"schema": document}, "storeSchema",
-                   lambda v: SchemaVersion.from_wire(v["schema"]), mutation=True)
+                         lambda v: SchemaVersion.from_wire(v["schema"]), mutation=True)
 
     def _op_create_ledger(self, ik: str, name: str, schema_key: str,
                           balance_utc_offset: str | None) -> Operation:
         ledger: dict = {"name": name}
         if balance_utc_offset is not None:
             ledger["balanceUTCOffset"] = balance_utc_offset
-        return Operation(d.CREATE_LEDGER, {"ik": ik, "ledger": ledger, "schema": {"key": schema_key}},
-                   "createLedger",
-                   lambda v: CreateLedgerResult(Ledger.from_wire(v["ledger"]), v["isIkReplay"]),
-                   mutation=True)
+        return Operation(d.CREATE_LEDGER,
+                         {"ik": ik, "ledger": ledger, "schema": {"key": schema_key}},
+                         "createLedger",
+                         lambda v: CreateLedgerResult(Ledger.from_wire(v["ledger"]),
+                                                      v["isIkReplay"]),
+                         mutation=True)
 
     def _op_add_ledger_entry(self, ik, type, parameters, ledger, posted, tags, groups,
                              lines) -> Operation:
@@ -88,7 +90,7 @@ class _Core(LinksMixin, HistoryMixin, Transport):
         ik = ik or str(uuid.uuid4())
         entry = _entry_input(self._ledger(ledger), type, parameters, posted, tags, groups, lines)
         return Operation(d.ADD_LEDGER_ENTRY, {"ik": ik, "entry": entry}, "addLedgerEntry",
-                   AddLedgerEntryResult.from_wire, mutation=True)
+                         AddLedgerEntryResult.from_wire, mutation=True)
 
     def _op_reconcile_tx(self, type, parameters, external_ref, ledger, ik, lines) -> Operation:
         # No ik by default: the server keys the reconciliation by the tx's external id, so
@@ -100,7 +102,7 @@ class _Core(LinksMixin, HistoryMixin, Transport):
         if external_ref:
             variables["tx"] = {"externalId": external_ref}
         return Operation(d.RECONCILE_TX, variables, "reconcileTx", AddLedgerEntryResult.from_wire,
-                   mutation=True)
+                         mutation=True)
 
     def _op_add_ledger_entries(self, entries: list[dict], ledger: str | None) -> Operation:
         items = []
@@ -114,8 +116,8 @@ class _Core(LinksMixin, HistoryMixin, Transport):
                 raise BadRequestError("invalid_input", f"entries: unknown keys {sorted(e)}")
             items.append({"ik": ik, "entry": entry})
         return Operation(d.ADD_LEDGER_ENTRIES, {"entries": items}, "addLedgerEntries",
-                   lambda v: [AddLedgerEntryResult.from_wire(r) for r in v["results"]],
-                   mutation=True)
+                         lambda v: [AddLedgerEntryResult.from_wire(r) for r in v["results"]],
+                         mutation=True)
 
     def _op_get_schema(self, key: str, version: int | None) -> Operation:
         match: dict = {"key": key}
@@ -124,18 +126,19 @@ class _Core(LinksMixin, HistoryMixin, Transport):
         return Operation(d.GET_SCHEMA, {"schema": match}, "schema", SchemaVersion.from_wire)
 
     def _op_get_ledger(self, ik: str | None) -> Operation:
-        return Operation(d.GET_LEDGER, {"ledger": {"ik": self._ledger(ik)}}, "ledger", Ledger.from_wire)
+        return Operation(d.GET_LEDGER, {"ledger": {"ik": self._ledger(ik)}}, "ledger",
+                         Ledger.from_wire)
 
     def _op_list_ledgers(self) -> Operation:
         return Operation(d.LIST_LEDGERS, {}, "ledgers",
-                   lambda v: [Ledger.from_wire(n) for n in v["nodes"]])
+                         lambda v: [Ledger.from_wire(n) for n in v["nodes"]])
 
     def _op_get_ledger_account(self, path: str, ledger: str | None, at=None) -> Operation:
         # ``at``: a time, or a period meaning its last moment in the ledger's offset.
         return Operation(d.GET_LEDGER_ACCOUNT,
-                   {"ledgerAccount": {"path": path, "ledger": {"ik": self._ledger(ledger)}},
-                    "at": _posted(at)},
-                   "ledgerAccount", LedgerAccount.from_wire)
+                         {"ledgerAccount": {"path": path, "ledger": {"ik": self._ledger(ledger)}},
+                          "at": _posted(at)},
+                         "ledgerAccount", LedgerAccount.from_wire)
 
     def _op_get_ledger_entry(self, ik: str | None, id: str | None, ledger: str | None) -> Operation:
         if id is not None:
@@ -145,7 +148,7 @@ class _Core(LinksMixin, HistoryMixin, Transport):
         else:
             raise BadRequestError("invalid_input", "pass ik= (with ledger=) or id=")
         return Operation(d.GET_LEDGER_ENTRY, {"ledgerEntry": match}, "ledgerEntry",
-                   LedgerEntry.from_wire)
+                         LedgerEntry.from_wire)
 
     def _op_query(self, document: str, variables: dict | None) -> Operation:
         return Operation(document, variables or {}, None, lambda data: data)
