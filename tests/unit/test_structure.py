@@ -355,7 +355,8 @@ def test_checker_counts_a_submodule_importing_its_package_back(tmp_path):
 def test_checker_lists_every_edge_of_a_tangle(tmp_path):
     root = _tree(tmp_path, {"api/__init__.py": "",
                             "api/types.py": "from api.reconcile import r\n",
-                            "api/reconcile.py": "from api.resolvers import s\nfrom api.types import t\n",
+                            "api/reconcile.py": ("from api.resolvers import s\n"
+                                                 "from api.types import t\n"),
                             "api/resolvers.py": "from api.types import t\n"})
     assert [c.split("  ")[0] for c in import_cycles(root)] == [
         "api.reconcile -> api.resolvers -> api.types -> api.reconcile",
@@ -367,7 +368,8 @@ def test_checker_finds_forbidden_imports_anywhere_in_the_file(tmp_path):
                             "ledger/x.py": ("import json\ndef f():\n    import celery.app\n"
                                             "    from fastapi import FastAPI\n"),
                             "ledger_sdk/__init__.py": "from ledger_sdk.c import C\n",
-                            "ledger_sdk/c.py": "import ledger.errors\nfrom workers import app\nC = 1\n"})
+                            "ledger_sdk/c.py": ("import ledger.errors\nfrom workers import app\n"
+                                                "C = 1\n")})
     assert forbidden_imports(root, "ledger", SERVER_ONLY) == [
         "ledger/x.py:3: imports celery.app", "ledger/x.py:4: imports fastapi"]
     assert forbidden_imports(root, "ledger_sdk", SERVER_PACKAGES) == [
@@ -396,7 +398,8 @@ def test_checker_finds_environment_reads(tmp_path):
         "ledger/a.py": ("import os\nimport os as system\nfrom os import environ, getenv as ge\n"
                         "A = os.environ.get('A')\nB = system.getenv('B')\nC = environ.get('C')\n"
                         "D = ge('D')\nos.environ['E'] = '1'\n"),
-        "ledger/b.py": "def f(settings, environ):\n    return settings.environ.get('X'), environ['Y']\n",
+        "ledger/b.py": ("def f(settings, environ):\n"
+                        "    return settings.environ.get('X'), environ['Y']\n"),
         "bench/run.py": "import os\nURL = os.environ['URL']\n"})
     assert environ_reads(root) == [
         "ledger/a.py:3: from os import environ", "ledger/a.py:3: from os import getenv",

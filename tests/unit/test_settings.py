@@ -1,0 +1,231 @@
+"""`ledger.settings`: every variable read once, into one frozen object; bad values refused
+with the variable's name; secrets kept out of reprs and logs."""
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+from ledger.settings import (DEFAULT_BATCH, DEFAULT_MAX_BODY_BYTES, DEFAULT_PARTITIONS,
+                             DEFAULT_QUEUE_PREFIX, DEFAULT_STRIPE_LINK_ID,
+                             DEFAULT_TOKEN_TTL_SECONDS, Secret, Settings, SettingsError)
+
+
+def test_defaults_with_an_empty_environment(monkeypatch):
+    # The process environment of the test run must not leak in when one is given.
+    monkeypatch.setenv("LEDGER_PARTITIONS", "3")
+    monkeypatch.setenv("DATABASE_URL", "postgresql://elsewhere/db")
+    settings = Settings.from_env({})
+
+    assert settings == Settings()
+    assert settings.database_url is None and settings.redis_url is None
+    assert settings.data_dir == Path(".ledger")
+    assert settings.max_body_bytes == DEFAULT_MAX_BODY_BYTES == 1024 * 1024
+    assert settings.token_ttl_seconds == DEFAULT_TOKEN_TTL_SECONDS == 3600
+    assert settings.migrate_on_start is None
+    assert settings.partitions == DEFAULT_PARTITIONS == 16
+    assert settings.queue_prefix == DEFAULT_QUEUE_PREFIX == "ledger.post"
+    assert settings.batch == DEFAULT_BATCH == 1000
+    assert (settings.relay_after_seconds, settings.relay_every_seconds,
+            settings.rollup_every_seconds, settings.job_retention_days) == (30.0, 10.0, 2.0, 7.0)
+    assert settings.worker_max_memory_kb == 200_000
+    assert settings.stripe_link_id == DEFAULT_STRIPE_LINK_ID == "stripe"
+    assert settings.stripe_api_key is None and settings.stripe_webhook_secret is None
+    assert settings.stripe_api_base is None
+    assert settings.stripe_backfill_every_seconds == 900.0
+    assert settings.stripe_inbox_every_seconds == 60.0
+    assert settings.config_path is None
+    assert settings.environ == {}
+
+
+def test_without_an_argument_it_reads_the_process_environment(monkeypatch):
+    monkeypatch.setenv("LEDGER_PARTITIONS", "3")
+    monkeypatch.setenv("LEDGER_QUEUE_PREFIX", "proc.post")
+
+    settings = Settings.from_env()
+    assert (settings.partitions, settings.queue_prefix) == (3, "proc.post")
+    assert settings.environ["LEDGER_PARTITIONS"] == "3"
+
+
+@pytest.mark.parametrize("variable, raw, field, value", [
+    ("DATABASE_URL", "postgresql://db/ledger", "database_url", "postgresql://db/ledger"),
+    ("REDIS_URL", "redis://cache:6379/2", "redis_url", "redis://cache:6379/2"),
+    ("LEDGER_DATA_DIR", "/var/lib/ledger", "data_dir", Path("/var/lib/ledger")),
+    ("LEDGER_MAX_BODY_BYTES", "2048", "max_body_bytes", 2048),
+    ("LEDGER_TOKEN_TTL_SECONDS", " 60 ", "token_ttl_seconds", 60),
+    ("LEDGER_MIGRATE_ON_START", "true", "migrate_on_start", True),
+    ("LEDGER_MIGRATE_ON_START", "1", "migrate_on_start", True),
+    ("LEDGER_MIGRATE_ON_START", "Yes", "migrate_on_start", True),
+    ("LEDGER_MIGRATE_ON_START", "ON", "migrate_on_start", True),
+    ("LEDGER_MIGRATE_ON_START", "false", "migrate_on_start", False),
+    ("LEDGER_MIGRATE_ON_START", "0", "migrate_on_start", False),
+    ("LEDGER_MIGRATE_ON_START", " no ", "migrate_on_start", False),
+    ("LEDGER_MIGRATE_ON_START", "off", "migrate_on_start", False),
+    ("LEDGER_PARTITIONS", "4", "partitions", 4),
+    ("LEDGER_QUEUE_PREFIX", "ci-7.post", "queue_prefix", "ci-7.post"),
+    ("LEDGER_BATCH", "50", "batch", 50),
+    ("LEDGER_RELAY_AFTER_SECONDS", "2.5", "relay_after_seconds", 2.5),
+    ("LEDGER_RELAY_EVERY_SECONDS", "1", "relay_every_seconds", 1.0),
+    ("LEDGER_ROLLUP_EVERY_SECONDS", "0.5", "rollup_every_seconds", 0.5),
+    ("LEDGER_JOB_RETENTION_DAYS", "30", "job_retention_days", 30.0),
+    ("LEDGER_WORKER_MAX_MEMORY_KB", "500000", "worker_max_memory_kb", 500_000),
+    ("STRIPE_LINK_ID", "stripe-eu", "stripe_link_id", "stripe-eu"),
+    ("STRIPE_API_KEY", "sk_test_123", "stripe_api_key", Secret("sk_test_123")),
+    ("STRIPE_WEBHOOK_SECRET", "whsec_456", "stripe_webhook_secret", Secret("whsec_456")),
+    ("STRIPE_API_BASE", "http://127.0.0.1:12111", "stripe_api_base", "http://127.0.0.1:12111"),
+    ("LEDGER_STRIPE_BACKFILL_EVERY_SECONDS", "120", "stripe_backfill_every_seconds", 120.0),
+    ("LEDGER_STRIPE_INBOX_EVERY_SECONDS", "15", "stripe_inbox_every_seconds", 15.0),
+    ("LEDGER_CONFIG", "/home/u/ledger.json", "config_path", Path("/home/u/ledger.json")),
+])
+def test_each_variable_is_parsed(variable, raw, field, value):
+    settings = Settings.from_env({variable: raw})
+
+    assert getattr(settings, field) == value
+    # Nothing else moved.
+    others = {f.name for f in dataclasses.fields(Settings)} - {field, "environ"}
+    assert {n: getattr(settings, n) for n in others} == {n: getattr(Settings(), n) for n in others}
+
+
+def test_every_field_is_read_from_some_variable():
+    # A field added without a variable would silently keep its default in production.
+    env = {"DATABASE_URL": "postgresql://db/x", "REDIS_URL": "redis://r/1",
+           "LEDGER_DATA_DIR": "d", "LEDGER_MAX_BODY_BYTES": "8", "LEDGER_TOKEN_TTL_SECONDS": "8",
+           "LEDGER_MIGRATE_ON_START": "false", "LEDGER_PARTITIONS": "8",
+           "LEDGER_QUEUE_PREFIX": "p", "LEDGER_BATCH": "8", "LEDGER_RELAY_AFTER_SECONDS": "8",
+           "LEDGER_RELAY_EVERY_SECONDS": "8", "LEDGER_ROLLUP_EVERY_SECONDS": "8",
+           "LEDGER_JOB_RETENTION_DAYS": "8", "LEDGER_WORKER_MAX_MEMORY_KB": "8",
+           "STRIPE_LINK_ID": "l", "STRIPE_API_KEY": "k", "STRIPE_WEBHOOK_SECRET": "s",
+           "STRIPE_API_BASE": "http://b", "LEDGER_STRIPE_BACKFILL_EVERY_SECONDS": "8",
+           "LEDGER_STRIPE_INBOX_EVERY_SECONDS": "8", "LEDGER_CONFIG": "c"}
+    settings, default = Settings.from_env(env), Settings()
+
+    unchanged = [f.name for f in dataclasses.fields(Settings)
+                 if f.name != "environ" and getattr(settings, f.name) == getattr(default, f.name)]
+    assert unchanged == []
+
+
+def test_empty_values_mean_unset():
+    settings = Settings.from_env({"DATABASE_URL": "", "LEDGER_PARTITIONS": "",
+                                  "LEDGER_QUEUE_PREFIX": "", "STRIPE_API_KEY": "",
+                                  "LEDGER_MIGRATE_ON_START": "", "LEDGER_DATA_DIR": ""})
+    assert settings == Settings()
+
+
+@pytest.mark.parametrize("variable, raw", [
+    ("LEDGER_PARTITIONS", "four"),
+    ("LEDGER_PARTITIONS", "2.5"),
+    ("LEDGER_PARTITIONS", "0"),
+    ("LEDGER_PARTITIONS", "-3"),
+    ("LEDGER_BATCH", "0"),
+    ("LEDGER_MAX_BODY_BYTES", "1MB"),
+    ("LEDGER_TOKEN_TTL_SECONDS", "-60"),
+    ("LEDGER_WORKER_MAX_MEMORY_KB", "0"),
+    ("LEDGER_RELAY_AFTER_SECONDS", "-1"),
+    ("LEDGER_RELAY_EVERY_SECONDS", "0"),
+    ("LEDGER_ROLLUP_EVERY_SECONDS", "soon"),
+    ("LEDGER_JOB_RETENTION_DAYS", "inf"),
+    ("LEDGER_STRIPE_BACKFILL_EVERY_SECONDS", "nan"),
+    ("LEDGER_STRIPE_INBOX_EVERY_SECONDS", "-0.5"),
+    ("LEDGER_MIGRATE_ON_START", "maybe"),
+    ("LEDGER_MIGRATE_ON_START", "2"),
+])
+def test_bad_values_raise_naming_the_variable(variable, raw):
+    with pytest.raises(SettingsError, match=variable):
+        Settings.from_env({variable: raw})
+
+
+def test_settings_error_is_a_value_error():
+    assert issubclass(SettingsError, ValueError)
+
+
+SECRETS = {"STRIPE_API_KEY": "sk_live_TOPSECRET", "STRIPE_WEBHOOK_SECRET": "whsec_TOPSECRET"}
+
+
+def test_secrets_never_show_in_repr_or_str():
+    settings = Settings.from_env(dict(SECRETS, LEDGER_PARTITIONS="2"))
+
+    for text in (repr(settings), str(settings), f"{settings}", repr(settings.stripe_api_key),
+                 str(settings.stripe_webhook_secret), f"{settings.stripe_api_key}"):
+        assert "TOPSECRET" not in text
+    assert "partitions=2" in repr(settings)
+    assert settings.stripe_api_key.reveal() == "sk_live_TOPSECRET"
+    assert settings.stripe_webhook_secret.reveal() == "whsec_TOPSECRET"
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "defect: Settings' repr shows DATABASE_URL and REDIS_URL whole, passwords included "
+    "(logging the settings leaks them); Secret covers only the Stripe credentials"))
+def test_server_passwords_never_show_in_repr():
+    settings = Settings.from_env({"DATABASE_URL": "postgresql://app:PGPASSWORD@db/ledger",
+                                  "REDIS_URL": "redis://:REDISPASSWORD@cache:6379/0"})
+    assert "PGPASSWORD" not in repr(settings)
+    assert "REDISPASSWORD" not in repr(settings)
+
+
+def test_secret_is_falsy_when_empty_and_compares_by_value():
+    assert not Secret("")
+    assert Secret("a") == Secret("a") and Secret("a") != Secret("b")
+    assert Secret("a") != "a"
+    assert len({Secret("a"), Secret("a")}) == 1
+
+
+def test_settings_are_frozen():
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        Settings().partitions = 2
+
+
+def test_queue_names():
+    settings = Settings.from_env({"LEDGER_QUEUE_PREFIX": "ci-7.post", "LEDGER_PARTITIONS": "3"})
+
+    assert settings.queue_name(0) == "ci-7.post.0"
+    assert settings.queue_name(12) == "ci-7.post.12"
+    assert settings.maintenance_queue == "ci-7.post.maintenance"
+    assert settings.partition_queues() == ["ci-7.post.0", "ci-7.post.1", "ci-7.post.2"]
+    assert Settings().maintenance_queue == "ledger.post.maintenance"
+    assert len(Settings().partition_queues()) == 16
+
+
+def test_with_servers_replaces_only_the_servers():
+    settings = Settings.from_env({"LEDGER_PARTITIONS": "3", "PATH": "/bin"})
+    resolved = settings.with_servers("postgresql://embedded/db", "redis://embedded/0")
+
+    assert (resolved.database_url, resolved.redis_url) == ("postgresql://embedded/db",
+                                                           "redis://embedded/0")
+    assert resolved.partitions == 3 and resolved.environ == {"LEDGER_PARTITIONS": "3",
+                                                             "PATH": "/bin"}
+    assert settings.database_url is None
+
+
+def test_child_environ_carries_the_environment_and_the_resolved_servers():
+    env = {"PATH": "/bin", "LEDGER_PARTITIONS": "3", "STRIPE_API_KEY": "sk_x"}
+    settings = Settings.from_env(env).with_servers("postgresql://db/x", "redis://r/1")
+
+    child = settings.child_environ(LEDGER_ROLE="worker")
+    assert child == {"PATH": "/bin", "LEDGER_PARTITIONS": "3", "STRIPE_API_KEY": "sk_x",
+                     "DATABASE_URL": "postgresql://db/x", "REDIS_URL": "redis://r/1",
+                     "LEDGER_DATA_DIR": ".ledger", "LEDGER_ROLE": "worker"}
+    # A copy: the child's environment never writes back into the settings.
+    child["PATH"] = "/usr/bin"
+    assert settings.environ["PATH"] == "/bin"
+
+
+def test_child_environ_without_servers_leaves_them_unset():
+    child = Settings.from_env({"LEDGER_DATA_DIR": "/data"}).child_environ()
+
+    assert child == {"LEDGER_DATA_DIR": "/data"}
+
+
+def test_overrides_win_in_child_environ():
+    settings = Settings.from_env({}).with_servers("postgresql://db/x", "redis://r/1")
+
+    assert settings.child_environ(DATABASE_URL="postgresql://other/y")["DATABASE_URL"] == \
+        "postgresql://other/y"
+
+
+def test_the_environment_copy_is_not_compared_or_shown():
+    a = Settings.from_env({"PATH": "/bin"})
+    b = Settings.from_env({"PATH": "/usr/bin"})
+
+    assert a == b
+    assert "PATH" not in repr(a) and "/bin" not in repr(a)
