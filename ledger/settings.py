@@ -51,9 +51,10 @@ class Secret:
 
 @dataclass(frozen=True)
 class Settings:
-    # Servers. None: the embedded ones under data_dir (see ledger.embedded).
-    database_url: str | None = None
-    redis_url: str | None = None
+    # Servers. None: the embedded ones under data_dir (see ledger.embedded). Left out of
+    # repr: a URL may carry a password.
+    database_url: str | None = field(default=None, repr=False)
+    redis_url: str | None = field(default=None, repr=False)
     data_dir: Path = Path(".ledger")
     # API
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
@@ -151,8 +152,8 @@ class _Reader:
         self.env = env
 
     def text(self, name: str) -> str | None:
-        value = self.env.get(name)
-        return value if value else None
+        value = (self.env.get(name) or "").strip()
+        return value or None
 
     def secret(self, name: str) -> Secret | None:
         value = self.text(name)
