@@ -23,7 +23,7 @@ from bench.pgbench import drop_database, scratch_database, tpcb  # noqa: E402
 from ledger import service  # noqa: E402
 from ledger.db import Database  # noqa: E402
 from ledger.migrate import upgrade  # noqa: E402
-from ledger.model import EntryRequest  # noqa: E402
+from ledger.service import EntryRequest  # noqa: E402
 
 SCHEMA = {
     "key": "bench-wallet",

@@ -8,70 +8,30 @@ of lines, one update of balances and one insert of deltas.
 """
 from __future__ import annotations
 
-import hashlib
-import threading
 from datetime import datetime, timezone
-from typing import Any, Iterable, NamedTuple
+from typing import Any, Iterable
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from ledger import fastjson
 from ledger import tables as t
-from ledger.errors import BadRequestError, LedgerError, NotFoundError
-from ledger.model import Entry, EntryRequest, Ledger, Line, Posted, PostResult
-from ledger.schema import (CompiledEntry, CompiledLine, Schema, canonical_json, check_condition,
-                           compile_entry, parse_schema)
-from ledger.schema import partition_key as _partition_key
+from ledger.errors import BadRequestError, LedgerError
+from ledger.ledgers import Ledger
+from ledger.posting.compile import CompiledEntry, compile_entry
+from ledger.posting.conditions import (
+    _check_conditions,
+    _ensure_accounts,
+    _lock_balances,
+    _lock_descendants,
+)
+from ledger.posting.idempotency import _INSERT_ENTRIES, _entry_rows, fingerprint
+from ledger.posting.model import Entry, EntryRequest, Line, Posted, PostResult
+from ledger.posting.rollup import _NewLine, _running_totals, number_lines
+from ledger.schema.model import Schema
+from ledger.schema.store import load_schema
 
 MAX_BATCH = 1000
-
-_schema_cache: dict[tuple[int, int], Schema] = {}
-_cache_lock = threading.Lock()
-
-
-def load_schema(conn: Connection, ledger_id: int) -> Schema:
-    """The latest schema version of a ledger (a ledger follows its schema's updates)."""
-    row = conn.execute(sa.text(
-        "SELECT l.schema_id, max(v.version) FROM ledgers l "
-        "JOIN schema_versions v ON v.schema_id = l.schema_id WHERE l.id = :id "
-        "GROUP BY l.schema_id"), {"id": ledger_id}).first()
-    if row is None:
-        raise NotFoundError("ledger_not_found", "the ledger has no schema")
-    key = (row[0], row[1])
-    schema = _schema_cache.get(key)
-    if schema is None:
-        doc = conn.execute(sa.select(t.schema_versions.c.json).where(
-            t.schema_versions.c.schema_id == key[0], t.schema_versions.c.version == key[1])).scalar_one()
-        schema = parse_schema(doc)
-        with _cache_lock:
-            _schema_cache[key] = schema
-    return schema
-
-
-def fingerprint(request: EntryRequest) -> str:
-    """What makes two requests "the same" for idempotency: everything the caller sent."""
-    body = {
-        "type": request.type,
-        "parameters": {k: str(v) for k, v in request.parameters.items()},
-        "posted": request.posted.isoformat() if request.posted else None,
-        "tags": request.tags,
-        "groups": request.groups,
-        # The wire form the lines came in before they were typed (LineInput.to_json), so
-        # stored fingerprints still match.
-        "lines": [line.to_json() for line in request.lines] if request.lines is not None else None,
-    }
-    # Stored fingerprints hash canonical_json's text. fastjson.canonical writes the same
-    # text faster for everything but floats (tests/unit/test_fastjson.py); a float can hide
-    # only in tags and groups handed to EntryRequest directly, bypassing build. Those keep
-    # the standard library.
-    plain = all(type(v) is str for kv in (request.tags, request.groups) for v in kv.values())
-    text = fastjson.canonical(body) if plain else canonical_json(body)
-    return hashlib.sha256(text.encode()).hexdigest()
-
-
-def partition_key(schema: Schema, request: EntryRequest) -> str:
-    return _partition_key(schema, request)
 
 
 def _located(exc: LedgerError, index: int, batch: bool) -> LedgerError:
@@ -294,71 +254,6 @@ def _apply(conn: Connection, ledger: Ledger, schema: Schema, entries: list[Compi
         results[index] = PostResult(entry, lines, False)
 
 
-class _NewLine(NamedTuple):
-    """A line about to be inserted, with its entry's id, the (account id, currency) of its
-    balance row and its posted time."""
-
-    entry_id: int
-    line: CompiledLine
-    balance: tuple[int, str]
-    posted: datetime
-
-
-def _running_totals(flat: list[_NewLine], ids: list[int], before: dict, lines_until: dict):
-    """The running own balance after each new line of a strongly consistent account.
-
-    When every existing line of a (account, currency) is posted no later than the new
-    ones (the usual case: posting now), the total before the first new line is the locked
-    balance itself, so the totals are computed here with no index probe. Otherwise (a
-    backdated line, or a balance row whose bound is unknown) the key is "slow": its lines
-    are written without a total and renumbered in SQL from the earliest one on.
-    Returns (totals per line, slow keys, latest posted per strong key)."""
-    by_key: dict[tuple[int, str], list[int]] = {}
-    for n, f in enumerate(flat):
-        if f.line.account.own_consistency == "strong":
-            by_key.setdefault(f.balance, []).append(n)
-    totals: list[int | None] = [None] * len(flat)
-    slow: list[tuple[int, str]] = []
-    until: dict[tuple[int, str], datetime] = {}
-    for key, rows in by_key.items():
-        posted = [flat[n].posted for n in rows]
-        until[key] = max(posted)
-        bound = lines_until.get(key)
-        if bound is None or min(posted) < bound:
-            slow.append(key)
-            continue
-        running = before[key]
-        for n in sorted(rows, key=lambda n: (flat[n].posted, ids[n])):
-            running += flat[n].line.amount
-            totals[n] = running
-    return totals, sorted(slow), until
-
-
-# Whole batches travel as one JSON document each, unpacked by json_to_recordset: the
-# statement text never changes (nothing to re-compile), the round trips do not grow with
-# the batch, and encoding is one C-speed call (ledger.fastjson) instead of a Python loop per
-# value. json, not jsonb: PostgreSQL then reads each row's fields straight from the text
-# instead of first building a binary document of the whole batch, and the big documents
-# use one-letter keys; both cut the server's time for the lines insert by a quarter.
-_INSERT_ENTRIES = sa.text(
-    "INSERT INTO entries (ledger_id, ik, ik_version, fingerprint, type, description, posted, "
-    "created, parameters, tags, groups) "
-    "SELECT :l, u.k, u.v, u.f, u.t, u.d, coalesce(u.p, :created), :created, u.a, u.g, u.r "
-    "FROM json_to_recordset(CAST(:rows AS json)) AS u(k text, v integer, f text, t text, "
-    "d text, p timestamptz, a jsonb, g jsonb, r jsonb) "
-    "ORDER BY u.k ON CONFLICT ON CONSTRAINT entries_ledger_ik_key DO NOTHING "
-    "RETURNING ik, id")
-
-
-def _entry_rows(ledger: Ledger, now: datetime, entries: list[CompiledEntry],
-                versions: list[int]) -> dict:
-    return {"l": ledger.id, "created": now, "rows": fastjson.dumps([{
-        "k": c.request.ik, "v": v, "f": c.fingerprint, "t": c.type, "d": c.description,
-        "p": c.request.posted.isoformat() if c.request.posted else None,
-        "a": {k: str(x) for k, x in c.request.parameters.items()},
-        "g": c.tags, "r": c.groups} for c, v in zip(entries, versions)])}
-
-
 # Lines carry the running own balance of their (account, currency) in (posted, id) order
 # (``balance_after``), so that a balance at any time is one index probe (ledger/history.py).
 # Strongly consistent accounts get it here, computed under the balance row lock (see
@@ -368,6 +263,7 @@ def _entry_rows(ledger: Ledger, now: datetime, entries: list[CompiledEntry],
 # statement ran that catalog lookup once per id, and the statement took four times as long.
 # (lines.id is an identity column since 0001_core; PostgreSQL names its sequence so.)
 _NEXT_LINE_IDS = sa.text("SELECT nextval('lines_id_seq') FROM generate_series(1, :n)")
+
 
 _INSERT_LINES = sa.text(
     "INSERT INTO lines (id, ledger_id, entry_id, account_id, key, amount, currency, posted, "
@@ -388,104 +284,6 @@ def apply_compiled(conn: Connection, ledger: Ledger, schema: Schema,
     indexes = list(range(len(entries)))
     _apply(conn, ledger, schema, entries, entry_ids, indexes, len(entries) > 1, now, results)
     return [results[i] for i in indexes]
-
-
-_FIND_ACCOUNTS = sa.text(
-    "SELECT a.path, a.id FROM accounts a "
-    "JOIN json_array_elements_text(CAST(:p AS json)) AS q(path) ON a.path = q.path "
-    "WHERE a.ledger_id = :l")
-
-
-def _keys(keys: list[tuple[int, str]]) -> dict:
-    return {"keys": fastjson.dumps([{"a": k[0], "c": k[1]} for k in keys])}
-
-
-def _ensure_accounts(conn: Connection, ledger: Ledger, wanted: dict) -> dict[str, int]:
-    """Ids of the accounts at these paths, creating template instances on first use."""
-    paths = sorted(wanted)
-    found = dict(conn.execute(_FIND_ACCOUNTS, {"l": ledger.id, "p": fastjson.dumps(paths)}).all())
-    missing = [p for p in paths if p not in found]
-    if missing:
-        found.update(conn.execute(sa.text(
-            "INSERT INTO accounts (ledger_id, path, chart_path, type, consistency, created) "
-            "SELECT :l, u.path, u.chart_path, u.type, u.consistency, :created "
-            "FROM json_to_recordset(CAST(:rows AS json)) "
-            "AS u(path text, chart_path text, type text, consistency text) "
-            "ON CONFLICT ON CONSTRAINT accounts_ledger_path_key DO NOTHING RETURNING path, id"),
-            {"l": ledger.id, "created": datetime.now(timezone.utc), "rows": fastjson.dumps([
-                {"path": p, "chart_path": wanted[p].path, "type": wanted[p].type,
-                 "consistency": wanted[p].own_consistency} for p in missing])}).all())
-        still = [p for p in missing if p not in found]
-        if still:  # created meanwhile by a concurrent transaction that has now committed
-            found.update(conn.execute(_FIND_ACCOUNTS, {"l": ledger.id, "p": fastjson.dumps(still)}).all())
-    return found
-
-
-_LOCK_SQL = sa.text(
-    "SELECT b.account_id, b.currency, b.own, b.lines_until FROM balances b "
-    "JOIN json_to_recordset(CAST(:keys AS json)) AS k(a bigint, c text) "
-    "ON b.account_id = k.a AND b.currency = k.c "
-    "ORDER BY b.account_id, b.currency FOR UPDATE OF b")
-
-
-def _lock_balances(conn: Connection, ledger: Ledger, keys: list[tuple[int, str]]):
-    """Lock the strongly consistent balance rows an entry changes, in one sorted order so
-    that concurrent postings never deadlock, creating the rows that do not exist yet.
-    Returns their balances and their ``lines_until`` (every line of the key is posted at or
-    before it; None when unknown)."""
-    if not keys:
-        return {}, {}
-    rows = conn.execute(_LOCK_SQL, _keys(keys)).all()
-    held = {(r[0], r[1]) for r in rows}
-    missing = [k for k in keys if k not in held]
-    if missing:
-        # A new row has no lines yet, so every line to come is posted after its bound.
-        conn.execute(sa.text(
-            "INSERT INTO balances (account_id, currency, ledger_id, own, lines_until) "
-            "SELECT k.a, k.c, :l, 0, TIMESTAMPTZ '0001-01-01 00:00:00+00' "
-            "FROM json_to_recordset(CAST(:keys AS json)) AS k(a bigint, c text) "
-            "ORDER BY 1, 2 ON CONFLICT DO NOTHING"), {"l": ledger.id, **_keys(missing)})
-        rows += conn.execute(_LOCK_SQL, _keys(missing)).all()
-    return ({(r[0], r[1]): int(r[2]) for r in rows}, {(r[0], r[1]): r[3] for r in rows})
-
-
-def _lock_descendants(conn: Connection, ledger: Ledger, paths: list[str]):
-    """Balance rows under accounts whose totalBalance a condition reads."""
-    return [(r[0], r[1], r[2], int(r[3])) for r in conn.execute(sa.text(
-        "SELECT b.account_id, a.path, b.currency, b.own FROM balances b "
-        "JOIN accounts a ON a.id = b.account_id "
-        "JOIN unnest(CAST(:p AS text[])) AS q(path) "
-        "ON a.path > q.path || '/' AND a.path < q.path || '0' "
-        "WHERE a.ledger_id = :l ORDER BY b.account_id, b.currency FOR UPDATE OF b"),
-        {"l": ledger.id, "p": paths})]
-
-
-_OPS = {"gte": ">=", "lte": "<=", "eq": "=="}
-
-
-def _check_conditions(entry: CompiledEntry, when: str, balances: dict, account_ids: dict,
-                      paths_by_id: dict) -> None:
-    for cond in entry.conditions:
-        if cond.when != when:
-            continue
-        account_id = account_ids[cond.path]
-        currencies = [cond.currency] if cond.currency else sorted(
-            {l.currency for l in entry.lines if l.path == cond.path})
-        for currency in currencies:
-            balance = balances.get((account_id, currency), 0)
-            if cond.balance == "total":
-                prefix = cond.path + "/"
-                balance += sum(v for (aid, cur), v in balances.items()
-                               if cur == currency and paths_by_id.get(aid, "").startswith(prefix))
-            if not check_condition(balance, cond.op, cond.value):
-                name = "ownBalance" if cond.balance == "own" else "totalBalance"
-                phase = "precondition" if when == "pre" else "postcondition"
-                state = "is" if when == "pre" else "would be"
-                raise BadRequestError(
-                    "condition_failed",
-                    f"{phase} failed on account {cond.path!r}: {name} {state} {balance} {currency}, "
-                    f"which is not {_OPS[cond.op]} {cond.value}; nothing was posted",
-                    field="conditions")
 
 
 def load_entries(conn: Connection, ledger: Ledger, ids: Iterable[int]) -> dict[int, Entry]:
@@ -510,61 +308,3 @@ def line_from_row(r) -> Line:
 def entry_from_row(r, ledger_ik: str, lines: list[Line]) -> Entry:
     return Entry(str(r["id"]), ledger_ik, r["ik"], r["type"], r["description"], r["posted"],
                  r["created"], dict(r["tags"]), dict(r["groups"]), lines)
-
-
-def rollup(conn: Connection, limit: int = 50_000) -> int:
-    """Fold appended deltas of eventually consistent accounts into their balances.
-
-    Skips deltas another rollup holds, so several can run at once; returns how many deltas
-    were folded (0 when there is nothing to do). Then numbers the running totals of the
-    folded accounts' new lines (see ``_INSERT_LINES``) while it holds their balance rows."""
-    row = conn.execute(sa.text(
-        "WITH taken AS ("
-        "  DELETE FROM balance_deltas WHERE id IN ("
-        "    SELECT id FROM balance_deltas ORDER BY id LIMIT :n FOR UPDATE SKIP LOCKED)"
-        "  RETURNING ledger_id, account_id, currency, amount), "
-        "folded AS ("
-        "  INSERT INTO balances (account_id, currency, ledger_id, own) "
-        "  SELECT account_id, currency, min(ledger_id), sum(amount) FROM taken "
-        "  GROUP BY account_id, currency ORDER BY account_id, currency "
-        "  ON CONFLICT (account_id, currency) DO UPDATE SET own = balances.own + EXCLUDED.own, "
-        "    lines_until = NULL "
-        "  RETURNING account_id, currency) "
-        "SELECT (SELECT count(*) FROM taken), "
-        "  (SELECT array_agg(account_id ORDER BY account_id, currency) FROM folded), "
-        "  (SELECT array_agg(currency ORDER BY account_id, currency) FROM folded)"),
-        {"n": limit}).first()
-    if row[1]:
-        number_lines(conn, row[1], row[2])
-    return int(row[0])
-
-
-def number_lines(conn: Connection, account_ids: list[int], currencies: list[str]) -> None:
-    """Give running totals to the lines of these (account, currency) keys that lack one.
-
-    The caller holds the keys' balance rows, so no one else renumbers them meanwhile. Each
-    key is recomputed from its earliest unnumbered line to its end: lines committed later,
-    even earlier in posted time, are numbered by the rollup that folds their own deltas."""
-    conn.execute(sa.text(
-        "WITH k AS (SELECT * FROM unnest(CAST(:ids AS bigint[]), CAST(:curs AS text[])) "
-        "           AS k(account_id, currency)), "
-        "first AS ("
-        "  SELECT k.account_id, k.currency, p.posted, p.id FROM k CROSS JOIN LATERAL ("
-        "    SELECT x.posted, x.id FROM lines x WHERE x.account_id = k.account_id "
-        "    AND x.currency = k.currency AND x.balance_after IS NULL "
-        "    ORDER BY x.posted, x.id LIMIT 1) p), "
-        # Materialized: computed once per key, not once per line of the window below.
-        "base AS MATERIALIZED ("
-        "  SELECT f.*, coalesce((SELECT x.balance_after FROM lines x "
-        "    WHERE x.account_id = f.account_id AND x.currency = f.currency "
-        "    AND (x.posted, x.id) < (f.posted, f.id) AND x.balance_after IS NOT NULL "
-        "    ORDER BY x.posted DESC, x.id DESC LIMIT 1), 0) AS total FROM first f), "
-        "run AS ("
-        "  SELECT x.id, b.total + sum(x.amount) OVER (PARTITION BY x.account_id, x.currency "
-        "                                             ORDER BY x.posted, x.id) AS total "
-        "  FROM base b JOIN lines x ON x.account_id = b.account_id "
-        "  AND x.currency = b.currency AND x.posted >= b.posted "
-        "  AND (x.posted, x.id) >= (b.posted, b.id)) "
-        "UPDATE lines x SET balance_after = r.total FROM run r "
-        "WHERE x.id = r.id AND x.balance_after IS DISTINCT FROM r.total"),
-        {"ids": list(account_ids), "curs": list(currencies)})
