@@ -113,6 +113,58 @@ _EXISTING_JOBS = sa.text(
     "WHERE ledger_id = :ledger_id AND ik = ANY(:iks)")
 
 
+def _first_of_each_ik(prepared: list[_Accepted]) -> tuple[dict[str, int], list[_Accepted]]:
+    """The same ik twice in one submission is one job if the requests agree, else refused.
+    Returns (index of each ik's first entry, the first entries in submission order)."""
+    first_by_ik: dict[str, int] = {}
+    for index, item in enumerate(prepared):
+        ik = item.request["ik"]
+        if ik in first_by_ik:
+            if prepared[first_by_ik[ik]].canonical != item.canonical:
+                raise BadRequestError(
+                    "ik_conflict", f"entries[{index}].ik: ik {ik!r} is also used by "
+                    f"entries[{first_by_ik[ik]}] with a different request",
+                    field=f"entries[{index}].ik", index=index)
+        else:
+            first_by_ik[ik] = index
+    return first_by_ik, [prepared[i] for i in sorted(first_by_ik.values())]
+
+
+def _accept(conn: Connection, ledger: Ledger, unique: list[_Accepted], rows: str,
+            first_by_ik: dict[str, int]) -> dict[str, Job]:
+    """Insert the jobs; an ik that has a job already gets it back if the requests agree."""
+    params = {"ledger_id": ledger.id, "ledger_ik": ledger.ik}
+    # A job just inserted is pending and has no outcome: only what the row assigned
+    # comes back.
+    by_ik = {ik: Job(id, ledger.ik, ik, PENDING, partition, created)
+             for id, ik, partition, created in conn.execute(
+                 _INSERT_JOBS, {**params, "rows": rows})}
+    others = [a for a in unique if a.request["ik"] not in by_ik]
+    if not others:
+        return by_ik
+    existing = conn.execute(_EXISTING_JOBS, {
+        "ledger_id": ledger.id, "iks": [a.request["ik"] for a in others]}).all()
+    stored = {r.ik: r for r in existing}
+    for a in others:
+        ik = a.request["ik"]
+        row = stored.get(ik)
+        if row is None:  # lost a race with a submission that then rolled back
+            raise InternalError("database_unavailable",
+                                "a concurrent submission of the same ik did not "
+                                "complete; retry the request")
+        request = row.request if isinstance(row.request, dict) else json.loads(row.request)
+        # Read back and written again, so a row an older version stored (lines and
+        # parameters in the wire form) compares equal to the same request now.
+        if fastjson.canonical(EntryRequest.from_json(request).to_json()) != a.canonical:
+            index = first_by_ik[ik]
+            raise BadRequestError(
+                "ik_conflict", f"entries[{index}].ik: ik {ik!r} already has a job "
+                f"(id {row.id}) with a different request", field=f"entries[{index}].ik",
+                index=index)
+        by_ik[ik] = _job(row)
+    return by_ik
+
+
 def submit_entries(db: Database, ledger_ik: str, entries: Sequence[Any], *, partitions: int,
                    after_commit: Callable[[list[int]], None] | None = None,
                    wait: float = 0.0) -> Submission:
@@ -137,54 +189,11 @@ def submit_entries(db: Database, ledger_ik: str, entries: Sequence[Any], *, part
     schema = db.run(lambda conn: load_schema(conn, ledger.id))
     prepared = _prepare(schema, ledger, entries, partitions)
 
-    # The same ik twice in one submission is one job if the requests agree.
-    first_by_ik: dict[str, int] = {}
-    for index, item in enumerate(prepared):
-        ik = item.request["ik"]
-        if ik in first_by_ik:
-            if prepared[first_by_ik[ik]].canonical != item.canonical:
-                raise BadRequestError(
-                    "ik_conflict", f"entries[{index}].ik: ik {ik!r} is also used by "
-                    f"entries[{first_by_ik[ik]}] with a different request",
-                    field=f"entries[{index}].ik", index=index)
-        else:
-            first_by_ik[ik] = index
-    unique = [prepared[i] for i in sorted(first_by_ik.values())]
+    first_by_ik, unique = _first_of_each_ik(prepared)
     rows = fastjson.dumps([{"o": n, "k": a.request["ik"], "q": a.request, "p": a.partition,
                             "y": a.partition_key} for n, a in enumerate(unique)])
 
-    def accept(conn: Connection) -> dict[str, Job]:
-        params = {"ledger_id": ledger.id, "ledger_ik": ledger.ik}
-        # A job just inserted is pending and has no outcome: only what the row assigned
-        # comes back.
-        by_ik = {ik: Job(id, ledger.ik, ik, PENDING, partition, created)
-                 for id, ik, partition, created in conn.execute(
-                     _INSERT_JOBS, {**params, "rows": rows})}
-        others = [a for a in unique if a.request["ik"] not in by_ik]
-        if others:
-            existing = conn.execute(_EXISTING_JOBS, {
-                "ledger_id": ledger.id, "iks": [a.request["ik"] for a in others]}).all()
-            stored = {r.ik: r for r in existing}
-            for a in others:
-                ik = a.request["ik"]
-                row = stored.get(ik)
-                if row is None:  # lost a race with a submission that then rolled back
-                    raise InternalError("database_unavailable",
-                                        "a concurrent submission of the same ik did not "
-                                        "complete; retry the request")
-                request = row.request if isinstance(row.request, dict) else json.loads(row.request)
-                # Read back and written again, so a row an older version stored (lines and
-                # parameters in the wire form) compares equal to the same request now.
-                if fastjson.canonical(EntryRequest.from_json(request).to_json()) != a.canonical:
-                    index = first_by_ik[ik]
-                    raise BadRequestError(
-                        "ik_conflict", f"entries[{index}].ik: ik {ik!r} already has a job "
-                        f"(id {row.id}) with a different request", field=f"entries[{index}].ik",
-                        index=index)
-                by_ik[ik] = _job(row)
-        return by_ik
-
-    by_ik = db.run(accept)
+    by_ik = db.run(lambda conn: _accept(conn, ledger, unique, rows, first_by_ik))
     submission = Submission([by_ik[item.request["ik"]] for item in prepared])
     if after_commit is not None and submission.pending_partitions:
         try:

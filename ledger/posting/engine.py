@@ -25,20 +25,17 @@ from ledger.posting.conditions import (
     _lock_balances,
     _lock_descendants,
 )
-from ledger.posting.idempotency import _INSERT_ENTRIES, _entry_rows, fingerprint
+from ledger.posting.idempotency import (
+    _located,
+    claim_iks,
+    fingerprint,
+)
 from ledger.posting.model import Entry, EntryRequest, Line, Posted, PostResult
 from ledger.posting.rollup import _NewLine, _running_totals, number_lines
 from ledger.schema.model import Schema
 from ledger.schema.store import load_schema
 
 MAX_BATCH = 1000
-
-
-def _located(exc: LedgerError, index: int, batch: bool) -> LedgerError:
-    if batch:
-        return exc.at_index(index)
-    exc.index = index
-    return exc
 
 
 def compile_all(schema: Schema, requests: list[EntryRequest], txs=None) -> list[CompiledEntry]:
@@ -61,6 +58,25 @@ def compile_all(schema: Schema, requests: list[EntryRequest], txs=None) -> list[
     return out
 
 
+def _compile_each(schema: Schema, requests: list[EntryRequest], txs,
+                  refused: dict[int, LedgerError]) -> dict[int, CompiledEntry]:
+    """Compile every request that compiles; each refusal goes to ``refused`` by index."""
+    compiled_by: dict[int, CompiledEntry] = {}
+    seen: set[str] = set()
+    for i, req in enumerate(requests):
+        try:
+            if req.ik in seen:
+                raise BadRequestError("invalid_input", f"ik {req.ik!r} appears twice in the batch", field="ik")
+            seen.add(req.ik)
+            entry = compile_entry(schema, req, txs)
+            entry.fingerprint = fingerprint(req)
+            compiled_by[i] = entry
+        except LedgerError as exc:
+            exc.index = i
+            refused[i] = exc
+    return compiled_by
+
+
 def post_entries(conn: Connection, ledger: Ledger, requests: list[EntryRequest],
                  txs=None, *, refusals: str = "raise", detail: bool = True) -> list:
     """Post entries atomically in the caller's transaction; replays return the original.
@@ -80,64 +96,14 @@ def post_entries(conn: Connection, ledger: Ledger, requests: list[EntryRequest],
     schema = load_schema(conn, ledger.id)
     refused: dict[int, LedgerError] = {}
     if report:
-        compiled_by: dict[int, CompiledEntry] = {}
-        seen: set[str] = set()
-        for i, req in enumerate(requests):
-            try:
-                if req.ik in seen:
-                    raise BadRequestError("invalid_input", f"ik {req.ik!r} appears twice in the batch", field="ik")
-                seen.add(req.ik)
-                entry = compile_entry(schema, req, txs)
-                entry.fingerprint = fingerprint(req)
-                compiled_by[i] = entry
-            except LedgerError as exc:
-                exc.index = i
-                refused[i] = exc
+        compiled_by = _compile_each(schema, requests, txs, refused)
     else:
-        # txs: the locked external txs reconcile_tx resolved (see schema.compile_entry).
+        # txs: the locked external txs reconcile_tx resolved (see compile_entry).
         compiled_by = dict(enumerate(compile_all(schema, requests, txs)))
     batch = len(requests) > 1
     now = datetime.now(timezone.utc)
-
-    # 1. Claim the iks. Sorted, so two batches sharing iks wait on each other in one order.
-    order = sorted(compiled_by, key=lambda i: compiled_by[i].request.ik)
-    inserted = dict(conn.execute(_INSERT_ENTRIES, _entry_rows(
-        ledger, now, [compiled_by[i] for i in order], [1] * len(order))).all()) if order else {}
-    replays: dict[int, int] = {}
-    waiting = [i for i in compiled_by if compiled_by[i].request.ik not in inserted]
-    while waiting:
-        existing = {}
-        for row in conn.execute(sa.text(
-                "SELECT DISTINCT ON (ik) ik, id, fingerprint, ik_version, reversed_by_id "
-                "FROM entries WHERE ledger_id = :l AND ik = ANY(:iks) ORDER BY ik, ik_version DESC"),
-                {"l": ledger.id, "iks": [compiled_by[i].request.ik for i in waiting]}):
-            existing[row.ik] = row
-        reposts: list[tuple[int, int]] = []
-        for i in waiting:
-            c = compiled_by[i]
-            row = existing[c.request.ik]
-            if row.reversed_by_id is not None:
-                # The ik's latest entry was reversed: posting under it again is a correction,
-                # kept as the ik's next version beside the history.
-                reposts.append((i, row.ik_version + 1))
-                continue
-            if row.fingerprint != c.fingerprint:
-                exc = _located(BadRequestError(
-                    "ik_conflict",
-                    f"ik {c.request.ik!r} was already used for a different request in this ledger; "
-                    "use a new ik for a new entry", field="ik"), i, batch and not report)
-                if not report:
-                    raise exc
-                refused[i] = exc
-                continue
-            replays[i] = row.id
-        if not reposts:
-            break
-        got = dict(conn.execute(_INSERT_ENTRIES, _entry_rows(
-            ledger, now, [compiled_by[i] for i, _ in reposts], [v for _, v in reposts])).all())
-        inserted.update(got)
-        # Another transaction reposted the same ik first: look again at what it left.
-        waiting = [i for i, _ in reposts if compiled_by[i].request.ik not in got]
+    inserted, replays = claim_iks(conn, ledger, compiled_by, now, refused,
+                                  locate=batch and not report, raise_refusals=not report)
     fresh = [i for i in sorted(compiled_by) if i not in replays and i not in refused]
 
     results: dict[int, Any] = dict(refused)
@@ -174,11 +140,50 @@ def _apply(conn: Connection, ledger: Ledger, schema: Schema, entries: list[Compi
         for account_id, path, currency, own in _lock_descendants(conn, ledger, total_paths):
             balances.setdefault((account_id, currency), own)
             paths_by_id[account_id] = path
-
-    deltas: dict[tuple[int, str], int] = {}
-    eventual: dict[tuple[int, str], int] = {}
-    accepted: list[tuple[CompiledEntry, int, int]] = []
+    moved = _Moves()
     for entry, entry_id, index in zip(entries, entry_ids, indexes):
+        try:
+            moved.add(entry, account_ids, balances, paths_by_id)
+        except LedgerError as exc:
+            if not report:
+                raise _located(exc, index, batch) from None
+            exc.index = index
+            results[index] = exc
+            continue
+        moved.accepted.append((entry, entry_id, index))
+    if not moved.accepted:
+        return
+    ids, until = _insert_lines(conn, ledger, moved.accepted, account_ids, now, before, lines_until)
+    _move_balances(conn, ledger, moved, until)
+    if not detail:
+        for _, entry_id, index in moved.accepted:
+            results[index] = Posted(str(entry_id), False)
+        return
+    # The accepted entries' lines were inserted in order, and ``ids`` is aligned with them.
+    line_ids = iter(ids)
+    for e, entry_id, index in moved.accepted:
+        posted = e.request.posted or now
+        eid = str(entry_id)
+        lines = [Line(str(next(line_ids)), eid, l.key, l.path, l.amount, l.currency, posted,
+                      now, l.tx, l.description, l.account.type) for l in e.lines]
+        entry = Entry(eid, ledger.ik, e.request.ik, e.type, e.description, posted, now,
+                      e.tags, e.groups, lines)
+        results[index] = PostResult(entry, lines, False)
+
+
+class _Moves:
+    """What the accepted entries of a batch move: strong balances (by (account id,
+    currency)), eventual deltas, and the entries themselves with their ids and indexes."""
+
+    def __init__(self):
+        self.deltas: dict[tuple[int, str], int] = {}
+        self.eventual: dict[tuple[int, str], int] = {}
+        self.accepted: list[tuple[CompiledEntry, int, int]] = []
+
+    def add(self, entry: CompiledEntry, account_ids: dict, balances: dict,
+            paths_by_id: dict) -> None:
+        """Check the entry's conditions against ``balances`` (moved by the entries accepted
+        before it) and count its moves; raise, leaving ``balances`` as it was, if one fails."""
         moves = [((account_ids[l.path], l.currency), l.amount,
                   l.account.own_consistency == "strong") for l in entry.lines]
         try:
@@ -187,22 +192,20 @@ def _apply(conn: Connection, ledger: Ledger, schema: Schema, entries: list[Compi
                 if is_strong:
                     balances[key] += amount
             _check_conditions(entry, "post", balances, account_ids, paths_by_id)
-        except LedgerError as exc:
+        except LedgerError:
             for key, amount, is_strong in moves:
                 if is_strong:
                     balances[key] -= amount
-            if not report:
-                raise _located(exc, index, batch) from None
-            exc.index = index
-            results[index] = exc
-            continue
+            raise
         for key, amount, is_strong in moves:
-            target = deltas if is_strong else eventual
+            target = self.deltas if is_strong else self.eventual
             target[key] = target.get(key, 0) + amount
-        accepted.append((entry, entry_id, index))
-    if not accepted:
-        return
 
+
+def _insert_lines(conn: Connection, ledger: Ledger, accepted: list, account_ids: dict,
+                  now: datetime, before: dict, lines_until: dict):
+    """Insert the lines of the accepted entries, with running totals where known. Returns
+    (line ids in the entries' line order, latest posted time per strong key)."""
     flat = [_NewLine(entry_id, l, (account_ids[l.path], l.currency), e.request.posted or now)
             for e, entry_id, _ in accepted for l in e.lines]
     # Lines posted "now" (most) send no time of their own: the statement's :created is it.
@@ -218,6 +221,11 @@ def _apply(conn: Connection, ledger: Ledger, schema: Schema, entries: list[Compi
         for f, line_id, total in zip(flat, ids, totals)])})
     if slow:
         number_lines(conn, [k[0] for k in slow], [k[1] for k in slow])
+    return ids, until
+
+
+def _move_balances(conn: Connection, ledger: Ledger, moved: _Moves, until: dict) -> None:
+    """Update the locked strong balances; append the eventual accounts' deltas."""
     touched = sorted(until)
     conn.execute(sa.text(
         "UPDATE balances b SET own = b.own + d.delta, lines_until = CASE "
@@ -227,35 +235,22 @@ def _apply(conn: Connection, ledger: Ledger, schema: Schema, entries: list[Compi
         "FROM json_to_recordset(CAST(:rows AS json)) "
         "AS d(account_id bigint, currency text, delta numeric, until timestamptz) "
         "WHERE b.account_id = d.account_id AND b.currency = d.currency"),
-        {"rows": fastjson.dumps([{"account_id": k[0], "currency": k[1], "delta": deltas.get(k, 0),
-                              "until": until[k].isoformat()} for k in touched])}) if touched else None
-    pending = [k for k, v in eventual.items() if v]
+        {"rows": fastjson.dumps([{"account_id": k[0], "currency": k[1],
+                                  "delta": moved.deltas.get(k, 0),
+                                  "until": until[k].isoformat()} for k in touched])}) if touched else None
+    pending = [k for k, v in moved.eventual.items() if v]
     if pending:
         conn.execute(sa.text(
             "INSERT INTO balance_deltas (ledger_id, account_id, currency, amount) "
             "SELECT :l, d.account_id, d.currency, d.amount FROM json_to_recordset("
             "CAST(:rows AS json)) AS d(account_id bigint, currency text, amount numeric)"),
             {"l": ledger.id, "rows": fastjson.dumps([
-                {"account_id": k[0], "currency": k[1], "amount": eventual[k]} for k in pending])})
-
-    if not detail:
-        for _, entry_id, index in accepted:
-            results[index] = Posted(str(entry_id), False)
-        return
-    # ``flat`` lists the accepted entries' lines in order, and ``ids`` is aligned with it.
-    line_ids = iter(ids)
-    for e, entry_id, index in accepted:
-        posted = e.request.posted or now
-        eid = str(entry_id)
-        lines = [Line(str(next(line_ids)), eid, l.key, l.path, l.amount, l.currency, posted,
-                      now, l.tx, l.description, l.account.type) for l in e.lines]
-        entry = Entry(eid, ledger.ik, e.request.ik, e.type, e.description, posted, now,
-                      e.tags, e.groups, lines)
-        results[index] = PostResult(entry, lines, False)
+                {"account_id": k[0], "currency": k[1], "amount": moved.eventual[k]}
+                for k in pending])})
 
 
 # Lines carry the running own balance of their (account, currency) in (posted, id) order
-# (``balance_after``), so that a balance at any time is one index probe (ledger/history.py).
+# (``balance_after``), so that a balance at any time is one index probe (ledger/history/).
 # Strongly consistent accounts get it here, computed under the balance row lock (see
 # ``_running_totals``); lines of eventually consistent accounts are written without one and
 # the rollup numbers them under the balance row lock it takes anyway, so no hot row forms.

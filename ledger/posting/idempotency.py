@@ -5,8 +5,10 @@ import hashlib
 from datetime import datetime
 
 import sqlalchemy as sa
+from sqlalchemy.engine import Connection
 
 from ledger import fastjson
+from ledger.errors import BadRequestError, LedgerError
 from ledger.ledgers import Ledger
 from ledger.posting.compile import CompiledEntry
 from ledger.posting.model import EntryRequest
@@ -57,3 +59,61 @@ def _entry_rows(ledger: Ledger, now: datetime, entries: list[CompiledEntry],
         "p": c.request.posted.isoformat() if c.request.posted else None,
         "a": {k: str(x) for k, x in c.request.parameters.items()},
         "g": c.tags, "r": c.groups} for c, v in zip(entries, versions)])}
+
+
+def _located(exc: LedgerError, index: int, batch: bool) -> LedgerError:
+    if batch:
+        return exc.at_index(index)
+    exc.index = index
+    return exc
+
+
+_LATEST_BY_IK = sa.text(
+    "SELECT DISTINCT ON (ik) ik, id, fingerprint, ik_version, reversed_by_id "
+    "FROM entries WHERE ledger_id = :l AND ik = ANY(:iks) ORDER BY ik, ik_version DESC")
+
+
+def claim_iks(conn: Connection, ledger: Ledger, compiled_by: dict[int, CompiledEntry],
+              now: datetime, refused: dict[int, LedgerError], *, locate: bool,
+              raise_refusals: bool) -> tuple[dict[str, int], dict[int, int]]:
+    """Insert the entry rows that claim the requests' iks. Returns (entry id by ik claimed,
+    entry id by index of each replay). An ik used for a different request is refused:
+    raised when ``raise_refusals`` (located at its index in a batch when ``locate``), else
+    put in ``refused``. An ik whose latest entry was reversed is claimed again as its next
+    version."""
+    # Sorted, so two batches sharing iks wait on each other in one order.
+    order = sorted(compiled_by, key=lambda i: compiled_by[i].request.ik)
+    inserted = dict(conn.execute(_INSERT_ENTRIES, _entry_rows(
+        ledger, now, [compiled_by[i] for i in order], [1] * len(order))).all()) if order else {}
+    replays: dict[int, int] = {}
+    waiting = [i for i in compiled_by if compiled_by[i].request.ik not in inserted]
+    while waiting:
+        existing = {row.ik: row for row in conn.execute(_LATEST_BY_IK, {
+            "l": ledger.id, "iks": [compiled_by[i].request.ik for i in waiting]})}
+        reposts: list[tuple[int, int]] = []
+        for i in waiting:
+            c = compiled_by[i]
+            row = existing[c.request.ik]
+            if row.reversed_by_id is not None:
+                # The ik's latest entry was reversed: posting under it again is a correction,
+                # kept as the ik's next version beside the history.
+                reposts.append((i, row.ik_version + 1))
+                continue
+            if row.fingerprint != c.fingerprint:
+                exc = _located(BadRequestError(
+                    "ik_conflict",
+                    f"ik {c.request.ik!r} was already used for a different request in this ledger; "
+                    "use a new ik for a new entry", field="ik"), i, locate)
+                if raise_refusals:
+                    raise exc
+                refused[i] = exc
+                continue
+            replays[i] = row.id
+        if not reposts:
+            break
+        got = dict(conn.execute(_INSERT_ENTRIES, _entry_rows(
+            ledger, now, [compiled_by[i] for i, _ in reposts], [v for _, v in reposts])).all())
+        inserted.update(got)
+        # Another transaction reposted the same ik first: look again at what it left.
+        waiting = [i for i, _ in reposts if compiled_by[i].request.ik not in got]
+    return inserted, replays

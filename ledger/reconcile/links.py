@@ -59,19 +59,6 @@ def create_link_in(conn: Connection, ik: str, name: str, link_id: str | None, ki
     return CreateLinkResult(_link(row), True)
 
 
-def get_link(db: Database, link_id: str) -> Link:
-    with db.transaction() as conn:
-        return _link(_find_link(conn, link_id))
-
-
-def list_external_accounts(db: Database, link_id: str) -> list[ExternalAccount]:
-    with db.transaction() as conn:
-        link = _find_link(conn, link_id)
-        rows = conn.execute(sa.select(t.external_accounts).where(
-            t.external_accounts.c.link_id == link.id).order_by(t.external_accounts.c.id)).all()
-    return [_account(r, link.public_id) for r in rows]
-
-
 def sync_custom_accounts(db: Database, link: Any, accounts: list[dict]) -> list[ExternalAccount]:
     """Create or update external accounts of a custom link, keyed by ``externalId`` (unique
     in the link, so syncing the same account again changes nothing). ``name`` may change;

@@ -169,14 +169,6 @@ def delete_custom_txs(db: Database, link: Any, txs: list[dict]) -> list[Tx]:
     return db.run(run)
 
 
-def get_tx(db: Database, tx_id: str) -> Tx:
-    with db.transaction() as conn:
-        found = _load_txs(conn, [int(tx_id)] if str(tx_id).isdigit() else [])
-    if not found:
-        raise NotFoundError("tx_not_found", f"id: no tx {tx_id!r}", field="id")
-    return next(iter(found.values()))
-
-
 def find_txs(db: Database, link_id: str, external_id: str, account_external_id: str | None = None,
              include_deleted: bool = False) -> list[Tx]:
     """Txs of a link with this external id (in one account, when given), oldest first."""

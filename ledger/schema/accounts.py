@@ -57,10 +57,83 @@ def _parse_consistency(value: Any, path: str, issues: _Collector) -> dict:
 
 def _parse_accounts(chart: dict, issues: _Collector, default_currency: str,
                     default_mode: str) -> tuple[dict[str, Account], tuple[str, ...]]:
-    accounts: dict[str, Account] = {}
+    chart_parser = _Chart(issues, default_currency, default_mode)
+    roots: list[str] = []
+    seen_roots: set[str] = set()
+    if "accounts" in chart:
+        items = chart["accounts"]
+        if not isinstance(items, list):
+            issues.add("chartOfAccounts.accounts", "must be a list of accounts")
+            items = []
+        for i, spec in enumerate(items):
+            p = chart_parser.visit(None, spec, f"chartOfAccounts.accounts[{i}]", None, 1, False, seen_roots)
+            if p:
+                roots.append(p)
+    else:
+        for k, v in chart.items():
+            if k in ("defaultCurrency", "defaultCurrencyMode"):
+                continue
+            if not isinstance(v, dict):
+                issues.add(f"chartOfAccounts.{k}", "an account must be an object")
+                continue
+            p = chart_parser.visit(k, v, f"chartOfAccounts.{k}", None, 1, True, seen_roots)
+            if p:
+                roots.append(p)
+    return chart_parser.accounts, tuple(roots)
 
-    def visit(key: Any, spec: Any, where: str, parent: Account | None, depth: int,
+
+class _Chart:
+    """A walk of the account tree, in either form of the seeds: nested objects keyed by
+    account key (``nested``), or ``accounts`` lists with ``children``."""
+
+    def __init__(self, issues: _Collector, default_currency: str, default_mode: str):
+        self.issues = issues
+        self.default_currency = default_currency
+        self.default_mode = default_mode
+        self.accounts: dict[str, Account] = {}
+
+    def visit(self, key: Any, spec: Any, where: str, parent: Account | None, depth: int,
               nested: bool, siblings: set[str]) -> str | None:
+        """Parse one account and its subtree; returns its path, or None if it is unusable."""
+        issues = self.issues
+        key = self._key(key, spec, where, nested, siblings)
+        if key is None:
+            return None
+        path = key if parent is None else f"{parent.path}/{key}"
+        if depth > MAX_DEPTH:
+            issues.add(where, f"account {path!r} is deeper than {MAX_DEPTH} levels")
+            return None
+        atype = self._type(key, spec, where, parent)
+        template = spec.get("template", False)
+        if not isinstance(template, (bool, str)):
+            issues.add(f"{where}.template", "must be true/false or a name")
+        template = bool(template)
+        currency, mode = self._currency(spec, where, parent)
+        cons = _parse_consistency(spec.get("consistencyConfig"), f"{where}.consistencyConfig", issues)
+        own_c = cons.get("ownBalanceUpdates", parent.own_consistency if parent else "strong")
+        total_c = cons.get("totalBalanceUpdates", parent.total_consistency if parent else own_c)
+        linked = self._linked(spec, where)
+        name = spec.get("name")
+        kids = self._kids(spec, where, nested)
+        provisional = Account(key, path, atype, template, name if isinstance(name, str) else None,
+                              currency, mode, own_c, total_c, linked, (), depth)
+        child_keys: list[str] = []
+        seen: set[str] = set()
+        self.accounts[path] = provisional
+        for ck, cv, cwhere in kids:
+            cpath = self.visit(ck, cv, cwhere, provisional, depth + 1, nested, seen)
+            if cpath:
+                child_keys.append(cpath.rsplit("/", 1)[-1])
+        account = Account(key, path, atype, template, provisional.name, currency, mode, own_c,
+                          total_c, linked, tuple(child_keys), depth)
+        if linked is not None and child_keys:
+            issues.add(f"{where}.linkedAccount", "a linked account cannot have children")
+        self.accounts[path] = account
+        return path
+
+    def _key(self, key: Any, spec: Any, where: str, nested: bool,
+             siblings: set[str]) -> str | None:
+        issues = self.issues
         if not isinstance(spec, dict):
             issues.add(where, "an account must be an object")
             return None
@@ -74,10 +147,10 @@ def _parse_accounts(chart: dict, issues: _Collector, default_currency: str,
             issues.add(where + ("" if nested else ".key"), f"duplicate account key {key!r} under the same parent")
             return None
         siblings.add(key)
-        path = key if parent is None else f"{parent.path}/{key}"
-        if depth > MAX_DEPTH:
-            issues.add(where, f"account {path!r} is deeper than {MAX_DEPTH} levels")
-            return None
+        return key
+
+    def _type(self, key: str, spec: dict, where: str, parent: Account | None) -> str:
+        issues = self.issues
         atype = spec.get("type")
         if atype is not None and atype not in ACCOUNT_TYPES:
             issues.add(f"{where}.type", f"must be one of {', '.join(ACCOUNT_TYPES)}, got {atype!r}")
@@ -85,93 +158,62 @@ def _parse_accounts(chart: dict, issues: _Collector, default_currency: str,
         if parent is not None:
             if atype is not None and atype != parent.type:
                 issues.add(f"{where}.type", f"{atype!r} differs from its parent's type {parent.type!r}")
-            atype = parent.type
-        elif atype is None:
+            return parent.type
+        if atype is None:
             atype = TYPE_BY_ROOT_KEY.get(key.lower())
             if atype is None:
                 issues.add(f"{where}.type", f"top-level account {key!r} needs a type ({', '.join(ACCOUNT_TYPES)})")
                 atype = "asset"
-        template = spec.get("template", False)
-        if not isinstance(template, (bool, str)):
-            issues.add(f"{where}.template", "must be true/false or a name")
-        template = bool(template)
+        return atype
+
+    def _currency(self, spec: dict, where: str,
+                  parent: Account | None) -> tuple[str | None, str]:
+        """(currency, currency mode): a single-currency account's currency is its own, its
+        parent's or the chart's default; a multi-currency account has none."""
+        issues = self.issues
         mode = spec.get("currencyMode")
         if mode is not None and mode not in ("single", "multi"):
             issues.add(f"{where}.currencyMode", f"must be \"single\" or \"multi\", got {mode!r}")
             mode = None
         currency = _currency_code(spec.get("currency"), f"{where}.currency", issues)
         if mode is None:
-            mode = parent.currency_mode if parent else default_mode
+            mode = parent.currency_mode if parent else self.default_mode
             if currency is not None:
                 mode = "single"
         if mode == "multi" and currency is not None:
             issues.add(f"{where}.currency", "a multi-currency account cannot also fix one currency")
         if currency is None and mode == "single":
-            currency = parent.currency if parent and parent.currency else default_currency
+            currency = parent.currency if parent and parent.currency else self.default_currency
         if mode == "multi":
             currency = None
-        cons = _parse_consistency(spec.get("consistencyConfig"), f"{where}.consistencyConfig", issues)
-        own_c = cons.get("ownBalanceUpdates", parent.own_consistency if parent else "strong")
-        total_c = cons.get("totalBalanceUpdates", parent.total_consistency if parent else own_c)
+        return currency, mode
+
+    def _linked(self, spec: dict, where: str) -> Any:
         linked = spec.get("linkedAccount")
         if linked is not None and not (
                 isinstance(linked, str) and linked
                 or isinstance(linked, dict) and isinstance(linked.get("linkId"), str)
                 and isinstance(linked.get("externalId"), str)):
-            issues.add(f"{where}.linkedAccount",
-                       "must be a link name (\"stripe\") or {\"linkId\": ..., \"externalId\": ...}")
+            self.issues.add(f"{where}.linkedAccount",
+                            "must be a link name (\"stripe\") or {\"linkId\": ..., \"externalId\": ...}")
             linked = None
-        name = spec.get("name")
+        return linked
+
+    def _kids(self, spec: dict, where: str, nested: bool) -> list[tuple[Any, Any, str]]:
+        """(key, spec, where) of each child account."""
+        issues = self.issues
         if nested:
             kids = [(k, v, f"{where}.{k}") for k, v in spec.items()
                     if k not in NESTED_ATTRS and isinstance(v, dict)]
             for k, v in spec.items():
                 if k not in NESTED_ATTRS and not isinstance(v, dict):
                     issues.add(f"{where}.{k}", "unknown account attribute (a child account must be an object)")
-        else:
-            children = spec.get("children", [])
-            if not isinstance(children, list):
-                issues.add(f"{where}.children", "must be a list of accounts")
-                children = []
-            kids = [(None, v, f"{where}.children[{i}]") for i, v in enumerate(children)]
-        provisional = Account(key, path, atype, template, name if isinstance(name, str) else None,
-                              currency, mode, own_c, total_c, linked, (), depth)
-        child_keys: list[str] = []
-        seen: set[str] = set()
-        accounts[path] = provisional
-        for ck, cv, cwhere in kids:
-            cpath = visit(ck, cv, cwhere, provisional, depth + 1, nested, seen)
-            if cpath:
-                child_keys.append(cpath.rsplit("/", 1)[-1])
-        account = Account(key, path, atype, template, provisional.name, currency, mode, own_c,
-                          total_c, linked, tuple(child_keys), depth)
-        if linked is not None and child_keys:
-            issues.add(f"{where}.linkedAccount", "a linked account cannot have children")
-        accounts[path] = account
-        return path
-
-    roots: list[str] = []
-    seen_roots: set[str] = set()
-    if "accounts" in chart:
-        items = chart["accounts"]
-        if not isinstance(items, list):
-            issues.add("chartOfAccounts.accounts", "must be a list of accounts")
-            items = []
-        for i, spec in enumerate(items):
-            p = visit(None, spec, f"chartOfAccounts.accounts[{i}]", None, 1, False, seen_roots)
-            if p:
-                roots.append(p)
-    else:
-        for k, v in chart.items():
-            if k in ("defaultCurrency", "defaultCurrencyMode"):
-                continue
-            if not isinstance(v, dict):
-                issues.add(f"chartOfAccounts.{k}", "an account must be an object")
-                continue
-            p = visit(k, v, f"chartOfAccounts.{k}", None, 1, True, seen_roots)
-            if p:
-                roots.append(p)
-    return accounts, tuple(roots)
+            return kids
+        children = spec.get("children", [])
+        if not isinstance(children, list):
+            issues.add(f"{where}.children", "must be a list of accounts")
+            children = []
+        return [(None, v, f"{where}.children[{i}]") for i, v in enumerate(children)]
 
 
 def _parse_path(text: Any, where: str, accounts: dict[str, Account],

@@ -21,6 +21,7 @@ import sqlalchemy as sa
 from api.app import Settings, create_app
 from ledger import clients, service
 from ledger.jobs import model as jobs
+from ledger.settings import Settings as LedgerSettings
 from tests.serving import serve
 
 REPO = Path(__file__).resolve().parents[2]
@@ -188,7 +189,7 @@ class Pipeline:
     def worker(self, *, partitions: list[int] | None = None, concurrency: int = 1,
                beat: bool = False, maintenance: bool = True, start: bool = True,
                **extra_env) -> Worker:
-        settings = Settings.from_env()
+        settings = LedgerSettings.from_env()
         queues = [settings.queue_name(p) for p in (range(settings.partitions) if partitions is None
                                                 else partitions)]
         if maintenance:
@@ -294,10 +295,10 @@ def pipeline(db, database_url, redis_url, pipeline_api, unique, tmp_path, monkey
     consumes another's doorbells; workers started through it are stopped at the end."""
     prefix = unique("q")
     env = {**os.environ, "DATABASE_URL": database_url, "REDIS_URL": redis_url,
-           "LEDGER_QUEUE_PREFIX": prefix, "LEDGER_PARTITIONS": str(Settings.from_env().partitions),
+           "LEDGER_QUEUE_PREFIX": prefix, "LEDGER_PARTITIONS": str(LedgerSettings.from_env().partitions),
            "LEDGER_RELAY_AFTER_SECONDS": "2", "LEDGER_RELAY_EVERY_SECONDS": "1",
            "PYTHONPATH": str(REPO)}
-    # The API thread and `Settings.from_env()` read these.
+    # The API thread and `LedgerSettings.from_env()` read these.
     monkeypatch.setenv("REDIS_URL", redis_url)
     monkeypatch.setenv("LEDGER_QUEUE_PREFIX", prefix)
     p = Pipeline(db=db, api=pipeline_api, env=env, tmp=tmp_path, unique=unique)

@@ -446,7 +446,7 @@ def test_a_refused_reversal_inside_a_longer_transaction_leaves_nothing(db, uniqu
     deposit = post(db, ledger_ik, "deposit", posted=day(1), user="alice", amount=10)
     post(db, ledger_ik, "transfer", posted=day(2), **{"from": "alice", "to": "bob", "amount": 10})
     with db.transaction() as conn:
-        ledger = service._ledger(conn, ledger_ik)
+        ledger = service.load_ledger(conn, ledger_ik)
         with pytest.raises(BadRequestError):
             reversals.reverse_entry(conn, ledger, deposit.entry.id)
         count = conn.execute(sa.text("SELECT count(*) FROM entries WHERE ledger_id = :l"),
