@@ -38,6 +38,7 @@ from bench.pgbench import drop_database, scratch_database, tpcb  # noqa: E402
 from ledger import clients, service  # noqa: E402
 from ledger.db import Database  # noqa: E402
 from ledger.migrate import upgrade  # noqa: E402
+from ledger.settings import Settings  # noqa: E402
 
 BATCH = 1000
 # A hot bank account every deposit touches, eventually consistent as it would be in
@@ -218,9 +219,10 @@ def main() -> None:
                     help="pgbench's time in all, half before the pipeline, half after")
     args = ap.parse_args()
 
+    settings = Settings.from_env()
     tmp = Path(tempfile.mkdtemp(prefix="ledger-bench-"))
-    server = os.environ.get("DATABASE_URL") or ""
-    redis_url = os.environ.get("REDIS_URL") or ""
+    server = settings.database_url or ""
+    redis_url = settings.redis_url or ""
     embedded_redis = None
     if not server:
         from ledger.embedded import embedded_postgres
@@ -244,91 +246,12 @@ def main() -> None:
         service.store_schema(db, SCHEMA)
         service.create_ledger(db, "bench", "Bench", SCHEMA["key"])
         created = clients.create_client(db, "bench")
-        port = free_port()
-        env = {**os.environ, "DATABASE_URL": url, "REDIS_URL": redis_url,
-               "LEDGER_QUEUE_PREFIX": prefix, "PYTHONPATH": str(ROOT)}
-        py = sys.executable
-        api = start([py, "-m", "uvicorn", "api.app:app", "--port", str(port),
-                     "--log-level", "warning"], env, tmp / "api.log")
-        worker = start([py, "-m", "celery", "-A", "workers.app", "worker", "--loglevel",
-                        "WARNING", "--concurrency", str(args.concurrency), "--without-gossip",
-                        "--without-mingle", "--without-heartbeat"], env, tmp / "worker.log")
-        procs = [api, worker]
-        base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{base}/healthz", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline or api.poll() is not None:
-                sys.exit(f"the API did not start; see {tmp / 'api.log'}")
-            time.sleep(0.2)
-        token = httpx.post(f"{base}/oauth2/token", data={"grant_type": "client_credentials"},
-                           auth=(created.client_id, created.client_secret)).json()["access_token"]
-        headers = {"Authorization": f"Bearer {token}"}
-        time.sleep(2)  # the worker connects to the broker
-
-        accepted = [0] * args.clients
-        peak = {"one": 0, "all": 0}
-        stop_at = time.monotonic() + args.seconds
-
-        def submitter(c: int) -> None:
-            with httpx.Client(timeout=120, headers=headers) as http:
-                r = 0
-                while time.monotonic() < stop_at:
-                    submit(http, base, deposits(str(c), r, BATCH, args.users))
-                    accepted[c] += BATCH
-                    r += 1
-
-        log(f"[2/4] submitting batches of {BATCH} with {args.clients} clients for "
-            f"{args.seconds:.0f}s; one worker, concurrency {args.concurrency} ...")
-        threads = [threading.Thread(target=submitter, args=(c,), daemon=True)
-                   for c in range(args.clients)]
-        database = url.rsplit("/", 1)[-1].split("?")[0]
-        cpu0 = (tree_cpu(api.pid), tree_cpu(worker.pid))
-        t0 = time.monotonic()
-        for th in threads:
-            th.start()
-
-        def progress() -> tuple[int, int]:
-            pending = pending_jobs(db)
-            one, total = tree_memory(worker.pid)
-            peak["one"], peak["all"] = max(peak["one"], one), max(peak["all"], total)
-            return sum(accepted) - pending, pending
-
-        last = (t0, 0)
-        pg_cpu = 0.0
-        while True:
-            time.sleep(1)
-            done, pending = progress()
-            now = time.monotonic()
-            rate = (done - last[1]) / (now - last[0])
-            last = (now, done)
-            pg_cpu = max(pg_cpu, postgres_cpu(database))
-            log(f"  {now - t0:5.1f}s  accepted {sum(accepted):>7}  posted/failed {done:>7}  "
-                f"pending {pending:>6}  {rate:8.0f}/s  worker memory "
-                f"{peak['all'] / 2**20:.0f} MB")
-            if worker.poll() is not None:
-                sys.exit(f"the worker died; see {tmp / 'worker.log'}")
-            if all(not th.is_alive() for th in threads) and pending == 0 \
-                    and done >= sum(accepted):
-                break
-        cpu = (tree_cpu(api.pid) - cpu0[0], tree_cpu(worker.pid) - cpu0[1], pg_cpu)
-        with db.transaction() as conn:
-            row = conn.execute(sa.text(
-                "SELECT min(created), max(finished), count(*), "
-                "count(*) FILTER (WHERE status = 'failed'), "
-                "percentile_cont(0.5) WITHIN GROUP (ORDER BY finished - created), "
-                "percentile_cont(0.95) WITHIN GROUP (ORDER BY finished - created) "
-                "FROM posting_jobs")).one()
-        first, last_posted, total, failed, p50, p95 = row
-        span = (last_posted - first).total_seconds()
-        eps = total / span
-        steady = None
+        env = settings.child_environ(DATABASE_URL=url, REDIS_URL=redis_url,
+                                     LEDGER_QUEUE_PREFIX=prefix, PYTHONPATH=str(ROOT))
+        procs, base, headers = _start_pipeline(env, created, tmp, args)
+        run = _measure(db, url, base, headers, procs, tmp, args)
         if args.steady_seconds > 0:
-            steady = steady_lag(db, base, headers, eps / 2, args)
+            run["steady"] = steady_lag(db, base, headers, run["eps"] / 2, args)
     finally:
         for p in procs:
             stop(p)
@@ -338,22 +261,114 @@ def main() -> None:
 
     log(f"[4/4] pgbench TPC-B, {args.clients} clients, {half}s, after the pipeline ...")
     pg_after = tpcb(server, half, args.clients)
-    pg_tps = (pg_before + pg_after) / 2
     if embedded_redis is not None:
         embedded_redis.stop(save=False)
-    if not os.environ.get("DATABASE_URL"):
+    if not settings.database_url:
         from ledger.embedded import stop_embedded_postgres
         stop_embedded_postgres(tmp)
 
     # Logs are kept only when something went wrong (the exits above name the folder).
     shutil.rmtree(tmp, ignore_errors=True)
+    _print_report(run, pg_before, pg_after)
+
+
+def _start_pipeline(env: dict, created, tmp: Path, args) -> tuple[list, str, dict]:
+    """Start the API and a worker; wait until the API answers. Returns (processes, base
+    URL, authorization headers)."""
+    port = free_port()
+    py = sys.executable
+    api = start([py, "-m", "uvicorn", "api.app:app", "--port", str(port),
+                 "--log-level", "warning"], env, tmp / "api.log")
+    worker = start([py, "-m", "celery", "-A", "workers.app", "worker", "--loglevel",
+                    "WARNING", "--concurrency", str(args.concurrency), "--without-gossip",
+                    "--without-mingle", "--without-heartbeat"], env, tmp / "worker.log")
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            if httpx.get(f"{base}/healthz", timeout=2).status_code == 200:
+                break
+        except httpx.HTTPError:
+            pass
+        if time.monotonic() > deadline or api.poll() is not None:
+            sys.exit(f"the API did not start; see {tmp / 'api.log'}")
+        time.sleep(0.2)
+    token = httpx.post(f"{base}/oauth2/token", data={"grant_type": "client_credentials"},
+                       auth=(created.client_id, created.client_secret)).json()["access_token"]
+    time.sleep(2)  # the worker connects to the broker
+    return [api, worker], base, {"Authorization": f"Bearer {token}"}
+
+
+def _measure(db: Database, url: str, base: str, headers: dict, procs: list, tmp: Path,
+             args) -> dict:
+    """Submit from ``args.clients`` threads for ``args.seconds``, log progress until every
+    job is done, and return what was measured."""
+    api, worker = procs
+    accepted = [0] * args.clients
+    peak = {"one": 0, "all": 0}
+    stop_at = time.monotonic() + args.seconds
+
+    def submitter(c: int) -> None:
+        with httpx.Client(timeout=120, headers=headers) as http:
+            r = 0
+            while time.monotonic() < stop_at:
+                submit(http, base, deposits(str(c), r, BATCH, args.users))
+                accepted[c] += BATCH
+                r += 1
+
+    log(f"[2/4] submitting batches of {BATCH} with {args.clients} clients for "
+        f"{args.seconds:.0f}s; one worker, concurrency {args.concurrency} ...")
+    threads = [threading.Thread(target=submitter, args=(c,), daemon=True)
+               for c in range(args.clients)]
+    database = url.rsplit("/", 1)[-1].split("?")[0]
+    cpu0 = (tree_cpu(api.pid), tree_cpu(worker.pid))
+    t0 = time.monotonic()
+    for th in threads:
+        th.start()
+    last = (t0, 0)
+    pg_cpu = 0.0
+    while True:
+        time.sleep(1)
+        pending = pending_jobs(db)
+        one, total = tree_memory(worker.pid)
+        peak["one"], peak["all"] = max(peak["one"], one), max(peak["all"], total)
+        done = sum(accepted) - pending
+        now = time.monotonic()
+        rate = (done - last[1]) / (now - last[0])
+        last = (now, done)
+        pg_cpu = max(pg_cpu, postgres_cpu(database))
+        log(f"  {now - t0:5.1f}s  accepted {sum(accepted):>7}  posted/failed {done:>7}  "
+            f"pending {pending:>6}  {rate:8.0f}/s  worker memory "
+            f"{peak['all'] / 2**20:.0f} MB")
+        if worker.poll() is not None:
+            sys.exit(f"the worker died; see {tmp / 'worker.log'}")
+        if all(not th.is_alive() for th in threads) and pending == 0 \
+                and done >= sum(accepted):
+            break
+    cpu = (tree_cpu(api.pid) - cpu0[0], tree_cpu(worker.pid) - cpu0[1], pg_cpu)
+    with db.transaction() as conn:
+        first, last_posted, total, failed, p50, p95 = conn.execute(sa.text(
+            "SELECT min(created), max(finished), count(*), "
+            "count(*) FILTER (WHERE status = 'failed'), "
+            "percentile_cont(0.5) WITHIN GROUP (ORDER BY finished - created), "
+            "percentile_cont(0.95) WITHIN GROUP (ORDER BY finished - created) "
+            "FROM posting_jobs")).one()
+    span = (last_posted - first).total_seconds()
+    return {"total": total, "failed": failed, "span": span, "eps": total / span, "p50": p50,
+            "p95": p95, "cpu": cpu, "peak": peak, "steady": None}
+
+
+def _print_report(run: dict, pg_before: float, pg_after: float) -> None:
+    pg_tps = (pg_before + pg_after) / 2
+    eps, total, peak, cpu, steady = run["eps"], run["total"], run["peak"], run["cpu"], run["steady"]
     ratio = eps / pg_tps
-    print(f"entries accepted and posted: {total} ({failed} failed) in {span:.1f}s")
+    print(f"entries accepted and posted: {total} ({run['failed']} failed) in {run['span']:.1f}s")
     print(f"end to end (API accept -> posted): {eps:10.0f} entries/s")
     print(f"pgbench TPC-B, same PostgreSQL:    {pg_tps:10.0f} tps  (before {pg_before:.0f}, "
           f"after {pg_after:.0f})")
     print(f"ratio: {ratio:.2f}x  (target >= 4x: {'met' if ratio >= 4 else 'NOT met'})")
-    print(f"lag accept -> posted: p50 {p50.total_seconds():.2f}s  p95 {p95.total_seconds():.2f}s"
+    print(f"lag accept -> posted: p50 {run['p50'].total_seconds():.2f}s  "
+          f"p95 {run['p95'].total_seconds():.2f}s"
           "  (a backlog: the bench submits faster than the pipeline posts)")
     if steady is not None:
         print(f"lag at {steady[0]:.0f} entries/s, half that rate, in requests of "

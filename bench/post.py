@@ -10,7 +10,6 @@ the same run, so they compare across machines.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import tempfile
 import threading
@@ -23,7 +22,8 @@ from bench.pgbench import drop_database, scratch_database, tpcb  # noqa: E402
 from ledger import service  # noqa: E402
 from ledger.db import Database  # noqa: E402
 from ledger.migrate import upgrade  # noqa: E402
-from ledger.model import EntryRequest  # noqa: E402
+from ledger.settings import Settings  # noqa: E402
+from ledger.service import EntryRequest  # noqa: E402
 
 SCHEMA = {
     "key": "bench-wallet",
@@ -73,7 +73,7 @@ def main() -> None:
     args = ap.parse_args()
 
     keep = None
-    server = os.environ.get("DATABASE_URL")
+    server = Settings.from_env().database_url
     if not server:
         from ledger.embedded import embedded_postgres
         keep = Path(tempfile.mkdtemp(prefix="ledger-bench-"))

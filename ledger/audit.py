@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from ledger.model import Ledger
+from ledger.ledgers import Ledger
 
 # Each check lists up to this many examples; one is enough to know the books are wrong.
 EXAMPLES = 20

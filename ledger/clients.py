@@ -137,18 +137,6 @@ def list_clients(db: Database, include_revoked: bool = True) -> list[ApiClient]:
     return [_row_to_client(r) for r in db.run(select)]
 
 
-def get_client(db: Database, client_id: str) -> ApiClient:
-    def select(conn):
-        return conn.execute(
-            sa.select(api_clients).where(api_clients.c.id == client_id)).first()
-
-    row = db.run(select)
-    if row is None:
-        raise NotFoundError("client_not_found", f"client_id: no API client {client_id!r}",
-                            field="client_id")
-    return _row_to_client(row)
-
-
 def revoke_client(db: Database, client_id: str) -> ApiClient:
     """Revoke a client; its tokens stop working at once (they are checked per request)."""
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
@@ -12,7 +13,24 @@ from sqlalchemy.engine import Connection
 from ledger import tables as t
 from ledger.db import Database
 from ledger.errors import BadRequestError, NotFoundError
-from ledger.model import CreateLedgerResult, Ledger, check_storable
+from ledger.text import check_storable
+
+
+@dataclass
+class Ledger:
+    id: int
+    ik: str
+    name: str
+    schema_key: str
+    created: datetime
+    balance_utc_offset: str
+
+
+@dataclass
+class CreateLedgerResult:
+    ledger: Ledger
+    is_ik_replay: bool
+
 
 _OFFSET = re.compile(r"^([+-])(\d{2}):00$")
 

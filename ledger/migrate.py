@@ -3,11 +3,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import migrations as _migrations
-
 from alembic import command
 from alembic.config import Config
 
+import migrations as _migrations
 from ledger.db import normalize_url
 
 MIGRATIONS = Path(_migrations.__file__).resolve().parent

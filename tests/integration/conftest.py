@@ -19,7 +19,9 @@ import pytest
 import sqlalchemy as sa
 
 from api.app import Settings, create_app
-from ledger import clients, jobs, service
+from ledger import clients, service
+from ledger.jobs import model as jobs
+from ledger.settings import Settings as LedgerSettings
 from tests.serving import serve
 
 REPO = Path(__file__).resolve().parents[2]
@@ -187,8 +189,8 @@ class Pipeline:
     def worker(self, *, partitions: list[int] | None = None, concurrency: int = 1,
                beat: bool = False, maintenance: bool = True, start: bool = True,
                **extra_env) -> Worker:
-        count = jobs.partition_count()
-        queues = [jobs.queue_name(p) for p in (range(count) if partitions is None
+        settings = LedgerSettings.from_env()
+        queues = [settings.queue_name(p) for p in (range(settings.partitions) if partitions is None
                                                 else partitions)]
         if maintenance:
             queues.append(self.env["LEDGER_QUEUE_PREFIX"] + ".maintenance")
@@ -293,10 +295,10 @@ def pipeline(db, database_url, redis_url, pipeline_api, unique, tmp_path, monkey
     consumes another's doorbells; workers started through it are stopped at the end."""
     prefix = unique("q")
     env = {**os.environ, "DATABASE_URL": database_url, "REDIS_URL": redis_url,
-           "LEDGER_QUEUE_PREFIX": prefix, "LEDGER_PARTITIONS": str(jobs.partition_count()),
+           "LEDGER_QUEUE_PREFIX": prefix, "LEDGER_PARTITIONS": str(LedgerSettings.from_env().partitions),
            "LEDGER_RELAY_AFTER_SECONDS": "2", "LEDGER_RELAY_EVERY_SECONDS": "1",
            "PYTHONPATH": str(REPO)}
-    # The API thread and `jobs.queue_name` read these per call.
+    # The API thread and `LedgerSettings.from_env()` read these.
     monkeypatch.setenv("REDIS_URL", redis_url)
     monkeypatch.setenv("LEDGER_QUEUE_PREFIX", prefix)
     p = Pipeline(db=db, api=pipeline_api, env=env, tmp=tmp_path, unique=unique)

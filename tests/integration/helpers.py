@@ -5,7 +5,7 @@ import json
 from pathlib import Path
 
 from ledger import service
-from ledger.model import EntryRequest
+from ledger.service import EntryRequest
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 

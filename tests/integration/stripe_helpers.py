@@ -5,7 +5,8 @@ import json
 
 import sqlalchemy as sa
 
-from ledger import service, stripe_sync
+from ledger import service
+from ledger.settings import Settings
 from tests.fakes.stripe_server import API_KEY, WEBHOOK_SECRET
 from tests.integration.helpers import seed000_schema
 
@@ -27,14 +28,20 @@ def wallet_schema(key: str, link_id: str) -> str:
     return json.dumps(doc)
 
 
+def stripe_config(link_id: str) -> Settings:
+    """The deployment's settings for the Stripe link ``link_id`` (nothing from the
+    environment: the stored key and secret count)."""
+    return Settings(stripe_link_id=link_id)
+
+
 def stripe_wallet(db, unique, *, fee_type: bool = True):
     """(ledger ik, link id): a fresh wallet ledger and a Stripe link reconciling into it."""
     link_id = unique("stripe")
     stored = service.store_schema(db, wallet_schema(unique("wallet"), link_id))
     ledger = unique("ledger")
     service.create_ledger(db, ledger, "Wallet", stored.key)
-    stripe_sync.configure_stripe(
-        db, link_id=link_id, ledger_ik=ledger, charge_entry_type="deposit",
+    service.configure_stripe(
+        db, stripe_config(link_id), ledger_ik=ledger, charge_entry_type="deposit",
         fee_entry_type="stripe_fee" if fee_type else None,
         parameters={"user_id": "metadata.user_id"}, api_key=API_KEY,
         webhook_secret=WEBHOOK_SECRET)

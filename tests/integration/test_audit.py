@@ -6,7 +6,7 @@ import sqlalchemy as sa
 
 from ledger import service
 from ledger.audit import audit
-from ledger.model import EntryRequest
+from ledger.service import EntryRequest
 
 from .helpers import new_ledger
 

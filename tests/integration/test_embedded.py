@@ -63,10 +63,9 @@ def test_embedded_servers_start_serve_and_stop(data_dir, monkeypatch):
     engine.dispose()
 
 
-def test_urls_from_the_environment_start_nothing(data_dir, monkeypatch):
-    monkeypatch.setenv("DATABASE_URL", "postgresql://u@db.example:5432/x")
-    monkeypatch.setenv("REDIS_URL", "redis://cache.example:6379/0")
-    database_url, redis_url, keepalive = resolve_urls(data_dir)
+def test_urls_given_start_nothing(data_dir):
+    database_url, redis_url, keepalive = resolve_urls(
+        data_dir, "postgresql://u@db.example:5432/x", "redis://cache.example:6379/0")
     assert database_url == "postgresql://u@db.example:5432/x"
     assert redis_url == "redis://cache.example:6379/0"
     assert keepalive.postgres_data_dir is None and keepalive.redis is None

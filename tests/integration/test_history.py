@@ -10,7 +10,7 @@ import sqlalchemy as sa
 
 from ledger import service
 from ledger.errors import BadRequestError, NotFoundError
-from ledger.model import EntryRequest
+from ledger.service import EntryRequest
 
 USD = "USD"
 ALICE = "liabilities/users:alice/available"
@@ -441,14 +441,14 @@ def test_group_balances_and_entries(db, unique):
 
 
 def test_a_refused_reversal_inside_a_longer_transaction_leaves_nothing(db, unique):
-    from ledger import history
+    from ledger.history import reversals
     ledger_ik = make_ledger(db, unique)
     deposit = post(db, ledger_ik, "deposit", posted=day(1), user="alice", amount=10)
     post(db, ledger_ik, "transfer", posted=day(2), **{"from": "alice", "to": "bob", "amount": 10})
     with db.transaction() as conn:
-        ledger = service._ledger(conn, ledger_ik)
+        ledger = service.load_ledger(conn, ledger_ik)
         with pytest.raises(BadRequestError):
-            history.reverse_entry(conn, ledger, deposit.entry.id)
+            reversals.reverse_entry(conn, ledger, deposit.entry.id)
         count = conn.execute(sa.text("SELECT count(*) FROM entries WHERE ledger_id = :l"),
                              {"l": ledger.id}).scalar()
     assert count == 2

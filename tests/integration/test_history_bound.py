@@ -15,7 +15,7 @@ import pytest
 import sqlalchemy as sa
 
 from ledger import service
-from ledger.model import EntryRequest
+from ledger.service import EntryRequest
 from tests.integration.test_history import USD, assert_running_totals_exact, make_ledger
 
 ENTRIES = 100_000  # two lines each

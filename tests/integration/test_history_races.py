@@ -8,7 +8,7 @@ from datetime import timedelta
 
 from ledger import service
 from ledger.errors import BadRequestError
-from ledger.model import EntryRequest
+from ledger.service import EntryRequest
 from tests.integration.test_history import (ALICE, USD, assert_running_totals_exact, day,
                                             make_ledger, post)
 from tests.integration.test_races import race

@@ -15,8 +15,10 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
-from ledger import jobs, service
-from ledger.model import EntryRequest
+from ledger import service
+from ledger.jobs import model as jobs
+from ledger.settings import Settings
+from ledger.service import EntryRequest
 from tests.integration.conftest import user_path
 
 pytestmark = pytest.mark.slow
@@ -32,7 +34,7 @@ def workload(prefix: str, count: int, users: int, seed: int) -> list[dict]:
 
 
 def partition_of_user(user: str) -> int:
-    return jobs.partition_of(user_path(user))
+    return jobs.partition_of(user_path(user), Settings.from_env().partitions)
 
 
 def test_5000_jobs_over_50_accounts(pipeline):
@@ -52,7 +54,7 @@ def test_5000_jobs_over_50_accounts(pipeline):
     pipeline.assert_books(ledger, entries)
 
     # Every failure is the engine's typed refusal, never a crash of the pipeline.
-    page = jobs.list_jobs(pipeline.db, ledger, jobs.FAILED, first=500)
+    page = service.list_jobs(pipeline.db, ledger, jobs.FAILED, first=500)
     assert {j.error["code"] for j in page.jobs} == {"condition_failed"}
     assert all(j.error["__typename"] == "BadRequestError" for j in page.jobs)
     print(f"5000 jobs, {len(failed)} refused by conditions, in {elapsed:.1f}s")
@@ -160,7 +162,7 @@ def test_poison_job_fails_alone(pipeline):
     statuses = pipeline.wait_finished(ledger, len(entries), timeout=60)
     assert statuses.pop("poison") == jobs.FAILED
     assert set(statuses.values()) == {jobs.POSTED}
-    poison = next(j for j in jobs.list_jobs(pipeline.db, ledger, jobs.FAILED).jobs)
+    poison = next(j for j in service.list_jobs(pipeline.db, ledger, jobs.FAILED).jobs)
     assert poison.error["code"] == "ik_conflict"
     assert not poison.error["message"].startswith("entries[")
     assert service.account_balances(pipeline.db, ledger, user_path("p")).own["USD"] == 7 + 40 * 5

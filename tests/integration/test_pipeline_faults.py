@@ -12,13 +12,13 @@ import pytest
 import redis
 import sqlalchemy as sa
 
-from ledger import jobs
+from ledger.jobs import model as jobs
 from tests.conftest import REDIS_CLAIM_KEY
 from tests.integration.test_pipeline import workload
 
 pytestmark = pytest.mark.slow
 
-LOCK_NAMESPACE = 0x4C4A  # ledger.jobs._LOCK_NAMESPACE: held while a batch is being posted
+LOCK_NAMESPACE = 0x4C4A  # ledger.jobs.claims._LOCK_NAMESPACE: held while a batch is being posted
 
 
 def counts(pipeline, ledger: str) -> dict[str, int]:

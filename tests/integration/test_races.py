@@ -6,9 +6,10 @@ from concurrent.futures import ThreadPoolExecutor
 
 import sqlalchemy as sa
 
-from ledger import posting, service
+from ledger import service
+from ledger.posting.engine import post_entries
 from ledger.errors import BadRequestError
-from ledger.model import EntryRequest
+from ledger.service import EntryRequest
 from tests.integration.helpers import new_ledger, own, post, seed000_schema, seed002_schema
 
 
@@ -84,13 +85,13 @@ def test_eventual_bank_account_takes_no_row_lock(db, unique):
         post(db, ledger_ik, "user_funds_account", user_id="warm", funding_amount="1")
         with db.engine.connect() as holder:
             tx = holder.begin()
-            posting.post_entries(holder, ledger, [EntryRequest(
+            post_entries(holder, ledger, [EntryRequest(
                 ik="held", type="user_funds_account", parameters={"user_id": "x", "funding_amount": "5"})])
             with db.engine.connect() as other:
                 try:
                     with other.begin():
                         other.exec_driver_sql("SET LOCAL lock_timeout = '1s'")
-                        posting.post_entries(other, ledger, [EntryRequest(
+                        post_entries(other, ledger, [EntryRequest(
                             ik="free", type="user_funds_account",
                             parameters={"user_id": "y", "funding_amount": "7"})])
                     blocked = False

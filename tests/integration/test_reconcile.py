@@ -7,9 +7,10 @@ from datetime import datetime, timezone
 
 import pytest
 
-from ledger import reconcile, service
+from ledger import service
+from ledger.reconcile.txs import find_txs
 from ledger.errors import BadRequestError, NotFoundError
-from ledger.model import EntryRequest
+from ledger.service import EntryRequest
 
 from tests.integration.helpers import own
 
@@ -68,8 +69,8 @@ def bank_schema(key: str, link: str) -> dict:
 def bank(db, unique):
     """A custom link with two accounts and a ledger whose accounts mirror them."""
     link = unique("link")
-    reconcile.create_custom_link(db, link, "Test bank")
-    reconcile.sync_custom_accounts(db, {"id": link}, [
+    service.create_custom_link(db, link, "Test bank")
+    service.sync_custom_accounts(db, {"id": link}, [
         {"externalId": "bank-account-1", "name": "Operating"},
         {"externalId": "bank-account-2", "name": "Holding"}])
     stored = service.store_schema(db, bank_schema(unique("bank"), link))
@@ -100,38 +101,38 @@ def test_seed002_sync_custom_txs_variables_verbatim(db):
              "posted": "1968-01-01T16:45:00Z"},
         ],
     }
-    reconcile.create_custom_link(db, "some-link-id", "Seed 002 bank")
-    reconcile.sync_custom_accounts(db, {"id": "some-link-id"}, [
+    service.create_custom_link(db, "some-link-id", "Seed 002 bank")
+    service.sync_custom_accounts(db, {"id": "some-link-id"}, [
         {"externalId": "bank-account-1", "name": "Bank account 1"},
         {"externalId": "bank-account-2", "name": "Bank account 2"}])
-    txs = reconcile.sync_custom_txs(db, variables["link"], variables["txs"])
+    txs = service.sync_custom_txs(db, variables["link"], variables["txs"])
     assert [(x.external_id, x.amount, x.date, x.description, x.account_external_id) for x in txs] == [
         ("tx-1", -100, "1968-01-01", "Processed ACH batch", "bank-account-1"),
         ("tx-2", 100, "1968-01-01", "Received RTP payment", "bank-account-2")]
     assert txs[1].posted == datetime(1968, 1, 1, 16, 45, tzinfo=timezone.utc)
     # The same call again is a no-op: same txs, same ids.
-    again = reconcile.sync_custom_txs(db, variables["link"], variables["txs"])
+    again = service.sync_custom_txs(db, variables["link"], variables["txs"])
     assert [x.id for x in again] == [x.id for x in txs]
 
 
 def test_sync_is_idempotent_description_updates_and_immutable_fields_refused(db, bank):
     link, _ = bank
-    first = reconcile.sync_custom_txs(db, {"id": link}, [tx(link, "bank-account-1", "t1", 500)])
-    renamed = reconcile.sync_custom_txs(db, {"id": link}, [
+    first = service.sync_custom_txs(db, {"id": link}, [tx(link, "bank-account-1", "t1", 500)])
+    renamed = service.sync_custom_txs(db, {"id": link}, [
         tx(link, "bank-account-1", "t1", 500, description="ACH from Bob")])
     assert renamed[0].id == first[0].id and renamed[0].description == "ACH from Bob"
 
     with pytest.raises(BadRequestError) as info:
-        reconcile.sync_custom_txs(db, {"id": link}, [
+        service.sync_custom_txs(db, {"id": link}, [
             tx(link, "bank-account-1", "t2", 1),
             tx(link, "bank-account-1", "t1", 501)])
     assert info.value.code == "immutable_field" and info.value.field == "txs[1].amount"
     assert "amount" in info.value.message and "immutable" in info.value.message
     # Refused whole: t2 of the same call was not written.
-    assert reconcile.find_txs(db, link, "t2") == []
+    assert find_txs(db, link, "t2") == []
 
     with pytest.raises(BadRequestError) as info:
-        reconcile.sync_custom_txs(db, {"id": link}, [
+        service.sync_custom_txs(db, {"id": link}, [
             tx(link, "bank-account-1", "t1", 500, posted="2025-03-02T10:00:00Z")])
     assert info.value.code == "immutable_field" and info.value.field == "txs[0].posted"
 
@@ -139,179 +140,179 @@ def test_sync_is_idempotent_description_updates_and_immutable_fields_refused(db,
 def test_sync_limits_and_unknown_accounts(db, bank, unique):
     link, _ = bank
     with pytest.raises(BadRequestError) as info:
-        reconcile.sync_custom_txs(db, {"id": link}, [
+        service.sync_custom_txs(db, {"id": link}, [
             tx(link, "bank-account-1", f"x{i}", 1) for i in range(101)])
     assert info.value.field == "txs"
     # 100 in one call is fine.
-    assert len(reconcile.sync_custom_txs(db, {"id": link}, [
+    assert len(service.sync_custom_txs(db, {"id": link}, [
         tx(link, "bank-account-1", f"x{i}", 1) for i in range(100)])) == 100
     with pytest.raises(NotFoundError) as info:
-        reconcile.sync_custom_txs(db, {"id": link}, [tx(link, "nope", "t", 1)])
+        service.sync_custom_txs(db, {"id": link}, [tx(link, "nope", "t", 1)])
     assert info.value.code == "external_account_not_found" and info.value.field == "txs[0].account"
     with pytest.raises(NotFoundError):
-        reconcile.sync_custom_txs(db, {"id": unique("missing")}, [tx(link, "bank-account-1", "t", 1)])
+        service.sync_custom_txs(db, {"id": unique("missing")}, [tx(link, "bank-account-1", "t", 1)])
     with pytest.raises(BadRequestError) as info:
-        reconcile.sync_custom_txs(db, {"id": link}, [
+        service.sync_custom_txs(db, {"id": link}, [
             {**tx(link, "bank-account-1", "f", 1), "amount": 1.5}])
     assert info.value.code == "invalid_amount"
 
 
 def test_reconcile_takes_amount_and_posted_from_tx_and_twice_is_a_replay(db, bank):
     link, ledger = bank
-    reconcile.sync_custom_txs(db, {"id": link}, [tx(link, "bank-account-1", "tx_12345", 2500)])
-    first = reconcile.reconcile_tx(db, ledger, funding(ledger, "tx_12345"))
+    service.sync_custom_txs(db, {"id": link}, [tx(link, "bank-account-1", "tx_12345", 2500)])
+    first = service.reconcile_tx(db, ledger, funding(ledger, "tx_12345"))
     assert not first.is_ik_replay
     assert first.entry.ik == "tx_12345"
     assert first.entry.posted == datetime(2025, 3, 1, 10, tzinfo=timezone.utc)
     assert {l.key: l.amount for l in first.lines} == {
         "funds_arrive_in_bank": 2500, "increase_user_balance": 2500}
     assert [l.tx_external_id for l in first.lines if l.key == "funds_arrive_in_bank"] == ["tx_12345"]
-    second = reconcile.reconcile_tx(db, ledger, funding(ledger, "tx_12345"))
+    second = service.reconcile_tx(db, ledger, funding(ledger, "tx_12345"))
     assert second.is_ik_replay and second.entry.id == first.entry.id
     assert own(db, ledger, "assets-root/operating") == 2500
     assert own(db, ledger, "liabilities/users:alice/available") == 2500
     # The tx knows its entry and line.
-    (synced,) = reconcile.find_txs(db, link, "tx_12345")
+    (synced,) = find_txs(db, link, "tx_12345")
     assert synced.entry_ids == [first.entry.id] and synced.ledger_ik == ledger
     assert synced.line_ids == [l.id for l in first.lines if l.key == "funds_arrive_in_bank"]
     # Another request for a reconciled tx is refused, never a second posting.
     with pytest.raises(BadRequestError) as info:
-        reconcile.reconcile_tx(db, ledger, funding(ledger, "tx_12345", user="bob"))
+        service.reconcile_tx(db, ledger, funding(ledger, "tx_12345", user="bob"))
     assert info.value.code == "ik_conflict"
     with pytest.raises(BadRequestError) as info:
-        reconcile.reconcile_tx(db, ledger, {**funding(ledger, "tx_12345", user="bob"), "ik": "other"})
+        service.reconcile_tx(db, ledger, {**funding(ledger, "tx_12345", user="bob"), "ik": "other"})
     assert info.value.code == "tx_already_reconciled"
     assert own(db, ledger, "assets-root/operating") == 2500
 
 
 def test_given_amount_must_match_tx(db, bank):
     link, ledger = bank
-    reconcile.sync_custom_txs(db, {"id": link}, [tx(link, "bank-account-1", "am1", 700)])
+    service.sync_custom_txs(db, {"id": link}, [tx(link, "bank-account-1", "am1", 700)])
     with pytest.raises(BadRequestError) as info:
-        reconcile.reconcile_tx(db, ledger, {"type": "with_amount", "parameters": {
+        service.reconcile_tx(db, ledger, {"type": "with_amount", "parameters": {
             "tx_id": "am1", "user_id": "u", "amount": "701"}})
     assert info.value.code == "tx_amount_mismatch"
     assert info.value.field == "entry.lines.bank.amount"
-    result = reconcile.reconcile_tx(db, ledger, {"type": "with_amount", "parameters": {
+    result = service.reconcile_tx(db, ledger, {"type": "with_amount", "parameters": {
         "tx_id": "am1", "user_id": "u", "amount": "700"}})
     assert [l.amount for l in result.lines] == [700, 700]
     # Left out, the amount parameter is the tx's.
-    reconcile.sync_custom_txs(db, {"id": link}, [tx(link, "bank-account-1", "am2", 42)])
-    result = reconcile.reconcile_tx(db, ledger, {"type": "with_amount", "parameters": {
+    service.sync_custom_txs(db, {"id": link}, [tx(link, "bank-account-1", "am2", 42)])
+    result = service.reconcile_tx(db, ledger, {"type": "with_amount", "parameters": {
         "tx_id": "am2", "user_id": "u"}})
     assert [l.amount for l in result.lines] == [42, 42]
 
 
 def test_posted_given_must_match_and_add_ledger_entry_refuses_linked(db, bank):
     link, ledger = bank
-    reconcile.sync_custom_txs(db, {"id": link}, [tx(link, "bank-account-1", "p1", 10)])
+    service.sync_custom_txs(db, {"id": link}, [tx(link, "bank-account-1", "p1", 10)])
     with pytest.raises(BadRequestError) as info:
-        reconcile.reconcile_tx(db, ledger, {**funding(ledger, "p1"), "posted": "2024-01-01T00:00:00Z"})
+        service.reconcile_tx(db, ledger, {**funding(ledger, "p1"), "posted": "2024-01-01T00:00:00Z"})
     assert info.value.field == "entry.posted"
     with pytest.raises(BadRequestError) as info:
         service.add_ledger_entry(db, ledger, EntryRequest(
             ik="direct", type="with_amount", parameters={"tx_id": "p1", "user_id": "u", "amount": "10"}))
     assert info.value.code == "linked_account"
     with pytest.raises(BadRequestError) as info:
-        reconcile.reconcile_tx(db, ledger, {"type": "plain_deposit", "parameters": {
+        service.reconcile_tx(db, ledger, {"type": "plain_deposit", "parameters": {
             "user_id": "u", "amount": "1"}})
     assert "no linked account" in info.value.message
 
 
 def test_unreconciled_txs_shrink_as_txs_reconcile(db, bank):
     link, ledger = bank
-    reconcile.sync_custom_txs(db, {"id": link}, [
+    service.sync_custom_txs(db, {"id": link}, [
         tx(link, "bank-account-1", f"u{i}", 100 + i) for i in range(5)] + [
         tx(link, "bank-account-2", "other-account", 1)])
-    page = reconcile.unreconciled_txs(db, ledger, "assets-root/operating", first=3)
+    page = service.unreconciled_txs(db, ledger, "assets-root/operating", first=3)
     assert [x.external_id for x in page.txs] == ["u0", "u1", "u2"] and page.has_next_page
-    rest = reconcile.unreconciled_txs(db, ledger, "assets-root/operating", first=3, after=page.end_cursor)
+    rest = service.unreconciled_txs(db, ledger, "assets-root/operating", first=3, after=page.end_cursor)
     assert [x.external_id for x in rest.txs] == ["u3", "u4"] and not rest.has_next_page
-    reconcile.reconcile_tx(db, ledger, funding(ledger, "u1"))
-    reconcile.reconcile_tx(db, ledger, funding(ledger, "u3"))
-    left = reconcile.unreconciled_txs(db, ledger, "assets-root/operating", first=50)
+    service.reconcile_tx(db, ledger, funding(ledger, "u1"))
+    service.reconcile_tx(db, ledger, funding(ledger, "u3"))
+    left = service.unreconciled_txs(db, ledger, "assets-root/operating", first=50)
     assert [x.external_id for x in left.txs] == ["u0", "u2", "u4"]
-    assert [x.external_id for x in reconcile.unreconciled_txs(
+    assert [x.external_id for x in service.unreconciled_txs(
         db, ledger, "assets-root/holding").txs] == ["other-account"]
     with pytest.raises(BadRequestError) as info:
-        reconcile.unreconciled_txs(db, ledger, "liabilities/users:alice/available")
+        service.unreconciled_txs(db, ledger, "liabilities/users:alice/available")
     assert info.value.code == "not_linked"
     with pytest.raises(BadRequestError):
-        reconcile.unreconciled_txs(db, ledger, "assets-root/operating", after="garbage")
+        service.unreconciled_txs(db, ledger, "assets-root/operating", after="garbage")
 
 
 def test_deleted_tx_cannot_be_reconciled_and_resync_brings_it_back(db, bank):
     link, ledger = bank
-    (synced,) = reconcile.sync_custom_txs(db, {"id": link}, [tx(link, "bank-account-1", "d1", 300)])
-    (deleted,) = reconcile.delete_custom_txs(db, {"id": link}, [
+    (synced,) = service.sync_custom_txs(db, {"id": link}, [tx(link, "bank-account-1", "d1", 300)])
+    (deleted,) = service.delete_custom_txs(db, {"id": link}, [
         {"account": {"linkId": link, "externalId": "bank-account-1"}, "externalId": "d1"}])
     assert deleted.id == synced.id and deleted.deleted is not None
     with pytest.raises(BadRequestError) as info:
-        reconcile.reconcile_tx(db, ledger, funding(ledger, "d1"))
+        service.reconcile_tx(db, ledger, funding(ledger, "d1"))
     assert info.value.code == "tx_deleted"
-    assert "d1" not in [x.external_id for x in reconcile.unreconciled_txs(
+    assert "d1" not in [x.external_id for x in service.unreconciled_txs(
         db, ledger, "assets-root/operating", first=200).txs]
     # Synced again, it is a new tx, with a new amount if need be.
-    (back,) = reconcile.sync_custom_txs(db, {"id": link}, [tx(link, "bank-account-1", "d1", 301)])
+    (back,) = service.sync_custom_txs(db, {"id": link}, [tx(link, "bank-account-1", "d1", 301)])
     assert back.id != synced.id and back.amount == 301
-    result = reconcile.reconcile_tx(db, ledger, funding(ledger, "d1"))
+    result = service.reconcile_tx(db, ledger, funding(ledger, "d1"))
     assert result.lines[0].amount == 301
     # A reconciled tx cannot be deleted: its amount is in the books.
     with pytest.raises(BadRequestError) as info:
-        reconcile.delete_custom_txs(db, {"id": link}, [{"id": back.id}])
+        service.delete_custom_txs(db, {"id": link}, [{"id": back.id}])
     assert info.value.code == "tx_reconciled"
     with pytest.raises(NotFoundError):
-        reconcile.reconcile_tx(db, ledger, funding(ledger, "never-synced"))
+        service.reconcile_tx(db, ledger, funding(ledger, "never-synced"))
 
 
 def test_book_transfer_reconciles_two_txs_of_one_link(db, bank):
     link, ledger = bank
-    reconcile.sync_custom_txs(db, {"id": link}, [
+    service.sync_custom_txs(db, {"id": link}, [
         tx(link, "bank-account-1", "bt-in", 900, posted="2025-03-05T09:00:00Z"),
         tx(link, "bank-account-2", "bt-out", -900, posted="2025-03-05T09:00:00Z"),
         tx(link, "bank-account-2", "late-out", -900, posted="2025-03-05T09:00:01Z"),
         tx(link, "bank-account-1", "odd-in", 899, posted="2025-03-05T09:00:01Z")])
-    result = reconcile.reconcile_tx(db, ledger, {"type": "book_transfer", "parameters": {
+    result = service.reconcile_tx(db, ledger, {"type": "book_transfer", "parameters": {
         "in_tx": "bt-in", "out_tx": "bt-out"}})
     assert {l.key: l.amount for l in result.lines} == {
         "funds_arrive_in_operating_bank": 900, "funds_leave_holding_bank": -900}
     assert result.entry.ik == "bt-in,bt-out"
     with pytest.raises(BadRequestError) as info:
-        reconcile.reconcile_tx(db, ledger, {"type": "book_transfer", "parameters": {
+        service.reconcile_tx(db, ledger, {"type": "book_transfer", "parameters": {
             "in_tx": "odd-in", "out_tx": "late-out"}})
     assert info.value.code == "unbalanced_entry"
     with pytest.raises(BadRequestError) as info:
-        reconcile.reconcile_tx(db, ledger, {"type": "book_transfer", "parameters": {
+        service.reconcile_tx(db, ledger, {"type": "book_transfer", "parameters": {
             "in_tx": "odd-in", "out_tx": "bt-out"}})
     assert "same posted" in info.value.message
 
 
 def test_template_linked_account_takes_link_from_parameters(db, bank, unique):
     link, ledger = bank
-    reconcile.sync_custom_accounts(db, {"id": link}, [{"externalId": "cust-7", "name": "Customer 7"}])
-    reconcile.sync_custom_txs(db, {"id": link}, [tx(link, "cust-7", "c1", 55), tx(link, "cust-7", "c2", 66)])
+    service.sync_custom_accounts(db, {"id": link}, [{"externalId": "cust-7", "name": "Customer 7"}])
+    service.sync_custom_txs(db, {"id": link}, [tx(link, "cust-7", "c1", 55), tx(link, "cust-7", "c2", 66)])
     with pytest.raises(BadRequestError) as info:
-        reconcile.reconcile_tx(db, ledger, {"type": "customer_deposit", "parameters": {
+        service.reconcile_tx(db, ledger, {"type": "customer_deposit", "parameters": {
             "customer": "c7", "tx_id": "c1"}})
     assert info.value.code == "missing_parameter" and "BANK_LINK_ID" in info.value.field
     params = {"customer": "c7", "tx_id": "c1", "BANK_LINK_ID": link, "BANK_ACCOUNT_ID": "cust-7"}
-    result = reconcile.reconcile_tx(db, ledger, {"type": "customer_deposit", "parameters": params})
+    result = service.reconcile_tx(db, ledger, {"type": "customer_deposit", "parameters": params})
     assert result.lines[0].amount == 55
     assert own(db, ledger, "assets-root/customer-banks:c7") == 55
-    left = reconcile.unreconciled_txs(db, ledger, "assets-root/customer-banks:c7")
+    left = service.unreconciled_txs(db, ledger, "assets-root/customer-banks:c7")
     assert [x.external_id for x in left.txs] == ["c2"]
 
 
 def test_concurrent_reconciliations_of_one_tx_post_one_entry(db, bank):
     link, ledger = bank
-    reconcile.sync_custom_txs(db, {"id": link}, [tx(link, "bank-account-1", "race", 1234)])
+    service.sync_custom_txs(db, {"id": link}, [tx(link, "bank-account-1", "race", 1234)])
     results, errors = [], []
     barrier = threading.Barrier(6)
 
     def go():
         barrier.wait()
         try:
-            results.append(reconcile.reconcile_tx(db, ledger, funding(ledger, "race")))
+            results.append(service.reconcile_tx(db, ledger, funding(ledger, "race")))
         except Exception as exc:  # noqa: BLE001 - the assertion below shows it
             errors.append(exc)
 
@@ -328,32 +329,32 @@ def test_concurrent_reconciliations_of_one_tx_post_one_entry(db, bank):
 
 def test_create_custom_link_is_idempotent(db, unique):
     ik = unique("link")
-    first = reconcile.create_custom_link(db, ik, "Bank")
-    again = reconcile.create_custom_link(db, ik, "Bank")
+    first = service.create_custom_link(db, ik, "Bank")
+    again = service.create_custom_link(db, ik, "Bank")
     assert again.is_ik_replay and again.link.id == first.link.id == ik
     with pytest.raises(BadRequestError) as info:
-        reconcile.create_custom_link(db, ik, "Other name")
+        service.create_custom_link(db, ik, "Other name")
     assert info.value.code == "ik_conflict"
-    named = reconcile.create_custom_link(db, unique("ik"), "Bank", link_id=unique("id"))
+    named = service.create_custom_link(db, unique("ik"), "Bank", link_id=unique("id"))
     assert not named.is_ik_replay and named.link.kind == "custom"
 
 
 def test_reversed_reconciliation_frees_the_tx_for_a_corrected_entry(db, bank):
     link, ledger = bank
-    reconcile.sync_custom_txs(db, {"id": link}, [tx(link, "bank-account-1", "rev1", 640)])
-    wrong = reconcile.reconcile_tx(db, ledger, funding(ledger, "rev1", user="mallory"))
+    service.sync_custom_txs(db, {"id": link}, [tx(link, "bank-account-1", "rev1", 640)])
+    wrong = service.reconcile_tx(db, ledger, funding(ledger, "rev1", user="mallory"))
     service.reverse_ledger_entry(db, id=wrong.entry.id)
-    (synced,) = reconcile.find_txs(db, link, "rev1")
+    (synced,) = find_txs(db, link, "rev1")
     assert not synced.reconciled
-    assert "rev1" in [x.external_id for x in reconcile.unreconciled_txs(
+    assert "rev1" in [x.external_id for x in service.unreconciled_txs(
         db, ledger, "assets-root/operating", first=200).txs]
-    fixed = reconcile.reconcile_tx(db, ledger, funding(ledger, "rev1", user="alice2"))
+    fixed = service.reconcile_tx(db, ledger, funding(ledger, "rev1", user="alice2"))
     assert not fixed.is_ik_replay and fixed.entry.id != wrong.entry.id
     assert fixed.entry.ik == "rev1"
-    (synced,) = reconcile.find_txs(db, link, "rev1")
+    (synced,) = find_txs(db, link, "rev1")
     assert synced.reconciled and synced.entry_ids == [fixed.entry.id]
-    assert reconcile.reconcile_tx(db, ledger, funding(ledger, "rev1", user="alice2")).is_ik_replay
+    assert service.reconcile_tx(db, ledger, funding(ledger, "rev1", user="alice2")).is_ik_replay
     assert own(db, ledger, "liabilities/users:mallory/available") == 0
     assert own(db, ledger, "liabilities/users:alice2/available") == 640
-    assert "rev1" not in [x.external_id for x in reconcile.unreconciled_txs(
+    assert "rev1" not in [x.external_id for x in service.unreconciled_txs(
         db, ledger, "assets-root/operating", first=200).txs]

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-from ledger import posting, service
+from ledger import service
+from ledger.posting.engine import post_entries
+from ledger.posting.model import Posted
 from ledger.errors import BadRequestError
-from ledger.model import EntryRequest
+from ledger.service import EntryRequest
 from tests.integration.helpers import new_ledger, own, post, seed000_schema
 
 
@@ -23,7 +25,7 @@ def test_refused_entries_fail_alone_and_leave_no_trace(db, unique):
         EntryRequest(ik="used", type="deposit", parameters={"user_id": "a", "amount": "10"}),
     ]
     with db.transaction() as conn:
-        out = posting.post_entries(conn, ledger, reqs, refusals="report")
+        out = post_entries(conn, ledger, reqs, refusals="report")
     codes = [o.code if isinstance(o, BadRequestError) else ("replay" if o.is_ik_replay else "posted")
              for o in out]
     assert codes == ["posted", "condition_failed", "posted", "ik_conflict", "invalid_amount",
@@ -47,7 +49,7 @@ def test_raise_mode_still_rolls_back_the_whole_batch(db, unique):
             EntryRequest(ik="x2", type="transfer", parameters={"from_id": "b", "to_id": "c", "amount": "6"})]
     try:
         with db.transaction() as conn:
-            posting.post_entries(conn, ledger, reqs)
+            post_entries(conn, ledger, reqs)
     except BadRequestError as exc:
         assert exc.code == "condition_failed" and exc.index == 1
     else:
@@ -64,11 +66,11 @@ def test_without_detail_the_answer_is_each_entry_id(db, unique):
             EntryRequest(ik="over", type="transfer", parameters={"from_id": "b", "to_id": "c",
                                                                  "amount": "6"})]
     with db.transaction() as conn:
-        out = posting.post_entries(conn, ledger, reqs, refusals="report", detail=False)
+        out = post_entries(conn, ledger, reqs, refusals="report", detail=False)
     with db.transaction() as conn:
         stored = dict(conn.execute(sa.text("SELECT ik, id FROM entries WHERE ledger_id = :l"),
                                    {"l": ledger.id}).all())
-    assert out[0] == posting.Posted(str(stored["new"]), False)
-    assert out[1] == posting.Posted(first.entry.id, True)
+    assert out[0] == Posted(str(stored["new"]), False)
+    assert out[1] == Posted(first.entry.id, True)
     assert isinstance(out[2], BadRequestError) and out[2].code == "condition_failed"
     assert own(db, ledger_ik, "liabilities/users:b/available") == 5

@@ -12,7 +12,7 @@ from hypothesis.stateful import (Bundle, RuleBasedStateMachine, consumes, initia
 
 from ledger import service
 from ledger.errors import BadRequestError
-from ledger.model import EntryRequest
+from ledger.service import EntryRequest
 
 USERS = ["ann", "bob", "cy"]
 CURRENCIES = ["USD", "EUR"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 
 from ledger import service
-from ledger.model import EntryRequest
+from ledger.service import EntryRequest
 from tests.integration.helpers import new_ledger, seed000_schema
 
 

@@ -10,11 +10,14 @@ from datetime import datetime, timedelta, timezone
 import pytest
 import sqlalchemy as sa
 
-from ledger import reconcile, stripe_sync
+from ledger import service
+from ledger.reconcile.txs import find_txs
+from ledger.settings import Secret
+from ledger.stripe.sync import recheck_pending
 from ledger.errors import BadRequestError
 from tests.fakes.stripe_server import WEBHOOK_SECRET, FakeStripe
 from tests.integration.helpers import own
-from tests.integration.stripe_helpers import entry_count, stripe_wallet
+from tests.integration.stripe_helpers import entry_count, stripe_config, stripe_wallet
 
 DAY = 86400
 
@@ -34,10 +37,10 @@ def wallet(db, unique):
 def deliver(db, fake, event: dict, link_id: str, secret: str = WEBHOOK_SECRET):
     """What the webhook route and its task do: verify, store, process."""
     payload = json.dumps(event)
-    verified = stripe_sync.verify_event(payload.encode(), fake.sign(payload, secret),
-                                        stripe_sync.Secret(WEBHOOK_SECRET))
-    stored = stripe_sync.store_event(db, verified)
-    report = stripe_sync.process_event(db, verified["id"], fake.client(), link_id)
+    verified = service.verify_stripe_event(payload.encode(), fake.sign(payload, secret),
+                                        Secret(WEBHOOK_SECRET))
+    stored = service.store_stripe_event(db, verified)
+    report = service.process_stripe_event(db, stripe_config(link_id), verified["id"], fake.client())
     return stored, report
 
 
@@ -50,7 +53,7 @@ def test_webhook_then_backfill_posts_one_entry(db, fake, wallet):
     made = fake.add_charge(2500, fee=103, metadata={"user_id": "alice"})
     stored, report = deliver(db, fake, fake.event("charge.succeeded", made["charge"]), link)
     assert stored and report.reconciled == 2 and not report.problems  # deposit and fee
-    again = stripe_sync.backfill(db, since_yesterday(), client=fake.client(), link_id=link)
+    again = service.stripe_backfill(db, stripe_config(link), since_yesterday(), client=fake.client())
     assert again.listed == 1 and again.reconciled == 0 and again.already_reconciled == 2
     assert entry_count(db, ledger, "deposit") == 1 and entry_count(db, ledger, "stripe_fee") == 1
     assert own(db, ledger, "liabilities/users:alice/available") == 2500
@@ -58,7 +61,7 @@ def test_webhook_then_backfill_posts_one_entry(db, fake, wallet):
     assert own(db, ledger, "expense/stripe-fees") == 103
     # The deposit's tx is named by the charge (seed 000 reconciles by charge id) and posted
     # when the charge happened.
-    (tx,) = reconcile.find_txs(db, link, made["charge"]["id"])
+    (tx,) = find_txs(db, link, made["charge"]["id"])
     assert tx.amount == 2500 and tx.entry_ids
     assert tx.posted == datetime.fromtimestamp(made["charge"]["created"], tz=timezone.utc)
 
@@ -66,7 +69,7 @@ def test_webhook_then_backfill_posts_one_entry(db, fake, wallet):
 def test_missed_webhook_backfill_posts_it(db, fake, wallet):
     ledger, link = wallet
     fake.add_charge(700, metadata={"user_id": "bob"})
-    report = stripe_sync.backfill(db, since_yesterday(), client=fake.client(), link_id=link)
+    report = service.stripe_backfill(db, stripe_config(link), since_yesterday(), client=fake.client())
     assert report.reconciled == 1 and report.synced == 1
     assert own(db, ledger, "liabilities/users:bob/available") == 700
 
@@ -76,7 +79,7 @@ def test_two_charges_same_amount_same_day_are_two_entries(db, fake, wallet):
     now = int(time.time())
     fake.add_charge(1000, metadata={"user_id": "carol"}, created=now - 60)
     fake.add_charge(1000, metadata={"user_id": "carol"}, created=now - 60)
-    report = stripe_sync.backfill(db, since_yesterday(), client=fake.client(), link_id=link)
+    report = service.stripe_backfill(db, stripe_config(link), since_yesterday(), client=fake.client())
     assert report.reconciled == 2
     assert entry_count(db, ledger, "deposit") == 2
     assert own(db, ledger, "liabilities/users:carol/available") == 2000
@@ -101,13 +104,13 @@ def test_bad_signature_is_refused(db, fake, wallet):
     for header in (fake.sign(payload, "whsec_wrong"), None, "garbage",
                    fake.sign(payload, WEBHOOK_SECRET, timestamp=int(time.time()) - 3600)):
         with pytest.raises(BadRequestError) as info:
-            stripe_sync.verify_event(payload.encode(), header, stripe_sync.Secret(WEBHOOK_SECRET))
+            service.verify_stripe_event(payload.encode(), header, Secret(WEBHOOK_SECRET))
         assert info.value.code == "invalid_signature"
     # An altered body does not verify either.
     header = fake.sign(payload, WEBHOOK_SECRET)
     with pytest.raises(BadRequestError):
-        stripe_sync.verify_event(payload.replace("400", "40000").encode(), header,
-                                 stripe_sync.Secret(WEBHOOK_SECRET))
+        service.verify_stripe_event(payload.replace("400", "40000").encode(), header,
+                                 Secret(WEBHOOK_SECRET))
 
 
 def test_pending_charge_is_synced_only_once_available(db, fake, wallet):
@@ -116,19 +119,19 @@ def test_pending_charge_is_synced_only_once_available(db, fake, wallet):
     txn = made["balance_transaction"]["id"]
     _, report = deliver(db, fake, fake.event("charge.succeeded", made["charge"]), link)
     assert report.pending == 1 and report.synced == 0
-    report = stripe_sync.backfill(db, since_yesterday(), client=fake.client(), link_id=link)
+    report = service.stripe_backfill(db, stripe_config(link), since_yesterday(), client=fake.client())
     assert report.pending == 1 and report.synced == 0
-    assert reconcile.find_txs(db, link, made["charge"]["id"]) == []
+    assert find_txs(db, link, made["charge"]["id"]) == []
     assert entry_count(db, ledger) == 0
     # Not due yet (available_on is two days away): the scheduled re-check leaves it.
-    assert stripe_sync.recheck_pending(db, fake.client(), stripe_sync.load_settings(db, link)).listed == 0
+    assert recheck_pending(db, service.stripe_settings(db, stripe_config(link)), fake.client()).listed == 0
     fake.settle(txn)
     # Stripe says so with balance.available; the re-check it triggers syncs it.
     _, report = deliver(db, fake, fake.event("balance.available", {"object": "balance"}), link)
     assert report.synced == 1 and report.reconciled == 1
     assert own(db, ledger, "liabilities/users:fay/available") == 900
     # Settled, it is no longer pending: nothing left to re-check.
-    assert stripe_sync.recheck_pending(db, fake.client(), stripe_sync.load_settings(db, link),
+    assert recheck_pending(db, service.stripe_settings(db, stripe_config(link)), fake.client(),
                                        due_only=False).listed == 0
 
 
@@ -136,17 +139,17 @@ def test_charge_without_user_id_stays_unreconciled_and_is_listed(db, fake, walle
     ledger, link = wallet
     made = fake.add_charge(333, metadata={"order": "o-1"})
     fake.add_charge(444, metadata={"user_id": "gus"})
-    report = stripe_sync.backfill(db, since_yesterday(), client=fake.client(), link_id=link)
+    report = service.stripe_backfill(db, stripe_config(link), since_yesterday(), client=fake.client())
     assert report.reconciled == 1
     (problem,) = report.problems
     txn = made["balance_transaction"]["id"]
     assert problem.balance_transaction == txn and "user_id" in problem.reason
-    assert [p.balance_transaction for p in stripe_sync.problems(db, link)] == [txn]
-    page = reconcile.unreconciled_txs(db, ledger, "assets/banks/user-cash")
+    assert [p.balance_transaction for p in service.stripe_problems(db, stripe_config(link))] == [txn]
+    page = service.unreconciled_txs(db, ledger, "assets/banks/user-cash")
     assert [(x.external_id, x.amount) for x in page.txs] == [(made["charge"]["id"], 333)]
     assert entry_count(db, ledger, "deposit") == 1
     # Another delivery does not guess either.
-    stripe_sync.backfill(db, since_yesterday(), client=fake.client(), link_id=link)
+    service.stripe_backfill(db, stripe_config(link), since_yesterday(), client=fake.client())
     assert entry_count(db, ledger, "deposit") == 1
 
 
@@ -170,19 +173,19 @@ def test_backfill_pages_over_more_than_100_and_resumes_from_its_cursor(db, fake,
             raise Interrupted
 
     with pytest.raises(Interrupted):
-        stripe_sync.backfill(db, since, client=fake.client(), link_id=link, progress=progress)
+        service.stripe_backfill(db, stripe_config(link), since, client=fake.client(), progress=progress)
     assert entry_count(db, ledger) == 150
     # The cursor is in the database: the next run with the same `since` continues after
     # the last complete page (100 objects), not from the start.
     fake.requests.clear()
-    report = stripe_sync.backfill(db, since, client=fake.client(), link_id=link)
+    report = service.stripe_backfill(db, stripe_config(link), since, client=fake.client())
     assert fake.requests[0][1].get("starting_after")
     assert report.listed == 130 and report.reconciled == 80 and report.already_reconciled == 50
     assert entry_count(db, ledger) == 230
     assert own(db, ledger, "assets/banks/user-cash") == sum(100 + i for i in range(230))
     assert all(int(p[1]["limit"]) == 100 for p in fake.requests)
     assert seen == sorted(seen)  # newest first: progress only grows
-    settings = stripe_sync.load_settings(db, link)
+    settings = service.stripe_settings(db, stripe_config(link))
     assert settings.done_until is not None
 
 
@@ -190,15 +193,15 @@ def test_trailing_backfill_starts_where_the_last_one_ended(db, fake, wallet):
     ledger, link = wallet
     fake.add_charge(10, metadata={"user_id": "h"}, created=int(time.time()) - 10 * DAY)
     fake.add_charge(20, metadata={"user_id": "h"})
-    report = stripe_sync.backfill_trailing(db, fake.client(), link_id=link)
+    report = service.stripe_backfill_trailing(db, stripe_config(link), fake.client())
     assert report.reconciled == 1  # the trailing window is 3 days
-    first_end = stripe_sync.load_settings(db, link).done_until
+    first_end = service.stripe_settings(db, stripe_config(link)).done_until
     fake.add_charge(30, metadata={"user_id": "h"})
     fake.requests.clear()
-    report = stripe_sync.backfill_trailing(db, fake.client(), link_id=link)
+    report = service.stripe_backfill_trailing(db, stripe_config(link), fake.client())
     assert report.reconciled == 1
     assert own(db, ledger, "liabilities/users:h/available") == 50
-    assert stripe_sync.load_settings(db, link).done_until > first_end
+    assert service.stripe_settings(db, stripe_config(link)).done_until > first_end
 
 
 def test_webhook_and_backfill_racing_post_one_entry(db, fake, wallet):
@@ -215,7 +218,7 @@ def test_webhook_and_backfill_racing_post_one_entry(db, fake, wallet):
 
     def backfill():
         barrier.wait()
-        stripe_sync.backfill(db, since_yesterday(), client=fake.client(), link_id=link)
+        service.stripe_backfill(db, stripe_config(link), since_yesterday(), client=fake.client())
 
     def guard(fn):
         def run():
@@ -237,7 +240,7 @@ def test_webhook_and_backfill_racing_post_one_entry(db, fake, wallet):
 
 def test_secrets_never_show(db, wallet):
     _, link = wallet
-    settings = stripe_sync.load_settings(db, link)
+    settings = service.stripe_settings(db, stripe_config(link))
     text = repr(settings) + str(settings)
     assert "rk_test" not in text and "whsec_" not in text
     assert settings.api_key.reveal().startswith("rk_test")
@@ -246,7 +249,7 @@ def test_secrets_never_show(db, wallet):
 def test_other_balance_transactions_are_synced_unreconciled_without_problems(db, fake, wallet):
     ledger, link = wallet
     payout = fake.add_balance_transaction(-5000, type="payout")
-    report = stripe_sync.backfill(db, since_yesterday(), client=fake.client(), link_id=link)
+    report = service.stripe_backfill(db, stripe_config(link), since_yesterday(), client=fake.client())
     assert report.synced == 1 and report.reconciled == 0 and not report.problems
-    page = reconcile.unreconciled_txs(db, ledger, "assets/banks/user-cash")
+    page = service.unreconciled_txs(db, ledger, "assets/banks/user-cash")
     assert [(x.external_id, x.amount) for x in page.txs] == [(payout["id"], -5000)]

@@ -8,7 +8,7 @@ import sqlalchemy as sa
 
 from ledger import service
 from ledger.errors import BadRequestError, NotFoundError
-from ledger.model import EntryRequest
+from ledger.service import EntryRequest
 from tests.integration.helpers import new_ledger, own, post, seed000_schema, seed002_schema
 
 
@@ -295,7 +295,7 @@ def test_a_batch_answers_with_the_ids_its_rows_got(db, unique):
 
 
 def test_account_paths_stay_within_what_the_index_takes(db, unique):
-    from ledger.schema import MAX_PATH_BYTES
+    from ledger.schema.model import MAX_PATH_BYTES
 
     ledger = new_ledger(db, unique, seed000_schema(unique("wallet")))
     room = MAX_PATH_BYTES - len("liabilities/users:/available")

@@ -6,8 +6,9 @@ import json
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ledger import fastjson, posting
-from ledger.model import EntryRequest
+from ledger import fastjson
+from ledger.posting.idempotency import fingerprint
+from ledger.service import EntryRequest
 
 values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.text(),
@@ -50,10 +51,10 @@ requests = st.builds(
 @given(requests)
 def test_fingerprints_are_what_the_standard_library_made(entry):
     # Fingerprints are stored: one computed now must equal one computed before orjson.
-    fast = posting.fingerprint(entry)
+    fast = fingerprint(entry)
     original = fastjson.canonical
     fastjson.canonical = lambda value: stdlib(value, sort_keys=True)
     try:
-        assert posting.fingerprint(entry) == fast
+        assert fingerprint(entry) == fast
     finally:
         fastjson.canonical = original

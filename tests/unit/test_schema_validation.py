@@ -7,7 +7,8 @@ import copy
 import pytest
 
 from ledger.errors import SchemaError
-from ledger.schema import parse_expr, parse_schema, verify
+from ledger.schema.model import parse_expr
+from ledger.schema.parse import parse_schema, verify
 
 
 def base() -> dict:

@@ -1,0 +1,199 @@
+"""Working a partition: claiming its pending jobs, posting them, recording each outcome."""
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import DBAPIError, OperationalError
+
+from ledger import fastjson
+from ledger.db import Database, is_retryable
+from ledger.errors import LedgerError, NotFoundError
+from ledger.jobs.model import DEFAULT_BATCH, FAILED, POSTED, WorkResult
+from ledger.ledgers import Ledger, get_ledger
+from ledger.posting.engine import post_entries
+from ledger.posting.model import EntryRequest, Posted
+
+log = logging.getLogger(__name__)
+
+
+# First key of the two-int advisory lock, so our per-partition locks cannot collide with
+# advisory locks taken by anything else on the same database ("LJ" for ledger jobs).
+_LOCK_NAMESPACE = 0x4C4A
+
+
+# The claimed jobs come back as one JSON document (decoded by one C call) rather than a
+# row each: reading a claim of 1,000 took 5 ms of the worker's CPU instead of 14.
+_CLAIM = sa.text("""
+    WITH claimed AS (
+        SELECT id, ledger_id, ledger_ik, request FROM posting_jobs
+        WHERE partition = :partition AND status = 'pending'
+        ORDER BY id
+        LIMIT :limit
+        FOR UPDATE SKIP LOCKED)
+    SELECT coalesce(json_agg(json_build_array(id, ledger_id, ledger_ik, request) ORDER BY id),
+                    '[]')::text
+    FROM claimed""")
+
+
+_MARK = sa.text("""
+    UPDATE posting_jobs AS j
+    SET status = r.s, entry_id = r.e, is_ik_replay = r.p, error = r.x,
+        finished = statement_timestamp()
+    FROM json_to_recordset(CAST(:rows AS json))
+         AS r(i bigint, s text, e text, p boolean, x jsonb)
+    WHERE j.id = r.i AND j.status = 'pending'""")
+
+
+@dataclass
+class _Claimed:
+    id: int
+    ledger_id: int
+    ledger_ik: str
+    request: dict
+    parsed: EntryRequest | None = None
+    outcome: dict | None = field(default=None)
+
+
+def is_transient(exc: BaseException) -> bool:
+    """A fault of the moment (connection lost, deadlock, retryable LedgerError)."""
+    if isinstance(exc, LedgerError):
+        return bool(exc.retryable)
+    if isinstance(exc, DBAPIError):
+        return is_retryable(exc) or isinstance(exc, OperationalError)
+    return False
+
+
+def _refused(exc: BaseException) -> bool:
+    """The engine's typed refusal of an entry, final whatever the state of the system: the
+    one kind of failure recorded as a job's outcome. Anything else (the database gone, code
+    deployed before its migration, a bug) rolls the whole batch back and propagates, so the
+    jobs stay pending and post once the fault is fixed: a job accepted is never failed
+    for a reason that is not its own."""
+    return isinstance(exc, LedgerError) and not exc.retryable
+
+
+def _failure(exc: LedgerError) -> dict:
+    error = exc.to_dict()
+    error.pop("index", None)  # its index in the worker's batch means nothing to a caller
+    return error
+
+
+class _Ledgers:
+    """Ledgers by id. A ledger's identity never changes once created, so one lookup per
+    process is enough."""
+
+    def __init__(self):
+        self._by_id: dict[int, Ledger] = {}
+
+    def get(self, db: Database, ledger_id: int, ledger_ik: str) -> Ledger:
+        ledger = self._by_id.get(ledger_id)
+        if ledger is None:
+            ledger = get_ledger(db, ledger_ik)
+            self._by_id[ledger_id] = ledger
+        return ledger
+
+
+_ledgers = _Ledgers()
+
+
+def _post_run(conn: Connection, ledger: Ledger, run: list[_Claimed]) -> None:
+    """Post a run of one ledger's jobs, in order, recording each outcome on its job.
+
+    One engine call for the whole run: the engine checks each entry against the balances
+    the entries before it left and reports a refused one in its place
+    (``refusals="report"``), so a bad entry fails alone and the rest posts in the same
+    statements. Any other fault propagates and rolls the whole batch back.
+    """
+    todo = [job for job in run if job.outcome is None]
+    if not todo:
+        return
+    with conn.begin_nested():
+        results = post_entries(conn, ledger, [j.parsed for j in todo],
+                                       refusals="report", detail=False)
+    for job, result in zip(todo, results, strict=True):
+        if isinstance(result, LedgerError):
+            if not _refused(result):
+                raise result
+            job.outcome = {"status": FAILED, "error": _failure(result)}
+        else:
+            _record([job], [result])
+
+
+def _record(jobs: list[_Claimed], results: list[Posted]) -> None:
+    for job, result in zip(jobs, results, strict=True):
+        job.outcome = {"status": POSTED, "entry_id": result.entry_id,
+                       "is_ik_replay": result.is_ik_replay}
+
+
+def work_partition(db: Database, partition: int, *, limit: int = DEFAULT_BATCH) -> WorkResult:
+    """Post up to ``limit`` pending jobs of ``partition``, oldest first, in one transaction.
+
+    The advisory lock makes the partition single-consumer whatever the broker does (a
+    duplicated message, two workers on one queue): a second caller gets ``busy`` at once
+    instead of waiting, and posts nothing. Only the engine's refusal of an entry fails a
+    job; any other fault rolls everything back and propagates (InternalError, the driver's
+    error, a bug): the jobs stay pending for the caller to retry.
+    """
+
+    def work(conn: Connection) -> WorkResult:
+        result = WorkResult(partition)
+        locked = conn.execute(sa.text("SELECT pg_try_advisory_xact_lock(:ns, :p)"),
+                              {"ns": _LOCK_NAMESPACE, "p": partition}).scalar()
+        if not locked:
+            result.busy = True
+            return result
+        claimed = [_Claimed(*job) for job in json.loads(
+            conn.execute(_CLAIM, {"partition": partition, "limit": limit}).scalar())]
+        result.claimed = len(claimed)
+        result.more = len(claimed) == limit
+        if not claimed:
+            return result
+        for job in claimed:
+            try:
+                job.parsed = EntryRequest.from_json(job.request)
+            except LedgerError as exc:
+                job.outcome = {"status": FAILED, "error": _failure(exc)}
+        # Runs of consecutive jobs of one ledger, so submission order holds across the
+        # whole partition even when ledgers interleave in it.
+        start = 0
+        while start < len(claimed):
+            end = start
+            while end < len(claimed) and claimed[end].ledger_id == claimed[start].ledger_id:
+                end += 1
+            run = claimed[start:end]
+            try:
+                ledger = _ledgers.get(db, run[0].ledger_id, run[0].ledger_ik)
+            except NotFoundError as exc:
+                for job in run:
+                    job.outcome = {"status": FAILED, "error": _failure(exc)}
+            else:
+                _post_run(conn, ledger, run)
+            start = end
+        outcomes = [j.outcome for j in claimed]
+        conn.execute(_MARK, {"rows": fastjson.dumps([
+            {"i": j.id, "s": o["status"], "e": o.get("entry_id"),
+             "p": o.get("is_ik_replay"), "x": o.get("error")}
+            for j, o in zip(claimed, outcomes)])})
+        result.posted = sum(1 for j in claimed if j.outcome["status"] == POSTED)
+        result.failed = result.claimed - result.posted
+        return result
+
+    return db.run(work)
+
+
+def stale_partitions(db: Database, older_than: timedelta) -> list[int]:
+    """Partitions with a job pending for longer than ``older_than``: its doorbell was lost
+    (a crash between commit and enqueue, a flushed broker, a killed worker)."""
+
+    def read(conn: Connection):
+        return conn.execute(sa.text(
+            "SELECT DISTINCT partition FROM posting_jobs "
+            "WHERE status = 'pending' AND created < clock_timestamp() - :age "
+            "ORDER BY partition"), {"age": older_than}).scalars().all()
+
+    return list(db.run(read))

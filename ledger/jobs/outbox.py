@@ -1,0 +1,306 @@
+"""Accepting entry requests as posting jobs, and reading or pruning them."""
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass
+from datetime import timedelta
+from functools import cached_property
+from typing import Any, Callable, Iterable, Sequence
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from ledger import fastjson
+from ledger.db import Database
+from ledger.errors import BadRequestError, InternalError, LedgerError, NotFoundError
+from ledger.jobs.model import (
+    _JOB_COLUMNS,
+    MAX_PAGE,
+    MAX_SUBMISSION,
+    MAX_WAIT_SECONDS,
+    PENDING,
+    STATUSES,
+    Job,
+    JobPage,
+    Submission,
+    _job,
+    partition_of,
+)
+from ledger.ledgers import Ledger, get_ledger
+from ledger.posting.compile import compile_entry, partition_key
+from ledger.posting.model import EntryRequest
+from ledger.schema.store import load_schema
+
+log = logging.getLogger(__name__)
+
+
+def _relocate(exc: LedgerError, index: int) -> LedgerError:
+    """Point an error about one entry at its place in the submission: the engine names
+    fields ``entry.parameters.x``; the caller sent ``entries[index].parameters.x``."""
+    where = f"entries[{index}]"
+    if exc.field and exc.field.startswith("entry"):
+        exc.field = where + exc.field[len("entry"):]
+    elif exc.field and not exc.field.startswith("entries["):
+        exc.field = f"{where}.{exc.field}"
+    elif exc.field is None:
+        exc.field = where
+    if exc.message.startswith("entry.") or exc.message.startswith("entry:"):
+        exc.message = where + exc.message[len("entry"):]
+    elif not exc.message.startswith("entries["):
+        exc.message = f"{where}: {exc.message}"
+    exc.index = index
+    return exc
+
+
+@dataclass
+class _Accepted:
+    request: dict
+    partition: int
+    partition_key: str
+
+    @cached_property
+    def canonical(self) -> str:
+        # Only needed when an ik repeats or already has a job: computed then, not for all.
+        return fastjson.canonical(self.request)
+
+
+def _prepare(schema, ledger: Ledger, entries: Sequence[Any], partitions: int
+             ) -> list[_Accepted]:
+    """Validate every entry against the ledger's schema, without posting anything.
+    Conditions are not checked here: they depend on balances at posting time."""
+    prepared: list[_Accepted] = []
+    for index, data in enumerate(entries):
+        try:
+            if isinstance(data, dict) and "ledger" in data:
+                named = data.get("ledger")
+                named_ik = named.get("ik") if isinstance(named, dict) else None
+                if named_ik != ledger.ik:
+                    raise BadRequestError(
+                        "invalid_input",
+                        f"entry.ledger.ik: this entry names ledger {named_ik!r} but was sent "
+                        f"to ledger {ledger.ik!r}", field="entry.ledger.ik")
+            request = EntryRequest.from_input(data, field="entry")
+            key = partition_key(schema, request)
+            if key == request.ik:
+                # The key falls back to the ik both for an entry that guards or touches no
+                # strong account and for one that does not compile; compile it to tell
+                # which (any other key means it compiled). Compiling is most of the cost of
+                # accepting a job, so it is done once when it can be.
+                compile_entry(schema, request)
+        except LedgerError as exc:
+            raise _relocate(exc, index) from None
+        doc = request.to_json()
+        prepared.append(_Accepted(doc, partition_of(key, partitions), key))
+    return prepared
+
+
+# The batches travel as one json document with one-letter keys, as the engine's do (see
+# ledger/posting/idempotency.py, before _INSERT_ENTRIES).
+_INSERT_JOBS = sa.text("""
+    INSERT INTO posting_jobs (ledger_id, ledger_ik, ik, request, partition, partition_key)
+    SELECT :ledger_id, :ledger_ik, r.k, r.q, r.p, r.y
+    FROM json_to_recordset(CAST(:rows AS json))
+         AS r(o int, k text, q json, p int, y text)
+    ORDER BY r.o
+    ON CONFLICT (ledger_id, ik) DO NOTHING
+    RETURNING id, ik, partition, created""")
+
+
+_EXISTING_JOBS = sa.text(
+    "SELECT " + _JOB_COLUMNS + ", request FROM posting_jobs "
+    "WHERE ledger_id = :ledger_id AND ik = ANY(:iks)")
+
+
+def _first_of_each_ik(prepared: list[_Accepted]) -> tuple[dict[str, int], list[_Accepted]]:
+    """The same ik twice in one submission is one job if the requests agree, else refused.
+    Returns (index of each ik's first entry, the first entries in submission order)."""
+    first_by_ik: dict[str, int] = {}
+    for index, item in enumerate(prepared):
+        ik = item.request["ik"]
+        if ik in first_by_ik:
+            if prepared[first_by_ik[ik]].canonical != item.canonical:
+                raise BadRequestError(
+                    "ik_conflict", f"entries[{index}].ik: ik {ik!r} is also used by "
+                    f"entries[{first_by_ik[ik]}] with a different request",
+                    field=f"entries[{index}].ik", index=index)
+        else:
+            first_by_ik[ik] = index
+    return first_by_ik, [prepared[i] for i in sorted(first_by_ik.values())]
+
+
+def _accept(conn: Connection, ledger: Ledger, unique: list[_Accepted], rows: str,
+            first_by_ik: dict[str, int]) -> dict[str, Job]:
+    """Insert the jobs; an ik that has a job already gets it back if the requests agree."""
+    params = {"ledger_id": ledger.id, "ledger_ik": ledger.ik}
+    # A job just inserted is pending and has no outcome: only what the row assigned
+    # comes back.
+    by_ik = {ik: Job(id, ledger.ik, ik, PENDING, partition, created)
+             for id, ik, partition, created in conn.execute(
+                 _INSERT_JOBS, {**params, "rows": rows})}
+    others = [a for a in unique if a.request["ik"] not in by_ik]
+    if not others:
+        return by_ik
+    existing = conn.execute(_EXISTING_JOBS, {
+        "ledger_id": ledger.id, "iks": [a.request["ik"] for a in others]}).all()
+    stored = {r.ik: r for r in existing}
+    for a in others:
+        ik = a.request["ik"]
+        row = stored.get(ik)
+        if row is None:  # lost a race with a submission that then rolled back
+            raise InternalError("database_unavailable",
+                                "a concurrent submission of the same ik did not "
+                                "complete; retry the request")
+        request = row.request if isinstance(row.request, dict) else json.loads(row.request)
+        # Read back and written again, so a row an older version stored (lines and
+        # parameters in the wire form) compares equal to the same request now.
+        if fastjson.canonical(EntryRequest.from_json(request).to_json()) != a.canonical:
+            index = first_by_ik[ik]
+            raise BadRequestError(
+                "ik_conflict", f"entries[{index}].ik: ik {ik!r} already has a job "
+                f"(id {row.id}) with a different request", field=f"entries[{index}].ik",
+                index=index)
+        by_ik[ik] = _job(row)
+    return by_ik
+
+
+def submit_entries(db: Database, ledger_ik: str, entries: Sequence[Any], *, partitions: int,
+                   after_commit: Callable[[list[int]], None] | None = None,
+                   wait: float = 0.0) -> Submission:
+    """Accept entry requests (wire dicts, as in the seeds' LedgerEntryInput) as posting
+    jobs of ledger ``ledger_ik``: all of them or, on the first bad one, none (the error
+    names its index and field). An ik that already has a job gets that job back; the same
+    ik with a different request is refused (``ik_conflict``), as the synchronous path does.
+    ``partitions`` is N, the deployment's partition count (``Settings.partitions``).
+
+    ``after_commit(partitions)`` runs once the jobs are durable, to wake the workers of the
+    partitions that have pending jobs; if it fails the jobs stay accepted and the relay
+    wakes their partitions later. With ``wait`` > 0, waits up to that many seconds
+    (capped) for the jobs to finish and returns what is known then.
+    """
+    if not isinstance(entries, (list, tuple)) or not entries:
+        raise BadRequestError("invalid_input", "entries: expected one entry or a non-empty "
+                              "list of entries", field="entries")
+    if len(entries) > MAX_SUBMISSION:
+        raise BadRequestError("invalid_input", f"entries: at most {MAX_SUBMISSION} entries "
+                              f"per request, got {len(entries)}", field="entries")
+    ledger = get_ledger(db, ledger_ik)
+    schema = db.run(lambda conn: load_schema(conn, ledger.id))
+    prepared = _prepare(schema, ledger, entries, partitions)
+
+    first_by_ik, unique = _first_of_each_ik(prepared)
+    rows = fastjson.dumps([{"o": n, "k": a.request["ik"], "q": a.request, "p": a.partition,
+                            "y": a.partition_key} for n, a in enumerate(unique)])
+
+    by_ik = db.run(lambda conn: _accept(conn, ledger, unique, rows, first_by_ik))
+    submission = Submission([by_ik[item.request["ik"]] for item in prepared])
+    if after_commit is not None and submission.pending_partitions:
+        try:
+            after_commit(submission.pending_partitions)
+        except Exception:
+            # The jobs are committed: failing the request now would make the caller retry
+            # something already accepted. The relay rings these partitions later.
+            log.warning("could not wake the workers of partitions %s; the relay will",
+                        submission.pending_partitions, exc_info=True)
+    if wait > 0:
+        submission = Submission(wait_for_jobs(db, submission.jobs, wait))
+    return submission
+
+
+def wait_for_jobs(db: Database, jobs: Sequence[Job], seconds: float) -> list[Job]:
+    """The jobs as they are once all are finished or ``seconds`` (capped) have passed."""
+    deadline = time.monotonic() + min(max(seconds, 0.0), MAX_WAIT_SECONDS)
+    current = list(jobs)
+    pause = 0.02
+    while True:
+        pending = [j.id for j in current if j.status == PENDING]
+        if not pending or time.monotonic() >= deadline:
+            return current
+        time.sleep(min(pause, max(deadline - time.monotonic(), 0)))
+        pause = min(pause * 2, 0.25)
+        fresh = {j.id: j for j in _jobs_by_id(db, pending)}
+        current = [fresh.get(j.id, j) for j in current]
+
+
+def _jobs_by_id(db: Database, ids: Iterable[int]) -> list[Job]:
+    ids = list(ids)
+
+    def read(conn: Connection):
+        return conn.execute(sa.text("SELECT " + _JOB_COLUMNS + " FROM posting_jobs "
+                                    "WHERE id = ANY(:ids)"), {"ids": ids}).all()
+
+    return [_job(r) for r in db.run(read)]
+
+
+def _parse_job_id(job_id: Any) -> int | None:
+    try:
+        value = int(str(job_id))
+    except ValueError:
+        return None
+    return value if 0 < value < 2**63 else None
+
+
+def get_job(db: Database, job_id: Any) -> Job:
+    value = _parse_job_id(job_id)
+    jobs = _jobs_by_id(db, [value]) if value is not None else []
+    if not jobs:
+        raise NotFoundError("job_not_found", f"id: no job {job_id!r}", field="id")
+    return jobs[0]
+
+
+def list_jobs(db: Database, ledger_ik: str, status: str | None = None, *,
+              first: int = 50, after: str | None = None) -> JobPage:
+    """A ledger's jobs, newest first, ``first`` at a time; pass the page's ``end_cursor``
+    as ``after`` for the next page."""
+    if status is not None and status not in STATUSES:
+        raise BadRequestError("invalid_input", f"status: expected one of "
+                              f"{', '.join(STATUSES)}, got {status!r}", field="status")
+    if not isinstance(first, int) or not 1 <= first <= MAX_PAGE:
+        raise BadRequestError("invalid_input", f"first: expected 1 to {MAX_PAGE}",
+                              field="first")
+    before = None
+    if after is not None:
+        before = _parse_job_id(after)
+        if before is None:
+            raise BadRequestError("invalid_input", f"after: not a cursor of this list: "
+                                  f"{after!r}", field="after")
+    ledger = get_ledger(db, ledger_ik)
+
+    def read(conn: Connection):
+        where = ["ledger_id = :ledger_id"]
+        params: dict[str, Any] = {"ledger_id": ledger.id, "limit": first + 1}
+        if status is not None:
+            where.append("status = :status")
+            params["status"] = status
+        if before is not None:
+            where.append("id < :before")
+            params["before"] = before
+        return conn.execute(sa.text(
+            "SELECT " + _JOB_COLUMNS + " FROM posting_jobs WHERE " + " AND ".join(where)
+            + " ORDER BY id DESC LIMIT :limit"), params).all()
+
+    rows = db.run(read)
+    jobs = [_job(r) for r in rows[:first]]
+    return JobPage(jobs, str(jobs[-1].id) if jobs else None, len(rows) > first)
+
+
+def prune_finished(db: Database, older_than: timedelta, *, chunk: int = 5000) -> int:
+    """Delete jobs finished more than ``older_than`` ago, in chunks so no transaction holds
+    many row locks or runs long. Returns how many were deleted."""
+    total = 0
+    while True:
+        def delete(conn: Connection) -> int:
+            # A job finished before the cutoff was created before it too: the condition on
+            # `created` lets the (cheap, block-range) index find the candidates.
+            return conn.execute(sa.text(
+                "DELETE FROM posting_jobs WHERE id IN ("
+                " SELECT id FROM posting_jobs WHERE created < clock_timestamp() - :age"
+                " AND status <> 'pending' AND finished < clock_timestamp() - :age"
+                " LIMIT :chunk)"),
+                {"age": older_than, "chunk": chunk}).rowcount
+
+        deleted = db.run(delete)
+        total += deleted
+        if deleted < chunk:
+            return total

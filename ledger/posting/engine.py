@@ -1,0 +1,305 @@
+"""The posting engine: one path by which every entry reaches the books.
+
+``post_entries`` runs inside the caller's transaction so that the sync API (one
+transaction per request) and the async workers (a savepoint per batch or per entry) share
+every rule. Statements per call are bounded and independent of the batch size: one
+insert of entries, at most three for accounts, at most three for balance rows, one insert
+of lines, one update of balances and one insert of deltas.
+"""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any, Iterable
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from ledger import fastjson
+from ledger import tables as t
+from ledger.errors import BadRequestError, LedgerError
+from ledger.ledgers import Ledger
+from ledger.posting.compile import CompiledEntry, compile_entry
+from ledger.posting.conditions import (
+    _check_conditions,
+    _ensure_accounts,
+    _lock_balances,
+    _lock_descendants,
+)
+from ledger.posting.idempotency import (
+    _located,
+    claim_iks,
+    fingerprint,
+)
+from ledger.posting.model import Entry, EntryRequest, Line, Posted, PostResult
+from ledger.posting.rollup import _NewLine, _running_totals, number_lines
+from ledger.schema.model import Schema
+from ledger.schema.store import load_schema
+
+MAX_BATCH = 1000
+
+
+def compile_all(schema: Schema, requests: list[EntryRequest], txs=None) -> list[CompiledEntry]:
+    """Compile every request, or fail on the first bad one naming its index."""
+    batch = len(requests) > 1
+    if len(requests) > MAX_BATCH:
+        raise BadRequestError("invalid_input", f"entries: at most {MAX_BATCH} entries a batch, got {len(requests)}", field="entries")
+    seen: dict[str, int] = {}
+    out = []
+    for i, req in enumerate(requests):
+        if req.ik in seen:
+            raise _located(BadRequestError("invalid_input", f"ik {req.ik!r} appears twice in the batch (also at {seen[req.ik]})", field="ik"), i, batch)
+        seen[req.ik] = i
+        try:
+            entry = compile_entry(schema, req, txs)
+        except LedgerError as exc:
+            raise _located(exc, i, batch) from None
+        entry.fingerprint = fingerprint(req)
+        out.append(entry)
+    return out
+
+
+def _compile_each(schema: Schema, requests: list[EntryRequest], txs,
+                  refused: dict[int, LedgerError]) -> dict[int, CompiledEntry]:
+    """Compile every request that compiles; each refusal goes to ``refused`` by index."""
+    compiled_by: dict[int, CompiledEntry] = {}
+    seen: set[str] = set()
+    for i, req in enumerate(requests):
+        try:
+            if req.ik in seen:
+                raise BadRequestError("invalid_input", f"ik {req.ik!r} appears twice in the batch", field="ik")
+            seen.add(req.ik)
+            entry = compile_entry(schema, req, txs)
+            entry.fingerprint = fingerprint(req)
+            compiled_by[i] = entry
+        except LedgerError as exc:
+            exc.index = i
+            refused[i] = exc
+    return compiled_by
+
+
+def post_entries(conn: Connection, ledger: Ledger, requests: list[EntryRequest],
+                 txs=None, *, refusals: str = "raise", detail: bool = True) -> list:
+    """Post entries atomically in the caller's transaction; replays return the original.
+
+    ``refusals="raise"`` (the sync API): the first entry the engine refuses raises its
+    LedgerError (with ``.index``) and the caller's transaction must be rolled back.
+    ``refusals="report"`` (the async workers): a refused entry is returned in its place as
+    its LedgerError and leaves no trace, while the others post in the same statements, so
+    one bad job never costs its batch a rollback.
+
+    ``detail=False`` answers each posted or replayed entry with a ``Posted`` (its id and
+    whether it was a replay) instead of a ``PostResult``, for callers that record only the
+    reference: neither the entries' objects are built nor replayed entries read back."""
+    if not requests:
+        return []
+    report = refusals == "report"
+    schema = load_schema(conn, ledger.id)
+    refused: dict[int, LedgerError] = {}
+    if report:
+        compiled_by = _compile_each(schema, requests, txs, refused)
+    else:
+        # txs: the locked external txs reconcile_tx resolved (see compile_entry).
+        compiled_by = dict(enumerate(compile_all(schema, requests, txs)))
+    batch = len(requests) > 1
+    now = datetime.now(timezone.utc)
+    inserted, replays = claim_iks(conn, ledger, compiled_by, now, refused,
+                                  locate=batch and not report, raise_refusals=not report)
+    fresh = [i for i in sorted(compiled_by) if i not in replays and i not in refused]
+
+    results: dict[int, Any] = dict(refused)
+    if fresh:
+        _apply(conn, ledger, schema, [compiled_by[i] for i in fresh],
+               [inserted[compiled_by[i].request.ik] for i in fresh], fresh, batch, now, results,
+               report=report, detail=detail)
+        gone = [inserted[compiled_by[i].request.ik] for i in fresh
+                if isinstance(results[i], LedgerError)]
+        if gone:  # refused under the lock: release their ik claims
+            conn.execute(sa.text("DELETE FROM entries WHERE id = ANY(:ids)"), {"ids": gone})
+    if replays and not detail:
+        results.update((i, Posted(str(entry_id), True)) for i, entry_id in replays.items())
+    elif replays:
+        loaded = load_entries(conn, ledger, list(replays.values()))
+        for i, entry_id in replays.items():
+            entry = loaded[entry_id]
+            results[i] = PostResult(entry, entry.lines, True)
+    return [results[i] for i in range(len(requests))]
+
+
+def _apply(conn: Connection, ledger: Ledger, schema: Schema, entries: list[CompiledEntry],
+           entry_ids: list[int], indexes: list[int], batch: bool, now: datetime,
+           results: dict, *, report: bool = False, detail: bool = True) -> None:
+    account_ids = _ensure_accounts(conn, ledger, {
+        line.path: line.account for e in entries for line in e.lines})
+    strong = sorted({(account_ids[l.path], l.currency) for e in entries for l in e.lines
+                     if l.account.own_consistency == "strong"})
+    balances, lines_until = _lock_balances(conn, ledger, strong)
+    before = dict(balances)
+    total_paths = sorted({c.path for e in entries for c in e.conditions if c.balance == "total"})
+    paths_by_id: dict[int, str] = {v: k for k, v in account_ids.items()}
+    if total_paths:
+        for account_id, path, currency, own in _lock_descendants(conn, ledger, total_paths):
+            balances.setdefault((account_id, currency), own)
+            paths_by_id[account_id] = path
+    moved = _Moves()
+    for entry, entry_id, index in zip(entries, entry_ids, indexes):
+        try:
+            moved.add(entry, account_ids, balances, paths_by_id)
+        except LedgerError as exc:
+            if not report:
+                raise _located(exc, index, batch) from None
+            exc.index = index
+            results[index] = exc
+            continue
+        moved.accepted.append((entry, entry_id, index))
+    if not moved.accepted:
+        return
+    ids, until = _insert_lines(conn, ledger, moved.accepted, account_ids, now, before, lines_until)
+    _move_balances(conn, ledger, moved, until)
+    if not detail:
+        for _, entry_id, index in moved.accepted:
+            results[index] = Posted(str(entry_id), False)
+        return
+    # The accepted entries' lines were inserted in order, and ``ids`` is aligned with them.
+    line_ids = iter(ids)
+    for e, entry_id, index in moved.accepted:
+        posted = e.request.posted or now
+        eid = str(entry_id)
+        lines = [Line(str(next(line_ids)), eid, l.key, l.path, l.amount, l.currency, posted,
+                      now, l.tx, l.description, l.account.type) for l in e.lines]
+        entry = Entry(eid, ledger.ik, e.request.ik, e.type, e.description, posted, now,
+                      e.tags, e.groups, lines)
+        results[index] = PostResult(entry, lines, False)
+
+
+class _Moves:
+    """What the accepted entries of a batch move: strong balances (by (account id,
+    currency)), eventual deltas, and the entries themselves with their ids and indexes."""
+
+    def __init__(self):
+        self.deltas: dict[tuple[int, str], int] = {}
+        self.eventual: dict[tuple[int, str], int] = {}
+        self.accepted: list[tuple[CompiledEntry, int, int]] = []
+
+    def add(self, entry: CompiledEntry, account_ids: dict, balances: dict,
+            paths_by_id: dict) -> None:
+        """Check the entry's conditions against ``balances`` (moved by the entries accepted
+        before it) and count its moves; raise, leaving ``balances`` as it was, if one fails."""
+        moves = [((account_ids[l.path], l.currency), l.amount,
+                  l.account.own_consistency == "strong") for l in entry.lines]
+        try:
+            _check_conditions(entry, "pre", balances, account_ids, paths_by_id)
+            for key, amount, is_strong in moves:
+                if is_strong:
+                    balances[key] += amount
+            _check_conditions(entry, "post", balances, account_ids, paths_by_id)
+        except LedgerError:
+            for key, amount, is_strong in moves:
+                if is_strong:
+                    balances[key] -= amount
+            raise
+        for key, amount, is_strong in moves:
+            target = self.deltas if is_strong else self.eventual
+            target[key] = target.get(key, 0) + amount
+
+
+def _insert_lines(conn: Connection, ledger: Ledger, accepted: list, account_ids: dict,
+                  now: datetime, before: dict, lines_until: dict):
+    """Insert the lines of the accepted entries, with running totals where known. Returns
+    (line ids in the entries' line order, latest posted time per strong key)."""
+    flat = [_NewLine(entry_id, l, (account_ids[l.path], l.currency), e.request.posted or now)
+            for e, entry_id, _ in accepted for l in e.lines]
+    # Lines posted "now" (most) send no time of their own: the statement's :created is it.
+    iso = {now: None}
+    # Ids drawn up front, in order: the running totals below follow (posted, id) order.
+    ids = sorted(conn.execute(_NEXT_LINE_IDS, {"n": len(flat)}).scalars().all())
+    totals, slow, until = _running_totals(flat, ids, before, lines_until)
+    conn.execute(_INSERT_LINES, {"l": ledger.id, "created": now, "rows": fastjson.dumps([{
+        "i": line_id, "e": f.entry_id, "a": f.balance[0], "k": f.line.key, "m": f.line.amount,
+        "c": f.line.currency,
+        "p": iso[f.posted] if f.posted in iso else iso.setdefault(f.posted, f.posted.isoformat()),
+        "d": f.line.description, "x": f.line.tx, "t": total}
+        for f, line_id, total in zip(flat, ids, totals)])})
+    if slow:
+        number_lines(conn, [k[0] for k in slow], [k[1] for k in slow])
+    return ids, until
+
+
+def _move_balances(conn: Connection, ledger: Ledger, moved: _Moves, until: dict) -> None:
+    """Update the locked strong balances; append the eventual accounts' deltas."""
+    touched = sorted(until)
+    conn.execute(sa.text(
+        "UPDATE balances b SET own = b.own + d.delta, lines_until = CASE "
+        "  WHEN b.lines_until IS NULL THEN (SELECT max(x.posted) FROM lines x "
+        "    WHERE x.account_id = b.account_id AND x.currency = b.currency) "
+        "  ELSE greatest(b.lines_until, d.until) END "
+        "FROM json_to_recordset(CAST(:rows AS json)) "
+        "AS d(account_id bigint, currency text, delta numeric, until timestamptz) "
+        "WHERE b.account_id = d.account_id AND b.currency = d.currency"),
+        {"rows": fastjson.dumps([{"account_id": k[0], "currency": k[1],
+                                  "delta": moved.deltas.get(k, 0),
+                                  "until": until[k].isoformat()} for k in touched])}) if touched else None
+    pending = [k for k, v in moved.eventual.items() if v]
+    if pending:
+        conn.execute(sa.text(
+            "INSERT INTO balance_deltas (ledger_id, account_id, currency, amount) "
+            "SELECT :l, d.account_id, d.currency, d.amount FROM json_to_recordset("
+            "CAST(:rows AS json)) AS d(account_id bigint, currency text, amount numeric)"),
+            {"l": ledger.id, "rows": fastjson.dumps([
+                {"account_id": k[0], "currency": k[1], "amount": moved.eventual[k]}
+                for k in pending])})
+
+
+# Lines carry the running own balance of their (account, currency) in (posted, id) order
+# (``balance_after``), so that a balance at any time is one index probe (ledger/history/).
+# Strongly consistent accounts get it here, computed under the balance row lock (see
+# ``_running_totals``); lines of eventually consistent accounts are written without one and
+# the rollup numbers them under the balance row lock it takes anyway, so no hot row forms.
+# The sequence by name, a constant: looking it up with pg_get_serial_sequence() in the
+# statement ran that catalog lookup once per id, and the statement took four times as long.
+# (lines.id is an identity column since 0001_core; PostgreSQL names its sequence so.)
+_NEXT_LINE_IDS = sa.text("SELECT nextval('lines_id_seq') FROM generate_series(1, :n)")
+
+
+_INSERT_LINES = sa.text(
+    "INSERT INTO lines (id, ledger_id, entry_id, account_id, key, amount, currency, posted, "
+    "  created, description, tx_external_id, balance_after) "
+    "SELECT u.i, :l, u.e, u.a, u.k, u.m, u.c, coalesce(u.p, :created), :created, u.d, u.x, "
+    "  u.t FROM json_to_recordset(CAST(:rows AS json)) "
+    "AS u(i bigint, e bigint, a bigint, k text, m numeric, c text, p timestamptz, d text, "
+    "x text, t numeric)")
+
+
+def apply_compiled(conn: Connection, ledger: Ledger, schema: Schema,
+                   entries: list[CompiledEntry], entry_ids: list[int],
+                   now: datetime) -> list[PostResult]:
+    """Write already compiled entries whose entry rows exist (ids given): lock, check
+    conditions, insert lines, move balances. For entries the engine makes itself, such as
+    reversals (ledger/history.py); everything else goes through ``post_entries``."""
+    results: dict[int, PostResult] = {}
+    indexes = list(range(len(entries)))
+    _apply(conn, ledger, schema, entries, entry_ids, indexes, len(entries) > 1, now, results)
+    return [results[i] for i in indexes]
+
+
+def load_entries(conn: Connection, ledger: Ledger, ids: Iterable[int]) -> dict[int, Entry]:
+    ids = list(ids)
+    rows = conn.execute(sa.select(t.entries).where(t.entries.c.id.in_(ids))).mappings().all()
+    line_rows = conn.execute(
+        sa.select(t.lines, t.accounts.c.path, t.accounts.c.type.label("account_type"))
+        .join(t.accounts, t.accounts.c.id == t.lines.c.account_id)
+        .where(t.lines.c.entry_id.in_(ids)).order_by(t.lines.c.id)).mappings().all()
+    by_entry: dict[int, list[Line]] = {}
+    for r in line_rows:
+        by_entry.setdefault(r["entry_id"], []).append(line_from_row(r))
+    return {r["id"]: entry_from_row(r, ledger.ik, by_entry.get(r["id"], [])) for r in rows}
+
+
+def line_from_row(r) -> Line:
+    return Line(str(r["id"]), str(r["entry_id"]), r["key"], r["path"], int(r["amount"]),
+                r["currency"], r["posted"], r["created"], r["tx_external_id"], r["description"],
+                r.get("account_type"))
+
+
+def entry_from_row(r, ledger_ik: str, lines: list[Line]) -> Entry:
+    return Entry(str(r["id"]), ledger_ik, r["ik"], r["type"], r["description"], r["posted"],
+                 r["created"], dict(r["tags"]), dict(r["groups"]), lines)
