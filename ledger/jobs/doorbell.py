@@ -66,16 +66,18 @@ class Doorbell:
         """Wake the workers of ``partitions``; returns the partitions rung. With ``coalesce``,
         a partition whose previous doorbell still waits is not rung again: under a steady
         stream of submissions that saves a message per partition per request. A send that
-        fails raises after un-marking its partition, so the next sender rings it."""
+        fails raises after un-marking the partitions not rung, so the next sender rings them."""
         partitions = list(dict.fromkeys(partitions))
         if coalesce and self.keys is not None:
             partitions = [p for p in partitions if self._mark(p)]
-        for partition in partitions:
+        for i, partition in enumerate(partitions):
             try:
                 self.send(POST_TASK, [partition], self.settings.queue_name(partition))
             except Exception:
                 if coalesce:
-                    self.clear(partition)
+                    # This partition and the ones after it were marked but never rung.
+                    for unsent in partitions[i:]:
+                        self.clear(unsent)
                 raise
         return partitions
 

@@ -129,10 +129,6 @@ def test_a_failing_send_raises_without_keys():
         doorbell(RecordingSend(fail=True), None).ring([4])
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "defect in Doorbell.ring: it marks every partition before sending, and a failed send "
-    "un-marks only the partition that failed; the partitions after it stay marked with no "
-    "doorbell sent, so senders skip them until the key expires or the relay runs"))
 def test_a_failing_send_leaves_no_partition_marked_without_its_doorbell(keys):
     send = FailOnce(4)
     with pytest.raises(ConnectionError):
