@@ -409,3 +409,79 @@ from ledger.stripe_sync import store_event as store_stripe_event  # noqa: E402
 from ledger.stripe_sync import verify_event as verify_stripe_event  # noqa: E402
 from ledger.doorbell import (POST_TASK, STRIPE_EVENT_TASK, Doorbell,  # noqa: E402
                              RecordingSend)
+
+
+# ---------------------------------------------------------------------------- TEMPORARY
+# The API branch's stand-ins for the contract of plan.md items 1-2, until LEDGER's branch
+# lands them (the merge takes LEDGER's ledger/**, which replaces this block).
+from dataclasses import dataclass as _dataclass  # noqa: E402
+
+from ledger import jobs as _jobs  # noqa: E402
+from ledger import stripe_sync as _stripe  # noqa: E402
+from ledger.model import EntryRequest as _EntryRequest  # noqa: E402
+
+
+@_dataclass(frozen=True)
+class LineInput:
+    key: str
+    account_path: str
+    amount: Any = None
+    currency: str | None = None
+    description: str | None = None
+
+
+class EntryRequest(_EntryRequest):  # type: ignore[no-redef]
+    @classmethod
+    def build(cls, *, ik, type, parameters=None, posted=None, tags=None, groups=None,
+              lines=None, field="entry"):
+        data: dict = {"type": type}
+        if parameters is not None:
+            data["parameters"] = parameters
+        if posted is not None:
+            data["posted"] = posted
+        for name, value in (("tags", tags), ("groups", groups)):
+            if value is not None:
+                data[name] = ([{"key": k, "value": v} for k, v in value.items()]
+                              if isinstance(value, dict) else
+                              [{"key": k, "value": v} for k, v in value])
+        if lines is not None:
+            data["lines"] = [{"key": x.key, "account": {"path": x.account_path},
+                              **({"amount": str(x.amount)} if x.amount is not None else {}),
+                              **({"currency": {"code": x.currency}} if x.currency else {}),
+                              **({"description": x.description} if x.description else {})}
+                             for x in lines]
+        return _EntryRequest.from_input(data, field, ik=ik)
+
+
+def submit_entries(db, ledger_ik, entries, *, partitions, after_commit=None,  # noqa: F811
+                   wait=0.0):
+    return _jobs.submit_entries(db, ledger_ik, entries, after_commit=after_commit, wait=wait)
+
+
+def stripe_settings(db, config):  # noqa: F811
+    return _stripe.load_settings(db, config.stripe_link_id)
+
+
+def configure_stripe(db, config, **kwargs):  # noqa: F811
+    return _stripe.configure_stripe(db, link_id=config.stripe_link_id, **kwargs)
+
+
+def process_stripe_event(db, config, event_id, client=None):  # noqa: F811
+    return _stripe.process_event(db, event_id, client, link_id=config.stripe_link_id)
+
+
+def process_stripe_inbox(db, config, client=None, **kwargs):  # noqa: F811
+    return _stripe.process_inbox(db, client, link_id=config.stripe_link_id, **kwargs)
+
+
+def stripe_backfill(db, config, since, until=None, *, client=None, progress=None):  # noqa: F811
+    return _stripe.backfill(db, since, until, client=client, link_id=config.stripe_link_id,
+                            progress=progress)
+
+
+def stripe_backfill_trailing(db, config, client=None, **kwargs):  # noqa: F811
+    return _stripe.backfill_trailing(db, client, link_id=config.stripe_link_id, **kwargs)
+
+
+def stripe_problems(db, config):  # noqa: F811
+    return _stripe.problems(db, config.stripe_link_id)
