@@ -418,6 +418,7 @@ from dataclasses import dataclass as _dataclass  # noqa: E402
 
 from ledger import jobs as _jobs  # noqa: E402
 from ledger import stripe_sync as _stripe  # noqa: E402
+from ledger.model import MAX_AMOUNT  # noqa: E402,F401 - the API's Int96 bound
 from ledger.model import EntryRequest as _EntryRequest  # noqa: E402
 
 
