@@ -14,14 +14,14 @@ app = typer.Typer()
 
 
 @app.command("audit")
-def audit(ledger: Annotated[str, typer.Option("--ledger", help="The ledger's ik.")],
+def audit(ctx: typer.Context, ledger: Annotated[str, typer.Option("--ledger", help="The ledger's ik.")],
           data_dir: DataDir = Path(".ledger"), as_json: JsonOut = False):
     """Check a ledger's books from the tables: every line names an entry and an account of
     the ledger, every entry balances, every balance is the sum of its lines, every running
     total is right. Exits 1 when something is wrong. Reads everything: run it off-peak."""
 
     def body():
-        with AdminDatabase(data_dir) as admin:
+        with AdminDatabase(ctx.obj, data_dir) as admin:
             problems = run_admin(lambda: service.audit(admin.db, ledger))
         if as_json:
             emit_json({"ledger": ledger, "ok": not problems,
@@ -38,13 +38,13 @@ def audit(ledger: Annotated[str, typer.Option("--ledger", help="The ledger's ik.
 
 
 @app.command("migrate")
-def migrate(data_dir: DataDir = Path(".ledger")):
+def migrate(ctx: typer.Context, data_dir: DataDir = Path(".ledger")):
     """Bring the database schema up to date (Alembic migrations)."""
 
     def body():
         from ledger.migrate import upgrade
 
-        with AdminDatabase(data_dir, migrate=False) as admin:
+        with AdminDatabase(ctx.obj, data_dir, migrate=False) as admin:
             run_admin(lambda: upgrade(admin.url))
         out.print("The database is up to date.")
 

@@ -16,14 +16,14 @@ clients_app = typer.Typer(help="API clients (OAuth2 client credentials): create,
 
 
 @clients_app.command("create")
-def api_client_create(name: Annotated[str, typer.Option("--name")],
+def api_client_create(ctx: typer.Context, name: Annotated[str, typer.Option("--name")],
                       scope: Annotated[str, typer.Option(
                           "--scope", help="write (full access) or read (read-only).")] = "write",
                       data_dir: DataDir = Path(".ledger"), as_json: JsonOut = False):
     """Create an API client; its secret is printed once, here, and never again."""
 
     def body():
-        with AdminDatabase(data_dir) as admin:
+        with AdminDatabase(ctx.obj, data_dir) as admin:
             created = run_admin(lambda: service.create_client(admin.db, name, scope))
         if as_json:
             emit_json({"client_id": created.client_id, "client_secret": created.client_secret,
@@ -39,11 +39,11 @@ def api_client_create(name: Annotated[str, typer.Option("--name")],
 
 
 @clients_app.command("list")
-def api_client_list(data_dir: DataDir = Path(".ledger"), as_json: JsonOut = False):
+def api_client_list(ctx: typer.Context, data_dir: DataDir = Path(".ledger"), as_json: JsonOut = False):
     """List API clients (never their secrets)."""
 
     def body():
-        with AdminDatabase(data_dir) as admin:
+        with AdminDatabase(ctx.obj, data_dir) as admin:
             found = run_admin(lambda: service.list_clients(admin.db))
         if as_json:
             emit_json([c.to_dict() for c in found])
@@ -58,12 +58,12 @@ def api_client_list(data_dir: DataDir = Path(".ledger"), as_json: JsonOut = Fals
 
 
 @clients_app.command("revoke")
-def api_client_revoke(client_id: Annotated[str, typer.Argument(help="The client to revoke.")],
+def api_client_revoke(ctx: typer.Context, client_id: Annotated[str, typer.Argument(help="The client to revoke.")],
                       data_dir: DataDir = Path(".ledger"), as_json: JsonOut = False):
     """Revoke an API client: its tokens stop working at once."""
 
     def body():
-        with AdminDatabase(data_dir) as admin:
+        with AdminDatabase(ctx.obj, data_dir) as admin:
             revoked = run_admin(lambda: service.revoke_client(admin.db, client_id))
         if as_json:
             emit_json(revoked.to_dict())

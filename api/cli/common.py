@@ -1,5 +1,5 @@
 """What every ``ledger`` command shares: output (tables, JSON), failures and exit codes,
-the settings, schema files, the saved login, the API client, and the database of the
+schema files, the saved login, the API client, and the database of the
 admin commands.
 
 Exit codes scripts can rely on: 0 done; 1 refused (bad request, not found, invalid schema);
@@ -17,7 +17,6 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
-import click
 import typer
 from rich.console import Console
 from rich.table import Table
@@ -95,17 +94,6 @@ def entry_json(entry, is_ik_replay=None) -> dict:
     return value
 
 
-# ------------------------------------------------------------------ settings
-
-def settings() -> Settings:
-    """The settings the root command read from the environment, once, for this run."""
-    ctx = click.get_current_context()
-    found = ctx.find_root().obj
-    if not isinstance(found, Settings):
-        raise RuntimeError("the ledger command's settings were not read")
-    return found
-
-
 # ------------------------------------------------------------------ schema files
 
 _ENV_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -135,7 +123,7 @@ def substitute_env(value: Any, environ: Mapping[str, str], where: str = "",
     return value
 
 
-def load_schema_file(path: Path) -> dict:
+def load_schema_file(path: Path, environ: Mapping[str, str]) -> dict:
     import json5
 
     try:
@@ -149,7 +137,7 @@ def load_schema_file(path: Path) -> dict:
     if not isinstance(document, dict):
         fail(f"{path}: a schema is a JSON object with key, chartOfAccounts, ledgerEntries")
     missing: list = []
-    document = substitute_env(document, settings().environ, "", missing)
+    document = substitute_env(document, environ, "", missing)
     if missing:
         listed = "; ".join(f"${{{name}}} at {where}" for name, where in missing)
         fail(f"{path}: environment variable(s) not set: {listed}")
@@ -177,12 +165,12 @@ def json_option(text: Optional[str], option: str) -> Any:
 
 # ------------------------------------------------------------------ API connection
 
-def config_path() -> Path:
-    return settings().config_path or Path(typer.get_app_dir("ledger")) / "config.json"
+def config_path(settings: Settings) -> Path:
+    return settings.config_path or Path(typer.get_app_dir("ledger")) / "config.json"
 
 
-def load_config() -> dict:
-    path = config_path()
+def load_config(settings: Settings) -> dict:
+    path = config_path(settings)
     try:
         return json.loads(path.read_text())
     except FileNotFoundError:
@@ -191,8 +179,8 @@ def load_config() -> dict:
         fail(f"cannot read the login configuration {path}: {exc}", EXIT_USAGE)
 
 
-def save_config(values: dict) -> Path:
-    path = config_path()
+def save_config(settings: Settings, values: dict) -> Path:
+    path = config_path(settings)
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     # Created 0600 from the first byte: the secret is never readable by others, not even
     # between a write and a chmod.
@@ -216,8 +204,9 @@ AuthScope = Annotated[Optional[str], typer.Option("--oauth-scope", "--auth-scope
 JsonOut = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
 
 
-def api_client(api_url, client_id, client_secret, auth_url, auth_scope) -> ledger_sdk.SyncClient:
-    saved = load_config()
+def api_client(settings: Settings, api_url, client_id, client_secret, auth_url,
+               auth_scope) -> ledger_sdk.SyncClient:
+    saved = load_config(settings)
     api_url = api_url or saved.get("api_url")
     client_id = client_id or saved.get("client_id")
     client_secret = client_secret or saved.get("client_secret")
@@ -242,8 +231,8 @@ class AdminDatabase:
     """The database for admin commands: DATABASE_URL, else the embedded one under the data
     folder (started for the command if `ledger up` is not running it, and stopped after)."""
 
-    def __init__(self, data_dir: Path, migrate: bool = True, config: Settings | None = None):
-        self.config = replace(config or settings(), data_dir=data_dir)
+    def __init__(self, settings: Settings, data_dir: Path, migrate: bool = True):
+        self.config = replace(settings, data_dir=data_dir)
         self.migrate = migrate
         self.keepalive = None
         self.db = None

@@ -13,7 +13,7 @@ app = typer.Typer()
 
 
 @app.command("login")
-def login(api_url: Annotated[str, typer.Option("--api-url", envvar="LEDGER_API_URL")],
+def login(ctx: typer.Context, api_url: Annotated[str, typer.Option("--api-url", envvar="LEDGER_API_URL")],
           client_id: Annotated[str, typer.Option("--client-id", envvar="LEDGER_CLIENT_ID")],
           client_secret: Annotated[str, typer.Option("--client-secret",
                                                      envvar="LEDGER_CLIENT_SECRET")],
@@ -33,20 +33,20 @@ def login(api_url: Annotated[str, typer.Option("--api-url", envvar="LEDGER_API_U
             values["auth_url"] = auth_url
         if auth_scope:
             values["auth_scope"] = auth_scope
-        path = save_config(values)
+        path = save_config(ctx.obj, values)
         out.print(f"Logged in to {api_url} as {client_id}; saved to {path}", highlight=False)
 
     run(body)
 
 
 @app.command("token")
-def token(api_url: ApiUrl = None, client_id: ClientId = None,
+def token(ctx: typer.Context, api_url: ApiUrl = None, client_id: ClientId = None,
           client_secret: ClientSecret = None, auth_url: AuthUrl = None,
           auth_scope: AuthScope = None, as_json: JsonOut = False):
     """Print a fresh access token (for curl: -H "Authorization: Bearer $(ledger token)")."""
 
     def body():
-        with api_client(api_url, client_id, client_secret, auth_url, auth_scope) as client:
+        with api_client(ctx.obj, api_url, client_id, client_secret, auth_url, auth_scope) as client:
             value = client.token()
         if as_json:
             emit_json({"access_token": value, "token_type": "Bearer"})

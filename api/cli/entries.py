@@ -15,7 +15,7 @@ app = typer.Typer()
 
 
 @app.command("add-ledger-entry")
-def add_ledger_entry(
+def add_ledger_entry(ctx: typer.Context,
         ledger: Annotated[str, typer.Option("--ledger", help="The ledger's ik.")],
         type: Annotated[str, typer.Option("--type", help="Entry type of the schema.")],
         ik: Annotated[str, typer.Option("--ik", help="Idempotency key: reuse it to retry.")],
@@ -35,7 +35,7 @@ def add_ledger_entry(
     def body():
         values = dict(json_option(parameters, "--parameters") or {})
         values.update(key_values(param, "--param"))
-        with api_client(api_url, client_id, client_secret, auth_url, auth_scope) as client:
+        with api_client(ctx.obj, api_url, client_id, client_secret, auth_url, auth_scope) as client:
             result = client.add_ledger_entry(
                 ik=ik, type=type, parameters=values, ledger=ledger, posted=posted,
                 tags=key_values(tag, "--tag") or None, groups=key_values(group, "--group") or None,
@@ -54,7 +54,7 @@ def add_ledger_entry(
 
 
 @app.command("reverse-ledger-entry")
-def reverse_ledger_entry(
+def reverse_ledger_entry(ctx: typer.Context,
         id: Annotated[Optional[str], typer.Option("--id", help="The entry's id.")] = None,
         ik: Annotated[Optional[str], typer.Option("--ik", help="Or the entry's ik (with --ledger).")] = None,
         ledger: Annotated[Optional[str], typer.Option("--ledger", help="The ledger's ik.")] = None,
@@ -68,7 +68,7 @@ def reverse_ledger_entry(
             fail("give the entry's --id, or its --ik and --ledger", EXIT_USAGE)
         if ik is not None and ledger is None:
             fail("--ik needs --ledger", EXIT_USAGE)
-        with api_client(api_url, client_id, client_secret, auth_url, auth_scope) as client:
+        with api_client(ctx.obj, api_url, client_id, client_secret, auth_url, auth_scope) as client:
             result = client.reverse_ledger_entry(id, ik=ik, ledger=ledger)
         if as_json:
             emit_json({"reversedLedgerEntry": entry_json(result.reversed_entry),
@@ -84,7 +84,7 @@ def reverse_ledger_entry(
 
 
 @app.command("balance")
-def balance(path: Annotated[str, typer.Argument(help="Account path, e.g. liabilities/users:alice/available")],
+def balance(ctx: typer.Context, path: Annotated[str, typer.Argument(help="Account path, e.g. liabilities/users:alice/available")],
             ledger: Annotated[str, typer.Option("--ledger", help="The ledger's ik.")],
             currency: Annotated[Optional[str], typer.Option("--currency")] = None,
             at: Annotated[Optional[str], typer.Option(
@@ -96,7 +96,7 @@ def balance(path: Annotated[str, typer.Argument(help="Account path, e.g. liabili
     """An account's balances: own, children's, and total, per currency."""
 
     def body():
-        with api_client(api_url, client_id, client_secret, auth_url, auth_scope) as client:
+        with api_client(ctx.obj, api_url, client_id, client_secret, auth_url, auth_scope) as client:
             account = client.get_ledger_account(path, ledger, at=at)
         currencies = sorted(set(account.own_balances) | set(account.child_balances)
                             | set(account.balances))
@@ -125,7 +125,7 @@ def balance(path: Annotated[str, typer.Argument(help="Account path, e.g. liabili
 
 
 @app.command("entries")
-def entries(ledger: Annotated[str, typer.Option("--ledger", help="The ledger's ik.")],
+def entries(ctx: typer.Context, ledger: Annotated[str, typer.Option("--ledger", help="The ledger's ik.")],
             ik: Annotated[Optional[str], typer.Option("--ik", help="Only the entry with this ik.")] = None,
             id: Annotated[Optional[str], typer.Option("--id", help="Only the entry with this id.")] = None,
             first: Annotated[int, typer.Option("--first", help="How many a page, newest first.")] = 20,
@@ -162,7 +162,7 @@ def entries(ledger: Annotated[str, typer.Option("--ledger", help="The ledger's i
         if reversed_ is not None:
             flt["reversed"] = modes[reversed_]
         next_cursor = None
-        with api_client(api_url, client_id, client_secret, auth_url, auth_scope) as client:
+        with api_client(ctx.obj, api_url, client_id, client_secret, auth_url, auth_scope) as client:
             if ik is not None or id is not None:
                 found = [client.get_ledger_entry(ik, id=id, ledger=ledger)]
             else:

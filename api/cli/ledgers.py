@@ -14,15 +14,15 @@ app = typer.Typer()
 
 
 @app.command("store-schema")
-def store_schema(path: Annotated[Path, typer.Option("--path", help="Schema file (JSON or JSONC).")],
+def store_schema(ctx: typer.Context, path: Annotated[Path, typer.Option("--path", help="Schema file (JSON or JSONC).")],
                  api_url: ApiUrl = None, client_id: ClientId = None,
                  client_secret: ClientSecret = None, auth_url: AuthUrl = None,
                  auth_scope: AuthScope = None, as_json: JsonOut = False):
     """Store a schema (JSON/JSONC, with ${ENV_VAR} substitution) as its key's next version."""
 
     def body():
-        document = load_schema_file(path)
-        with api_client(api_url, client_id, client_secret, auth_url, auth_scope) as client:
+        document = load_schema_file(path, ctx.obj.environ)
+        with api_client(ctx.obj, api_url, client_id, client_secret, auth_url, auth_scope) as client:
             stored = client.store_schema(document)
         if as_json:
             emit_json({"key": stored.key, "name": stored.name, "version": stored.version,
@@ -34,12 +34,12 @@ def store_schema(path: Annotated[Path, typer.Option("--path", help="Schema file 
 
 
 @app.command("verify-schema")
-def verify_schema(path: Annotated[Path, typer.Option("--path", help="Schema file (JSON or JSONC).")],
+def verify_schema(ctx: typer.Context, path: Annotated[Path, typer.Option("--path", help="Schema file (JSON or JSONC).")],
                   as_json: JsonOut = False):
     """Check a schema offline; print every problem with its path. Exit 1 if any."""
 
     def body():
-        document = load_schema_file(path)
+        document = load_schema_file(path, ctx.obj.environ)
         issues = service.verify_schema(document)
         if as_json:
             emit_json({"valid": not issues,
@@ -57,7 +57,7 @@ def verify_schema(path: Annotated[Path, typer.Option("--path", help="Schema file
 
 
 @app.command("create-ledger")
-def create_ledger(ik: Annotated[str, typer.Option("--ik", help="Idempotency key = the ledger's ik.")],
+def create_ledger(ctx: typer.Context, ik: Annotated[str, typer.Option("--ik", help="Idempotency key = the ledger's ik.")],
                   name: Annotated[str, typer.Option("--name")],
                   schema: Annotated[str, typer.Option("--schema", help="Schema key.")],
                   balance_utc_offset: Annotated[Optional[str], typer.Option(
@@ -68,7 +68,7 @@ def create_ledger(ik: Annotated[str, typer.Option("--ik", help="Idempotency key 
     """Create a ledger from a stored schema (idempotent on --ik)."""
 
     def body():
-        with api_client(api_url, client_id, client_secret, auth_url, auth_scope) as client:
+        with api_client(ctx.obj, api_url, client_id, client_secret, auth_url, auth_scope) as client:
             result = client.create_ledger(ik, name, schema, balance_utc_offset)
         ledger = result.ledger
         if as_json:

@@ -11,7 +11,8 @@ from rich.table import Table
 
 from api.cli.common import (EXIT_USAGE, ApiUrl, AuthScope, AuthUrl, ClientId, ClientSecret,
                             JsonOut, api_client, emit_json, entry_json, fail, key_values,
-                            lines_table, out, run, settings, substitute_env)
+                            lines_table, out, run, substitute_env)
+from ledger.settings import Settings
 
 link_app = typer.Typer(help="Custom links: accounts, txs, reconcile-tx, unreconciled txs.",
                        no_args_is_help=True)
@@ -20,12 +21,12 @@ LinkId = Annotated[str, typer.Option("--link", help="The link's id.")]
 FileOption = Annotated[Path, typer.Option("--file", help="JSON file: a list, or {\"txs\"/\"accounts\": [...]}. ${ENV_VAR} is substituted.")]
 
 
-def _read_list(path: Path, key: str) -> list:
+def _read_list(settings: Settings, path: Path, key: str) -> list:
     try:
         value = json.loads(path.read_text())
     except (OSError, ValueError) as exc:
         fail(f"--file {path}: {exc}", EXIT_USAGE)
-    value = substitute_env(value, settings().environ)
+    value = substitute_env(value, settings.environ)
     if isinstance(value, dict):
         value = value.get(key)
     if not isinstance(value, list):
@@ -53,19 +54,19 @@ def _print_txs(txs, as_json: bool, extra: dict | None = None) -> None:
     out.print(table)
 
 
-def _client(api_url, client_id, client_secret, auth_url, auth_scope):
-    return api_client(api_url, client_id, client_secret, auth_url, auth_scope)
+def _client(settings: Settings, api_url, client_id, client_secret, auth_url, auth_scope):
+    return api_client(settings, api_url, client_id, client_secret, auth_url, auth_scope)
 
 
 @link_app.command("create")
-def create(ik: Annotated[str, typer.Option("--ik", help="Idempotency key (the link's id unless --id).")],
+def create(ctx: typer.Context, ik: Annotated[str, typer.Option("--ik", help="Idempotency key (the link's id unless --id).")],
            name: Annotated[str, typer.Option("--name")],
            id: Annotated[Optional[str], typer.Option("--id", help="The link's id, as schemas name it.")] = None,
            api_url: ApiUrl = None, client_id: ClientId = None, client_secret: ClientSecret = None,
            auth_url: AuthUrl = None, auth_scope: AuthScope = None, as_json: JsonOut = False):
     """Create a custom link."""
     def body():
-        with _client(api_url, client_id, client_secret, auth_url, auth_scope) as client:
+        with _client(ctx.obj, api_url, client_id, client_secret, auth_url, auth_scope) as client:
             made = client.create_custom_link(ik, name, id)
         if as_json:
             emit_json({"id": made.link.id, "name": made.link.name, "type": made.link.type,
@@ -78,13 +79,13 @@ def create(ik: Annotated[str, typer.Option("--ik", help="Idempotency key (the li
 
 
 @link_app.command("sync-accounts")
-def sync_accounts(link: LinkId, file: FileOption, api_url: ApiUrl = None,
+def sync_accounts(ctx: typer.Context, link: LinkId, file: FileOption, api_url: ApiUrl = None,
                   client_id: ClientId = None, client_secret: ClientSecret = None,
                   auth_url: AuthUrl = None, auth_scope: AuthScope = None, as_json: JsonOut = False):
     """Create or rename external accounts: [{"externalId", "name", "currency": {"code"}}]."""
     def body():
-        accounts = _read_list(file, "accounts")
-        with _client(api_url, client_id, client_secret, auth_url, auth_scope) as client:
+        accounts = _read_list(ctx.obj, file, "accounts")
+        with _client(ctx.obj, api_url, client_id, client_secret, auth_url, auth_scope) as client:
             synced = client.sync_custom_accounts(link, accounts)
         if as_json:
             emit_json([{"id": a.id, "externalId": a.external_id, "name": a.name,
@@ -97,14 +98,14 @@ def sync_accounts(link: LinkId, file: FileOption, api_url: ApiUrl = None,
 
 
 @link_app.command("sync-txs")
-def sync_txs(link: LinkId, file: FileOption, api_url: ApiUrl = None,
+def sync_txs(ctx: typer.Context, link: LinkId, file: FileOption, api_url: ApiUrl = None,
              client_id: ClientId = None, client_secret: ClientSecret = None,
              auth_url: AuthUrl = None, auth_scope: AuthScope = None, as_json: JsonOut = False):
     """Sync settled txs (seed 002's syncCustomTxs variables), 100 per call."""
     def body():
-        txs = _read_list(file, "txs")
+        txs = _read_list(ctx.obj, file, "txs")
         synced = []
-        with _client(api_url, client_id, client_secret, auth_url, auth_scope) as client:
+        with _client(ctx.obj, api_url, client_id, client_secret, auth_url, auth_scope) as client:
             for start in range(0, len(txs), 100):
                 synced += client.sync_custom_txs(link, txs[start:start + 100])
         _print_txs(synced, as_json)
@@ -113,13 +114,13 @@ def sync_txs(link: LinkId, file: FileOption, api_url: ApiUrl = None,
 
 
 @link_app.command("delete-txs")
-def delete_txs(link: LinkId, file: FileOption, api_url: ApiUrl = None,
+def delete_txs(ctx: typer.Context, link: LinkId, file: FileOption, api_url: ApiUrl = None,
                client_id: ClientId = None, client_secret: ClientSecret = None,
                auth_url: AuthUrl = None, auth_scope: AuthScope = None, as_json: JsonOut = False):
     """Delete unreconciled txs: [{"id"}] or [{"account": {...}, "externalId"}]."""
     def body():
-        txs = _read_list(file, "txs")
-        with _client(api_url, client_id, client_secret, auth_url, auth_scope) as client:
+        txs = _read_list(ctx.obj, file, "txs")
+        with _client(ctx.obj, api_url, client_id, client_secret, auth_url, auth_scope) as client:
             deleted = client.delete_custom_txs(link, txs)
         _print_txs(deleted, as_json)
 
@@ -127,7 +128,7 @@ def delete_txs(link: LinkId, file: FileOption, api_url: ApiUrl = None,
 
 
 @link_app.command("reconcile-tx")
-def reconcile_tx(
+def reconcile_tx(ctx: typer.Context,
         ledger: Annotated[str, typer.Option("--ledger", help="The ledger's ik.")],
         type: Annotated[str, typer.Option("--type", help="Entry type posting to the linked account.")],
         param: Annotated[Optional[list[str]], typer.Option("--param", "-p", help="KEY=VALUE (repeatable).")] = None,
@@ -137,7 +138,7 @@ def reconcile_tx(
         auth_url: AuthUrl = None, auth_scope: AuthScope = None, as_json: JsonOut = False):
     """Reconcile a synced tx: post the entry with the tx's amount and posted time."""
     def body():
-        with _client(api_url, client_id, client_secret, auth_url, auth_scope) as client:
+        with _client(ctx.obj, api_url, client_id, client_secret, auth_url, auth_scope) as client:
             result = client.reconcile_tx(type=type, parameters=key_values(param, "--param"),
                                          external_ref=tx, ledger=ledger, ik=ik)
         if as_json:
@@ -152,7 +153,7 @@ def reconcile_tx(
 
 
 @link_app.command("unreconciled")
-def unreconciled(ledger: Annotated[str, typer.Option("--ledger", help="The ledger's ik.")],
+def unreconciled(ctx: typer.Context, ledger: Annotated[str, typer.Option("--ledger", help="The ledger's ik.")],
                  path: Annotated[str, typer.Option("--path", help="Path of the linked account.")],
                  first: Annotated[int, typer.Option("--first", help="Page size.")] = 50,
                  after: Annotated[Optional[str], typer.Option("--after", help="Cursor of the previous page.")] = None,
@@ -161,7 +162,7 @@ def unreconciled(ledger: Annotated[str, typer.Option("--ledger", help="The ledge
                  auth_scope: AuthScope = None, as_json: JsonOut = False):
     """Synced txs of a linked account that no entry reconciles yet."""
     def body():
-        with _client(api_url, client_id, client_secret, auth_url, auth_scope) as client:
+        with _client(ctx.obj, api_url, client_id, client_secret, auth_url, auth_scope) as client:
             page = client.unreconciled_txs(path, ledger=ledger, first=first, after=after)
         extra: dict[str, Any] = {"endCursor": page.end_cursor, "hasNextPage": page.has_next_page}
         _print_txs(page.txs, as_json, extra)

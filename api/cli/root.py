@@ -17,7 +17,7 @@ from typing import Annotated
 import typer
 
 from api.cli import admin, clients, credentials, entries, ledgers, links, stripe_link
-from api.cli.common import EXIT_USAGE, DataDir, err, settings
+from api.cli.common import EXIT_USAGE, DataDir, err
 from ledger.settings import Settings, SettingsError
 
 app = typer.Typer(help="A self-hosted double-entry ledger: a database for money.",
@@ -42,10 +42,10 @@ app.add_typer(links.link_app, name="link")
 
 
 @app.command("up")
-def up(data_dir: DataDir = Path(".ledger"),
+def up(ctx: typer.Context, data_dir: DataDir = Path(".ledger"),
        host: Annotated[str, typer.Option("--host")] = "127.0.0.1",
        port: Annotated[int, typer.Option("--port")] = 8000):
     """Run everything on this machine: database, Redis, migrations, API, worker and beat."""
     from api.cli.up import main
 
-    main(settings(), data_dir=data_dir, host=host, port=port)
+    main(ctx.obj, data_dir=data_dir, host=host, port=port)

@@ -10,7 +10,7 @@ from typing import Annotated, Optional
 import typer
 
 from api.cli.common import (EXIT_USAGE, AdminDatabase, emit_json, err, fail, out, run,
-                            run_admin, settings)
+                            run_admin)
 from ledger import service
 from ledger.settings import Settings
 
@@ -23,9 +23,9 @@ LinkOption = Annotated[Optional[str], typer.Option("--link-id", envvar="STRIPE_L
                                                    help="The Stripe link's id (default: stripe).")]
 
 
-def _config(link_id: Optional[str]) -> Settings:
+def _config(settings: Settings, link_id: Optional[str]) -> Settings:
     """The settings, on the link ``--link-id`` names (default: STRIPE_LINK_ID, or stripe)."""
-    return replace(settings(), stripe_link_id=link_id) if link_id else settings()
+    return replace(settings, stripe_link_id=link_id) if link_id else settings
 
 
 def _date(text: str, option: str) -> datetime:
@@ -37,7 +37,7 @@ def _date(text: str, option: str) -> datetime:
 
 
 @stripe_app.command("configure")
-def configure(
+def configure(ctx: typer.Context,
         ledger: Annotated[Optional[str], typer.Option("--ledger", help="Ledger ik charges are reconciled into.")] = None,
         entry_type: Annotated[Optional[str], typer.Option("--entry-type", help="Entry type that reconciles a charge (e.g. deposit).")] = None,
         fee_entry_type: Annotated[Optional[str], typer.Option("--fee-entry-type", help="Entry type that books a Stripe fee.")] = None,
@@ -59,9 +59,9 @@ def configure(
                 mapping[name] = path
         key = typer.prompt("Stripe restricted API key", hide_input=True) if api_key else None
         secret = typer.prompt("Stripe webhook signing secret", hide_input=True) if webhook_secret else None
-        with AdminDatabase(data_dir) as admin:
+        with AdminDatabase(ctx.obj, data_dir) as admin:
             stripe = run_admin(lambda: service.configure_stripe(
-                admin.db, _config(link_id), ledger_ik=ledger, charge_entry_type=entry_type,
+                admin.db, _config(ctx.obj, link_id), ledger_ik=ledger, charge_entry_type=entry_type,
                 fee_entry_type=fee_entry_type, parameters=mapping, api_key=key,
                 webhook_secret=secret))
         out.print(
@@ -74,7 +74,7 @@ def configure(
 
 
 @stripe_app.command("backfill")
-def backfill(since: Annotated[str, typer.Option("--since", help="Start of the window (date or time, UTC if no offset).")],
+def backfill(ctx: typer.Context, since: Annotated[str, typer.Option("--since", help="Start of the window (date or time, UTC if no offset).")],
              until: Annotated[Optional[str], typer.Option("--until", help="End of the window (default: now).")] = None,
              link_id: LinkOption = None, data_dir: DataDirOption = Path(".ledger"),
              as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False):
@@ -91,7 +91,7 @@ def backfill(since: Annotated[str, typer.Option("--since", help="Start of the wi
         logging.getLogger("ledger.stripe_sync").addHandler(logging.NullHandler())
         start = _date(since, "--since")
         end = _date(until, "--until") if until else None
-        with AdminDatabase(data_dir) as admin:
+        with AdminDatabase(ctx.obj, data_dir) as admin:
             with Progress(TextColumn("[progress.description]{task.description}"), BarColumn(),
                           TextColumn("{task.percentage:>3.0f}%"), TimeElapsedColumn(),
                           console=err, transient=as_json) as bar:
@@ -103,7 +103,7 @@ def backfill(since: Annotated[str, typer.Option("--since", help="Start of the wi
                         f"{report.pending} pending, {len(report.problems)} problems"))
 
                 report = run_admin(lambda: service.stripe_backfill(
-                    admin.db, _config(link_id), start, end, progress=progress))
+                    admin.db, _config(ctx.obj, link_id), start, end, progress=progress))
         problems = [{"balance_transaction": p.balance_transaction, "source": p.source,
                      "reason": p.reason} for p in report.problems]
         if as_json:
@@ -123,12 +123,12 @@ def backfill(since: Annotated[str, typer.Option("--since", help="Start of the wi
 
 
 @stripe_app.command("problems")
-def problems(link_id: LinkOption = None, data_dir: DataDirOption = Path(".ledger"),
+def problems(ctx: typer.Context, link_id: LinkOption = None, data_dir: DataDirOption = Path(".ledger"),
              as_json: Annotated[bool, typer.Option("--json")] = False):
     """Settled charges left unreconciled, and why (for example a missing metadata.user_id)."""
     def body():
-        with AdminDatabase(data_dir) as admin:
-            found = run_admin(lambda: service.stripe_problems(admin.db, _config(link_id)))
+        with AdminDatabase(ctx.obj, data_dir) as admin:
+            found = run_admin(lambda: service.stripe_problems(admin.db, _config(ctx.obj, link_id)))
         if as_json:
             emit_json([{"balance_transaction": p.balance_transaction, "source": p.source,
                              "reason": p.reason} for p in found])
