@@ -5,6 +5,7 @@ can be predicted by replaying each account's jobs in submission order.
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 import subprocess
@@ -18,8 +19,9 @@ import psutil
 import pytest
 import sqlalchemy as sa
 
-from api.app import Settings, create_app
+from api.app import create_app
 from ledger import clients, jobs, service
+from ledger.settings import Settings
 from tests.serving import serve
 
 REPO = Path(__file__).resolve().parents[2]
@@ -160,6 +162,7 @@ class Worker:
 class Api:
     url: str
     token: str
+    app: object = None
 
     @property
     def headers(self) -> dict:
@@ -269,22 +272,24 @@ class Pipeline:
     def ring(self, partition: int, times: int = 1) -> None:
         """Send doorbells the way the API does (by task name, to the partition's queue),
         without its coalescing: every one of them is delivered."""
-        from api.v1 import doorbell
+        from workers.connect import Broker
 
+        settings = Settings.from_env(self.env)
+        doorbell = service.Doorbell(settings, Broker().send(settings.redis_url), None)
         for _ in range(times):
-            doorbell.ring(self.env["REDIS_URL"], [partition], coalesce=False)
+            doorbell.ring([partition], coalesce=False)
 
 
 @pytest.fixture(scope="session")
 def pipeline_api(database_url, db, redis_url):
-    """The API in a uvicorn thread. Doorbells go to REDIS_URL, read per request."""
+    """The API in a uvicorn thread; each pipeline test points it at its own queues."""
     app = create_app(Settings(database_url=database_url))
     with serve(app, "pipeline-uvicorn") as url:
         created = clients.create_client(db, "pipeline tests", "write")
         r = httpx.post(f"{url}/oauth2/token", data={"grant_type": "client_credentials"},
                        auth=(created.client_id, created.client_secret))
         assert r.status_code == 200, r.text
-        yield Api(url=url, token=r.json()["access_token"])
+        yield Api(url=url, token=r.json()["access_token"], app=app)
 
 
 @pytest.fixture
@@ -296,9 +301,12 @@ def pipeline(db, database_url, redis_url, pipeline_api, unique, tmp_path, monkey
            "LEDGER_QUEUE_PREFIX": prefix, "LEDGER_PARTITIONS": str(jobs.partition_count()),
            "LEDGER_RELAY_AFTER_SECONDS": "2", "LEDGER_RELAY_EVERY_SECONDS": "1",
            "PYTHONPATH": str(REPO)}
-    # The API thread and `jobs.queue_name` read these per call.
+    # `jobs.queue_name` reads these per call; the API thread reads its app's settings.
     monkeypatch.setenv("REDIS_URL", redis_url)
     monkeypatch.setenv("LEDGER_QUEUE_PREFIX", prefix)
+    state = pipeline_api.app.state
+    monkeypatch.setattr(state, "settings", dataclasses.replace(
+        state.settings, redis_url=redis_url, queue_prefix=prefix))
     p = Pipeline(db=db, api=pipeline_api, env=env, tmp=tmp_path, unique=unique)
     try:
         yield p
