@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import threading
 from datetime import datetime, timezone
-from typing import Any, Iterable
+from typing import Any, Iterable, NamedTuple
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -20,7 +20,7 @@ from ledger import fastjson
 from ledger import tables as t
 from ledger.errors import BadRequestError, LedgerError, NotFoundError
 from ledger.model import Entry, EntryRequest, Ledger, Line, Posted, PostResult
-from ledger.schema import (CompiledEntry, Schema, canonical_json, check_condition,
+from ledger.schema import (CompiledEntry, CompiledLine, Schema, canonical_json, check_condition,
                            compile_entry, parse_schema)
 from ledger.schema import partition_key as _partition_key
 
@@ -57,14 +57,15 @@ def fingerprint(request: EntryRequest) -> str:
         "posted": request.posted.isoformat() if request.posted else None,
         "tags": request.tags,
         "groups": request.groups,
-        "lines": request.lines,
+        # The wire form the lines came in before they were typed (LineInput.to_json), so
+        # stored fingerprints still match.
+        "lines": [line.to_json() for line in request.lines] if request.lines is not None else None,
     }
     # Stored fingerprints hash canonical_json's text. fastjson.canonical writes the same
     # text faster for everything but floats (tests/unit/test_fastjson.py); a float can hide
-    # only in runtime lines (the caller's raw JSON) or in tags and groups handed to
-    # EntryRequest directly, bypassing from_input. Those keep the standard library.
-    plain = request.lines is None and all(
-        type(v) is str for kv in (request.tags, request.groups) for v in kv.values())
+    # only in tags and groups handed to EntryRequest directly, bypassing build. Those keep
+    # the standard library.
+    plain = all(type(v) is str for kv in (request.tags, request.groups) for v in kv.values())
     text = fastjson.canonical(body) if plain else canonical_json(body)
     return hashlib.sha256(text.encode()).hexdigest()
 
@@ -242,7 +243,7 @@ def _apply(conn: Connection, ledger: Ledger, schema: Schema, entries: list[Compi
     if not accepted:
         return
 
-    flat = [(entry_id, e, l, (account_ids[l.path], l.currency), e.request.posted or now)
+    flat = [_NewLine(entry_id, l, (account_ids[l.path], l.currency), e.request.posted or now)
             for e, entry_id, _ in accepted for l in e.lines]
     # Lines posted "now" (most) send no time of their own: the statement's :created is it.
     iso = {now: None}
@@ -250,10 +251,10 @@ def _apply(conn: Connection, ledger: Ledger, schema: Schema, entries: list[Compi
     ids = sorted(conn.execute(_NEXT_LINE_IDS, {"n": len(flat)}).scalars().all())
     totals, slow, until = _running_totals(flat, ids, before, lines_until)
     conn.execute(_INSERT_LINES, {"l": ledger.id, "created": now, "rows": fastjson.dumps([{
-        "i": line_id, "e": f[0], "a": f[3][0], "k": f[2].key, "m": f[2].amount,
-        "c": f[2].currency,
-        "p": iso[f[4]] if f[4] in iso else iso.setdefault(f[4], f[4].isoformat()),
-        "d": f[2].description, "x": f[2].tx, "t": total}
+        "i": line_id, "e": f.entry_id, "a": f.balance[0], "k": f.line.key, "m": f.line.amount,
+        "c": f.line.currency,
+        "p": iso[f.posted] if f.posted in iso else iso.setdefault(f.posted, f.posted.isoformat()),
+        "d": f.line.description, "x": f.line.tx, "t": total}
         for f, line_id, total in zip(flat, ids, totals)])})
     if slow:
         number_lines(conn, [k[0] for k in slow], [k[1] for k in slow])
@@ -293,7 +294,17 @@ def _apply(conn: Connection, ledger: Ledger, schema: Schema, entries: list[Compi
         results[index] = PostResult(entry, lines, False)
 
 
-def _running_totals(flat: list, ids: list[int], before: dict, lines_until: dict):
+class _NewLine(NamedTuple):
+    """A line about to be inserted, with its entry's id, the (account id, currency) of its
+    balance row and its posted time."""
+
+    entry_id: int
+    line: CompiledLine
+    balance: tuple[int, str]
+    posted: datetime
+
+
+def _running_totals(flat: list[_NewLine], ids: list[int], before: dict, lines_until: dict):
     """The running own balance after each new line of a strongly consistent account.
 
     When every existing line of a (account, currency) is posted no later than the new
@@ -304,21 +315,21 @@ def _running_totals(flat: list, ids: list[int], before: dict, lines_until: dict)
     Returns (totals per line, slow keys, latest posted per strong key)."""
     by_key: dict[tuple[int, str], list[int]] = {}
     for n, f in enumerate(flat):
-        if f[2].account.own_consistency == "strong":
-            by_key.setdefault(f[3], []).append(n)
+        if f.line.account.own_consistency == "strong":
+            by_key.setdefault(f.balance, []).append(n)
     totals: list[int | None] = [None] * len(flat)
     slow: list[tuple[int, str]] = []
     until: dict[tuple[int, str], datetime] = {}
     for key, rows in by_key.items():
-        posted = [flat[n][4] for n in rows]
+        posted = [flat[n].posted for n in rows]
         until[key] = max(posted)
         bound = lines_until.get(key)
         if bound is None or min(posted) < bound:
             slow.append(key)
             continue
         running = before[key]
-        for n in sorted(rows, key=lambda n: (flat[n][4], ids[n])):
-            running += flat[n][2].amount
+        for n in sorted(rows, key=lambda n: (flat[n].posted, ids[n])):
+            running += flat[n].line.amount
             totals[n] = running
     return totals, sorted(slow), until
 

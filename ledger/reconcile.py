@@ -526,19 +526,13 @@ def _linked_lines(schema: Schema, request: EntryRequest, tx_ref: str | None) -> 
         return tx_ref
 
     if et.lines is None:
-        for i, raw in enumerate(request.lines or []):
+        for i, line in enumerate(request.lines or ()):
             f = f"entry.lines[{i}]"
-            if not isinstance(raw, dict):
-                continue
-            path = (raw.get("account") or {}).get("path") if isinstance(raw.get("account"), dict) else None
-            acc = resolve_path(schema, path, f"{f}.account.path")
+            acc = resolve_path(schema, line.account_path, f"{f}.account.path")
             if acc.linked is None:
                 continue
-            tx = raw.get("tx")
-            ext = tx.get("externalId") if isinstance(tx, dict) else None
-            if ext is not None and not isinstance(ext, str):
-                raise BadRequestError("invalid_input", f"{f}.tx.externalId: expected a string", field=f"{f}.tx.externalId")
-            out.append(_LinkedLine(raw.get("key"), path, acc, ext if ext else tx_of(None, f), None, f))
+            out.append(_LinkedLine(line.key, line.account_path, acc,
+                                   line.tx if line.tx else tx_of(None, f), None, f))
     else:
         for lt in et.lines:
             acc = schema.accounts[lt.path.account]

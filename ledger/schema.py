@@ -15,7 +15,7 @@ from typing import Any
 import json5
 
 from ledger.errors import BadRequestError, SchemaError
-from ledger.model import MAX_AMOUNT, EntryRequest, parse_amount
+from ledger.model import CURRENCY_CODE, MAX_AMOUNT, EntryRequest, parse_amount
 
 ACCOUNT_TYPES = ("asset", "liability", "income", "expense")
 # Names a nested chart's top-level keys may use to imply their type.
@@ -44,7 +44,6 @@ _SAFE_VALUE = re.compile(r"^[^/:*\s{}]+$")
 # about 2,700 bytes: the bound keeps well under that. Checked when a path is made from a
 # request, since a refused insert in a worker would fail its whole batch on every retry.
 MAX_PATH_BYTES = 1024
-_CURRENCY = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
 
 
 # ---------------------------------------------------------------------------- model
@@ -261,7 +260,7 @@ def _currency_code(value: Any, path: str, issues: _Collector) -> str | None:
     if value is None:
         return None
     code = value.get("code") if isinstance(value, dict) else value
-    if not isinstance(code, str) or not _CURRENCY.match(code):
+    if not isinstance(code, str) or not CURRENCY_CODE.match(code):
         issues.add(path, f"a currency is {{\"code\": \"USD\"}} (letters, digits, _ or -), got {value!r}")
         return None
     return code
@@ -517,7 +516,7 @@ def _parse_entry_type(spec: Any, where: str, schema_accounts: dict[str, Account]
                     issues.add(f"{lw}.currency", "a currency is {\"code\": \"USD\"}")
                 else:
                     currency = Text.parse(code)
-                    if currency.is_literal and not _CURRENCY.match(code):
+                    if currency.is_literal and not CURRENCY_CODE.match(code):
                         issues.add(f"{lw}.currency", f"invalid currency code {code!r}")
             tx = None
             if ls.get("tx") is not None:
@@ -910,41 +909,28 @@ def _compile_runtime(schema: Schema, et: EntryType, request: EntryRequest,
     if not request.lines:
         raise BadRequestError("invalid_input", f"entry.lines: {et.type!r} is a runtime entry type; give its lines", field="entry.lines")
     lines = []
-    keys = set()
-    for i, raw in enumerate(request.lines):
+    for i, line in enumerate(request.lines):
         f = f"entry.lines[{i}]"
-        if not isinstance(raw, dict):
-            raise BadRequestError("invalid_input", f"{f}: a line must be an object", field=f)
-        key = raw.get("key")
-        if not isinstance(key, str) or not key:
-            raise BadRequestError("invalid_input", f"{f}.key: a line needs a key", field=f"{f}.key")
-        if key in keys:
-            raise BadRequestError("invalid_input", f"{f}.key: duplicate line key {key!r}", field=f"{f}.key")
-        keys.add(key)
-        account = raw.get("account")
-        path = account.get("path") if isinstance(account, dict) else None
+        path = line.account_path
         acc = resolve_path(schema, path, f"{f}.account.path")
         tx = None
         if acc.linked is not None:
-            if txs is None or key not in txs:
+            if txs is None or line.key not in txs:
                 raise BadRequestError("linked_account", f"{f}.account.path: {path!r} is linked; use reconcileTx for it", field=f"{f}.account.path")
-            tx = txs[key]
+            tx = txs[line.key]
         if tx is not None:
-            given = parse_amount(raw["amount"], f"{f}.amount") if raw.get("amount") is not None else None
-            amount = _tx_amount(f"{f}.amount", given, tx)
+            amount = _tx_amount(f"{f}.amount", line.amount, tx)
         else:
-            amount = parse_amount(raw.get("amount"), f"{f}.amount")
-        cur = raw.get("currency")
-        code = cur.get("code") if isinstance(cur, dict) else cur
+            # None is refused with the message every missing amount gets.
+            amount = line.amount if line.amount is not None else parse_amount(None, f"{f}.amount")
+        code = line.currency
         if code is None:
             if acc.currency_mode == "multi":
                 raise BadRequestError("invalid_input", f"{f}.currency: account {path!r} is multi-currency; give the line's currency", field=f"{f}.currency")
             code = acc.currency
-        elif not isinstance(code, str) or not _CURRENCY.match(code):
-            raise BadRequestError("invalid_input", f"{f}.currency: invalid currency {cur!r}", field=f"{f}.currency")
         elif acc.currency_mode == "single" and code != acc.currency:
             raise BadRequestError("invalid_input", f"{f}.currency: account {path!r} holds only {acc.currency}", field=f"{f}.currency")
-        lines.append(CompiledLine(key, path, acc, amount, code, tx[0] if tx else None, raw.get("description") if isinstance(raw.get("description"), str) else None))
+        lines.append(CompiledLine(line.key, path, acc, amount, code, tx[0] if tx else None, line.description))
     values = {k: str(v) for k, v in request.parameters.items()}
     try:
         description = et.description.render(values) if et.description else None

@@ -21,8 +21,8 @@ from ledger.db import Database
 from ledger.ledgers import create_ledger, get_ledger, get_ledger_by_id, list_ledgers, load_ledger  # noqa: F401
 from ledger.errors import BadRequestError, NotFoundError, SchemaError
 from ledger.model import (AccountBalances, AccountInfo, BalanceChange, CreateLedgerResult, EntryChange,
-                          EntryFilter, EntryGroup, EntryRequest, HistoryEntry, Ledger, Page,
-                          PageInfo, PostResult, ReverseResult, SchemaIssue, SchemaVersion,
+                          EntryFilter, EntryGroup, EntryRequest, HistoryEntry, Ledger, LineInput, Page,
+                          PageInfo, PostResult, ReverseResult, SchemaIssue, SchemaVersion,  # noqa: F401
                           UpdateEntryResult, check_storable)
 from ledger.schema import canonical_json, load_document, parse_schema, verify
 

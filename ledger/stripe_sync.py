@@ -406,7 +406,8 @@ def _reconcile(db: Database, settings: StripeSettings, tx: reconcile.Tx, entry_t
         return []
 
     def run(conn: Connection):
-        request = EntryRequest(ik="", type=entry_type, parameters=dict(params))
+        request = EntryRequest(ik="", type=entry_type,
+                               parameters={k: str(v) for k, v in params.items()})
         return reconcile.reconcile_in(conn, load_ledger(conn, settings.ledger_ik), request, False,
                                       tx.external_id)
     try:
