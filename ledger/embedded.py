@@ -285,12 +285,16 @@ class Keepalive:
             stop_embedded_postgres(self.postgres_data_dir)
 
 
-def resolve_urls(data_dir: Path) -> tuple[str, str, Keepalive]:
-    """``(database_url, redis_url, keepalive)``: ``DATABASE_URL`` / ``REDIS_URL`` from the
-    environment when set (non-empty), else embedded servers under ``data_dir``."""
+def resolve_urls(data_dir: Path, database_url: str | None = None,
+                 redis_url: str | None = None) -> tuple[str, str, Keepalive]:
+    """``(database_url, redis_url, keepalive)``: the URLs given (the settings'
+    ``database_url`` / ``redis_url``) when set (non-empty), else embedded servers under
+    ``data_dir``."""
     keepalive = Keepalive()
-    database_url = os.environ.get("DATABASE_URL") or ""
-    redis_url = os.environ.get("REDIS_URL") or ""
+    # TEMPORARY (API branch): LEDGER's signature; without URLs, still the environment's,
+    # as before, for the callers LEDGER's branch moves to Settings.
+    database_url = database_url or os.environ.get("DATABASE_URL") or ""
+    redis_url = redis_url or os.environ.get("REDIS_URL") or ""
     try:
         if not database_url:
             database_url, started = _start_postgres(data_dir)

@@ -412,46 +412,11 @@ from ledger.doorbell import (POST_TASK, STRIPE_EVENT_TASK, Doorbell,  # noqa: E4
 
 
 # ---------------------------------------------------------------------------- TEMPORARY
-# The API branch's stand-ins for the contract of plan.md items 1-2, until LEDGER's branch
+# The API branch's stand-ins for the contract of plan.md item 1 (config passed in), until LEDGER's branch
 # lands them (the merge takes LEDGER's ledger/**, which replaces this block).
-from dataclasses import dataclass as _dataclass  # noqa: E402
-
 from ledger import jobs as _jobs  # noqa: E402
 from ledger import stripe_sync as _stripe  # noqa: E402
 from ledger.model import MAX_AMOUNT  # noqa: E402,F401 - the API's Int96 bound
-from ledger.model import EntryRequest as _EntryRequest  # noqa: E402
-
-
-@_dataclass(frozen=True)
-class LineInput:
-    key: str
-    account_path: str
-    amount: Any = None
-    currency: str | None = None
-    description: str | None = None
-
-
-class EntryRequest(_EntryRequest):  # type: ignore[no-redef]
-    @classmethod
-    def build(cls, *, ik, type, parameters=None, posted=None, tags=None, groups=None,
-              lines=None, field="entry"):
-        data: dict = {"type": type}
-        if parameters is not None:
-            data["parameters"] = parameters
-        if posted is not None:
-            data["posted"] = posted
-        for name, value in (("tags", tags), ("groups", groups)):
-            if value is not None:
-                data[name] = ([{"key": k, "value": v} for k, v in value.items()]
-                              if isinstance(value, dict) else
-                              [{"key": k, "value": v} for k, v in value])
-        if lines is not None:
-            data["lines"] = [{"key": x.key, "account": {"path": x.account_path},
-                              **({"amount": str(x.amount)} if x.amount is not None else {}),
-                              **({"currency": {"code": x.currency}} if x.currency else {}),
-                              **({"description": x.description} if x.description else {})}
-                             for x in lines]
-        return _EntryRequest.from_input(data, field, ik=ik)
 
 
 def submit_entries(db, ledger_ik, entries, *, partitions, after_commit=None,  # noqa: F811

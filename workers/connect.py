@@ -36,7 +36,8 @@ def resolve_servers(settings: Settings, *, redis: bool = True) -> tuple[Settings
         return settings, None
     from ledger.embedded import resolve_urls
 
-    database_url, redis_url, keepalive = resolve_urls(settings.data_dir)
+    database_url, redis_url, keepalive = resolve_urls(settings.data_dir, settings.database_url,
+                                                      settings.redis_url)
     return settings.with_servers(settings.database_url or database_url,
                                  settings.redis_url or redis_url), keepalive
 
