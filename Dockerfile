@@ -22,4 +22,4 @@ RUN useradd --system --no-create-home ledger && chown ledger /app
 USER ledger
 
 EXPOSE 8000
-CMD ["uvicorn", "api.app:app", "--host", "0.0.0.0", "--port", "8000"]
+CMD ["uvicorn", "api.app:app_from_env", "--factory", "--host", "0.0.0.0", "--port", "8000"]

@@ -1,7 +1,7 @@
 """OAuth2 client credentials (seed 002, "Authenticate"): the token endpoint, and the
 dependency every protected endpoint uses.
 
-Tokens are HS256 JWTs signed with the key `ledger.clients.signing_key` keeps in the
+Tokens are HS256 JWTs signed with the key `ledger.service.signing_key` keeps in the
 database. A token names its client; the client is looked up on every request, so revoking
 it takes effect at once rather than when its tokens expire.
 """
@@ -19,7 +19,7 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from api.graphql.context import Principal
-from ledger import clients
+from ledger import service
 from ledger.db import Database
 
 ISSUER = "moneyledger"
@@ -39,10 +39,10 @@ class TokenService:
 
     def key(self) -> str:
         if self._key is None:
-            self._key = clients.signing_key(self.db)
+            self._key = service.signing_key(self.db)
         return self._key
 
-    def issue(self, client: clients.ApiClient, scope: str, *, now: float | None = None,
+    def issue(self, client: service.ApiClient, scope: str, *, now: float | None = None,
               ttl_seconds: int | None = None) -> str:
         issued = int(now if now is not None else time.time())
         claims = {"iss": ISSUER, "sub": client.id, "scope": scope, "iat": issued,
@@ -60,13 +60,13 @@ class TokenService:
         except jwt.PyJWTError:
             raise Unauthorized("the access token is not valid") from None
         scope = claims.get("scope")
-        if scope not in clients.SCOPES:
+        if scope not in service.SCOPES:
             raise Unauthorized("the access token is not valid")
-        client = clients.active_client(self.db, claims["sub"])
+        client = service.active_client(self.db, claims["sub"])
         if client is None:
             raise Unauthorized("the API client of this token was revoked")
         # A token never grants more than its client has now (the client may be narrowed later).
-        if not clients.scope_allows(client.scope, scope):
+        if not service.scope_allows(client.scope, scope):
             scope = client.scope
         return Principal(client_id=client.id, scope=scope)
 
@@ -106,14 +106,14 @@ def authenticate(request: Request) -> Principal:
 
 
 def check_scope(principal: Principal, needed: str) -> None:
-    if not clients.scope_allows(principal.scope, needed):
+    if not service.scope_allows(principal.scope, needed):
         raise Forbidden(needed)
 
 
 def require_scope(needed: str) -> Callable[[Request], Principal]:
     """A FastAPI dependency: ``Depends(require_scope("write"))``. 401 without a valid token
     (missing, forged, expired, revoked client), 403 when its scope is not enough."""
-    if needed not in clients.SCOPES:
+    if needed not in service.SCOPES:
         raise ValueError(f"unknown scope {needed!r}")
 
     def dependency(request: Request) -> Principal:
@@ -181,7 +181,7 @@ async def token(request: Request):
                             **{"WWW-Authenticate": 'Basic realm="ledger"'})
 
     tokens = _tokens(request)
-    client = await run_in_threadpool(clients.authenticate, tokens.db, str(client_id), str(secret))
+    client = await run_in_threadpool(service.authenticate, tokens.db, str(client_id), str(secret))
     if client is None:
         return _oauth_error(401, "invalid_client", "unknown client or wrong secret",
                             **{"WWW-Authenticate": 'Basic realm="ledger"'})

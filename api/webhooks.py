@@ -11,96 +11,50 @@ No token is required here (Stripe cannot present one); the signature is the auth
 from __future__ import annotations
 
 import logging
-import os
-import threading
 from typing import Any
 
 from fastapi import APIRouter, BackgroundTasks, Request
-from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
-from ledger import stripe_sync
-from ledger.db import Database
-from ledger.errors import BadRequestError, LedgerError
+from api import deps
+from api.errors import WEBHOOK_STATUS_OF, error_response
+from ledger import service
+from ledger.errors import LedgerError
+from ledger.settings import Settings
 
 log = logging.getLogger(__name__)
 
 router = APIRouter(tags=["webhooks"])
 
-# The task name and queue the workers consume (workers/stripe_tasks.py, and the maintenance
-# queue of workers/app.py); named here so the API does not import the worker code.
-STRIPE_EVENT_TASK = "ledger.stripe.event"
 
-
-def _queue() -> str:
-    return os.environ.get("LEDGER_QUEUE_PREFIX", "ledger.post") + ".maintenance"
-
-
-def _db(request: Request) -> Database:
-    state = request.app.state
-    db = getattr(state, "db", None)
-    return db if db is not None else state.tokens.db
-
-
-def _broker_url(request: Request) -> str | None:
-    url = os.environ.get("REDIS_URL")
-    if url:
-        return url
-    keepalive = getattr(request.app.state, "keepalive", None)
-    redis = getattr(keepalive, "redis", None)
-    return redis.redis_url if redis is not None else None
-
-
-class _Publisher:
-    """One Celery client per broker URL, created on first use."""
-
-    def __init__(self):
-        self._lock = threading.Lock()
-        self._clients: dict[str, Any] = {}
-
-    def send(self, url: str | None, event_id: str) -> None:
-        if not url:
-            log.warning("no broker URL: stripe event %s waits for the inbox sweep", event_id)
-            return
-        with self._lock:
-            client = self._clients.get(url)
-            if client is None:
-                from celery import Celery
-
-                client = Celery("ledger-webhooks", broker=url)
-                client.conf.update(broker_transport_options={"socket_timeout": 5,
-                                                             "socket_connect_timeout": 2},
-                                   broker_connection_timeout=2)
-                self._clients[url] = client
-        try:
-            client.send_task(STRIPE_EVENT_TASK, args=[event_id], queue=_queue(), retry=True,
-                             retry_policy={"max_retries": 2, "interval_start": 0,
-                                           "interval_step": 0.2, "interval_max": 0.5})
-        except Exception:
-            # Stored already: the inbox sweep will process it.
-            log.warning("could not enqueue stripe event %s; the inbox sweep will process it",
-                        event_id, exc_info=True)
-
-
-publisher = _Publisher()
+def _enqueue(send: Any, settings: Settings, event_id: str) -> None:
+    if send is None:
+        log.warning("no broker URL: stripe event %s waits for the inbox sweep", event_id)
+        return
+    try:
+        send(service.STRIPE_EVENT_TASK, [event_id], settings.maintenance_queue)
+    except Exception:
+        # Stored already: the inbox sweep will process it.
+        log.warning("could not enqueue stripe event %s; the inbox sweep will process it",
+                    event_id, exc_info=True)
 
 
 @router.post("/webhooks/stripe", summary="Stripe webhook (signature-verified, no token)",
              status_code=200)
 async def stripe_webhook(request: Request, background: BackgroundTasks):
     payload = await request.body()
-    db = _db(request)
+    db = deps.database(request)
+    settings = deps.settings(request)
     try:
-        settings = await run_in_threadpool(stripe_sync.load_settings, db)
-        event = stripe_sync.verify_event(payload, request.headers.get("Stripe-Signature"),
-                                         settings.webhook_secret)
-    except BadRequestError as exc:
-        return JSONResponse(exc.to_dict(), status_code=400)
+        stripe = await run_in_threadpool(service.stripe_settings, db, settings)
+        event = service.verify_stripe_event(payload, request.headers.get("Stripe-Signature"),
+                                            stripe.webhook_secret)
     except LedgerError as exc:
-        # Not configured, or the database is away: Stripe retries on a 5xx.
-        return JSONResponse(exc.to_dict(), status_code=503, headers={"Retry-After": "30"})
-    new = await run_in_threadpool(stripe_sync.store_event, db, event)
+        # A bad signature is a 400; not configured, or the database away, a 503: Stripe
+        # retries those.
+        return error_response(exc, statuses=WEBHOOK_STATUS_OF, retry_after=30)
+    new = await run_in_threadpool(service.store_stripe_event, db, event)
     if new:
         # Sent after the answer, so a slow broker never delays Stripe's 2xx.
-        background.add_task(publisher.send, _broker_url(request), event["id"])
+        background.add_task(_enqueue, deps.send(request), settings, event["id"])
     return {"received": True, "id": event["id"], "duplicate": not new}

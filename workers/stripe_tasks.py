@@ -1,4 +1,5 @@
-"""Celery tasks of the Stripe link, thin wrappers around `ledger.stripe_sync`.
+"""Celery tasks of the Stripe link, thin wrappers around the Stripe operations of
+`ledger.service`.
 
 ``ledger.stripe.event`` processes one webhook event from the inbox (sent by the API after
 the event is stored); ``ledger.stripe.inbox`` (beat) processes events whose message was
@@ -14,9 +15,9 @@ import random
 import sqlalchemy.exc
 import stripe
 
-from ledger import stripe_sync
+from ledger import service
 from ledger.errors import LedgerError
-from workers.app import MAX_COUNTDOWN_SECONDS, app
+from workers.app import MAX_COUNTDOWN_SECONDS, app, settings
 from workers.tasks import database
 
 log = logging.getLogger(__name__)
@@ -34,16 +35,16 @@ def _countdown(retries: int) -> float:
     return min(MAX_COUNTDOWN_SECONDS, 2 ** min(retries, 6)) * (0.5 + random.random() / 2)
 
 
-def _summary(report: stripe_sync.SyncReport) -> dict:
+def _summary(report: service.StripeSyncReport) -> dict:
     return {"listed": report.listed, "pending": report.pending, "synced": report.synced,
             "reconciled": report.reconciled, "already_reconciled": report.already_reconciled,
             "problems": len(report.problems)}
 
 
-@app.task(bind=True, name="ledger.stripe.event", max_retries=8)
+@app.task(bind=True, name=service.STRIPE_EVENT_TASK, max_retries=8)
 def stripe_event(self, event_id: str) -> dict:
     try:
-        report = stripe_sync.process_event(database(), event_id)
+        report = service.process_stripe_event(database(), settings(), event_id)
     except Exception as exc:
         if _transient(exc):
             raise self.retry(exc=exc, countdown=_countdown(self.request.retries))
@@ -56,16 +57,15 @@ def stripe_event(self, event_id: str) -> dict:
 
 @app.task(name="ledger.stripe.inbox")
 def stripe_inbox() -> dict:
-    settings = stripe_sync.load_settings(database())
-    if not settings.api_key:
+    if not service.stripe_settings(database(), settings()).api_key:
         return {}
-    return _summary(stripe_sync.process_inbox(database()))
+    return _summary(service.process_stripe_inbox(database(), settings()))
 
 
 @app.task(name="ledger.stripe.backfill")
 def stripe_backfill() -> dict:
     try:
-        return _summary(stripe_sync.backfill_trailing(database()))
+        return _summary(service.stripe_backfill_trailing(database(), settings()))
     except Exception as exc:
         if not _transient(exc):
             raise

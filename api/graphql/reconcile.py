@@ -1,6 +1,6 @@
 """GraphQL of links and txs: createCustomLink, syncCustomAccounts, syncCustomTxs,
 deleteCustomTxs, reconcileTx and ``LedgerAccount.unreconciledTxs`` (seed 002 section F).
-Each resolver is one `ledger.reconcile` call; errors come back as the seeds' union members."""
+Each resolver is one `ledger.service` call; errors come back as the seeds' union members."""
 from __future__ import annotations
 
 from datetime import datetime
@@ -9,18 +9,22 @@ from typing import Annotated, Optional, Union
 import strawberry
 from strawberry.types import Info
 
-from api.graphql import types as t
+from api.graphql.common import Currency, PageInfo
 from api.graphql.context import Context
-from api.graphql.resolvers import _bad, _entry_data, _ledger_ik, _mutate
+from api.graphql.entries import LedgerEntry, LedgerLine, entry_type, line_type
+from api.graphql.errors import BadRequestError, InternalError, bad, mutate
+from api.graphql.inputs import CurrencyMatchInput, LedgerEntryInput
+from api.graphql.posting import entry_lines
+from api.graphql.refs import ledger_ik
 from api.graphql.scalars import Date, Int96, SafeString
-from ledger import reconcile
+from ledger import service
 
 # ------------------------------------------------------------------ objects
 
 
 @strawberry.type
 class Link:
-    _link: strawberry.Private[reconcile.Link]
+    _link: strawberry.Private[service.Link]
 
     @strawberry.field
     def id(self) -> strawberry.ID:
@@ -41,7 +45,7 @@ class Link:
 
 @strawberry.type
 class ExternalAccount:
-    _account: strawberry.Private[reconcile.ExternalAccount]
+    _account: strawberry.Private[service.ExternalAccount]
 
     @strawberry.field
     def id(self) -> strawberry.ID:
@@ -60,13 +64,13 @@ class ExternalAccount:
         return strawberry.ID(self._account.link_id)
 
     @strawberry.field
-    def currency(self) -> Optional[t.Currency]:
-        return t.Currency(code=self._account.currency) if self._account.currency else None
+    def currency(self) -> Optional[Currency]:
+        return Currency(code=self._account.currency) if self._account.currency else None
 
 
 @strawberry.type
 class Tx:
-    _tx: strawberry.Private[reconcile.Tx]
+    _tx: strawberry.Private[service.Tx]
 
     @strawberry.field
     def id(self) -> strawberry.ID:
@@ -93,8 +97,8 @@ class Tx:
         return self._tx.description
 
     @strawberry.field
-    def currency(self) -> Optional[t.Currency]:
-        return t.Currency(code=self._tx.currency) if self._tx.currency else None
+    def currency(self) -> Optional[Currency]:
+        return Currency(code=self._tx.currency) if self._tx.currency else None
 
     @strawberry.field(description="The external account's external id.")
     def external_account_id(self) -> str:
@@ -121,14 +125,14 @@ class Tx:
         return [strawberry.ID(x) for x in self._tx.line_ids]
 
 
-def _txs(values: list[reconcile.Tx]) -> list[Tx]:
+def _txs(values: list[service.Tx]) -> list[Tx]:
     return [Tx(_tx=x) for x in values]
 
 
 @strawberry.type
 class TxsConnection:
     nodes: list[Tx]
-    page_info: t.PageInfo
+    page_info: PageInfo
 
 
 @strawberry.type
@@ -154,25 +158,25 @@ class DeleteCustomTxsResult:
 
 @strawberry.type
 class ReconcileTxResult:
-    entry: t.LedgerEntry
-    lines: list[t.LedgerLine]
+    entry: LedgerEntry
+    lines: list[LedgerLine]
     is_ik_replay: bool
 
 
 CreateCustomLinkResponse = Annotated[
-    Union[CreateCustomLinkResult, t.BadRequestError, t.InternalError],
+    Union[CreateCustomLinkResult, BadRequestError, InternalError],
     strawberry.union("CreateCustomLinkResponse")]
 SyncCustomAccountsResponse = Annotated[
-    Union[SyncCustomAccountsResult, t.BadRequestError, t.InternalError],
+    Union[SyncCustomAccountsResult, BadRequestError, InternalError],
     strawberry.union("SyncCustomAccountsResponse")]
 SyncCustomTxsResponse = Annotated[
-    Union[SyncCustomTxsResult, t.BadRequestError, t.InternalError],
+    Union[SyncCustomTxsResult, BadRequestError, InternalError],
     strawberry.union("SyncCustomTxsResponse")]
 DeleteCustomTxsResponse = Annotated[
-    Union[DeleteCustomTxsResult, t.BadRequestError, t.InternalError],
+    Union[DeleteCustomTxsResult, BadRequestError, InternalError],
     strawberry.union("DeleteCustomTxsResponse")]
 ReconcileTxResponse = Annotated[
-    Union[ReconcileTxResult, t.BadRequestError, t.InternalError],
+    Union[ReconcileTxResult, BadRequestError, InternalError],
     strawberry.union("ReconcileTxResponse")]
 
 
@@ -187,7 +191,7 @@ class LinkMatchInput:
 class CustomAccountInput:
     external_id: str
     name: Optional[str] = None
-    currency: Optional[t.CurrencyMatchInput] = None
+    currency: Optional[CurrencyMatchInput] = None
 
 
 @strawberry.input(description="An external account: our id, or its externalId in a link.")
@@ -220,6 +224,25 @@ def _account_match(value: Optional[ExternalAccountMatchInput]) -> Optional[dict]
                               ("externalId", value.external_id)) if v is not None}
 
 
+def _wire_entry(entry: LedgerEntryInput, lines: Optional[list[service.LineInput]]) -> dict:
+    """The entry in the wire form `service.reconcile_tx` reads: unlike the other posting
+    paths, its ik is optional (the tx's external id by default), which the typed request
+    cannot say."""
+    data: dict = {"type": entry.type}
+    optional = (("ik", entry.ik), ("parameters", entry.parameters), ("posted", entry.posted))
+    data.update({name: value for name, value in optional if value})
+    if entry.tags is not None:
+        data["tags"] = [{"key": x.key, "value": x.value} for x in entry.tags]
+    if entry.groups is not None:
+        data["groups"] = [{"key": x.key, "value": x.value} for x in entry.groups]
+    if lines is not None:
+        data["lines"] = [{"key": x.key, "account": {"path": x.account_path},
+                          "amount": str(x.amount),
+                          **({"currency": {"code": x.currency}} if x.currency else {})}
+                         for x in lines]
+    return data
+
+
 # ------------------------------------------------------------------ mutations
 
 @strawberry.type
@@ -230,10 +253,10 @@ class ReconcileMutation:
         ctx: Context = info.context
 
         def run():
-            made = reconcile.create_custom_link(ctx.db, ik, name, str(id) if id else None)
+            made = service.create_custom_link(ctx.db, ik, name, str(id) if id else None)
             return CreateCustomLinkResult(link=Link(_link=made.link), is_ik_replay=made.is_ik_replay)
 
-        return _mutate(info, run)
+        return mutate(info, run)
 
     @strawberry.mutation(description="Create or rename external accounts of a custom link.")
     def sync_custom_accounts(self, info: Info, link: LinkMatchInput,
@@ -243,10 +266,10 @@ class ReconcileMutation:
         def run():
             items = [{"externalId": a.external_id, "name": a.name,
                       "currency": a.currency.code if a.currency else None} for a in accounts]
-            synced = reconcile.sync_custom_accounts(ctx.db, {"id": str(link.id)}, items)
+            synced = service.sync_custom_accounts(ctx.db, {"id": str(link.id)}, items)
             return SyncCustomAccountsResult(accounts=[ExternalAccount(_account=a) for a in synced])
 
-        return _mutate(info, run)
+        return mutate(info, run)
 
     @strawberry.mutation(description="Sync up to 100 settled txs of a custom link; the same tx again is a no-op.")
     def sync_custom_txs(self, info: Info, link: LinkMatchInput,
@@ -257,10 +280,10 @@ class ReconcileMutation:
             items = [{"account": _account_match(x.account), "externalId": x.external_id,
                       "amount": x.amount, "posted": x.posted, "description": x.description}
                      for x in txs]
-            return SyncCustomTxsResult(txs=_txs(reconcile.sync_custom_txs(
+            return SyncCustomTxsResult(txs=_txs(service.sync_custom_txs(
                 ctx.db, {"id": str(link.id)}, items)))
 
-        return _mutate(info, run)
+        return mutate(info, run)
 
     @strawberry.mutation(description="Delete unreconciled txs; syncing one again brings it back as a new tx.")
     def delete_custom_txs(self, info: Info, link: LinkMatchInput,
@@ -278,36 +301,34 @@ class ReconcileMutation:
                 if x.external_id is not None:
                     item["externalId"] = x.external_id
                 items.append(item)
-            return DeleteCustomTxsResult(txs=_txs(reconcile.delete_custom_txs(
+            return DeleteCustomTxsResult(txs=_txs(service.delete_custom_txs(
                 ctx.db, {"id": str(link.id)}, items)))
 
-        return _mutate(info, run)
+        return mutate(info, run)
 
     @strawberry.mutation(description="Post an entry whose linked lines match synced txs: "
                                      "amounts and posted come from the txs, the ik defaults "
                                      "to the tx's externalId, a tx is reconciled once.")
-    def reconcile_tx(self, info: Info, entry: t.LedgerEntryInput,
+    def reconcile_tx(self, info: Info, entry: LedgerEntryInput,
                      tx: Optional[TxMatchInput] = None) -> ReconcileTxResponse:
         ctx: Context = info.context
 
         def run():
-            ledger_ik = _ledger_ik(ctx, entry.ledger, "entry.ledger")
-            data = _entry_data(ctx, entry, ledger_ik, "entry")
-            if entry.ik:
-                data["ik"] = entry.ik
+            ledger = ledger_ik(ctx, entry.ledger, "entry.ledger")
+            data = _wire_entry(entry, entry_lines(ctx, entry, ledger, "entry"))
             if tx is not None:
                 if not tx.external_id:
-                    raise _bad("tx.externalId", "name the tx by its externalId")
+                    raise bad("tx.externalId", "name the tx by its externalId")
                 data["tx"] = {"externalId": tx.external_id}
-            result = reconcile.reconcile_tx(ctx.db, ledger_ik, data)
+            result = service.reconcile_tx(ctx.db, ledger, data)
             entry_value = result.entry
             return ReconcileTxResult(
-                entry=t.entry_type(entry_value),
-                lines=[t.line_type(line, entry_value.ledger_ik, entry_value.description)
+                entry=entry_type(entry_value),
+                lines=[line_type(line, entry_value.ledger_ik, entry_value.description)
                        for line in result.lines],
                 is_ik_replay=result.is_ik_replay)
 
-        return _mutate(info, run)
+        return mutate(info, run)
 
 
 # ------------------------------------------------------------------ LedgerAccount.unreconciledTxs
@@ -315,7 +336,7 @@ class ReconcileMutation:
 def unreconciled_txs(info: Info, ledger_ik: str, path: str, first: Optional[int],
                      after: Optional[str]) -> TxsConnection:
     ctx: Context = info.context
-    page = reconcile.unreconciled_txs(ctx.db, ledger_ik, path, first, after)
-    return TxsConnection(nodes=_txs(page.txs), page_info=t.PageInfo(
+    page = service.unreconciled_txs(ctx.db, ledger_ik, path, first, after)
+    return TxsConnection(nodes=_txs(page.txs), page_info=PageInfo(
         has_next_page=page.has_next_page, has_previous_page=bool(after),
         start_cursor=None, end_cursor=page.end_cursor))

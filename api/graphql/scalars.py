@@ -8,7 +8,7 @@ from typing import Any, NewType
 import strawberry
 from strawberry.scalars import JSON
 
-from ledger.model import MAX_AMOUNT
+from ledger.service import MAX_AMOUNT
 
 SafeString = NewType("SafeString", str)
 Int96 = NewType("Int96", int)

@@ -7,8 +7,9 @@ from dataclasses import dataclass
 import httpx
 import pytest
 
-from api.app import Settings, create_app
+from api.app import create_app
 from ledger import clients
+from ledger.settings import Settings
 from tests.serving import serve
 
 # Small, so the 413 test needs no megabyte of data.

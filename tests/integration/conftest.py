@@ -5,6 +5,7 @@ can be predicted by replaying each account's jobs in submission order.
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 import subprocess
@@ -18,10 +19,9 @@ import psutil
 import pytest
 import sqlalchemy as sa
 
-from api.app import Settings, create_app
+from api.app import create_app
 from ledger import clients, service
-from ledger.jobs import model as jobs
-from ledger.settings import Settings as LedgerSettings
+from ledger.settings import Settings
 from tests.serving import serve
 
 REPO = Path(__file__).resolve().parents[2]
@@ -72,10 +72,10 @@ def expected_outcomes(entries: list[dict]) -> tuple[dict[str, str], dict[str, in
         after = balance.get(user, 0) + (amount if e["type"] == "deposit" else -amount)
         if 0 <= after <= CAP:
             balance[user] = after
-            status[e["ik"]] = jobs.POSTED
+            status[e["ik"]] = service.POSTED
         else:
             balance.setdefault(user, 0)
-            status[e["ik"]] = jobs.FAILED
+            status[e["ik"]] = service.FAILED
     return status, balance
 
 
@@ -162,6 +162,7 @@ class Worker:
 class Api:
     url: str
     token: str
+    app: object = None
 
     @property
     def headers(self) -> dict:
@@ -189,7 +190,7 @@ class Pipeline:
     def worker(self, *, partitions: list[int] | None = None, concurrency: int = 1,
                beat: bool = False, maintenance: bool = True, start: bool = True,
                **extra_env) -> Worker:
-        settings = LedgerSettings.from_env()
+        settings = Settings.from_env()
         queues = [settings.queue_name(p) for p in (range(settings.partitions) if partitions is None
                                                 else partitions)]
         if maintenance:
@@ -226,7 +227,7 @@ class Pipeline:
         deadline = time.monotonic() + timeout
         while True:
             statuses = self.statuses(ledger_ik)
-            done = sum(1 for s in statuses.values() if s != jobs.PENDING)
+            done = sum(1 for s in statuses.values() if s != service.PENDING)
             if len(statuses) == count and done == count:
                 return statuses
             if time.monotonic() > deadline:
@@ -254,7 +255,7 @@ class Pipeline:
         assert not wrong, f"{len(wrong)} jobs finished out of order, e.g. " \
                           f"{list(wrong.items())[:5]} (actual, expected)"
         counts = self.entry_counts(ledger_ik)
-        posted = {ik for ik, s in expected_status.items() if s == jobs.POSTED}
+        posted = {ik for ik, s in expected_status.items() if s == service.POSTED}
         assert {ik for ik, n in counts.items() if n} == posted
         assert set(counts.values()) <= {1}, "an entry was posted twice"
         for user, amount in expected_balance.items():
@@ -271,22 +272,24 @@ class Pipeline:
     def ring(self, partition: int, times: int = 1) -> None:
         """Send doorbells the way the API does (by task name, to the partition's queue),
         without its coalescing: every one of them is delivered."""
-        from api.v1 import doorbell
+        from workers.connect import Broker
 
+        settings = Settings.from_env(self.env)
+        doorbell = service.Doorbell(settings, Broker().send(settings.redis_url), None)
         for _ in range(times):
-            doorbell.ring(self.env["REDIS_URL"], [partition], coalesce=False)
+            doorbell.ring([partition], coalesce=False)
 
 
 @pytest.fixture(scope="session")
 def pipeline_api(database_url, db, redis_url):
-    """The API in a uvicorn thread. Doorbells go to REDIS_URL, read per request."""
+    """The API in a uvicorn thread; each pipeline test points it at its own queues."""
     app = create_app(Settings(database_url=database_url))
     with serve(app, "pipeline-uvicorn") as url:
         created = clients.create_client(db, "pipeline tests", "write")
         r = httpx.post(f"{url}/oauth2/token", data={"grant_type": "client_credentials"},
                        auth=(created.client_id, created.client_secret))
         assert r.status_code == 200, r.text
-        yield Api(url=url, token=r.json()["access_token"])
+        yield Api(url=url, token=r.json()["access_token"], app=app)
 
 
 @pytest.fixture
@@ -295,12 +298,16 @@ def pipeline(db, database_url, redis_url, pipeline_api, unique, tmp_path, monkey
     consumes another's doorbells; workers started through it are stopped at the end."""
     prefix = unique("q")
     env = {**os.environ, "DATABASE_URL": database_url, "REDIS_URL": redis_url,
-           "LEDGER_QUEUE_PREFIX": prefix, "LEDGER_PARTITIONS": str(LedgerSettings.from_env().partitions),
+           "LEDGER_QUEUE_PREFIX": prefix, "LEDGER_PARTITIONS": str(Settings.from_env().partitions),
            "LEDGER_RELAY_AFTER_SECONDS": "2", "LEDGER_RELAY_EVERY_SECONDS": "1",
            "PYTHONPATH": str(REPO)}
-    # The API thread and `LedgerSettings.from_env()` read these.
+    # `Settings.from_env()` in the helpers above reads these; the API thread reads its
+    # app's settings.
     monkeypatch.setenv("REDIS_URL", redis_url)
     monkeypatch.setenv("LEDGER_QUEUE_PREFIX", prefix)
+    state = pipeline_api.app.state
+    monkeypatch.setattr(state, "settings", dataclasses.replace(
+        state.settings, redis_url=redis_url, queue_prefix=prefix))
     p = Pipeline(db=db, api=pipeline_api, env=env, tmp=tmp_path, unique=unique)
     try:
         yield p

@@ -43,7 +43,7 @@ def test_transient_failure_is_retried_with_backoff_and_jobs_stay_pending(
         assert kwargs.get("queue") == Settings.from_env().queue_name(partition)
         return retry(*args, **kwargs)
 
-    monkeypatch.setattr(tasks.jobs, "work_partition", flaky)
+    monkeypatch.setattr(tasks.service, "work_partition", flaky)
     monkeypatch.setattr(tasks.post_partition, "retry", recording_retry)
     result = tasks.post_partition.apply(args=(partition,))
     assert result.successful(), result.traceback

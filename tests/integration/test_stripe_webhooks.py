@@ -2,6 +2,7 @@
 its beat), and `ledger stripe backfill` as a subprocess, all against the fake Stripe API."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -13,7 +14,8 @@ import pytest
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
-from api.app import Settings, create_app
+from api.app import create_app
+from ledger.settings import Settings
 from tests.fakes.stripe_server import WEBHOOK_SECRET, FakeStripe
 from tests.integration.conftest import REPO
 from tests.integration.helpers import own
@@ -55,7 +57,7 @@ def test_signature_is_checked_on_the_raw_body_and_bad_ones_store_nothing(
     made = fake.add_charge(100, metadata={"user_id": "a"})
     event = fake.event("charge.succeeded", made["charge"])
     payload = json.dumps(event)
-    app = create_app(Settings(database_url=database_url))
+    app = create_app(Settings(database_url=database_url, stripe_link_id=link))
     with TestClient(app) as client:
         for headers in ({"Stripe-Signature": fake.sign(payload, "whsec_other")}, {},
                         {"Stripe-Signature": fake.sign(payload, WEBHOOK_SECRET,
@@ -85,7 +87,9 @@ def test_signature_is_checked_on_the_raw_body_and_bad_ones_store_nothing(
 def test_webhook_worker_beat_and_cli_post_each_charge_once(pipeline, db, database_url, fake,
                                                            unique, monkeypatch):
     ledger, link = stripe_wallet(db, unique)
-    monkeypatch.setenv("STRIPE_LINK_ID", link)  # read per request by the API thread
+    state = pipeline.api.app.state
+    monkeypatch.setattr(state, "settings", dataclasses.replace(state.settings,
+                                                                stripe_link_id=link))
     pipeline.worker(beat=True, STRIPE_LINK_ID=link, STRIPE_API_BASE=fake.url,
                     LEDGER_STRIPE_BACKFILL_EVERY_SECONDS=2, LEDGER_STRIPE_INBOX_EVERY_SECONDS=2)
 

@@ -6,11 +6,11 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from api.app import Settings
 from api.auth import granted_scope
-from api.cli import substitute_env
+from api.cli.common import substitute_env
 from api.graphql import scalars
-from api.graphql.types import account_id, parse_account_id
+from api.graphql.refs import account_id, parse_account_id
+from ledger.settings import Settings
 from ledger.errors import NotFoundError
 
 
@@ -85,7 +85,7 @@ def test_env_substitution(monkeypatch):
     missing: list = []
     doc = {"linkedAccount": {"linkId": "${BANK_LINK_ID}", "externalId": "${BANK_ACCOUNT_ID}"},
            "amount": "{{funding_amount}}", "list": ["${BANK_LINK_ID}-x", 3]}
-    out = substitute_env(doc, "", missing)
+    out = substitute_env(doc, Settings.from_env().environ, "", missing)
     assert out["linkedAccount"]["linkId"] == 'link "1"'
     assert out["amount"] == "{{funding_amount}}"
     assert out["list"] == ['link "1"-x', 3]

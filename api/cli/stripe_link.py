@@ -2,11 +2,17 @@
 unreconciled. Admin commands: they open the database the way the server finds it."""
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+
+from api.cli.common import (EXIT_USAGE, AdminDatabase, emit_json, err, fail, out, run,
+                            run_admin)
+from ledger import service
+from ledger.settings import Settings
 
 stripe_app = typer.Typer(help="The Stripe link: configure it, backfill, list problems.",
                          no_args_is_help=True)
@@ -17,18 +23,21 @@ LinkOption = Annotated[Optional[str], typer.Option("--link-id", envvar="STRIPE_L
                                                    help="The Stripe link's id (default: stripe).")]
 
 
-def _date(text: str, option: str) -> datetime:
-    from api import cli
+def _config(settings: Settings, link_id: Optional[str]) -> Settings:
+    """The settings, on the link ``--link-id`` names (default: STRIPE_LINK_ID, or stripe)."""
+    return replace(settings, stripe_link_id=link_id) if link_id else settings
 
+
+def _date(text: str, option: str) -> datetime:
     try:
         value = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
-        cli._fail(f"{option}: expected a date like 2025-01-31 or a time like 2025-01-31T12:00:00Z, got {text!r}", cli.EXIT_USAGE)
+        fail(f"{option}: expected a date like 2025-01-31 or a time like 2025-01-31T12:00:00Z, got {text!r}", EXIT_USAGE)
     return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
 
 
 @stripe_app.command("configure")
-def configure(
+def configure(ctx: typer.Context,
         ledger: Annotated[Optional[str], typer.Option("--ledger", help="Ledger ik charges are reconciled into.")] = None,
         entry_type: Annotated[Optional[str], typer.Option("--entry-type", help="Entry type that reconciles a charge (e.g. deposit).")] = None,
         fee_entry_type: Annotated[Optional[str], typer.Option("--fee-entry-type", help="Entry type that books a Stripe fee.")] = None,
@@ -39,9 +48,6 @@ def configure(
     """Configure the Stripe link. Secrets are prompted for (hidden), never taken as
     arguments, so they stay out of shell history; STRIPE_API_KEY / STRIPE_WEBHOOK_SECRET
     in the environment win over stored ones."""
-    from api import cli
-    from ledger import stripe_sync
-
     def body():
         mapping = None
         if param is not None:
@@ -49,26 +55,26 @@ def configure(
             for item in param:
                 name, sep, path = item.partition("=")
                 if not sep or not name or not path:
-                    cli._fail(f"--param: expected name=path, got {item!r}", cli.EXIT_USAGE)
+                    fail(f"--param: expected name=path, got {item!r}", EXIT_USAGE)
                 mapping[name] = path
         key = typer.prompt("Stripe restricted API key", hide_input=True) if api_key else None
         secret = typer.prompt("Stripe webhook signing secret", hide_input=True) if webhook_secret else None
-        with cli._AdminDatabase(data_dir) as admin:
-            settings = cli._admin(lambda: stripe_sync.configure_stripe(
-                admin.db, link_id=link_id, ledger_ik=ledger, charge_entry_type=entry_type,
+        with AdminDatabase(ctx.obj, data_dir) as admin:
+            stripe = run_admin(lambda: service.configure_stripe(
+                admin.db, _config(ctx.obj, link_id), ledger_ik=ledger, charge_entry_type=entry_type,
                 fee_entry_type=fee_entry_type, parameters=mapping, api_key=key,
                 webhook_secret=secret))
-        cli.out.print(
-            f"Stripe link [bold]{settings.link_id}[/bold]: ledger {settings.ledger_ik or '-'}, "
-            f"charges -> {settings.charge_entry_type or '-'}, fees -> {settings.fee_entry_type or '-'}, "
-            f"parameters {settings.parameters}, API key {'set' if settings.api_key else 'missing'}, "
-            f"webhook secret {'set' if settings.webhook_secret else 'missing'}", highlight=False)
+        out.print(
+            f"Stripe link [bold]{stripe.link_id}[/bold]: ledger {stripe.ledger_ik or '-'}, "
+            f"charges -> {stripe.charge_entry_type or '-'}, fees -> {stripe.fee_entry_type or '-'}, "
+            f"parameters {stripe.parameters}, API key {'set' if stripe.api_key else 'missing'}, "
+            f"webhook secret {'set' if stripe.webhook_secret else 'missing'}", highlight=False)
 
-    cli._run(body)
+    run(body)
 
 
 @stripe_app.command("backfill")
-def backfill(since: Annotated[str, typer.Option("--since", help="Start of the window (date or time, UTC if no offset).")],
+def backfill(ctx: typer.Context, since: Annotated[str, typer.Option("--since", help="Start of the window (date or time, UTC if no offset).")],
              until: Annotated[Optional[str], typer.Option("--until", help="End of the window (default: now).")] = None,
              link_id: LinkOption = None, data_dir: DataDirOption = Path(".ledger"),
              as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False):
@@ -76,9 +82,6 @@ def backfill(since: Annotated[str, typer.Option("--since", help="Start of the wi
     reconcile their charges. Safe to repeat; an interrupted run with the same --since
     (and no --until) resumes from its saved cursor."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-
-    from api import cli
-    from ledger import stripe_sync
 
     def body():
         import logging
@@ -88,10 +91,10 @@ def backfill(since: Annotated[str, typer.Option("--since", help="Start of the wi
         logging.getLogger("ledger.stripe_sync").addHandler(logging.NullHandler())
         start = _date(since, "--since")
         end = _date(until, "--until") if until else None
-        with cli._AdminDatabase(data_dir) as admin:
+        with AdminDatabase(ctx.obj, data_dir) as admin:
             with Progress(TextColumn("[progress.description]{task.description}"), BarColumn(),
                           TextColumn("{task.percentage:>3.0f}%"), TimeElapsedColumn(),
-                          console=cli.err, transient=as_json) as bar:
+                          console=err, transient=as_json) as bar:
                 task = bar.add_task("Stripe backfill", total=1.0)
 
                 def progress(fraction, report):
@@ -99,43 +102,40 @@ def backfill(since: Annotated[str, typer.Option("--since", help="Start of the wi
                         f"Stripe backfill: {report.listed} listed, {report.reconciled} reconciled, "
                         f"{report.pending} pending, {len(report.problems)} problems"))
 
-                report = cli._admin(lambda: stripe_sync.backfill(
-                    admin.db, start, end, link_id=link_id, progress=progress))
+                report = run_admin(lambda: service.stripe_backfill(
+                    admin.db, _config(ctx.obj, link_id), start, end, progress=progress))
         problems = [{"balance_transaction": p.balance_transaction, "source": p.source,
                      "reason": p.reason} for p in report.problems]
         if as_json:
-            cli._emit_json({"listed": report.listed, "pending": report.pending,
+            emit_json({"listed": report.listed, "pending": report.pending,
                             "synced": report.synced, "reconciled": report.reconciled,
                             "already_reconciled": report.already_reconciled,
                             "problems": problems})
             return
-        cli.out.print(f"{report.listed} balance transactions: {report.synced} synced, "
+        out.print(f"{report.listed} balance transactions: {report.synced} synced, "
                       f"{report.pending} pending, {report.reconciled} reconciled, "
                       f"{report.already_reconciled} already reconciled", highlight=False)
         for p in problems:
-            cli.out.print(f"unreconciled {p['balance_transaction']} ({p['source']}): {p['reason']}",
+            out.print(f"unreconciled {p['balance_transaction']} ({p['source']}): {p['reason']}",
                           highlight=False)
 
-    cli._run(body)
+    run(body)
 
 
 @stripe_app.command("problems")
-def problems(link_id: LinkOption = None, data_dir: DataDirOption = Path(".ledger"),
+def problems(ctx: typer.Context, link_id: LinkOption = None, data_dir: DataDirOption = Path(".ledger"),
              as_json: Annotated[bool, typer.Option("--json")] = False):
     """Settled charges left unreconciled, and why (for example a missing metadata.user_id)."""
-    from api import cli
-    from ledger import stripe_sync
-
     def body():
-        with cli._AdminDatabase(data_dir) as admin:
-            found = cli._admin(lambda: stripe_sync.problems(admin.db, link_id))
+        with AdminDatabase(ctx.obj, data_dir) as admin:
+            found = run_admin(lambda: service.stripe_problems(admin.db, _config(ctx.obj, link_id)))
         if as_json:
-            cli._emit_json([{"balance_transaction": p.balance_transaction, "source": p.source,
+            emit_json([{"balance_transaction": p.balance_transaction, "source": p.source,
                              "reason": p.reason} for p in found])
             return
         if not found:
-            cli.out.print("No problems.")
+            out.print("No problems.")
         for p in found:
-            cli.out.print(f"{p.balance_transaction} ({p.source}): {p.reason}", highlight=False)
+            out.print(f"{p.balance_transaction} ({p.source}): {p.reason}", highlight=False)
 
-    cli._run(body)
+    run(body)

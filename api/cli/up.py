@@ -15,13 +15,17 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import httpx
 from sqlalchemy.engine import make_url
 
-REPO = Path(__file__).resolve().parent.parent
+from ledger import service
+from ledger.settings import Settings
+from workers.connect import resolve_servers
+
+REPO = Path(__file__).resolve().parents[2]
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 # A worker finishing its batch and the API draining requests take seconds; anything still
 # running after this is killed so that `ledger up` always ends.
@@ -96,14 +100,13 @@ def _redacted(url: str) -> str:
 
 def _first_client(database_url: str):
     """An API client, created only if the database has none at all (first start)."""
-    from ledger import clients
     from ledger.db import Database
 
     db = Database(database_url, pool_size=1, max_overflow=0)
     try:
-        if clients.list_clients(db, include_revoked=True):
+        if service.list_clients(db, include_revoked=True):
             return None
-        return clients.create_client(db, "ledger up (first start)", "write")
+        return service.create_client(db, "ledger up (first start)", "write")
     finally:
         db.dispose()
 
@@ -143,8 +146,9 @@ def _wait_healthy(url: str, api: Child, stopping: list, timeout: float = 60) -> 
     return False
 
 
-def main(data_dir: Path = Path(".ledger"), host: str = "127.0.0.1", port: int = 8000) -> None:
-    from ledger.embedded import EmbeddedServerError, resolve_urls
+def main(settings: Settings, data_dir: Path = Path(".ledger"), host: str = "127.0.0.1",
+         port: int = 8000) -> None:
+    from ledger.embedded import EmbeddedServerError
 
     data_dir = Path(data_dir).expanduser().resolve()
     (data_dir / "logs").mkdir(parents=True, exist_ok=True)
@@ -167,8 +171,8 @@ def main(data_dir: Path = Path(".ledger"), host: str = "127.0.0.1", port: int = 
     keepalive = None
     code = 0
     try:
-        database_url, redis_url, keepalive = resolve_urls(data_dir)
-        code = _serve(data_dir, host, port, database_url, redis_url, children, stopping)
+        resolved, keepalive = resolve_servers(replace(settings, data_dir=data_dir))
+        code = _serve(resolved, host, port, children, stopping)
     except EmbeddedServerError as exc:
         _say(f"ledger: {exc}")
         code = 1
@@ -194,27 +198,25 @@ def main(data_dir: Path = Path(".ledger"), host: str = "127.0.0.1", port: int = 
         raise SystemExit(code)
 
 
-def _serve(data_dir: Path, host: str, port: int, database_url: str, redis_url: str,
-           children: list[Child], stopping: list[int]) -> int:
+def _serve(settings: Settings, host: str, port: int, children: list[Child],
+           stopping: list[int]) -> int:
     """Migrate, start the children (appending them to ``children`` as they start), and
     watch them until a stop signal (0) or until one of them dies (1)."""
-    from ledger import jobs
     from ledger.migrate import upgrade
 
+    data_dir, database_url = settings.data_dir, settings.database_url
     logs = data_dir / "logs"
     _say("ledger: running the migrations...")
     upgrade(database_url)
     api_url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
     created = _first_client(database_url)
 
-    env = {**os.environ, "DATABASE_URL": database_url, "REDIS_URL": redis_url,
-           "LEDGER_DATA_DIR": str(data_dir), "PYTHONUNBUFFERED": "1"}
-    queues = [jobs.queue_name(p) for p in range(jobs.partition_count())]
-    queues.append(os.environ.get("LEDGER_QUEUE_PREFIX", "ledger.post") + ".maintenance")
+    env = settings.child_environ(PYTHONUNBUFFERED="1")
+    queues = settings.partition_queues() + [settings.maintenance_queue]
     py = sys.executable
     planned = [
-        Child("API", [py, "-m", "uvicorn", "api.app:app", "--host", host, "--port", str(port)],
-              logs / "api.log"),
+        Child("API", [py, "-m", "uvicorn", "api.app:app_from_env", "--factory", "--host", host,
+                      "--port", str(port)], logs / "api.log"),
         Child("worker", [py, "-m", "celery", "-A", "workers.app", "worker",
                          "--loglevel", "INFO", "--hostname", "ledger-up@%h",
                          "--concurrency", str(max(1, min(2, os.cpu_count() or 1))),
@@ -247,7 +249,7 @@ def _serve(data_dir: Path, host: str, port: int, database_url: str, redis_url: s
          "(with a token), README.md")
     _say(f"ledger:     data     {data_dir}")
     _say(f"ledger:     database {_redacted(database_url)}")
-    _say(f"ledger:     broker   {_redacted(redis_url)}")
+    _say(f"ledger:     broker   {_redacted(settings.redis_url)}")
     _say(f"ledger:     logs     {logs}/{{api,worker,beat}}.log")
     _say("ledger: Ctrl-C stops everything.")
 

@@ -7,35 +7,30 @@ from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
+from rich.table import Table
+
+from api.cli.common import (EXIT_USAGE, ApiUrl, AuthScope, AuthUrl, ClientId, ClientSecret,
+                            JsonOut, api_client, emit_json, entry_json, fail, key_values,
+                            lines_table, out, run, substitute_env)
+from ledger.settings import Settings
 
 link_app = typer.Typer(help="Custom links: accounts, txs, reconcile-tx, unreconciled txs.",
                        no_args_is_help=True)
 
-# The same options as the other API commands (api/cli.py), declared here because this
-# module is imported while api/cli.py is still being defined.
-ApiUrl = Annotated[Optional[str], typer.Option("--api-url", envvar="LEDGER_API_URL",
-                                               help="API base URL (or its /graphql URL).")]
-ClientId = Annotated[Optional[str], typer.Option("--client-id", envvar="LEDGER_CLIENT_ID")]
-ClientSecret = Annotated[Optional[str], typer.Option("--client-secret", envvar="LEDGER_CLIENT_SECRET")]
-AuthUrl = Annotated[Optional[str], typer.Option("--oauth-url", "--auth-url", envvar="LEDGER_AUTH_URL")]
-AuthScope = Annotated[Optional[str], typer.Option("--oauth-scope", "--auth-scope", envvar="LEDGER_AUTH_SCOPE")]
-JsonOut = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
 LinkId = Annotated[str, typer.Option("--link", help="The link's id.")]
 FileOption = Annotated[Path, typer.Option("--file", help="JSON file: a list, or {\"txs\"/\"accounts\": [...]}. ${ENV_VAR} is substituted.")]
 
 
-def _read_list(path: Path, key: str) -> list:
-    from api import cli
-
+def _read_list(settings: Settings, path: Path, key: str) -> list:
     try:
         value = json.loads(path.read_text())
     except (OSError, ValueError) as exc:
-        cli._fail(f"--file {path}: {exc}", cli.EXIT_USAGE)
-    value = cli.substitute_env(value)
+        fail(f"--file {path}: {exc}", EXIT_USAGE)
+    value = substitute_env(value, settings.environ)
     if isinstance(value, dict):
         value = value.get(key)
     if not isinstance(value, list):
-        cli._fail(f"--file {path}: expected a JSON list (or {{\"{key}\": [...]}})", cli.EXIT_USAGE)
+        fail(f"--file {path}: expected a JSON list (or {{\"{key}\": [...]}})", EXIT_USAGE)
     return value
 
 
@@ -48,106 +43,92 @@ def _tx_json(tx) -> dict:
 
 
 def _print_txs(txs, as_json: bool, extra: dict | None = None) -> None:
-    from rich.table import Table
-
-    from api import cli
-
     if as_json:
-        cli._emit_json({"txs": [_tx_json(x) for x in txs], **(extra or {})})
+        emit_json({"txs": [_tx_json(x) for x in txs], **(extra or {})})
         return
     table = Table("id", "externalId", "account", "amount", "posted", "description", "reconciled")
     for x in txs:
         table.add_row(x.id, x.external_id, x.external_account_id, str(x.amount),
                       x.posted.isoformat(), x.description or "",
                       ",".join(x.ledger_entry_ids) or ("deleted" if x.deleted else "-"))
-    cli.out.print(table)
+    out.print(table)
 
 
-def _client(api_url, client_id, client_secret, auth_url, auth_scope):
-    from api import cli
-
-    return cli.api_client(api_url, client_id, client_secret, auth_url, auth_scope)
+def _client(settings: Settings, api_url, client_id, client_secret, auth_url, auth_scope):
+    return api_client(settings, api_url, client_id, client_secret, auth_url, auth_scope)
 
 
 @link_app.command("create")
-def create(ik: Annotated[str, typer.Option("--ik", help="Idempotency key (the link's id unless --id).")],
+def create(ctx: typer.Context, ik: Annotated[str, typer.Option("--ik", help="Idempotency key (the link's id unless --id).")],
            name: Annotated[str, typer.Option("--name")],
            id: Annotated[Optional[str], typer.Option("--id", help="The link's id, as schemas name it.")] = None,
            api_url: ApiUrl = None, client_id: ClientId = None, client_secret: ClientSecret = None,
            auth_url: AuthUrl = None, auth_scope: AuthScope = None, as_json: JsonOut = False):
     """Create a custom link."""
-    from api import cli
-
     def body():
-        with _client(api_url, client_id, client_secret, auth_url, auth_scope) as client:
+        with _client(ctx.obj, api_url, client_id, client_secret, auth_url, auth_scope) as client:
             made = client.create_custom_link(ik, name, id)
         if as_json:
-            cli._emit_json({"id": made.link.id, "name": made.link.name, "type": made.link.type,
+            emit_json({"id": made.link.id, "name": made.link.name, "type": made.link.type,
                             "isIkReplay": made.is_ik_replay})
         else:
-            cli.out.print(f"Link {made.link.id} ({made.link.name})"
+            out.print(f"Link {made.link.id} ({made.link.name})"
                           + (" (replay)" if made.is_ik_replay else ""), highlight=False)
 
-    cli._run(body)
+    run(body)
 
 
 @link_app.command("sync-accounts")
-def sync_accounts(link: LinkId, file: FileOption, api_url: ApiUrl = None,
+def sync_accounts(ctx: typer.Context, link: LinkId, file: FileOption, api_url: ApiUrl = None,
                   client_id: ClientId = None, client_secret: ClientSecret = None,
                   auth_url: AuthUrl = None, auth_scope: AuthScope = None, as_json: JsonOut = False):
     """Create or rename external accounts: [{"externalId", "name", "currency": {"code"}}]."""
-    from api import cli
-
     def body():
-        accounts = _read_list(file, "accounts")
-        with _client(api_url, client_id, client_secret, auth_url, auth_scope) as client:
+        accounts = _read_list(ctx.obj, file, "accounts")
+        with _client(ctx.obj, api_url, client_id, client_secret, auth_url, auth_scope) as client:
             synced = client.sync_custom_accounts(link, accounts)
         if as_json:
-            cli._emit_json([{"id": a.id, "externalId": a.external_id, "name": a.name,
+            emit_json([{"id": a.id, "externalId": a.external_id, "name": a.name,
                              "currency": a.currency} for a in synced])
         else:
             for a in synced:
-                cli.out.print(f"{a.id} {a.external_id} {a.name or ''}", highlight=False)
+                out.print(f"{a.id} {a.external_id} {a.name or ''}", highlight=False)
 
-    cli._run(body)
+    run(body)
 
 
 @link_app.command("sync-txs")
-def sync_txs(link: LinkId, file: FileOption, api_url: ApiUrl = None,
+def sync_txs(ctx: typer.Context, link: LinkId, file: FileOption, api_url: ApiUrl = None,
              client_id: ClientId = None, client_secret: ClientSecret = None,
              auth_url: AuthUrl = None, auth_scope: AuthScope = None, as_json: JsonOut = False):
     """Sync settled txs (seed 002's syncCustomTxs variables), 100 per call."""
-    from api import cli
-
     def body():
-        txs = _read_list(file, "txs")
+        txs = _read_list(ctx.obj, file, "txs")
         synced = []
-        with _client(api_url, client_id, client_secret, auth_url, auth_scope) as client:
+        with _client(ctx.obj, api_url, client_id, client_secret, auth_url, auth_scope) as client:
             for start in range(0, len(txs), 100):
                 synced += client.sync_custom_txs(link, txs[start:start + 100])
         _print_txs(synced, as_json)
 
-    cli._run(body)
+    run(body)
 
 
 @link_app.command("delete-txs")
-def delete_txs(link: LinkId, file: FileOption, api_url: ApiUrl = None,
+def delete_txs(ctx: typer.Context, link: LinkId, file: FileOption, api_url: ApiUrl = None,
                client_id: ClientId = None, client_secret: ClientSecret = None,
                auth_url: AuthUrl = None, auth_scope: AuthScope = None, as_json: JsonOut = False):
     """Delete unreconciled txs: [{"id"}] or [{"account": {...}, "externalId"}]."""
-    from api import cli
-
     def body():
-        txs = _read_list(file, "txs")
-        with _client(api_url, client_id, client_secret, auth_url, auth_scope) as client:
+        txs = _read_list(ctx.obj, file, "txs")
+        with _client(ctx.obj, api_url, client_id, client_secret, auth_url, auth_scope) as client:
             deleted = client.delete_custom_txs(link, txs)
         _print_txs(deleted, as_json)
 
-    cli._run(body)
+    run(body)
 
 
 @link_app.command("reconcile-tx")
-def reconcile_tx(
+def reconcile_tx(ctx: typer.Context,
         ledger: Annotated[str, typer.Option("--ledger", help="The ledger's ik.")],
         type: Annotated[str, typer.Option("--type", help="Entry type posting to the linked account.")],
         param: Annotated[Optional[list[str]], typer.Option("--param", "-p", help="KEY=VALUE (repeatable).")] = None,
@@ -156,25 +137,23 @@ def reconcile_tx(
         api_url: ApiUrl = None, client_id: ClientId = None, client_secret: ClientSecret = None,
         auth_url: AuthUrl = None, auth_scope: AuthScope = None, as_json: JsonOut = False):
     """Reconcile a synced tx: post the entry with the tx's amount and posted time."""
-    from api import cli
-
     def body():
-        with _client(api_url, client_id, client_secret, auth_url, auth_scope) as client:
-            result = client.reconcile_tx(type=type, parameters=cli._key_values(param, "--param"),
+        with _client(ctx.obj, api_url, client_id, client_secret, auth_url, auth_scope) as client:
+            result = client.reconcile_tx(type=type, parameters=key_values(param, "--param"),
                                          external_ref=tx, ledger=ledger, ik=ik)
         if as_json:
-            cli._emit_json(cli._entry_json(result.entry, result.is_ik_replay))
+            emit_json(entry_json(result.entry, result.is_ik_replay))
             return
         replay = " (replay: already reconciled)" if result.is_ik_replay else ""
-        cli.out.print(f"Reconciled: entry {result.entry.id} ik={result.entry.ik}{replay}",
+        out.print(f"Reconciled: entry {result.entry.id} ik={result.entry.ik}{replay}",
                       highlight=False)
-        cli.out.print(cli._lines_table(result.lines))
+        out.print(lines_table(result.lines))
 
-    cli._run(body)
+    run(body)
 
 
 @link_app.command("unreconciled")
-def unreconciled(ledger: Annotated[str, typer.Option("--ledger", help="The ledger's ik.")],
+def unreconciled(ctx: typer.Context, ledger: Annotated[str, typer.Option("--ledger", help="The ledger's ik.")],
                  path: Annotated[str, typer.Option("--path", help="Path of the linked account.")],
                  first: Annotated[int, typer.Option("--first", help="Page size.")] = 50,
                  after: Annotated[Optional[str], typer.Option("--after", help="Cursor of the previous page.")] = None,
@@ -182,14 +161,12 @@ def unreconciled(ledger: Annotated[str, typer.Option("--ledger", help="The ledge
                  client_secret: ClientSecret = None, auth_url: AuthUrl = None,
                  auth_scope: AuthScope = None, as_json: JsonOut = False):
     """Synced txs of a linked account that no entry reconciles yet."""
-    from api import cli
-
     def body():
-        with _client(api_url, client_id, client_secret, auth_url, auth_scope) as client:
+        with _client(ctx.obj, api_url, client_id, client_secret, auth_url, auth_scope) as client:
             page = client.unreconciled_txs(path, ledger=ledger, first=first, after=after)
         extra: dict[str, Any] = {"endCursor": page.end_cursor, "hasNextPage": page.has_next_page}
         _print_txs(page.txs, as_json, extra)
         if not as_json and page.has_next_page:
-            cli.out.print(f"more: --after {page.end_cursor}", highlight=False)
+            out.print(f"more: --after {page.end_cursor}", highlight=False)
 
-    cli._run(body)
+    run(body)

@@ -1,0 +1,4 @@
+"""``python -m api.cli``."""
+from api.cli import app
+
+app()

@@ -1,0 +1,51 @@
+"""The ``ledger`` command: reads the settings once and hands them to its commands.
+
+Two kinds of commands:
+
+* API commands (store-schema, create-ledger, add-ledger-entry, balance, entries, token,
+  link ...) talk to a running API over HTTP with `ledger_sdk`, using the credentials
+  `ledger login` saved (or flags / LEDGER_* environment variables).
+* Admin commands (api-client, audit, migrate, stripe ...) open the database directly,
+  found the way the server finds it: DATABASE_URL, else the embedded PostgreSQL under
+  --data-dir.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from api.cli import admin, clients, credentials, entries, ledgers, links, stripe_link
+from api.cli.common import EXIT_USAGE, DataDir, err
+from ledger.settings import Settings, SettingsError
+
+app = typer.Typer(help="A self-hosted double-entry ledger: a database for money.",
+                  no_args_is_help=True, add_completion=False,
+                  pretty_exceptions_enable=False)
+
+
+@app.callback()
+def read_settings(ctx: typer.Context) -> None:
+    try:
+        ctx.obj = Settings.from_env()
+    except SettingsError as exc:
+        err.print(f"error: {exc}", highlight=False, markup=False)
+        raise typer.Exit(EXIT_USAGE) from None
+
+
+for commands in (ledgers.app, entries.app, credentials.app, admin.app):
+    app.add_typer(commands)
+app.add_typer(clients.clients_app, name="api-client")
+app.add_typer(stripe_link.stripe_app, name="stripe")
+app.add_typer(links.link_app, name="link")
+
+
+@app.command("up")
+def up(ctx: typer.Context, data_dir: DataDir = Path(".ledger"),
+       host: Annotated[str, typer.Option("--host")] = "127.0.0.1",
+       port: Annotated[int, typer.Option("--port")] = 8000):
+    """Run everything on this machine: database, Redis, migrations, API, worker and beat."""
+    from api.cli.up import main
+
+    main(ctx.obj, data_dir=data_dir, host=host, port=port)

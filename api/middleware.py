@@ -1,0 +1,149 @@
+"""ASGI middleware of the API: Prometheus-style counters, and the request body size limit."""
+from __future__ import annotations
+
+import threading
+import time
+
+
+# ------------------------------------------------------------------ metrics
+
+class Metrics:
+    """A few counters in the Prometheus text format, written by hand (no extra dependency)."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self.requests: dict[tuple[str, str, str], int] = {}
+        self.durations: dict[str, list[float]] = {}
+        self.operations: dict[tuple[str, str], int] = {}
+
+    def http_request(self, method: str, route: str, status: int, seconds: float) -> None:
+        with self._lock:
+            key = (method, route, str(status))
+            self.requests[key] = self.requests.get(key, 0) + 1
+            total = self.durations.setdefault(route, [0.0, 0])
+            total[0] += seconds
+            total[1] += 1
+
+    def graphql_operation(self, operation: str, outcomes: list[tuple[str, str]], result) -> None:
+        with self._lock:
+            if outcomes:
+                for name, typename in outcomes:
+                    key = (name, typename)
+                    self.operations[key] = self.operations.get(key, 0) + 1
+            else:
+                key = (operation, "error" if result.errors else "ok")
+                self.operations[key] = self.operations.get(key, 0) + 1
+
+    @staticmethod
+    def _label(value: str) -> str:
+        return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+    def render(self) -> str:
+        lab = self._label
+        with self._lock:
+            out = ["# HELP ledger_http_requests_total HTTP requests answered.",
+                   "# TYPE ledger_http_requests_total counter"]
+            for (method, route, status), n in sorted(self.requests.items()):
+                out.append(f'ledger_http_requests_total{{method="{lab(method)}",'
+                           f'route="{lab(route)}",status="{status}"}} {n}')
+            out += ["# HELP ledger_http_request_duration_seconds Time spent answering requests.",
+                    "# TYPE ledger_http_request_duration_seconds summary"]
+            for route, (seconds, count) in sorted(self.durations.items()):
+                out.append(f'ledger_http_request_duration_seconds_sum{{route="{lab(route)}"}} '
+                           f'{seconds:.6f}')
+                out.append(f'ledger_http_request_duration_seconds_count{{route="{lab(route)}"}} '
+                           f'{count}')
+            out += ["# HELP ledger_graphql_operations_total GraphQL mutations by result type "
+                    "(queries by ok/error).",
+                    "# TYPE ledger_graphql_operations_total counter"]
+            for (name, result), n in sorted(self.operations.items()):
+                out.append(f'ledger_graphql_operations_total{{field="{lab(name)}",'
+                           f'result="{lab(result)}"}} {n}')
+        return "\n".join(out) + "\n"
+
+
+class MetricsMiddleware:
+    def __init__(self, app, metrics: Metrics):
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        started = time.perf_counter()
+        status = {"code": 500}
+
+        async def send_wrapper(message):
+            if message["type"] == "http.response.start":
+                status["code"] = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        finally:
+            route = scope.get("route")
+            # The route template, never the raw path: ids in paths would make the label
+            # set grow without bound.
+            name = getattr(route, "path", None) or "unmatched"
+            self.metrics.http_request(scope.get("method", ""), name, status["code"],
+                                      time.perf_counter() - started)
+
+
+# ------------------------------------------------------------------ body size limit
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+class BodyLimitMiddleware:
+    """413 for a request body over the limit: at once when Content-Length says so, else as
+    soon as the streamed body passes it, before the application sees all of it."""
+
+    def __init__(self, app, max_bytes: int):
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def _refuse(self, send) -> None:
+        body = (b'{"__typename":"BadRequestError","code":"payload_too_large",'
+                b'"message":"request body over ' + str(self.max_bytes).encode()
+                + b' bytes","retryable":false}')
+        await send({"type": "http.response.start", "status": 413,
+                    "headers": [(b"content-type", b"application/json"),
+                                (b"content-length", str(len(body)).encode()),
+                                (b"connection", b"close")]})
+        await send({"type": "http.response.body", "body": body})
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        for name, value in scope.get("headers", []):
+            if name == b"content-length":
+                try:
+                    declared = int(value)
+                except ValueError:
+                    declared = 0
+                if declared > self.max_bytes:
+                    return await self._refuse(send)
+        received = 0
+        started = False
+
+        async def limited_receive():
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    raise _BodyTooLarge()
+            return message
+
+        async def tracking_send(message):
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, limited_receive, tracking_send)
+        except _BodyTooLarge:
+            if not started:
+                await self._refuse(send)

@@ -1,0 +1,46 @@
+"""Operations routes: /healthz (open), and behind a read token /metrics, the OpenAPI
+description and the GraphQL SDL."""
+from __future__ import annotations
+
+import logging
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import JSONResponse, PlainTextResponse
+
+from api.auth import require_scope
+from api.graphql.schema import schema as graphql_schema
+
+log = logging.getLogger("api")
+
+router = APIRouter()
+
+
+@router.get("/healthz", tags=["ops"], summary="Liveness and database reachability")
+def healthz(request: Request):
+    database = request.app.state.db
+    try:
+        with database.engine.connect() as conn:
+            conn.exec_driver_sql("SELECT 1")
+    except Exception:
+        log.warning("health check: database unreachable", exc_info=True)
+        return JSONResponse({"status": "unavailable", "database": "unreachable"},
+                            status_code=503)
+    return {"status": "ok", "database": "ok"}
+
+
+@router.get("/metrics", tags=["ops"], summary="Prometheus metrics",
+            response_class=PlainTextResponse)
+def metrics_endpoint(request: Request, _principal=Depends(require_scope("read"))):
+    return PlainTextResponse(request.app.state.metrics.render(),
+                             media_type="text/plain; version=0.0.4; charset=utf-8")
+
+
+@router.get("/openapi.json", tags=["ops"], summary="The OpenAPI description of this API")
+def openapi_json(request: Request, _principal=Depends(require_scope("read"))):
+    return JSONResponse(request.app.openapi())
+
+
+@router.get("/schema.graphql", tags=["graphql"], response_class=PlainTextResponse,
+            summary="The GraphQL schema (SDL), for SDK code generators")
+def schema_sdl(_principal=Depends(require_scope("read"))):
+    return PlainTextResponse(graphql_schema.as_str() + "\n")
