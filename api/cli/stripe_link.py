@@ -88,7 +88,7 @@ def backfill(ctx: typer.Context, since: Annotated[str, typer.Option("--since", h
 
         # The report below lists the problems; the module's warnings would repeat them
         # through the progress bar.
-        logging.getLogger("ledger.stripe_sync").addHandler(logging.NullHandler())
+        logging.getLogger("ledger.stripe").addHandler(logging.NullHandler())
         start = _date(since, "--since")
         end = _date(until, "--until") if until else None
         with AdminDatabase(ctx.obj, data_dir) as admin:

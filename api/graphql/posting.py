@@ -84,7 +84,7 @@ def entry_lines(ctx: Context, entry: LedgerEntryInput, ledger: str,
     return lines
 
 
-def _pairs(items: Optional[list]) -> Optional[list[tuple[str, str]]]:
+def key_value_pairs(items: Optional[list]) -> Optional[list[tuple[str, str]]]:
     return None if items is None else [(x.key, x.value) for x in items]
 
 
@@ -98,7 +98,7 @@ def entry_request(ctx: Context, ik: Optional[str], entry: LedgerEntryInput,
     lines = entry_lines(ctx, entry, ledger, field)
     request = service.EntryRequest.build(
         ik=ik, type=entry.type, parameters=entry.parameters, posted=entry.posted,
-        tags=_pairs(entry.tags), groups=_pairs(entry.groups), lines=lines, field=field)
+        tags=key_value_pairs(entry.tags), groups=key_value_pairs(entry.groups), lines=lines, field=field)
     return ledger, request
 
 

@@ -14,7 +14,7 @@ from api.graphql.context import Context
 from api.graphql.entries import LedgerEntry, LedgerLine, entry_type, line_type
 from api.graphql.errors import BadRequestError, InternalError, bad, mutate
 from api.graphql.inputs import CurrencyMatchInput, LedgerEntryInput
-from api.graphql.posting import entry_lines
+from api.graphql.posting import entry_lines, key_value_pairs
 from api.graphql.refs import ledger_ik
 from api.graphql.scalars import Date, Int96, SafeString
 from ledger import service
@@ -224,25 +224,6 @@ def _account_match(value: Optional[ExternalAccountMatchInput]) -> Optional[dict]
                               ("externalId", value.external_id)) if v is not None}
 
 
-def _wire_entry(entry: LedgerEntryInput, lines: Optional[list[service.LineInput]]) -> dict:
-    """The entry in the wire form `service.reconcile_tx` reads: unlike the other posting
-    paths, its ik is optional (the tx's external id by default), which the typed request
-    cannot say."""
-    data: dict = {"type": entry.type}
-    optional = (("ik", entry.ik), ("parameters", entry.parameters), ("posted", entry.posted))
-    data.update({name: value for name, value in optional if value})
-    if entry.tags is not None:
-        data["tags"] = [{"key": x.key, "value": x.value} for x in entry.tags]
-    if entry.groups is not None:
-        data["groups"] = [{"key": x.key, "value": x.value} for x in entry.groups]
-    if lines is not None:
-        data["lines"] = [{"key": x.key, "account": {"path": x.account_path},
-                          "amount": str(x.amount),
-                          **({"currency": {"code": x.currency}} if x.currency else {})}
-                         for x in lines]
-    return data
-
-
 # ------------------------------------------------------------------ mutations
 
 @strawberry.type
@@ -315,12 +296,15 @@ class ReconcileMutation:
 
         def run():
             ledger = ledger_ik(ctx, entry.ledger, "entry.ledger")
-            data = _wire_entry(entry, entry_lines(ctx, entry, ledger, "entry"))
-            if tx is not None:
-                if not tx.external_id:
-                    raise bad("tx.externalId", "name the tx by its externalId")
-                data["tx"] = {"externalId": tx.external_id}
-            result = service.reconcile_tx(ctx.db, ledger, data)
+            if tx is not None and not tx.external_id:
+                raise bad("tx.externalId", "name the tx by its externalId")
+            # Unlike the other posting paths, the ik is optional: the tx's externalId.
+            request = service.EntryRequest.build(
+                ik=entry.ik, type=entry.type, parameters=entry.parameters, posted=entry.posted,
+                tags=key_value_pairs(entry.tags), groups=key_value_pairs(entry.groups),
+                lines=entry_lines(ctx, entry, ledger, "entry"), ik_required=False)
+            result = service.reconcile_tx(ctx.db, ledger, request,
+                                          tx.external_id if tx is not None else None)
             entry_value = result.entry
             return ReconcileTxResult(
                 entry=entry_type(entry_value),

@@ -76,13 +76,12 @@ def _parse_request(request: Any) -> tuple[EntryRequest, bool, str | None]:
         return copy.deepcopy(request), bool(request.ik), None
     if not isinstance(request, dict):
         raise BadRequestError("invalid_input", "entry: expected an object", field="entry")
-    ik = request.get("ik")
-    parsed = EntryRequest.from_input(request, "entry", ik=ik if ik else "-")
+    parsed = EntryRequest.from_input(request, "entry", ik_required=False)
     tx = request.get("tx")
     tx_ref = tx.get("externalId") if isinstance(tx, dict) else tx
     if tx_ref is not None and not isinstance(tx_ref, str):
         raise BadRequestError("invalid_input", "entry.tx.externalId: expected a string", field="entry.tx.externalId")
-    return parsed, bool(ik), tx_ref or None
+    return parsed, bool(parsed.ik), tx_ref or None
 
 
 def reconcile_tx(db: Database, ledger_ik: str, request: Any, tx: str | None = None) -> PostResult:

@@ -166,7 +166,7 @@ def test_audit(cli_env, db, unique):
     import sqlalchemy as sa
 
     from ledger import service
-    from ledger.model import EntryRequest
+    from ledger.service import EntryRequest
     from tests.integration.helpers import new_ledger, seed000_schema
 
     env, _ = cli_env

@@ -8,7 +8,8 @@ import asyncio
 
 import pytest
 
-from ledger import stripe_sync
+from ledger import service
+from ledger.settings import Settings
 from ledger_sdk import BadRequestError, Client
 from tests.fakes.stripe_server import FakeStripe
 from tests.integration.helpers import own
@@ -25,10 +26,11 @@ def fake():
 def test_seed000_reconcile_charge(api, full_client, db, unique, fake):
     ledger, link = stripe_wallet(db, unique)
     # Only sync here: the seed's own code reconciles.
-    stripe_sync.configure_stripe(db, link_id=link, charge_entry_type="", fee_entry_type="")
+    config = Settings(stripe_link_id=link)
+    service.configure_stripe(db, config, charge_entry_type="", fee_entry_type="")
     made = fake.add_charge(1250, metadata={"user_id": "zoe"})
-    report = stripe_sync.backfill(db, datetime.now(timezone.utc) - timedelta(days=1),
-                                  client=fake.client(), link_id=link)
+    report = service.stripe_backfill(db, config, datetime.now(timezone.utc) - timedelta(days=1),
+                                     client=fake.client())
     assert report.synced == 1 and report.reconciled == 0
     charge_id = made["charge"]["id"]
 
