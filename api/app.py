@@ -22,7 +22,8 @@ from api.webhooks import router as webhooks_router
 from ledger.db import Database
 from ledger.errors import LedgerError
 from ledger.settings import Settings
-from workers.connect import Broker, resolve_servers
+from api.broker import Broker
+from ledger.embedded import resolve_servers
 
 
 def _open_database(settings: Settings, state: Any) -> Database:

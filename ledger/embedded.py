@@ -17,6 +17,7 @@ import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
+from ledger.settings import Settings
 
 PG_DIRNAME = "pg"
 REDIS_DB_FILENAME = "redis.db"
@@ -306,3 +307,18 @@ def resolve_urls(data_dir: Path, database_url: str | None = None,
         keepalive.stop()
         raise
     return database_url, redis_url, keepalive
+
+
+def resolve_servers(settings: Settings, *, redis: bool = True) -> tuple[Settings, Keepalive | None]:
+    """``(settings on resolved servers, keepalive or None)``. A server the settings do not
+    name is the embedded one under ``settings.data_dir`` (started, or reused from another
+    process on that folder); hold the keepalive while it is needed and ``stop()`` it after.
+    With ``redis=False`` only a missing database starts anything (the API and the admin
+    commands, which need no broker to work)."""
+    missing = not settings.database_url or (redis and not settings.redis_url)
+    if not missing:
+        return settings, None
+    database_url, redis_url, keepalive = resolve_urls(settings.data_dir, settings.database_url,
+                                                      settings.redis_url)
+    return settings.with_servers(settings.database_url or database_url,
+                                 settings.redis_url or redis_url), keepalive

@@ -14,6 +14,7 @@ from sqlalchemy.engine import Connection
 from ledger import tables as t
 from ledger.audit import Problem
 from ledger.audit import audit as audit_books
+from ledger.commands import EntryRequest, LineInput
 from ledger.db import Database
 from ledger.errors import NotFoundError
 from ledger.history import balances as _balances
@@ -52,7 +53,7 @@ from ledger.ledgers import (
 )
 from ledger.posting import rollup as _rollup
 from ledger.posting.engine import post_entries
-from ledger.posting.model import Entry, EntryRequest, Line, LineInput, PostResult
+from ledger.posting.model import Entry, Line, PostResult
 from ledger.schema.model import SchemaIssue, SchemaVersion
 from ledger.schema.store import (
     get_schema,

@@ -26,7 +26,7 @@ from celery import Celery
 from kombu import Queue
 
 from ledger.settings import Settings
-from workers.connect import resolve_servers
+from ledger.embedded import resolve_servers
 
 # The longest countdown we ever schedule (retry backoff cap). Redis redelivers a message
 # that stays unacknowledged longer than the visibility timeout, and a message waiting for

@@ -13,7 +13,6 @@ from datetime import timedelta
 from ledger import service
 from ledger.db import Database
 from workers.app import MAX_COUNTDOWN_SECONDS, app, settings
-from workers.connect import CelerySend
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +51,12 @@ def _make_doorbell():
 
     config = settings()
     keys = redis.Redis.from_url(config.redis_url, socket_timeout=5, socket_connect_timeout=2)
-    return service.Doorbell(config, CelerySend(app), keys)
+    return service.Doorbell(config, _send, keys)
+
+
+def _send(task: str, args: list, queue: str) -> None:
+    """`ledger.service.Send` through this worker's own Celery app."""
+    app.send_task(task, args=list(args), queue=queue)
 
 
 _database = _PerProcess(_make_database)

@@ -240,7 +240,7 @@ class AdminDatabase:
     def __enter__(self):
         from ledger.db import Database
         from ledger.embedded import EmbeddedServerError
-        from workers.connect import resolve_servers
+        from ledger.embedded import resolve_servers
 
         url = self.config.database_url
         if not url:

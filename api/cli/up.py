@@ -23,7 +23,7 @@ from sqlalchemy.engine import make_url
 
 from ledger import service
 from ledger.settings import Settings
-from workers.connect import resolve_servers
+from ledger.embedded import resolve_servers
 
 REPO = Path(__file__).resolve().parents[2]
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)

@@ -9,13 +9,13 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from ledger import tables as t
+from ledger.commands import EntryRequest
 from ledger.errors import BadRequestError
 from ledger.history.entries import _entry_id, _entry_row, load_history_entries
 from ledger.history.model import ReverseResult
 from ledger.ledgers import Ledger
-from ledger.posting.compile import CompiledCondition, CompiledEntry, CompiledLine
 from ledger.posting.engine import apply_compiled
-from ledger.posting.model import EntryRequest
+from ledger.schema.compile import CompiledCondition, CompiledEntry, CompiledLine
 from ledger.schema.model import Schema, Text, resolve_path
 from ledger.schema.store import load_schema
 

@@ -11,12 +11,13 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from ledger import fastjson
+from ledger.commands import EntryRequest
 from ledger.db import Database, is_retryable
 from ledger.errors import LedgerError, NotFoundError
 from ledger.jobs.model import DEFAULT_BATCH, FAILED, POSTED, WorkResult
 from ledger.ledgers import Ledger, get_ledger
 from ledger.posting.engine import post_entries
-from ledger.posting.model import EntryRequest, Posted
+from ledger.posting.model import Posted
 
 log = logging.getLogger(__name__)
 

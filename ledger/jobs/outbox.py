@@ -13,6 +13,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from ledger import fastjson
+from ledger.commands import EntryRequest
 from ledger.db import Database
 from ledger.errors import BadRequestError, InternalError, LedgerError, NotFoundError
 from ledger.jobs.model import (
@@ -29,8 +30,7 @@ from ledger.jobs.model import (
     partition_of,
 )
 from ledger.ledgers import Ledger, get_ledger
-from ledger.posting.compile import compile_entry, partition_key
-from ledger.posting.model import EntryRequest
+from ledger.schema.compile import compile_entry, partition_key
 from ledger.schema.store import load_schema
 
 log = logging.getLogger(__name__)

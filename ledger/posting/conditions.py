@@ -9,7 +9,7 @@ from sqlalchemy.engine import Connection
 from ledger import fastjson
 from ledger.errors import BadRequestError
 from ledger.ledgers import Ledger
-from ledger.posting.compile import CompiledEntry
+from ledger.schema.compile import CompiledEntry
 from ledger.schema.model import check_condition
 
 _FIND_ACCOUNTS = sa.text(

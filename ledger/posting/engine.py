@@ -16,9 +16,9 @@ from sqlalchemy.engine import Connection
 
 from ledger import fastjson
 from ledger import tables as t
+from ledger.commands import EntryRequest
 from ledger.errors import BadRequestError, LedgerError
 from ledger.ledgers import Ledger
-from ledger.posting.compile import CompiledEntry, compile_entry
 from ledger.posting.conditions import (
     _check_conditions,
     _ensure_accounts,
@@ -30,8 +30,9 @@ from ledger.posting.idempotency import (
     claim_iks,
     fingerprint,
 )
-from ledger.posting.model import Entry, EntryRequest, Line, Posted, PostResult
+from ledger.posting.model import Entry, Line, Posted, PostResult
 from ledger.posting.rollup import _NewLine, _running_totals, number_lines
+from ledger.schema.compile import CompiledEntry, compile_entry
 from ledger.schema.model import Schema
 from ledger.schema.store import load_schema
 

@@ -8,10 +8,10 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from ledger import fastjson
+from ledger.commands import EntryRequest
 from ledger.errors import BadRequestError, LedgerError
 from ledger.ledgers import Ledger
-from ledger.posting.compile import CompiledEntry
-from ledger.posting.model import EntryRequest
+from ledger.schema.compile import CompiledEntry
 from ledger.schema.model import canonical_json
 
 

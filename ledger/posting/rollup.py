@@ -7,7 +7,7 @@ from typing import NamedTuple
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from ledger.posting.compile import CompiledLine
+from ledger.schema.compile import CompiledLine
 
 
 class _NewLine(NamedTuple):

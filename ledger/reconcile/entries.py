@@ -11,11 +11,12 @@ from sqlalchemy.engine import Connection
 
 from ledger import tables as t
 from ledger.amounts import parse_amount
+from ledger.commands import EntryRequest
 from ledger.db import Database
 from ledger.errors import BadRequestError, NotFoundError
 from ledger.ledgers import Ledger, load_ledger
 from ledger.posting.engine import post_entries
-from ledger.posting.model import EntryRequest, PostResult
+from ledger.posting.model import PostResult
 from ledger.reconcile.links import _record_link, _render, _resolve_linked
 from ledger.schema.model import Account, Schema, resolve_path
 from ledger.schema.store import load_schema

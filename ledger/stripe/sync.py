@@ -10,10 +10,10 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.engine import Connection
 
 from ledger import tables as t
+from ledger.commands import EntryRequest
 from ledger.db import Database
 from ledger.errors import LedgerError
 from ledger.ledgers import load_ledger
-from ledger.posting.model import EntryRequest
 from ledger.reconcile.entries import reconcile_in
 from ledger.reconcile.links import sync_accounts_in
 from ledger.reconcile.model import Tx, TxInput

@@ -272,7 +272,7 @@ class Pipeline:
     def ring(self, partition: int, times: int = 1) -> None:
         """Send doorbells the way the API does (by task name, to the partition's queue),
         without its coalescing: every one of them is delivered."""
-        from workers.connect import Broker
+        from api.broker import Broker
 
         settings = Settings.from_env(self.env)
         doorbell = service.Doorbell(settings, Broker().send(settings.redis_url), None)

@@ -26,6 +26,10 @@ MAX_FUNCTION_LINES = 80
 SERVER_ONLY = ("fastapi", "starlette", "strawberry", "celery", "typer", "kombu")
 SERVER_PACKAGES = ("ledger", "api", "workers")
 SETTINGS_MODULE = "ledger/settings.py"
+# The edges reach the domain only through these modules.
+EDGES = ("api", "workers")
+LEDGER_DOORS = ("ledger.service", "ledger.settings", "ledger.db", "ledger.errors",
+                "ledger.fastjson", "ledger.embedded", "ledger.migrate")
 # bench/ is a developer's tool run by hand against a server it is told about, not part of
 # the service: it may read its own environment variables.
 ENVIRON_EXEMPT = ("bench",)
@@ -206,6 +210,44 @@ def forbidden_imports(root: Path, package: str, forbidden: tuple[str, ...]) -> l
     return sorted(offenders, key=_by_place)
 
 
+def ledger_doors(root: Path) -> list[str]:
+    """Imports from ``api/`` and ``workers/`` into ``ledger`` past its doors: the façade
+    ``ledger.service`` and the shared base (``LEDGER_DOORS``)."""
+    known = modules(root)
+    offenders = []
+    for module in known.values():
+        if module.name.split(".")[0] not in EDGES:
+            continue
+        for imported, line in imported_names(module):
+            target = _resolve(imported, known)
+            if target is None or target.split(".")[0] != "ledger":
+                continue
+            if target not in LEDGER_DOORS:
+                offenders.append(f"{module.rel}:{line}: imports {target}")
+    return sorted(set(offenders), key=_by_place)
+
+
+def private_imports(root: Path) -> list[str]:
+    """``from m import _name`` where ``m`` is a project module outside the importer's own
+    package: a private name is its package's business."""
+    known = modules(root)
+    offenders = []
+    for module in known.values():
+        own = module.name if module.is_package else module.name.rpartition(".")[0]
+        for node in ast.walk(module.tree):
+            if not isinstance(node, ast.ImportFrom) or node.level or not node.module:
+                continue
+            source = _resolve(node.module, known)
+            if source is None:
+                continue
+            source_package = source if known[source].is_package else source.rpartition(".")[0]
+            for alias in node.names:
+                private = alias.name.startswith("_") and not alias.name.startswith("__")
+                if private and source_package != own:
+                    offenders.append(f"{module.rel}:{node.lineno}: {alias.name} from {source}")
+    return sorted(set(offenders), key=_by_place)
+
+
 # ------------------------------------------------------------------------------ sizes
 
 def long_modules(root: Path, limit: int = MAX_MODULE_LINES) -> list[str]:
@@ -285,6 +327,24 @@ def test_ledger_imports_no_web_or_queue_framework():
 def test_sdk_imports_no_server_code():
     _fail_listing("ledger_sdk/ imports server code",
                   forbidden_imports(ROOT, "ledger_sdk", SERVER_PACKAGES))
+
+
+def test_ledger_imports_neither_edge():
+    _fail_listing("ledger/ imports api/ or workers/", forbidden_imports(ROOT, "ledger", EDGES))
+
+
+def test_edges_stay_apart():
+    _fail_listing("api/ imports workers/", forbidden_imports(ROOT, "api", ("workers",)))
+    _fail_listing("workers/ imports api/", forbidden_imports(ROOT, "workers", ("api",)))
+
+
+def test_edges_enter_ledger_through_its_doors():
+    _fail_listing("api/ or workers/ import ledger past ledger.service and the shared base",
+                  ledger_doors(ROOT))
+
+
+def test_no_private_name_crosses_packages():
+    _fail_listing("private names imported from another package", private_imports(ROOT))
 
 
 def test_no_module_over_600_lines():
@@ -404,3 +464,14 @@ def test_checker_finds_environment_reads(tmp_path):
         "ledger/a.py:3: from os import environ", "ledger/a.py:3: from os import getenv",
         "ledger/a.py:4: os.environ", "ledger/a.py:5: system.getenv", "ledger/a.py:6: environ",
         "ledger/a.py:7: ge", "ledger/a.py:8: os.environ"]
+
+
+def test_checker_finds_doors_and_private_names(tmp_path):
+    root = _tree(tmp_path, {"ledger/__init__.py": "", "ledger/service.py": "x = 1\n",
+                            "ledger/jobs/__init__.py": "", "ledger/jobs/outbox.py": "_y = 1\n",
+                            "ledger/jobs/claims.py": "from ledger.jobs.outbox import _y\n",
+                            "ledger/posting.py": "from ledger.jobs.outbox import _y\n",
+                            "api/__init__.py": "",
+                            "api/v1.py": "from ledger import service\nfrom ledger.jobs import outbox\n"})
+    assert ledger_doors(root) == ["api/v1.py:2: imports ledger.jobs.outbox"]
+    assert private_imports(root) == ["ledger/posting.py:1: _y from ledger.jobs.outbox"]

@@ -1,21 +1,16 @@
-"""How the edges reach their servers: the database and Redis a `Settings` names (else the
-embedded ones under its data folder), and the broker, to send messages by task name.
+"""How the API sends messages to the workers: by task name, to a queue, through a light
+Celery client that only publishes (it imports none of the worker code).
 
-The API, the CLI and the workers all resolve servers here, and everything that sends a
-message (the API's doorbell and Stripe event, the workers' relay and drain hand-over) goes
-through a `CelerySend`, the `ledger.service.Send` of a Celery app. Nothing here imports the
-worker's tasks, and importing this module starts nothing.
+The doorbell after accepting jobs and the Stripe event after a webhook both go through a
+`CelerySend`, the `ledger.service.Send` of that client. Importing this module starts nothing.
 """
 from __future__ import annotations
 
-import logging
 import threading
 from typing import Any
 
 from ledger import service
 from ledger.settings import Settings
-
-log = logging.getLogger(__name__)
 
 # A short retry covers a blip; a longer outage is the relay's (or the inbox sweep's) job,
 # and must not hold up the answer to a request whose work is already committed.
@@ -23,23 +18,6 @@ SHORT_RETRY = {"max_retries": 2, "interval_start": 0, "interval_step": 0.2,
                "interval_max": 0.5}
 # Clients of the API notice a dead Redis within seconds.
 QUICK_SOCKETS = {"socket_timeout": 5, "socket_connect_timeout": 2}
-
-
-def resolve_servers(settings: Settings, *, redis: bool = True) -> tuple[Settings, Any]:
-    """``(settings on resolved servers, keepalive or None)``. A server the settings do not
-    name is the embedded one under ``settings.data_dir`` (started, or reused from another
-    process on that folder); hold the keepalive while it is needed and ``stop()`` it after.
-    With ``redis=False`` only a missing database starts anything (the API and the admin
-    commands, which need no broker to work)."""
-    missing = not settings.database_url or (redis and not settings.redis_url)
-    if not missing:
-        return settings, None
-    from ledger.embedded import resolve_urls
-
-    database_url, redis_url, keepalive = resolve_urls(settings.data_dir, settings.database_url,
-                                                      settings.redis_url)
-    return settings.with_servers(settings.database_url or database_url,
-                                 settings.redis_url or redis_url), keepalive
 
 
 class CelerySend:

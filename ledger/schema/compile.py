@@ -4,8 +4,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ledger.amounts import MAX_AMOUNT, parse_amount
+from ledger.commands import EntryRequest
 from ledger.errors import BadRequestError
-from ledger.posting.model import EntryRequest
 from ledger.schema.model import (
     EQUATION_SIGN,
     SAFE_VALUE,
