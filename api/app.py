@@ -16,14 +16,14 @@ from fastapi.exceptions import RequestValidationError
 from starlette.concurrency import run_in_threadpool
 
 from api import auth, errors, ops
+from api.broker import Broker
 from api.graphql.http import router as graphql_router
 from api.middleware import BodyLimitMiddleware, Metrics, MetricsMiddleware
 from api.webhooks import router as webhooks_router
 from ledger.db import Database
+from ledger.embedded import resolve_servers
 from ledger.errors import LedgerError
 from ledger.settings import Settings
-from api.broker import Broker
-from ledger.embedded import resolve_servers
 
 
 def _open_database(settings: Settings, state: Any) -> Database:

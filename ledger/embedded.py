@@ -17,6 +17,7 @@ import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
+
 from ledger.settings import Settings
 
 PG_DIRNAME = "pg"

@@ -25,8 +25,8 @@ from typing import Any
 from celery import Celery
 from kombu import Queue
 
-from ledger.settings import Settings
 from ledger.embedded import resolve_servers
+from ledger.settings import Settings
 
 # The longest countdown we ever schedule (retry backoff cap). Redis redelivers a message
 # that stays unacknowledged longer than the visibility timeout, and a message waiting for

@@ -22,8 +22,8 @@ import httpx
 from sqlalchemy.engine import make_url
 
 from ledger import service
-from ledger.settings import Settings
 from ledger.embedded import resolve_servers
+from ledger.settings import Settings
 
 REPO = Path(__file__).resolve().parents[2]
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
