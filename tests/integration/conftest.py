@@ -305,12 +305,16 @@ def pipeline(db, database_url, redis_url, pipeline_api, unique, tmp_path, monkey
     # app's settings.
     monkeypatch.setenv("REDIS_URL", redis_url)
     monkeypatch.setenv("LEDGER_QUEUE_PREFIX", prefix)
+    # Swapped by hand, not with monkeypatch: Starlette's State keeps attributes in a dict
+    # behind __getattr__, which newer pytest's monkeypatch cannot see. A test may swap them
+    # again; the original comes back at the end either way.
     state = pipeline_api.app.state
-    monkeypatch.setattr(state, "settings", dataclasses.replace(
-        state.settings, redis_url=redis_url, queue_prefix=prefix))
+    original = state.settings
+    state.settings = dataclasses.replace(original, redis_url=redis_url, queue_prefix=prefix)
     p = Pipeline(db=db, api=pipeline_api, env=env, tmp=tmp_path, unique=unique)
     try:
         yield p
     finally:
+        state.settings = original
         for w in p.workers:
             w.stop(timeout=15)

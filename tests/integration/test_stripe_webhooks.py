@@ -88,8 +88,8 @@ def test_webhook_worker_beat_and_cli_post_each_charge_once(pipeline, db, databas
                                                            unique, monkeypatch):
     ledger, link = stripe_wallet(db, unique)
     state = pipeline.api.app.state
-    monkeypatch.setattr(state, "settings", dataclasses.replace(state.settings,
-                                                                stripe_link_id=link))
+    # The pipeline fixture puts the original settings back.
+    state.settings = dataclasses.replace(state.settings, stripe_link_id=link)
     pipeline.worker(beat=True, STRIPE_LINK_ID=link, STRIPE_API_BASE=fake.url,
                     LEDGER_STRIPE_BACKFILL_EVERY_SECONDS=2, LEDGER_STRIPE_INBOX_EVERY_SECONDS=2)
 
