@@ -67,7 +67,7 @@ def wallet(db, unique):
     return ik
 
 
-def add(gql, ledger, type_, parameters=None, *, ik=None, lines=None, unique=None):
+def add(gql, ledger, type_, parameters=None, *, ik=None, lines=None):
     entry = {"ledger": {"ik": ledger}, "type": type_, "parameters": parameters or {}}
     if lines is not None:
         entry["lines"] = lines
