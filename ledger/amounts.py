@@ -11,28 +11,54 @@ from ledger.errors import BadRequestError
 MAX_AMOUNT = 2**120 - 1
 
 
-_INT_RE = re.compile(r"^[+-]?[0-9]+$")
+# The one text form of an amount: no sign on zero, no leading zeros, no spaces, no "+".
+# Looser forms ("+250", "00250", " 250", "-0") would give one amount many spellings, and so
+# many idempotency fingerprints and log lines for what a caller meant as one request.
+CANONICAL_AMOUNT = re.compile(r"0|-?[1-9][0-9]*")
 
 
 CURRENCY_CODE = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
 
 
+def is_canonical_amount(text: str) -> bool:
+    """``0|-?[1-9][0-9]*``, whole (fullmatch: ``$`` would let a final newline through)."""
+    return CANONICAL_AMOUNT.fullmatch(text) is not None
+
+
 def parse_amount(value: Any, field: str) -> int:
-    """An amount in minor units: an int, or a string of digits. Never a float."""
+    """An amount in minor units: an int, or its canonical decimal text. Never a float."""
     if isinstance(value, bool) or value is None:
         raise BadRequestError("invalid_amount", f"{field}: expected an integer amount in minor units, got {value!r}", field=field)
     if isinstance(value, int):
         number = value
-    elif isinstance(value, str) and _INT_RE.match(value.strip()):
-        number = int(value.strip())
+    elif isinstance(value, str) and is_canonical_amount(value):
+        if len(value) > _MAX_AMOUNT_CHARS:  # not even converted: int() of 5,000 digits raises
+            raise _out_of_range(field, f"{value[:12]}... ({len(value)} characters)")
+        number = int(value)
     else:
         raise BadRequestError(
             "invalid_amount",
-            f"{field}: expected an integer amount in minor units (like \"250\" for 2.50), got {value!r}",
+            f"{field}: expected an integer amount in minor units in its canonical form "
+            f"(like \"250\" for 2.50: digits, an optional leading \"-\", no leading zeros, "
+            f"no spaces), got {_shown(value)}",
             field=field)
     if abs(number) > MAX_AMOUNT:
-        raise BadRequestError("invalid_amount", f"{field}: amount {number} is beyond ±(2^120-1)", field=field)
+        raise _out_of_range(field, number)
     return number
+
+
+_MAX_AMOUNT_CHARS = len(str(-MAX_AMOUNT))
+
+
+def _shown(value: Any) -> str:
+    """A refused value as the error shows it: enough to recognise, never the whole of a
+    500,000-character string."""
+    text = repr(value)
+    return text if len(text) <= 60 else f"{text[:50]}... ({len(text)} characters)"
+
+
+def _out_of_range(field: str, shown: Any) -> BadRequestError:
+    return BadRequestError("invalid_amount", f"{field}: amount {shown} is beyond ±(2^120-1)", field=field)
 
 
 def parse_time(value: Any, field: str) -> datetime:

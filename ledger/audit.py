@@ -4,16 +4,21 @@ The engine guarantees these by how it writes (one transaction per batch, balance
 locked, lines written from the entries and accounts it just read or created), and some
 are deliberately not database constraints (migration 0007 explains why). An audit reads
 everything, so it is for tests, for operators after a restore or a manual repair, and for
-anyone who wants to see the books balance for themselves; it never writes.
+anyone who wants to see the books balance for themselves; it never writes. Besides the
+engine's invariants it checks the schema's: no balance is on the wrong side of a bound a
+condition of the schema keeps (``broken_conditions``).
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from ledger.ledgers import Ledger
+from ledger.schema.model import ConditionType, PathTemplate, Schema
+from ledger.schema.store import load_schema
 
 # Each check lists up to this many examples; one is enough to know the books are wrong.
 EXAMPLES = 20
@@ -97,4 +102,79 @@ def audit(conn: Connection, ledger: Ledger) -> list[Problem]:
     for check, sql in _CHECKS.items():
         for (detail,) in conn.execute(sa.text(sql), {"l": ledger.id, "n": EXAMPLES}):
             problems.append(Problem(check, detail))
+    problems += broken_conditions(conn, ledger, load_schema(conn, ledger.id))
     return problems
+
+
+# A balance breaks a bound when it is on the wrong side of it.
+_BREAKS = {"gte": "<", "lte": ">"}
+
+
+def standing_bounds(schema: Schema) -> list[tuple[ConditionType, str]]:
+    """The conditions that state a bound an account's balance keeps between postings, each
+    with an entry type stating it: postconditions ``gte`` or ``lte`` a constant
+    (``"gte": "0"``: no overdraft). Left out: preconditions and ``eq`` (they gate a posting,
+    as "open only an empty account" does, and later postings legitimately move on), and
+    values that take a parameter (they bound one posting, not the account)."""
+    seen: dict[tuple, tuple[ConditionType, str]] = {}
+    for et in schema.entry_types.values():
+        for c in et.conditions:
+            if c.when != "post" or c.op not in _BREAKS or c.value.params:
+                continue
+            currency = c.currency.source() if c.currency and c.currency.is_literal else None
+            key = (c.path.source(), c.balance, c.op, c.value.const, currency)
+            seen.setdefault(key, (c, et.type))
+    return list(seen.values())
+
+
+def broken_conditions(conn: Connection, ledger: Ledger, schema: Schema) -> list[Problem]:
+    """Balances on the wrong side of a standing bound of the schema (``standing_bounds``):
+    the engine refuses every posting that would break one, so one that is broken was moved
+    by something else (an entry type without the condition, or a hand-made UPDATE)."""
+    problems: list[Problem] = []
+    for cond, etype in standing_bounds(schema):
+        shape = _instance_pattern(cond.path)
+        literal = cond.currency.source() if cond.currency and cond.currency.is_literal else None
+        sql = _OWN_BREAKS if cond.balance == "own" else _TOTAL_BREAKS
+        rows = conn.execute(sa.text(sql.format(breaks=_BREAKS[cond.op])), {
+            "l": ledger.id, "chart": cond.path.account, "cur": literal,
+            "v": str(cond.value.const)})
+        name = "ownBalance" if cond.balance == "own" else "totalBalance"
+        for path, currency, balance in rows:
+            if not shape.fullmatch(path):
+                continue
+            problems.append(Problem("condition_broken", (
+                f"account {path} {currency}: {name} {balance} breaks the postcondition "
+                f"{name} {cond.op} {cond.value.const} of entry type {etype!r}")))
+            if len(problems) >= EXAMPLES:
+                return problems
+    return problems
+
+
+def _instance_pattern(path: PathTemplate) -> re.Pattern:
+    """The concrete paths a path template names: its literal text, any value for each
+    parameter."""
+    parts = path.text.parts
+    return re.compile("".join(re.escape(p) if i % 2 == 0 else "[^/]+"
+                              for i, p in enumerate(parts)))
+
+
+_OWN_BREAKS = """
+    SELECT a.path, b.currency, b.own FROM balances b JOIN accounts a ON a.id = b.account_id
+    WHERE a.ledger_id = :l AND a.chart_path = :chart
+      AND (CAST(:cur AS text) IS NULL OR b.currency = :cur)
+      AND b.own {breaks} CAST(:v AS numeric)
+    ORDER BY a.path, b.currency"""
+
+
+_TOTAL_BREAKS = """
+    SELECT path, currency, total FROM (
+        SELECT a.path, b.currency, b.own + coalesce((
+            SELECT sum(d.own) FROM balances d JOIN accounts x ON x.id = d.account_id
+            WHERE x.ledger_id = a.ledger_id AND d.currency = b.currency
+              AND x.path > a.path || '/' AND x.path < a.path || '0'), 0) AS total
+        FROM balances b JOIN accounts a ON a.id = b.account_id
+        WHERE a.ledger_id = :l AND a.chart_path = :chart
+          AND (CAST(:cur AS text) IS NULL OR b.currency = :cur)) t
+    WHERE total {breaks} CAST(:v AS numeric)
+    ORDER BY path, currency"""

@@ -255,7 +255,7 @@ def list_group_entries(db: Database, ledger_ik: str, key: str, value: str,
 # ---------------------------------------------------------------------------- the façade
 # What the API, the workers and the CLI may use beyond the operations above: one door into
 # each capability, by public name.
-from ledger.amounts import MAX_AMOUNT  # noqa: E402
+from ledger.amounts import MAX_AMOUNT, is_canonical_amount  # noqa: E402
 from ledger.clients import (  # noqa: E402
     SCOPES,
     ApiClient,
@@ -320,6 +320,7 @@ __all__ = [
     "AccountBalances", "AccountInfo", "BalanceChange", "Entry", "EntryChange", "EntryFilter",
     "EntryGroup", "EntryRequest", "HistoryEntry", "Line", "LineInput", "Page", "PageInfo",
     "PostResult", "Problem", "ReverseResult", "UpdateEntryResult", "MAX_AMOUNT",
+    "is_canonical_amount",
     "check_storable",
     # API clients
     "SCOPES", "ApiClient", "CreatedClient", "active_client", "authenticate", "create_client",

@@ -18,7 +18,8 @@ def audit(ctx: typer.Context, ledger: Annotated[str, typer.Option("--ledger", he
           data_dir: DataDir = Path(".ledger"), as_json: JsonOut = False):
     """Check a ledger's books from the tables: every line names an entry and an account of
     the ledger, every entry balances, every balance is the sum of its lines, every running
-    total is right. Exits 1 when something is wrong. Reads everything: run it off-peak."""
+    total is right, no balance breaks a standing bound of the schema (a postcondition gte
+    or lte a constant). Exits 1 when something is wrong. Reads everything: run it off-peak."""
 
     def body():
         with AdminDatabase(ctx.obj, data_dir) as admin:

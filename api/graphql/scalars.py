@@ -8,7 +8,7 @@ from typing import Any, NewType
 import strawberry
 from strawberry.scalars import JSON
 
-from ledger.service import MAX_AMOUNT
+from ledger.service import MAX_AMOUNT, is_canonical_amount
 
 SafeString = NewType("SafeString", str)
 Int96 = NewType("Int96", int)
@@ -19,7 +19,6 @@ LastMoment = NewType("LastMoment", str)
 # A calendar period: 2025, 2025-Q1, 2025-02, 2025-02-03 or 2025-02-03T04.
 Period = NewType("Period", str)
 
-_INT_RE = re.compile(r"^-?[0-9]{1,40}$")
 # Identifiers (iks, keys) end up in URLs, logs and CLI tables: refuse control characters
 # rather than escape them everywhere.
 _UNSAFE_RE = re.compile(r"[\x00-\x1f\x7f]")
@@ -45,10 +44,12 @@ def _parse_int96(value: Any) -> int:
         raise ValueError("amounts are integers in minor units sent as strings, e.g. \"250\"")
     if isinstance(value, int):
         number = value
-    elif isinstance(value, str) and _INT_RE.match(value.strip()):
-        number = int(value.strip())
+    elif isinstance(value, str) and len(value) <= 40 and is_canonical_amount(value):
+        number = int(value)
     else:
-        raise ValueError(f"expected an integer amount in minor units as a string, got {value!r}")
+        # The ledger's one rule (ledger/amounts.py): 0|-?[1-9][0-9]*, nothing around it.
+        raise ValueError("invalid_amount: expected an integer amount in minor units as a "
+                         f"canonical string like \"250\" or \"-250\", got {value!r:.60}")
     if abs(number) > MAX_AMOUNT:
         raise ValueError("amount out of range: at most 2^120-1 in magnitude")
     return number

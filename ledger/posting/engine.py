@@ -16,6 +16,7 @@ from sqlalchemy.engine import Connection
 
 from ledger import fastjson
 from ledger import tables as t
+from ledger.amounts import MAX_AMOUNT
 from ledger.commands import EntryRequest
 from ledger.errors import BadRequestError, LedgerError
 from ledger.ledgers import Ledger
@@ -141,7 +142,9 @@ def _apply(conn: Connection, ledger: Ledger, schema: Schema, entries: list[Compi
         for account_id, path, currency, own in _lock_descendants(conn, ledger, total_paths):
             balances.setdefault((account_id, currency), own)
             paths_by_id[account_id] = path
-    moved = _Moves()
+    eventual = sorted({(account_ids[l.path], l.currency) for e in entries for l in e.lines
+                       if l.account.own_consistency != "strong"})
+    moved = _Moves(_read_balances(conn, eventual))
     for entry, entry_id, index in zip(entries, entry_ids, indexes):
         try:
             moved.add(entry, account_ids, balances, paths_by_id)
@@ -176,31 +179,66 @@ class _Moves:
     """What the accepted entries of a batch move: strong balances (by (account id,
     currency)), eventual deltas, and the entries themselves with their ids and indexes."""
 
-    def __init__(self):
+    def __init__(self, eventual_base: dict[tuple[int, str], int]):
         self.deltas: dict[tuple[int, str], int] = {}
         self.eventual: dict[tuple[int, str], int] = {}
+        self.eventual_base = eventual_base
         self.accepted: list[tuple[CompiledEntry, int, int]] = []
 
     def add(self, entry: CompiledEntry, account_ids: dict, balances: dict,
             paths_by_id: dict) -> None:
         """Check the entry's conditions against ``balances`` (moved by the entries accepted
-        before it) and count its moves; raise, leaving ``balances`` as it was, if one fails."""
+        before it), and that no balance leaves the range of amounts, and count its moves;
+        raise, leaving ``balances`` as it was, if one fails."""
         moves = [((account_ids[l.path], l.currency), l.amount,
-                  l.account.own_consistency == "strong") for l in entry.lines]
+                  l.account.own_consistency == "strong", l) for l in entry.lines]
+        applied = []
         try:
             _check_conditions(entry, "pre", balances, account_ids, paths_by_id)
-            for key, amount, is_strong in moves:
+            for key, amount, is_strong, line in moves:
                 if is_strong:
                     balances[key] += amount
+                    applied.append((key, amount))
+                    # After each line, not each entry: every line carries the running total.
+                    _check_range(balances[key], line)
+                else:
+                    _check_range(self.eventual_base.get(key, 0) + self.eventual.get(key, 0)
+                                 + amount, line)
             _check_conditions(entry, "post", balances, account_ids, paths_by_id)
         except LedgerError:
-            for key, amount, is_strong in moves:
-                if is_strong:
-                    balances[key] -= amount
+            for key, amount in applied:
+                balances[key] -= amount
             raise
-        for key, amount, is_strong in moves:
+        for key, amount, is_strong, _ in moves:
             target = self.deltas if is_strong else self.eventual
             target[key] = target.get(key, 0) + amount
+
+
+def _check_range(balance: int, line) -> None:
+    """Balances are read back as amounts (Int96 and wider, up to 2^120-1 in magnitude): one
+    past that no client could read, so the entry that would make it is refused."""
+    if abs(balance) > MAX_AMOUNT:
+        raise BadRequestError(
+            "balance_out_of_range",
+            f"entry.lines.{line.key}: the balance of {line.path!r} in {line.currency} would be "
+            f"{balance}, beyond the range of amounts ±(2^120-1); nothing was posted",
+            field=f"entry.lines.{line.key}")
+
+
+_READ_BALANCES = sa.text(
+    "SELECT b.account_id, b.currency, b.own FROM balances b "
+    "JOIN json_to_recordset(CAST(:keys AS json)) AS k(a bigint, c text) "
+    "ON b.account_id = k.a AND b.currency = k.c")
+
+
+def _read_balances(conn: Connection, keys: list[tuple[int, str]]) -> dict[tuple[int, str], int]:
+    """Eventually consistent balances as last rolled up, unlocked (no hot row is locked):
+    the range check of their moves starts from them. Deltas not yet folded in are not
+    counted, so it is a bound on what one batch adds, not a proof under concurrency."""
+    if not keys:
+        return {}
+    return {(r[0], r[1]): int(r[2]) for r in conn.execute(
+        _READ_BALANCES, {"keys": fastjson.dumps([{"a": k[0], "c": k[1]} for k in keys])})}
 
 
 def _insert_lines(conn: Connection, ledger: Ledger, accepted: list, account_ids: dict,

@@ -8,14 +8,16 @@ from ledger.commands import EntryRequest
 from ledger.errors import BadRequestError
 from ledger.schema.model import (
     EQUATION_SIGN,
-    SAFE_VALUE,
+    SAFE_VALUE_RULE,
     Account,
     EntryType,
     Schema,
+    is_safe_value,
     path_is_too_long,
     path_too_long_error,
     resolve_path,
 )
+from ledger.schema.parameters import check_values
 
 
 @dataclass
@@ -71,6 +73,7 @@ def compile_entry(schema: Schema, request: EntryRequest,
     if missing:
         raise BadRequestError("missing_parameter", f"entry.parameters.{missing[0]}: entry type {et.type!r} needs parameter(s) {', '.join(missing)}", field=f"entry.parameters.{missing[0]}")
     numbers = {p: parse_amount(given[p], f"entry.parameters.{p}") for p in et.amount_params}
+    check_values(et, given, numbers, _pinned(et, schema, txs), unused=txs is None)
     names: dict[str, str] = {}
     for p, v in given.items():
         if p in et.amount_params:
@@ -78,8 +81,8 @@ def compile_entry(schema: Schema, request: EntryRequest,
         s = str(v)
         names[p] = s
     for p in et.path_params:
-        if not SAFE_VALUE.match(names[p]):
-            raise BadRequestError("invalid_parameter", f"entry.parameters.{p}: {names[p]!r} names an account, so it must be non-empty, without / : * spaces or braces", field=f"entry.parameters.{p}")
+        if not is_safe_value(names[p]):
+            raise BadRequestError("invalid_parameter", f"entry.parameters.{p}: {names[p][:60]!r} names an account, so it must be {SAFE_VALUE_RULE}", field=f"entry.parameters.{p}")
     text_values = {**names, **{p: str(v) for p, v in numbers.items()}}
     lines: list[CompiledLine] = []
     open_line = {}
@@ -130,6 +133,16 @@ def compile_entry(schema: Schema, request: EntryRequest,
     return entry
 
 
+def _pinned(et: EntryType, schema: Schema, txs) -> frozenset[str]:
+    """Parameters of the amounts of lines that reconcile a tx: the tx fixes their value, and
+    a line must equal its tx's amount whatever its sign (a payout is negative)."""
+    if txs is None:
+        return frozenset()
+    return frozenset(p for lt in et.lines if lt.amount is not None and lt.key in txs
+                     and schema.accounts[lt.path.account].linked is not None
+                     for p in lt.amount.params)
+
+
 def _tx_amount(field: str, amount: int | None, tx: tuple[str, int]) -> int:
     """A line mirrors its tx: the amount is the tx's, and a different one is refused."""
     if amount is not None and amount != tx[1]:
@@ -164,6 +177,7 @@ def _compile_runtime(schema: Schema, et: EntryType, request: EntryRequest,
         elif acc.currency_mode == "single" and code != acc.currency:
             raise BadRequestError("invalid_input", f"{f}.currency: account {path!r} holds only {acc.currency}", field=f"{f}.currency")
         lines.append(CompiledLine(line.key, path, acc, amount, code, tx[0] if tx else None, line.description))
+    check_values(et, request.parameters, {}, unused=txs is None)
     values = {k: str(v) for k, v in request.parameters.items()}
     try:
         description = et.description.render(values) if et.description else None

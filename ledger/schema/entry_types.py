@@ -17,6 +17,7 @@ from ledger.schema.model import (
     Text,
     parse_expr,
 )
+from ledger.schema.parameters import check_declarations, parse_declarations
 
 
 def _parse_entry_type(spec: Any, where: str, schema_accounts: dict[str, Account],
@@ -34,6 +35,7 @@ def _parse_entry_type(spec: Any, where: str, schema_accounts: dict[str, Account]
     conditions = _parse_conditions(spec, where, lines, schema_accounts, issues)
     groups = _key_values(spec.get("groups"), f"{where}.groups", issues)
     tags = _key_values(spec.get("tags"), f"{where}.tags", issues)
+    declared = parse_declarations(spec.get("parameters"), f"{where}.parameters", issues)
     if len(issues.issues) > start:
         return None
     amount_params, params = _parameters(lines, conditions, groups, where, issues)
@@ -46,8 +48,12 @@ def _parse_entry_type(spec: Any, where: str, schema_accounts: dict[str, Account]
             params.update(t.params)
         if description:
             params.update(description.params)
+    line_amount_params = {p for line in lines or () if line.amount for p in line.amount.params}
+    check_declarations(declared, amount_params, line_amount_params, params,
+                       f"{where}.parameters", issues)
     return EntryType(etype, description, tuple(lines) if lines is not None else None,
-                     tuple(conditions), groups, tags, frozenset(amount_params), frozenset(params))
+                     tuple(conditions), groups, tags, frozenset(amount_params), frozenset(params),
+                     declared, frozenset(line_amount_params))
 
 
 def _parse_lines(spec: dict, where: str, schema_accounts: dict[str, Account],

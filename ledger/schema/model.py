@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import unicodedata
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cached_property
@@ -51,10 +52,34 @@ NESTED_ATTRS = {"type", "name", "template", "currency", "currencyMode", "consist
 _PARAM = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_.-]*)\s*\}\}")
 
 
+_PARAM_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]*")
+
+
 _KEY = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
 
 
-SAFE_VALUE = re.compile(r"^[^/:*\s{}]+$")
+SAFE_VALUE = re.compile(r"[^/:*\s{}]+")
+
+
+# Characters that make one account look like another: "alice\n", "ali\u200bce" (zero-width
+# space), "alice\u00a0" would each name a second alice that no one can tell from the first.
+LOOKALIKE_CATEGORIES = frozenset({"Cc", "Cf", "Zs", "Zl", "Zp"})
+
+
+def is_safe_value(value: str) -> bool:
+    """Whether ``value`` may be an instance value of an account path (``users:alice``):
+    non-empty, none of / : * { } or white space, and no character of Unicode categories
+    Cc, Cf, Zs, Zl or Zp anywhere. ``fullmatch``: ``$`` would match before a final
+    newline."""
+    if not isinstance(value, str) or SAFE_VALUE.fullmatch(value) is None:
+        return False
+    if value.isascii():
+        return value.isprintable()  # ASCII's only such characters are its controls
+    return not any(unicodedata.category(c) in LOOKALIKE_CATEGORIES for c in value)
+
+
+SAFE_VALUE_RULE = ("non-empty, without / : * { }, white space, or control, format or "
+                   "separator characters (Unicode Cc, Cf, Zs, Zl, Zp)")
 
 
 # An account path is a btree key (unique per ledger), and PostgreSQL refuses keys over
@@ -220,6 +245,17 @@ class ConditionType:
 
 
 @dataclass(frozen=True)
+class ParameterRule:
+    """What an entry type declares it accepts of one parameter (``"parameters": {"amount":
+    {"min": "1", "max": "100000"}, "delta": {"signed": true}}``). ``signed`` None: the
+    default, non-negative for a parameter that feeds a line amount, signed otherwise."""
+
+    min: int | None = None
+    max: int | None = None
+    signed: bool | None = None
+
+
+@dataclass(frozen=True)
 class EntryType:
     type: str
     description: Text | None
@@ -229,6 +265,14 @@ class EntryType:
     tags: tuple[tuple[str, Text], ...]
     amount_params: frozenset[str]
     params: frozenset[str]
+    # The type's "parameters" declarations, by name: these are accepted even if unused.
+    declared: tuple[tuple[str, ParameterRule], ...] = ()
+    # Parameters some line amount uses (the rest of amount_params feed only conditions).
+    line_amount_params: frozenset[str] = frozenset()
+
+    @cached_property
+    def rules(self) -> dict[str, ParameterRule]:
+        return dict(self.declared)
 
     @cached_property
     def path_params(self) -> frozenset[str]:
@@ -264,8 +308,8 @@ def resolve_path(schema: Schema, path: str, field: str) -> Account:
         if account.template != bool(sep):
             hint = "name an instance like key:id" if account.template else "it is not a template"
             raise BadRequestError("invalid_input", f"{field}: {raw!r} does not fit account {chart_path!r} ({hint})", field=field)
-        if sep and not SAFE_VALUE.match(value):
-            raise BadRequestError("invalid_input", f"{field}: instance value {value!r} must be non-empty, without / : * spaces or braces", field=field)
+        if sep and not is_safe_value(value):
+            raise BadRequestError("invalid_input", f"{field}: instance value {value!r} must be {SAFE_VALUE_RULE}", field=field)
     return account
 
 

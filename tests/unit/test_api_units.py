@@ -15,13 +15,14 @@ from ledger.errors import NotFoundError
 
 
 @pytest.mark.parametrize("value, expected", [
-    ("250", 250), ("-250", -250), (" 7 ", 7), (12, 12), (str(2**120 - 1), 2**120 - 1)])
+    ("250", 250), ("-250", -250), ("0", 0), (12, 12), (str(2**120 - 1), 2**120 - 1)])
 def test_int96_accepts_integers(value, expected):
     assert scalars._parse_int96(value) == expected
 
 
+# Issue 12: only the canonical text (the ledger's rule, ledger/amounts.py) is an amount.
 @pytest.mark.parametrize("value", [1.5, 2.0, "2.5", "1e3", True, None, "", "abc",
-                                   str(2**120), "1" * 41])
+                                   str(2**120), "1" * 41, " 7 ", "+250", "00250", "-0", "7\n"])
 def test_int96_refuses_everything_else(value):
     with pytest.raises(ValueError):
         scalars._parse_int96(value)
