@@ -57,8 +57,13 @@ class Database:
 
     @contextmanager
     def transaction(self) -> Iterator[Connection]:
-        with self.engine.begin() as conn:
-            yield conn
+        try:
+            with self.engine.begin() as conn:
+                yield conn
+        except DBAPIError as exc:
+            if sqlstate(exc) == STATEMENT_TIMEOUT_SQLSTATE:
+                raise statement_timeout_error() from exc
+            raise
 
     def run(self, fn: Callable[[Connection], T], *, attempts: int = 8) -> T:
         """Run ``fn`` in a transaction, retrying it whole on deadlocks and serialization
@@ -70,10 +75,7 @@ class Database:
                     return fn(conn)
             except DBAPIError as exc:
                 if sqlstate(exc) == STATEMENT_TIMEOUT_SQLSTATE:
-                    raise InternalError(
-                        "timeout", "the database took too long to answer; retry the "
-                        "request later, or ask for less (a smaller page, a narrower filter)",
-                        retryable=True) from exc
+                    raise statement_timeout_error() from exc
                 if not is_retryable(exc) or attempt == attempts:
                     if is_retryable(exc) or isinstance(exc, OperationalError):
                         raise InternalError(
@@ -87,6 +89,12 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+def statement_timeout_error() -> InternalError:
+    return InternalError("timeout", "the database took too long to answer; retry the request "
+                         "later, or ask for less (a smaller page, a narrower filter)",
+                         retryable=True)
 
 
 def sqlstate(exc: BaseException) -> str | None:

@@ -67,7 +67,7 @@ class Settings:
     # GraphQL requests run at once (the others wait their turn, within the timeout).
     graphql_max_depth: int = 15
     graphql_max_cost: int = 50_000
-    graphql_max_mutations: int = 50
+    graphql_max_mutations: int = 25
     graphql_concurrency: int = 8
     request_timeout_seconds: float = 30.0
     # PostgreSQL statement_timeout of the API's sessions (the workers' have none).
@@ -116,7 +116,7 @@ class Settings:
             migrate_on_start=read.flag("LEDGER_MIGRATE_ON_START"),
             graphql_max_depth=read.integer("LEDGER_GRAPHQL_MAX_DEPTH", 15, 1),
             graphql_max_cost=read.integer("LEDGER_GRAPHQL_MAX_COST", 50_000, 1),
-            graphql_max_mutations=read.integer("LEDGER_GRAPHQL_MAX_MUTATIONS", 50, 1),
+            graphql_max_mutations=read.integer("LEDGER_GRAPHQL_MAX_MUTATIONS", 25, 1),
             graphql_concurrency=read.integer("LEDGER_GRAPHQL_CONCURRENCY", 8, 1),
             request_timeout_seconds=read.number("LEDGER_REQUEST_TIMEOUT_SECONDS", 30.0),
             statement_timeout_seconds=read.number("LEDGER_STATEMENT_TIMEOUT_SECONDS", 15.0),

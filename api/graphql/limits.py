@@ -35,8 +35,8 @@ TOO_COMPLEX = "query_too_complex"
 @dataclass(frozen=True)
 class Limits:
     max_depth: int = 15
-    max_cost: int = 20_000
-    max_mutations: int = 50
+    max_cost: int = 50_000
+    max_mutations: int = 25
 
 
 @dataclass(frozen=True)
