@@ -89,8 +89,8 @@ def test_fragment_cycle_is_refused(gql):
 
 def test_800_aliases_of_a_nested_page_query_are_refused(api, token, gql):
     fields = " ".join(
-        f"a{i}: ledgers {{ edges {{ node {{ ik ledgerAccounts {{ edges {{ node {{ path "
-        f"lines {{ edges {{ node {{ amount }} }} }} }} }} }} }} }} }}" for i in range(800))
+        f"a{i}: ledgers {{ nodes {{ ik ledgerAccounts {{ nodes {{ path "
+        f"lines {{ nodes {{ amount }} }} }} }} }} }}" for i in range(800))
 
     def hostile():
         return httpx.post(api.graphql_url, json={"query": f"query {{ {fields} }}"},
