@@ -38,7 +38,8 @@ def _open_database(settings: Settings, state: Any) -> Database:
         from ledger.migrate import upgrade
 
         upgrade(settings.database_url)
-    return Database(settings.database_url)
+    return Database(settings.database_url,
+                    statement_timeout_seconds=settings.statement_timeout_seconds)
 
 
 def _use_database(app: FastAPI, db: Database, owned: bool) -> None:

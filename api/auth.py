@@ -13,18 +13,23 @@ import secrets
 import time
 from typing import Callable
 
+import anyio
 import jwt
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from api.graphql.context import Principal
+from api.throttle import FailureLimiter
 from ledger import service
 from ledger.db import Database
 
 ISSUER = "moneyledger"
 ALGORITHM = "HS256"
 DEFAULT_TTL_SECONDS = 3600
+# Attempts waiting for a hashing slot, per slot, beyond which the endpoint answers 503 at
+# once rather than queue without end.
+HASH_QUEUE_PER_SLOT = 8
 
 router = APIRouter(tags=["auth"])
 
@@ -158,6 +163,38 @@ def granted_scope(client_scope: str, requested: str | None) -> str | None:
     return client_scope
 
 
+_BUSY = object()
+
+
+class TokenGuard:
+    """Per app: the failed-attempt counters, and the gate that lets at most
+    ``hash_concurrency`` secret checks (argon2: tens of milliseconds of CPU and memory
+    each) run at once, in their own threads, so a flood of attempts neither holds the
+    event loop nor takes every thread other requests need."""
+
+    def __init__(self, failures: FailureLimiter, concurrency: int):
+        self.failures = failures
+        self.concurrency = concurrency
+        self._limiter: anyio.CapacityLimiter | None = None
+
+    async def authenticate(self, db: Database, client_id: str, secret: str):
+        if self._limiter is None:  # made on first use: it belongs to the running loop
+            self._limiter = anyio.CapacityLimiter(self.concurrency)
+        if self._limiter.statistics().tasks_waiting >= HASH_QUEUE_PER_SLOT * self.concurrency:
+            return _BUSY
+        return await anyio.to_thread.run_sync(service.authenticate, db, client_id, secret,
+                                              limiter=self._limiter)
+
+
+def _guard(request: Request) -> TokenGuard:
+    guard = getattr(request.app.state, "token_guard", None)
+    if guard is None:
+        settings = request.app.state.settings
+        guard = request.app.state.token_guard = TokenGuard(
+            FailureLimiter.from_settings(settings), settings.hash_concurrency)
+    return guard
+
+
 @router.post("/oauth2/token", summary="Client credentials grant (OAuth2)")
 async def token(request: Request):
     form = await request.form()
@@ -181,10 +218,23 @@ async def token(request: Request):
                             **{"WWW-Authenticate": 'Basic realm="ledger"'})
 
     tokens = _tokens(request)
-    client = await run_in_threadpool(service.authenticate, tokens.db, str(client_id), str(secret))
+    guard = _guard(request)
+    keys = guard.failures.keys(str(client_id), request.client.host if request.client else None)
+    wait = await run_in_threadpool(guard.failures.retry_after, keys)
+    if wait is not None:
+        return _oauth_error(429, "too_many_attempts",
+                            f"too many failed attempts; retry in {wait} seconds",
+                            **{"Retry-After": str(wait)})
+    client = await guard.authenticate(tokens.db, str(client_id), str(secret))
+    if client is _BUSY:
+        return _oauth_error(503, "temporarily_unavailable",
+                            "too many token requests at once; retry in a second",
+                            **{"Retry-After": "1"})
     if client is None:
+        await run_in_threadpool(guard.failures.failed, keys)
         return _oauth_error(401, "invalid_client", "unknown client or wrong secret",
                             **{"WWW-Authenticate": 'Basic realm="ledger"'})
+    await run_in_threadpool(guard.failures.succeeded, keys)
     scope = granted_scope(client.scope, form.get("scope"))
     if scope is None:
         return _oauth_error(400, "invalid_scope", "this client is read-only")

@@ -16,6 +16,9 @@ T = TypeVar("T")
 
 # SQLSTATEs that mean "run the same transaction again": serialization failure, deadlock,
 # and the connection-level faults of a restarting or failing-over server.
+# query_canceled: the statement ran past statement_timeout. Not retried here (it would run
+# as long again), but the caller may retry later, when the database is less busy.
+STATEMENT_TIMEOUT_SQLSTATE = "57014"
 RETRYABLE_SQLSTATES = {"40001", "40P01", "55P03", "57P01", "57P02", "57P03", "08000",
                        "08003", "08006", "08001", "08004"}
 
@@ -31,8 +34,19 @@ def normalize_url(url: str) -> str:
 class Database:
     """One SQLAlchemy engine plus the ledger's transaction discipline."""
 
-    def __init__(self, url: str, **engine_kw):
+    def __init__(self, url: str, *, statement_timeout_seconds: float | None = None,
+                 **engine_kw):
         self.url = normalize_url(url)
+        if statement_timeout_seconds:
+            # Set at connect time (libpq options), so every statement of every session
+            # of this engine has it without a round trip per transaction. The API's
+            # engine has one (a request must not hold a connection for minutes); the
+            # workers' engine has none: their batches are long on purpose.
+            millis = max(1, int(statement_timeout_seconds * 1000))
+            connect_args = dict(engine_kw.pop("connect_args", None) or {})
+            options = connect_args.get("options", "")
+            connect_args["options"] = f"{options} -c statement_timeout={millis}".strip()
+            engine_kw["connect_args"] = connect_args
         engine_kw.setdefault("pool_pre_ping", True)
         # Errors must never carry statement parameters into logs: they can hold secrets
         # (API client hashes, Stripe keys) and whole batches of customer data.
@@ -43,8 +57,13 @@ class Database:
 
     @contextmanager
     def transaction(self) -> Iterator[Connection]:
-        with self.engine.begin() as conn:
-            yield conn
+        try:
+            with self.engine.begin() as conn:
+                yield conn
+        except DBAPIError as exc:
+            if sqlstate(exc) == STATEMENT_TIMEOUT_SQLSTATE:
+                raise statement_timeout_error() from exc
+            raise
 
     def run(self, fn: Callable[[Connection], T], *, attempts: int = 8) -> T:
         """Run ``fn`` in a transaction, retrying it whole on deadlocks and serialization
@@ -55,6 +74,8 @@ class Database:
                 with self.engine.begin() as conn:
                     return fn(conn)
             except DBAPIError as exc:
+                if sqlstate(exc) == STATEMENT_TIMEOUT_SQLSTATE:
+                    raise statement_timeout_error() from exc
                 if not is_retryable(exc) or attempt == attempts:
                     if is_retryable(exc) or isinstance(exc, OperationalError):
                         raise InternalError(
@@ -68,6 +89,12 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+def statement_timeout_error() -> InternalError:
+    return InternalError("timeout", "the database took too long to answer; retry the request "
+                         "later, or ask for less (a smaller page, a narrower filter)",
+                         retryable=True)
 
 
 def sqlstate(exc: BaseException) -> str | None:

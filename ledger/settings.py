@@ -62,6 +62,22 @@ class Settings:
     # Run the migrations at API startup. None: only for the embedded database, which nobody
     # else would migrate; a shared server is migrated by `ledger migrate`, once.
     migrate_on_start: bool | None = None
+    # Requests that could stall the API (README, "Limits"): GraphQL depth, cost and
+    # mutations a request, refused before running; the wall clock of one request; how many
+    # GraphQL requests run at once (the others wait their turn, within the timeout).
+    graphql_max_depth: int = 15
+    graphql_max_cost: int = 50_000
+    graphql_max_mutations: int = 25
+    graphql_concurrency: int = 8
+    request_timeout_seconds: float = 30.0
+    # PostgreSQL statement_timeout of the API's sessions (the workers' have none).
+    statement_timeout_seconds: float = 15.0
+    # /oauth2/token: failed attempts allowed per client id and per source address within
+    # the window, then 429; how many secret hashes are checked at once.
+    token_max_failures: int = 10
+    token_max_failures_per_address: int = 100
+    token_failure_window_seconds: float = 300.0
+    hash_concurrency: int = 2
     # Async posting. Change `partitions` only while no job is pending: a job keeps the
     # partition it was accepted into.
     partitions: int = DEFAULT_PARTITIONS
@@ -98,6 +114,18 @@ class Settings:
             token_ttl_seconds=read.integer("LEDGER_TOKEN_TTL_SECONDS",
                                            DEFAULT_TOKEN_TTL_SECONDS, 1),
             migrate_on_start=read.flag("LEDGER_MIGRATE_ON_START"),
+            graphql_max_depth=read.integer("LEDGER_GRAPHQL_MAX_DEPTH", 15, 1),
+            graphql_max_cost=read.integer("LEDGER_GRAPHQL_MAX_COST", 50_000, 1),
+            graphql_max_mutations=read.integer("LEDGER_GRAPHQL_MAX_MUTATIONS", 25, 1),
+            graphql_concurrency=read.integer("LEDGER_GRAPHQL_CONCURRENCY", 8, 1),
+            request_timeout_seconds=read.number("LEDGER_REQUEST_TIMEOUT_SECONDS", 30.0),
+            statement_timeout_seconds=read.number("LEDGER_STATEMENT_TIMEOUT_SECONDS", 15.0),
+            token_max_failures=read.integer("LEDGER_TOKEN_MAX_FAILURES", 10, 1),
+            token_max_failures_per_address=read.integer(
+                "LEDGER_TOKEN_MAX_FAILURES_PER_ADDRESS", 100, 1),
+            token_failure_window_seconds=read.number("LEDGER_TOKEN_FAILURE_WINDOW_SECONDS",
+                                                     300.0),
+            hash_concurrency=read.integer("LEDGER_HASH_CONCURRENCY", 2, 1),
             partitions=read.integer("LEDGER_PARTITIONS", DEFAULT_PARTITIONS, 1),
             queue_prefix=read.text("LEDGER_QUEUE_PREFIX") or DEFAULT_QUEUE_PREFIX,
             batch=read.integer("LEDGER_BATCH", DEFAULT_BATCH, 1),

@@ -30,6 +30,11 @@ class Context:
     cache: dict[Any, Any] = field(default_factory=dict)
     # (mutation field, result typename) of each mutation run, for /metrics.
     outcomes: list[tuple[str, str]] = field(default_factory=list)
+    # The parsed and validated document the endpoint prepared (see api.graphql.prepared),
+    # and the monotonic time past which no further field resolves.
+    document: Any = None
+    deadline: float | None = None
+    timeout_seconds: float = 0.0
 
     def cached(self, key: Any, load):
         if key not in self.cache:

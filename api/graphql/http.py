@@ -1,4 +1,5 @@
 """POST /graphql: authentication, the GraphQL-over-HTTP status codes, and error masking.
+How a request is measured, bounded and run off the event loop: api.graphql.execution.
 
 We parse and validate the document ourselves before executing it, so that the HTTP status
 can follow seed 002: a request that does not conform to the GraphQL spec (syntax, unknown
@@ -9,15 +10,17 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
-from graphql import GraphQLError, OperationType, get_operation_ast, parse, validate
+from graphql import GraphQLError, OperationType
 from starlette.concurrency import run_in_threadpool
 
 from api.auth import authenticate, check_scope
 from api.graphql.context import Context, FORCE_ERROR_HEADER, force_error_from_header
+from api.graphql.execution import Answer, Parsed, Request as GraphQLRequest, Runner
+from api.graphql.limits import Limits
+from api.graphql.prepared import TIMEOUT_CODE
 from api.graphql.schema import schema
 from ledger.errors import LedgerError
 
@@ -25,31 +28,11 @@ log = logging.getLogger("api.graphql")
 
 router = APIRouter(tags=["graphql"])
 
-MAX_QUERY_DEPTH = 15
 INTERNAL_MESSAGE = "internal error; retry the request"
 
 
 def _request_error(message: str, status: int = 400) -> JSONResponse:
     return JSONResponse({"errors": [{"message": message}]}, status_code=status)
-
-
-def _depth(node: Any, fragments: dict, seen: frozenset = frozenset()) -> int:
-    selection_set = getattr(node, "selection_set", None)
-    if selection_set is None:
-        return 0
-    deepest = 0
-    for selection in selection_set.selections:
-        kind = selection.kind
-        if kind == "fragment_spread":
-            name = selection.name.value
-            if name in seen or name not in fragments:
-                continue
-            deepest = max(deepest, _depth(fragments[name], fragments, seen | {name}))
-        elif kind == "inline_fragment":
-            deepest = max(deepest, _depth(selection, fragments, seen))
-        else:
-            deepest = max(deepest, 1 + _depth(selection, fragments, seen))
-    return deepest
 
 
 def format_error(error: GraphQLError) -> dict:
@@ -69,14 +52,20 @@ def format_error(error: GraphQLError) -> dict:
     return out
 
 
-@router.post("/graphql", summary="The GraphQL API (seeds 002/003)")
-async def graphql_endpoint(request: Request):
-    # Authentication first: an anonymous caller learns nothing, not even whether its
-    # document was valid.
-    principal = await run_in_threadpool(authenticate, request)
+def runner_for(app) -> Runner:
+    runner = getattr(app.state, "graphql_runner", None)
+    if runner is None:
+        settings = app.state.settings
+        runner = app.state.graphql_runner = Runner(
+            Limits(max_depth=settings.graphql_max_depth, max_cost=settings.graphql_max_cost,
+                   max_mutations=settings.graphql_max_mutations),
+            settings.graphql_concurrency, settings.request_timeout_seconds)
+    return runner
 
+
+def _read_body(raw: bytes) -> GraphQLRequest | JSONResponse:
     try:
-        body = json.loads(await request.body() or b"null")
+        body = json.loads(raw or b"null")
     except (ValueError, UnicodeDecodeError):
         return _request_error("the request body must be JSON: {\"query\": ..., \"variables\": ...}")
     if not isinstance(body, dict):
@@ -90,40 +79,52 @@ async def graphql_endpoint(request: Request):
         return _request_error("variables: expected a JSON object")
     if operation_name is not None and not isinstance(operation_name, str):
         return _request_error("operationName: expected a string")
+    return GraphQLRequest(query, variables, operation_name)
 
-    try:
-        document = parse(query)
-    except GraphQLError as exc:
-        return JSONResponse({"errors": [exc.formatted]}, status_code=400)
-    errors = validate(schema._schema, document)
-    if errors:
-        return JSONResponse({"errors": [e.formatted for e in errors]}, status_code=400)
-    operation = get_operation_ast(document, operation_name)
-    if operation is None:
-        return _request_error("operationName: name the operation to run" if operation_name is None
-                              else f"operationName: no operation {operation_name!r} in the document")
-    fragments = {d.name.value: d for d in document.definitions if d.kind == "fragment_definition"}
-    if _depth(operation, fragments) > MAX_QUERY_DEPTH:
-        return _request_error(f"the query nests deeper than {MAX_QUERY_DEPTH} levels")
-    if operation.operation == OperationType.MUTATION:
-        check_scope(principal, "write")
-    elif operation.operation != OperationType.QUERY:
-        return _request_error("only queries and mutations are served over HTTP POST")
 
-    context = Context(db=request.app.state.db, principal=principal,
-                      force_error=force_error_from_header(request.headers.get(FORCE_ERROR_HEADER)))
-    # Resolvers call the (blocking) ledger service: run the whole execution in a worker
-    # thread so the event loop keeps serving other requests.
-    result = await run_in_threadpool(schema.execute_sync, query, variable_values=variables,
-                                     context_value=context, operation_name=operation_name)
+@router.post("/graphql", summary="The GraphQL API (seeds 002/003)")
+async def graphql_endpoint(request: Request):
+    # Authentication first: an anonymous caller learns nothing, not even whether its
+    # document was valid.
+    principal = await run_in_threadpool(authenticate, request)
+    parsed_body = _read_body(await request.body())
+    if isinstance(parsed_body, JSONResponse):
+        return parsed_body
+    force_error = force_error_from_header(request.headers.get(FORCE_ERROR_HEADER))
+    runner = runner_for(request.app)
+
+    def execute(parsed: Parsed, operation, deadline: float) -> Answer:
+        # In the worker thread (see Runner.run): the resolvers call the blocking service.
+        if operation.operation == OperationType.MUTATION:
+            check_scope(principal, "write")
+        elif operation.operation != OperationType.QUERY:
+            return Answer({"errors": [{"message": "only queries and mutations are served "
+                                                  "over HTTP POST"}]}, 400)
+        context = Context(db=request.app.state.db, principal=principal,
+                          force_error=force_error, document=parsed.document,
+                          deadline=deadline, timeout_seconds=runner.timeout_seconds)
+        result = schema.execute_sync(parsed_body.query, variable_values=parsed_body.variables,
+                                     context_value=context,
+                                     operation_name=parsed_body.operation_name)
+        return _answer(result, operation.operation.value, context)
+
+    answer = await runner.run(parsed_body, execute)
     metrics = getattr(request.app.state, "metrics", None)
-    if metrics is not None:
-        metrics.graphql_operation(operation.operation.value, context.outcomes, result)
+    if metrics is not None and answer.result is not None:
+        metrics.graphql_operation(answer.operation, answer.context.outcomes, answer.result)
+    return JSONResponse(answer.payload, status_code=answer.status, headers=answer.headers)
+
+
+def _answer(result, operation: str, context: Context) -> Answer:
     payload: dict = {}
     if result.errors:
         payload["errors"] = [format_error(e) for e in result.errors]
     payload["data"] = result.data
-    # No data at all means the request never ran (for example a variable of the wrong type):
-    # a client error, not retryable.
-    status = 400 if result.data is None and result.errors else 200
-    return JSONResponse(payload, status_code=status)
+    status, headers = 200, None
+    if result.data is None and result.errors:
+        # No data at all means the request never ran (for example a variable of the wrong
+        # type): a client error, not retryable; unless it was stopped at its deadline.
+        codes = {(e.get("extensions") or {}).get("code") for e in payload["errors"]}
+        status = 503 if TIMEOUT_CODE in codes else 400
+        headers = {"Retry-After": "1"} if status == 503 else None
+    return Answer(payload, status, operation, result, headers, context)

@@ -10,6 +10,7 @@ from api.graphql.entries import EntryQuery
 from api.graphql.errors import BadRequestError, InternalError, NotFoundError
 from api.graphql.ledgers import LedgerMutation, LedgerQuery
 from api.graphql.posting import PostingMutation
+from api.graphql.prepared import PreparedDocument
 from api.graphql.reconcile import ReconcileMutation
 from api.graphql.scalars import SCALAR_MAP
 from api.graphql.schemas import SchemaMutation, SchemaQuery
@@ -31,4 +32,5 @@ schema = LedgerSchema(
     # are part of the schema (introspection, `... on NotFoundError`).
     types=[BadRequestError, InternalError, NotFoundError],
     config=StrawberryConfig(scalar_map=SCALAR_MAP),
+    extensions=[PreparedDocument],
 )

@@ -48,6 +48,21 @@ def test_without_an_argument_it_reads_the_process_environment(monkeypatch):
     assert settings.environ["LEDGER_PARTITIONS"] == "3"
 
 
+# The limits of requests that could stall the API (issue 12).
+STALLS_VARIABLES = {
+    "LEDGER_GRAPHQL_MAX_DEPTH": ("9", "graphql_max_depth", 9),
+    "LEDGER_GRAPHQL_MAX_COST": ("1000", "graphql_max_cost", 1000),
+    "LEDGER_GRAPHQL_MAX_MUTATIONS": ("5", "graphql_max_mutations", 5),
+    "LEDGER_GRAPHQL_CONCURRENCY": ("3", "graphql_concurrency", 3),
+    "LEDGER_REQUEST_TIMEOUT_SECONDS": ("4.5", "request_timeout_seconds", 4.5),
+    "LEDGER_STATEMENT_TIMEOUT_SECONDS": ("2", "statement_timeout_seconds", 2.0),
+    "LEDGER_TOKEN_MAX_FAILURES": ("3", "token_max_failures", 3),
+    "LEDGER_TOKEN_MAX_FAILURES_PER_ADDRESS": ("30", "token_max_failures_per_address", 30),
+    "LEDGER_TOKEN_FAILURE_WINDOW_SECONDS": ("60", "token_failure_window_seconds", 60.0),
+    "LEDGER_HASH_CONCURRENCY": ("4", "hash_concurrency", 4),
+}
+
+
 @pytest.mark.parametrize("variable, raw, field, value", [
     ("DATABASE_URL", "postgresql://db/ledger", "database_url", "postgresql://db/ledger"),
     ("REDIS_URL", "redis://cache:6379/2", "redis_url", "redis://cache:6379/2"),
@@ -77,6 +92,7 @@ def test_without_an_argument_it_reads_the_process_environment(monkeypatch):
     ("LEDGER_STRIPE_BACKFILL_EVERY_SECONDS", "120", "stripe_backfill_every_seconds", 120.0),
     ("LEDGER_STRIPE_INBOX_EVERY_SECONDS", "15", "stripe_inbox_every_seconds", 15.0),
     ("LEDGER_CONFIG", "/home/u/ledger.json", "config_path", Path("/home/u/ledger.json")),
+    *[(variable, raw, field, value) for variable, (raw, field, value) in STALLS_VARIABLES.items()],
 ])
 def test_each_variable_is_parsed(variable, raw, field, value):
     settings = Settings.from_env({variable: raw})
@@ -98,6 +114,7 @@ def test_every_field_is_read_from_some_variable():
            "STRIPE_LINK_ID": "l", "STRIPE_API_KEY": "k", "STRIPE_WEBHOOK_SECRET": "s",
            "STRIPE_API_BASE": "http://b", "LEDGER_STRIPE_BACKFILL_EVERY_SECONDS": "8",
            "LEDGER_STRIPE_INBOX_EVERY_SECONDS": "8", "LEDGER_CONFIG": "c"}
+    env.update({variable: raw for variable, (raw, _, _) in STALLS_VARIABLES.items()})
     settings, default = Settings.from_env(env), Settings()
 
     unchanged = [f.name for f in dataclasses.fields(Settings)

@@ -1,0 +1,158 @@
+"""How one GraphQL request runs: off the event loop, bounded, measured before it runs, and
+stopped at its deadline.
+
+Parsing, measuring, validating and executing all happen in a worker thread, at most
+``graphql_concurrency`` requests at a time (the others wait, within their timeout), so a
+costly document never holds the event loop: /healthz and the token endpoint keep
+answering. Parsed and validated documents are kept by their text (a bounded LRU): the
+SDK sends the same few documents over and over.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import anyio
+from graphql import DocumentNode, GraphQLError, get_operation_ast, parse, validate
+
+from api.graphql.limits import Limits, TooComplex, check
+from api.graphql.prepared import TIMEOUT_CODE, timeout_error
+from api.graphql.schema import schema
+
+# Documents longer than this are parsed each time rather than kept: a cache of a few
+# hundred legitimate documents stays small, and a flood of huge ones cannot fill memory.
+CACHEABLE_CHARS = 32 * 1024
+CACHE_SIZE = 512
+# A few seconds past the deadline, the answer goes out even if a resolver is still stuck
+# (its thread finishes on its own: the statement timeout bounds its queries).
+GRACE_SECONDS = 5.0
+# The parser recurses per nesting level; far below Python's recursion limit, and far
+# above what a legitimate document needs.
+MAX_TOKENS = 50_000
+
+
+@dataclass
+class Parsed:
+    document: DocumentNode | None
+    errors: list[dict] | None = None  # parse errors (document None) or validation errors
+    validated: bool = False
+
+
+class DocumentCache:
+    def __init__(self, size: int = CACHE_SIZE):
+        self.size = size
+        self._lock = threading.Lock()
+        self._items: OrderedDict[str, Parsed] = OrderedDict()
+
+    def get(self, text: str) -> Parsed:
+        with self._lock:
+            found = self._items.get(text)
+            if found is not None:
+                self._items.move_to_end(text)
+                return found
+        found = _parse(text)
+        if len(text) <= CACHEABLE_CHARS:
+            with self._lock:
+                self._items[text] = found
+                while len(self._items) > self.size:
+                    self._items.popitem(last=False)
+        return found
+
+
+def _parse(text: str) -> Parsed:
+    try:
+        return Parsed(parse(text, max_tokens=MAX_TOKENS))
+    except GraphQLError as exc:
+        return Parsed(None, [exc.formatted])
+    except RecursionError:
+        return Parsed(None, [{"message": "the document nests too deeply to parse",
+                              "extensions": {"code": "query_too_complex"}}])
+
+
+@dataclass
+class Answer:
+    """What the endpoint sends: a body and a status, and for /metrics the operation's
+    type and the execution result when it ran."""
+
+    payload: dict
+    status: int = 200
+    operation: str | None = None
+    result: Any = None
+    headers: dict | None = None
+    context: Any = None
+
+
+def too_complex(message: str) -> Answer:
+    return Answer({"errors": [{"message": message,
+                               "extensions": {"code": TooComplex.code}}]}, 400)
+
+
+def timed_out(seconds: float) -> Answer:
+    error = timeout_error(seconds)
+    return Answer({"errors": [{"message": error.message,
+                               "extensions": {"code": TIMEOUT_CODE, "typename": error.typename,
+                                              "retryable": True}}]},
+                  503, headers={"Retry-After": "1"})
+
+
+@dataclass
+class Request:
+    query: str
+    variables: dict | None
+    operation_name: str | None
+
+
+class Runner:
+    """One per app: the document cache, the limits, and the gate of concurrent requests."""
+
+    def __init__(self, limits: Limits, concurrency: int, timeout_seconds: float):
+        self.limits = limits
+        self.concurrency = concurrency
+        self.timeout_seconds = timeout_seconds
+        self.cache = DocumentCache()
+        self._limiter: anyio.CapacityLimiter | None = None
+
+    def limiter(self) -> anyio.CapacityLimiter:
+        # Made on first use: a limiter belongs to the running event loop.
+        if self._limiter is None:
+            self._limiter = anyio.CapacityLimiter(self.concurrency)
+        return self._limiter
+
+    async def run(self, request: Request, execute: Callable[[Parsed, Any, float], Answer]
+                  ) -> Answer:
+        """``execute(parsed, operation, deadline)`` runs in the worker thread once the
+        document passed every check."""
+        deadline = time.monotonic() + self.timeout_seconds
+        with anyio.move_on_after(self.timeout_seconds + GRACE_SECONDS):
+            return await anyio.to_thread.run_sync(self._prepare_and_run, request, execute,
+                                                  deadline, limiter=self.limiter(),
+                                                  abandon_on_cancel=True)
+        return timed_out(self.timeout_seconds)
+
+    def _prepare_and_run(self, request: Request, execute, deadline: float) -> Answer:
+        if time.monotonic() > deadline:  # waited its whole turn at the gate
+            return timed_out(self.timeout_seconds)
+        parsed = self.cache.get(request.query)
+        if parsed.document is None:
+            return Answer({"errors": parsed.errors}, 400)
+        operation = get_operation_ast(parsed.document, request.operation_name)
+        if operation is None:
+            name = request.operation_name
+            return Answer({"errors": [{"message": "operationName: name the operation to run"
+                                       if name is None else
+                                       f"operationName: no operation {name!r} in the document"}]},
+                          400)
+        try:
+            check(schema._schema, parsed.document, operation, request.variables, self.limits)
+        except TooComplex as exc:
+            return too_complex(exc.message)
+        if not parsed.validated:
+            # Benign race: two threads may validate the same new document; same answer.
+            parsed.errors = [e.formatted for e in validate(schema._schema, parsed.document)]
+            parsed.validated = True
+        if parsed.errors:
+            return Answer({"errors": parsed.errors}, 400)
+        return execute(parsed, operation, deadline)
