@@ -106,6 +106,9 @@ def create_app(settings: Settings, db: Database | None = None) -> FastAPI:
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
 
+    fastapi_openapi = app.openapi
+    app.openapi = lambda: errors.document_answers(fastapi_openapi())
+
     app.include_router(auth.router)
     app.include_router(graphql_router)
     app.include_router(webhooks_router)  # no token: the Stripe signature authenticates

@@ -70,21 +70,10 @@ _SUBMIT_BODY = {
 }
 
 
-# Every route's typed error body (ledger.errors.LedgerError.to_dict), and the answers any
-# route behind a token may give besides its own.
-_TYPED_ERROR = {"application/json": {"schema": {
-    "type": "object", "required": ["__typename", "code", "message", "retryable"],
-    "properties": {"__typename": {"type": "string"}, "code": {"type": "string"},
-                   "message": {"type": "string"}, "retryable": {"type": "boolean"},
-                   "field": {"type": "string"}, "index": {"type": "integer"}}}}}
-_ERRORS = {
-    401: {"description": "No valid bearer token"},
-    403: {"description": "The token lacks the scope this route needs"},
-    413: {"description": "The body is over LEDGER_MAX_BODY_BYTES (payload_too_large)",
-          "content": _TYPED_ERROR},
-    503: {"description": "A transient fault; retry after Retry-After seconds",
-          "content": _TYPED_ERROR},
-}
+# The typed error body (ledger.errors.LedgerError.to_dict); api.errors.document_answers adds
+# the answers every route may give (401, 403, 413, 503, ...).
+_TYPED_ERROR = {"application/json": {"schema": {"type": "object", "required": [
+    "__typename", "code", "message", "retryable"]}}}
 # A body nesting too deep is refused with 400 before any route runs (api.middleware); the
 # same here. A body that is not JSON stays 422, as it always was.
 _TOO_DEEP = {"BadRequestError": 400}
@@ -108,7 +97,6 @@ def _job_summary(job: service.Job) -> dict:
     openapi_extra={"requestBody": _SUBMIT_BODY},
     responses={202: {"description": "Accepted: one job per entry"},
                200: {"description": "With Prefer: wait=N, every job finished in time"},
-               **_ERRORS,
                400: {"description": "The body nests deeper than LEDGER_MAX_JSON_DEPTH "
                                     "(json_too_deep)", "content": _TYPED_ERROR},
                404: {"description": "No such ledger", "content": _TYPED_ERROR},
@@ -148,8 +136,7 @@ async def submit_entries(ledger_ik: str, request: Request,
 
 @router.get("/jobs/{job_id}", summary="A posting job: pending, posted (entry id) or failed "
                                       "(typed error)",
-            responses={**_ERRORS,
-                       404: {"description": "No such job (job_not_found), also for an id "
+            responses={404: {"description": "No such job (job_not_found), also for an id "
                                             "that is not a positive 64-bit integer",
                              "content": _TYPED_ERROR}})
 def get_job(job_id: str, request: Request, _principal=Depends(require_scope("read"))):
@@ -160,8 +147,7 @@ def get_job(job_id: str, request: Request, _principal=Depends(require_scope("rea
 
 
 @router.get("/ledgers/{ledger_ik}/jobs", summary="A ledger's posting jobs, newest first",
-            responses={**_ERRORS,
-                       404: {"description": "No such ledger", "content": _TYPED_ERROR},
+            responses={404: {"description": "No such ledger", "content": _TYPED_ERROR},
                        422: {"description": "A bad status, page size or cursor, or a ledger "
                                             "ik the database cannot hold (NUL, lone "
                                             "surrogate)", "content": _TYPED_ERROR}})
