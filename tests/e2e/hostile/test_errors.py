@@ -256,3 +256,30 @@ def test_a_500_leaves_the_keep_alive_connection_usable(api, token, monkeypatch):
             return  # told the client: a clean close
         status, _ = _exchange(sock, where.netloc, "/healthz", token)
         assert status == 200
+
+
+# ------------------------------------------------------------------ links and txs (found by tests/fuzz)
+
+DELETE_TXS = """mutation($l: LinkMatchInput!, $t: [TxMatchInput!]!) {
+  deleteCustomTxs(link: $l, txs: $t) { __typename ... on Error { code message } } }"""
+SYNC_ACCOUNTS = """mutation($l: LinkMatchInput!, $a: [CustomAccountInput!]!) {
+  syncCustomAccounts(link: $l, accounts: $a) { __typename ... on Error { code message } } }"""
+
+
+@pytest.mark.parametrize("link", [NUL, SURROGATE])
+def test_unstorable_link_id(gql, link):
+    r = gql(DELETE_TXS, {"l": {"id": link}, "t": [{"id": BIG}]})
+    assert r.status_code == 200, r.text
+    result = r.json()["data"]["deleteCustomTxs"]
+    assert result["__typename"] in ("BadRequestError", "NotFoundError"), result
+
+
+@pytest.mark.parametrize("external_id", [NUL, SURROGATE])
+def test_unstorable_external_account_id(gql, unique, external_id):
+    link = unique("hostile-link")
+    created = gql("""mutation($ik: SafeString!) { createCustomLink(ik: $ik, name: "L") {
+        __typename } }""", {"ik": link})
+    assert created.json()["data"]["createCustomLink"]["__typename"] == "CreateCustomLinkResult"
+    r = gql(SYNC_ACCOUNTS, {"l": {"id": link}, "a": [{"externalId": external_id, "name": "x"}]})
+    result = r.json()["data"]["syncCustomAccounts"]
+    assert result["__typename"] == "BadRequestError" and "externalId" in result["message"], result
