@@ -18,7 +18,13 @@ from starlette.concurrency import run_in_threadpool
 from api import auth, errors, ops
 from api.broker import Broker
 from api.graphql.http import router as graphql_router
-from api.middleware import BodyLimitMiddleware, Metrics, MetricsMiddleware
+from api.middleware import (
+    BodyDepthMiddleware,
+    BodyLimitMiddleware,
+    Metrics,
+    MetricsMiddleware,
+    UnexpectedErrorMiddleware,
+)
 from api.webhooks import router as webhooks_router
 from ledger.db import Database
 from ledger.embedded import resolve_servers
@@ -91,11 +97,18 @@ def create_app(settings: Settings, db: Database | None = None) -> FastAPI:
 
     app.add_exception_handler(LedgerError, errors.ledger_error_handler)
     app.add_exception_handler(RequestValidationError, errors.validation_error_handler)
-    app.add_exception_handler(Exception, errors.unexpected_error_handler)
     # Starlette runs the last added middleware first: the size limit sees the request
-    # before anything reads its body, and metrics count the 413s too.
+    # before anything reads its body, the nesting limit sees it next, and metrics count
+    # the 413s and 400s too. Unexpected errors are answered innermost, not by an exception
+    # handler for Exception, which would re-raise and so close the connection
+    # (api.middleware.UnexpectedErrorMiddleware).
+    app.add_middleware(UnexpectedErrorMiddleware)
+    app.add_middleware(BodyDepthMiddleware, max_depth=settings.max_json_depth)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
+
+    fastapi_openapi = app.openapi
+    app.openapi = lambda: errors.document_answers(fastapi_openapi())
 
     app.include_router(auth.router)
     app.include_router(graphql_router)

@@ -52,3 +52,60 @@ def validation_error_handler(request: Request, exc: RequestValidationError) -> J
     return JSONResponse({"__typename": "BadRequestError", "code": "invalid_input",
                          "message": f"{where}: {first['msg']}", "retryable": False,
                          "errors": problems}, status_code=422)
+
+
+# ------------------------------------------------------------------ documented answers
+
+_TYPED = {"application/json": {"schema": {
+    "type": "object", "required": ["__typename", "code", "message", "retryable"],
+    "properties": {"__typename": {"type": "string"}, "code": {"type": "string"},
+                   "message": {"type": "string"}, "retryable": {"type": "boolean"},
+                   "field": {"type": "string"}, "index": {"type": "integer"}}}}}
+
+# Answers that do not come from a route's own code: the middleware's, the token check's,
+# and a transient fault. Every operation documents them (the fuzzing suite checks that
+# every status answered is documented).
+_BODY_ANSWERS = {
+    "400": {"description": "The body nests deeper than LEDGER_MAX_JSON_DEPTH (json_too_deep)",
+            "content": _TYPED},
+    "413": {"description": "The body is over LEDGER_MAX_BODY_BYTES (payload_too_large)",
+            "content": _TYPED},
+}
+_TOKEN_ANSWERS = {
+    "401": {"description": "No valid bearer token"},
+    "403": {"description": "The token lacks the scope this operation needs"},
+}
+_TRANSIENT = {"503": {"description": "A transient fault (the database away); retry after "
+                                     "Retry-After seconds", "content": _TYPED}}
+# Routes whose own refusals are not described by their decorators.
+_OWN_ANSWERS = {
+    ("post", "/graphql"): {"400": {"description": "A request that is not GraphQL over HTTP "
+                                                  "(not JSON, a syntax error, an unknown "
+                                                  "field, a missing variable, too complex)"}},
+    ("post", "/oauth2/token"): {
+        "400": {"description": "A malformed grant (invalid_request, unsupported_grant_type, "
+                               "invalid_scope)"},
+        "401": {"description": "Unknown client or wrong secret (invalid_client)"},
+        "429": {"description": "Too many failed attempts; retry after Retry-After seconds"}},
+    ("post", "/webhooks/stripe"): {"400": {"description": "A missing or bad signature, or "
+                                                          "an event that cannot be read"}},
+}
+_OPEN = {"/healthz", "/oauth2/token", "/webhooks/stripe"}
+
+
+def document_answers(openapi: dict) -> dict:
+    """``openapi`` with the answers every operation may give besides its own added to each
+    operation (those it documents itself win)."""
+    for path, operations in openapi.get("paths", {}).items():
+        for method, operation in operations.items():
+            if not isinstance(operation, dict) or "responses" not in operation:
+                continue
+            extra = dict(_TRANSIENT)
+            if method in ("post", "put", "patch"):
+                extra.update(_BODY_ANSWERS)
+            if path not in _OPEN:
+                extra.update(_TOKEN_ANSWERS)
+            extra.update(_OWN_ANSWERS.get((method, path), {}))
+            for status, answer in extra.items():
+                operation["responses"].setdefault(status, answer)
+    return openapi

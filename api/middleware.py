@@ -1,8 +1,15 @@
-"""ASGI middleware of the API: Prometheus-style counters, and the request body size limit."""
+"""ASGI middleware of the API: Prometheus-style counters, the request body size limit, the
+JSON nesting limit, and the last-resort 500."""
 from __future__ import annotations
 
 import threading
 import time
+
+from fastapi import Request
+from fastapi.responses import JSONResponse
+
+from api import jsonbody
+from api.errors import unexpected_error_handler
 
 
 # ------------------------------------------------------------------ metrics
@@ -147,3 +154,82 @@ class BodyLimitMiddleware:
         except _BodyTooLarge:
             if not started:
                 await self._refuse(send)
+
+
+# ------------------------------------------------------------------ JSON nesting limit
+
+class BodyDepthMiddleware:
+    """400 ``json_too_deep`` for a request body that nests deeper than the limit, before
+    any route decodes it (api.jsonbody says why). Every body is checked, whatever its
+    content type claims: the GraphQL and webhook routes decode what they are sent as JSON.
+    Runs inside the size limit, so the body it holds is at most ``max_body_bytes``."""
+
+    def __init__(self, app, max_depth: int):
+        self.app = app
+        self.max_depth = max_depth
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        chunks = []
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                # The client left before sending its body: nothing to check.
+                return await self.app(scope, _replay([message], receive), send)
+            chunks.append(message.get("body", b""))
+            if not message.get("more_body", False):
+                break
+        body = b"".join(chunks)
+        if jsonbody.nesting_depth(body) > self.max_depth:
+            response = JSONResponse(jsonbody.too_deep(self.max_depth).to_dict(),
+                                    status_code=400)
+            return await response(scope, receive, send)
+        await self.app(scope, _replay([{"type": "http.request", "body": body,
+                                        "more_body": False}], receive), send)
+
+
+def _replay(messages: list[dict], receive):
+    """A ``receive`` that hands out ``messages`` first, then waits on the real one (for
+    the disconnect)."""
+    pending = list(messages)
+
+    async def replay():
+        if pending:
+            return pending.pop(0)
+        return await receive()
+
+    return replay
+
+
+# ------------------------------------------------------------------ unexpected errors
+
+class UnexpectedErrorMiddleware:
+    """A 500 with the masked ``InternalError`` body for an exception no handler took, and
+    the connection kept open. Starlette's own last-resort handler answers the same but then
+    re-raises, so that the server logs it; uvicorn, seeing an exception after the response
+    started, closes the transport, and a keep-alive client's next request on it is reset.
+    Here the error is logged once and not re-raised. An exception after the response
+    started still propagates: that response is cut short and the connection must go."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        started = False
+
+        async def tracking_send(message):
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking_send)
+        except Exception as exc:
+            if started:
+                raise
+            response = unexpected_error_handler(Request(scope), exc)
+            await response(scope, receive, send)

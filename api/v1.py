@@ -7,18 +7,17 @@ still succeeds (the jobs are durable) and the relay rings later.
 """
 from __future__ import annotations
 
-import json
 import logging
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
-from api import deps
+from api import deps, jsonbody
 from api.auth import require_scope
-from api.errors import error_response
+from api.errors import STATUS_OF, error_response
 from ledger import fastjson, service
-from ledger.errors import BadRequestError, LedgerError
+from ledger.errors import LedgerError
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +70,15 @@ _SUBMIT_BODY = {
 }
 
 
+# The typed error body (ledger.errors.LedgerError.to_dict); api.errors.document_answers adds
+# the answers every route may give (401, 403, 413, 503, ...).
+_TYPED_ERROR = {"application/json": {"schema": {"type": "object", "required": [
+    "__typename", "code", "message", "retryable"]}}}
+# A body nesting too deep is refused with 400 before any route runs (api.middleware); the
+# same here. A body that is not JSON stays 422, as it always was.
+_TOO_DEEP = {"BadRequestError": 400}
+
+
 def _job_summary(job: service.Job) -> dict:
     out = {"id": str(job.id), "ik": job.ik, "status": job.status}
     if job.status == service.POSTED:
@@ -89,8 +97,11 @@ def _job_summary(job: service.Job) -> dict:
     openapi_extra={"requestBody": _SUBMIT_BODY},
     responses={202: {"description": "Accepted: one job per entry"},
                200: {"description": "With Prefer: wait=N, every job finished in time"},
-               404: {"description": "No such ledger"},
-               422: {"description": "An entry is invalid; nothing was accepted"}},
+               400: {"description": "The body nests deeper than LEDGER_MAX_JSON_DEPTH "
+                                    "(json_too_deep)", "content": _TYPED_ERROR},
+               404: {"description": "No such ledger", "content": _TYPED_ERROR},
+               422: {"description": "An entry is invalid, or the body is not JSON; nothing "
+                                    "was accepted", "content": _TYPED_ERROR}},
 )
 async def submit_entries(ledger_ik: str, request: Request,
                          _principal=Depends(require_scope("write"))):
@@ -99,10 +110,9 @@ async def submit_entries(ledger_ik: str, request: Request,
     its index and field). An ik that already has a job returns that job.
     ``Prefer: wait=N`` holds the answer up to N seconds (at most 30) for the jobs to finish."""
     try:
-        body = json.loads(await request.body())
-    except (ValueError, UnicodeDecodeError) as exc:
-        return error_response(BadRequestError("invalid_input", f"body: not valid JSON ({exc})",
-                                      field="body"))
+        body = jsonbody.loads(await request.body(), deps.settings(request).max_json_depth)
+    except LedgerError as exc:
+        return error_response(exc, statuses=_TOO_DEEP if exc.code == "json_too_deep" else STATUS_OF)
     if isinstance(body, dict) and "entries" in body and "ik" not in body:
         body = body["entries"]
     entries = body if isinstance(body, list) else [body]
@@ -125,7 +135,10 @@ async def submit_entries(ledger_ik: str, request: Request,
 
 
 @router.get("/jobs/{job_id}", summary="A posting job: pending, posted (entry id) or failed "
-                                      "(typed error)")
+                                      "(typed error)",
+            responses={404: {"description": "No such job (job_not_found), also for an id "
+                                            "that is not a positive 64-bit integer",
+                             "content": _TYPED_ERROR}})
 def get_job(job_id: str, request: Request, _principal=Depends(require_scope("read"))):
     try:
         return service.get_job(deps.database(request), job_id).to_dict()
@@ -133,7 +146,11 @@ def get_job(job_id: str, request: Request, _principal=Depends(require_scope("rea
         return error_response(exc)
 
 
-@router.get("/ledgers/{ledger_ik}/jobs", summary="A ledger's posting jobs, newest first")
+@router.get("/ledgers/{ledger_ik}/jobs", summary="A ledger's posting jobs, newest first",
+            responses={404: {"description": "No such ledger", "content": _TYPED_ERROR},
+                       422: {"description": "A bad status, page size or cursor, or a ledger "
+                                            "ik the database cannot hold (NUL, lone "
+                                            "surrogate)", "content": _TYPED_ERROR}})
 def list_jobs(ledger_ik: str, request: Request,
               status: str | None = Query(None, description="pending, posted or failed"),
               first: int = Query(50, ge=1, le=service.MAX_JOB_PAGE),

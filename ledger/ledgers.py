@@ -69,7 +69,29 @@ def create_ledger(db: Database, ik: str, name: str, schema_key: str,
     return db.run(run)
 
 
+# Ids are PostgreSQL bigints handed out from 1.
+MAX_ID = 2**63 - 1
+
+
+def parse_id(value: Any) -> int | None:
+    """The row id ``value`` names (an int, or a string of ASCII digits with no sign), or
+    None when it cannot name one: malformed, zero, or past the bigint range. Callers
+    answer None as "not found", as the seeds' API does for an invalid ID."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        number = value
+    elif isinstance(value, str) and 0 < len(value) <= 19 and value.isascii() and value.isdigit():
+        number = int(value)
+    else:
+        return None
+    return number if 0 < number <= MAX_ID else None
+
+
 def load_ledger(conn: Connection, ik: str) -> Ledger:
+    if not isinstance(ik, str):
+        raise BadRequestError("invalid_input", "ledger.ik: expected a string", field="ledger.ik")
+    check_storable(ik, "ledger.ik")
     row = conn.execute(sa.select(t.ledgers, t.schemas.c.key.label("schema_key"))
                        .join(t.schemas, t.schemas.c.id == t.ledgers.c.schema_id)
                        .where(t.ledgers.c.ik == ik)).mappings().first()
@@ -86,10 +108,10 @@ def get_ledger(db: Database, ik: str) -> Ledger:
 
 def get_ledger_by_id(db: Database, id: Any) -> Ledger:
     """A ledger by its numeric id (NotFoundError ``ledger_not_found``)."""
-    text = str(id).strip() if isinstance(id, (str, int)) and not isinstance(id, bool) else ""
+    number = parse_id(id.strip() if isinstance(id, str) else id)
     with db.transaction() as conn:
-        ik = conn.execute(sa.select(t.ledgers.c.ik).where(t.ledgers.c.id == int(text))).scalar() \
-            if text.isdigit() and len(text) <= 18 else None
+        ik = conn.execute(sa.select(t.ledgers.c.ik).where(t.ledgers.c.id == number)).scalar() \
+            if number is not None else None
         if ik is None:
             raise NotFoundError("ledger_not_found", f"ledger.id: no ledger with id {id!r}", field="ledger.id")
         return load_ledger(conn, ik)

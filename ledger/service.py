@@ -11,12 +11,10 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from ledger import tables as t
 from ledger.audit import Problem
 from ledger.audit import audit as audit_books
 from ledger.commands import EntryRequest, LineInput
 from ledger.db import Database
-from ledger.errors import NotFoundError
 from ledger.history import balances as _balances
 from ledger.history import entries as _entries
 from ledger.history import queries as _queries
@@ -84,14 +82,7 @@ def get_ledger_entry(db: Database, *, id: str | None = None, ledger_ik: str | No
     links). NotFoundError ``entry_not_found``."""
     with db.transaction() as conn:
         if id is not None:
-            if not str(id).isdigit():
-                raise NotFoundError("entry_not_found", f"id: no entry {id!r}", field="id")
-            row = conn.execute(sa.select(t.entries.c.id, t.ledgers.c.ik)
-                               .join(t.ledgers, t.ledgers.c.id == t.entries.c.ledger_id)
-                               .where(t.entries.c.id == int(id))).first()
-            if row is None or (ledger_ik is not None and row[1] != ledger_ik):
-                raise NotFoundError("entry_not_found", f"id: no entry {id!r}", field="id")
-            return get_entry(conn, load_ledger(conn, row[1]), row[0])
+            return get_entry(conn, entry_ledger(conn, id, ledger_ik), id)
         return get_entry_by_ik(conn, load_ledger(conn, ledger_ik), ik, version)
 
 

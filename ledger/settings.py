@@ -15,6 +15,7 @@ DEFAULT_QUEUE_PREFIX = "ledger.post"
 DEFAULT_PARTITIONS = 16
 DEFAULT_BATCH = 1000
 DEFAULT_MAX_BODY_BYTES = 1024 * 1024
+DEFAULT_MAX_JSON_DEPTH = 64
 DEFAULT_TOKEN_TTL_SECONDS = 3600
 DEFAULT_STRIPE_LINK_ID = "stripe"
 
@@ -58,6 +59,9 @@ class Settings:
     data_dir: Path = Path(".ledger")
     # API
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    # How deep a request's JSON may nest: the standard library's decoder recurses once
+    # per level, and 100,000 nested brackets fit in a small body.
+    max_json_depth: int = DEFAULT_MAX_JSON_DEPTH
     token_ttl_seconds: int = DEFAULT_TOKEN_TTL_SECONDS
     # Run the migrations at API startup. None: only for the embedded database, which nobody
     # else would migrate; a shared server is migrated by `ledger migrate`, once.
@@ -111,6 +115,7 @@ class Settings:
             redis_url=read.text("REDIS_URL"),
             data_dir=Path(read.text("LEDGER_DATA_DIR") or ".ledger"),
             max_body_bytes=read.integer("LEDGER_MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES, 1),
+            max_json_depth=read.integer("LEDGER_MAX_JSON_DEPTH", DEFAULT_MAX_JSON_DEPTH, 1),
             token_ttl_seconds=read.integer("LEDGER_TOKEN_TTL_SECONDS",
                                            DEFAULT_TOKEN_TTL_SECONDS, 1),
             migrate_on_start=read.flag("LEDGER_MIGRATE_ON_START"),

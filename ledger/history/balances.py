@@ -11,12 +11,15 @@ from ledger.history.model import AccountBalances, BalanceChange
 from ledger.history.periods import period_range, resolve_at
 from ledger.ledgers import Ledger
 from ledger.schema.model import Account, Schema, resolve_path
+from ledger.text import check_storable
 
 
 def resolve_read_path(schema: Schema, path: str) -> tuple[Account, bool]:
     """The account a path names for reading. Besides instances (``users:alice``) a read may
     name a template node itself (``liabilities/users``), whose children are all instances.
     Returns the account and whether the path names a template node without an instance."""
+    if isinstance(path, str):
+        check_storable(path, "path")
     account = schema.accounts.get(path) if isinstance(path, str) else None
     if account is not None and account.template:
         parts = path.split("/")

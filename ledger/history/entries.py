@@ -10,17 +10,24 @@ from sqlalchemy.engine import Connection
 from ledger import tables as t
 from ledger.errors import BadRequestError, NotFoundError
 from ledger.history.model import EntryChange, HistoryEntry, UpdateEntryResult
-from ledger.ledgers import Ledger, load_ledger
+from ledger.ledgers import Ledger, load_ledger, parse_id
 from ledger.posting.engine import line_from_row
 from ledger.posting.model import Line
 from ledger.text import check_storable
 
 
 def _entry_id(value: Any, field: str = "id") -> int:
-    text = str(value).strip() if isinstance(value, (str, int)) and not isinstance(value, bool) else ""
-    if not text.isdigit() or len(text) > 18:
+    number = parse_id(value.strip() if isinstance(value, str) else value)
+    if number is None:
         raise NotFoundError("entry_not_found", f"{field}: no entry {value!r}", field=field)
-    return int(text)
+    return number
+
+
+def _entry_ik(ik: Any, field: str = "ik") -> str:
+    if not isinstance(ik, str) or not ik:
+        raise BadRequestError("invalid_input", f"{field}: expected an idempotency key", field=field)
+    check_storable(ik, field)
+    return ik
 
 
 def load_history_entries(conn: Connection, ledger: Ledger, rows) -> list[HistoryEntry]:
@@ -62,6 +69,10 @@ def get_entry(conn: Connection, ledger: Ledger, entry_id: Any) -> HistoryEntry:
 def get_entry_by_ik(conn: Connection, ledger: Ledger, ik: str,
                     version: int | None = None) -> HistoryEntry:
     """The entry posted under ``ik``: its latest version, or the version asked for."""
+    ik = _entry_ik(ik)
+    if version is not None and (isinstance(version, bool) or not isinstance(version, int)
+                                or not -2**31 <= version < 2**31):
+        raise NotFoundError("entry_not_found", f"ikVersion: no version {version!r} of ik {ik!r}", field="ikVersion")
     q = sa.select(t.entries).where(t.entries.c.ledger_id == ledger.id, t.entries.c.ik == ik,
                                    t.entries.c.ik_version > 0)
     if version is not None:
@@ -75,6 +86,7 @@ def get_entry_by_ik(conn: Connection, ledger: Ledger, ik: str,
 
 def ik_versions(conn: Connection, ledger: Ledger, ik: str) -> list[HistoryEntry]:
     """Every entry posted under ``ik``, oldest version first; all but the last are reversed."""
+    ik = _entry_ik(ik)
     rows = conn.execute(sa.select(t.entries).where(
         t.entries.c.ledger_id == ledger.id, t.entries.c.ik == ik, t.entries.c.ik_version > 0)
         .order_by(t.entries.c.ik_version)).mappings().all()
@@ -156,10 +168,10 @@ def entry_changes(conn: Connection, ledger: Ledger, entry_id: Any) -> list[Entry
 
 def entry_ledger(conn: Connection, id: Any, ledger_ik: str | None) -> Ledger:
     """The ledger of entry ``id`` (which must be ``ledger_ik`` when given)."""
-    text = str(id)
+    number = parse_id(id)
     found = conn.execute(sa.select(t.ledgers.c.ik)
                          .join(t.entries, t.entries.c.ledger_id == t.ledgers.c.id)
-                         .where(t.entries.c.id == int(text))).scalar() if text.isdigit() and len(text) <= 18 else None
+                         .where(t.entries.c.id == number)).scalar() if number is not None else None
     if found is None or (ledger_ik is not None and found != ledger_ik):
         raise NotFoundError("entry_not_found", f"id: no entry {id!r}", field="id")
     return load_ledger(conn, found)

@@ -8,7 +8,7 @@ from typing import Any
 from ledger.amounts import parse_time
 from ledger.errors import BadRequestError
 from ledger.posting.model import Entry
-from ledger.text import key_values
+from ledger.text import check_storable, key_values
 
 
 @dataclass
@@ -103,11 +103,13 @@ class EntryFilter:
             types = [types] if isinstance(types, str) else types
             if not isinstance(types, list) or not types or not all(isinstance(x, str) and x for x in types):
                 raise BadRequestError("invalid_input", f"{field}.type: expected an entry type or a list of them", field=f"{field}.type")
+            check_storable(types, f"{field}.type")
         currency = data.get("currency")
         if isinstance(currency, dict):
             currency = currency.get("code")
         if currency is not None and (not isinstance(currency, str) or not currency):
             raise BadRequestError("invalid_input", f"{field}.currency: expected a currency code like \"USD\"", field=f"{field}.currency")
+        check_storable(currency, f"{field}.currency")
         reversed_ = data.get("reversed", False)
         if reversed_ is not None and not isinstance(reversed_, bool):
             raise BadRequestError("invalid_input", f"{field}.reversed: expected true, false or null", field=f"{field}.reversed")

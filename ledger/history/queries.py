@@ -22,10 +22,11 @@ from ledger.history.model import (
     PageInfo,
 )
 from ledger.history.periods import _range
-from ledger.ledgers import Ledger, load_ledger
+from ledger.ledgers import Ledger, load_ledger, parse_id
 from ledger.posting.engine import line_from_row
 from ledger.schema.model import Schema, resolve_path
 from ledger.schema.store import load_schema
+from ledger.text import check_storable, unstorable
 
 DEFAULT_PAGE = 20
 
@@ -46,7 +47,7 @@ def _decode_cursor(kind: str, cursor: Any, field: str) -> tuple[datetime, int]:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
         k, posted, id_ = raw.split("|")
         when = datetime.fromisoformat(posted)
-        if k != kind or when.tzinfo is None or not id_.isdigit():
+        if k != kind or when.tzinfo is None or parse_id(id_) is None:
             raise ValueError(raw)
         return when, int(id_)
     except (ValueError, UnicodeDecodeError):
@@ -136,6 +137,7 @@ def _account_ids(ledger: Ledger, schema: Schema, account: str, field: str = "acc
     or a path ending in ``/*`` for all its descendants."""
     if not isinstance(account, str) or not account.strip():
         raise BadRequestError("invalid_input", f"{field}: expected an account path or pattern", field=field)
+    check_storable(account, field)
     a = t.accounts.c
     base = sa.select(a.id).where(a.ledger_id == ledger.id)
     if "*" not in account:
@@ -149,8 +151,23 @@ def _account_ids(ledger: Ledger, schema: Schema, account: str, field: str = "acc
     q = base.where(a.path.op("~")(regex))
     if prefix:
         # Under the C collation, the literal head of the pattern bounds an index range.
-        q = q.where(a.path >= prefix, a.path < prefix[:-1] + chr(ord(prefix[-1]) + 1))
+        q = q.where(a.path >= prefix)
+        upper = _after_prefix(prefix)
+        if upper is not None:
+            q = q.where(a.path < upper)
     return q
+
+
+def _after_prefix(prefix: str) -> str | None:
+    """The least text above every text starting with ``prefix`` in code point order (the C
+    collation's order of UTF-8), or None when there is none. The next code point after
+    U+D7FF is U+E000: a surrogate can be neither stored nor sent to the database."""
+    while prefix:
+        last = ord(prefix[-1])
+        if last < 0x10FFFF:
+            return prefix[:-1] + chr(0xE000 if 0xD800 <= last + 1 <= 0xDFFF else last + 1)
+        prefix = prefix[:-1]
+    return None
 
 
 def list_entries(conn: Connection, ledger: Ledger, flt: EntryFilter | None = None,
@@ -205,6 +222,8 @@ def _group_key(key: Any, value: Any) -> tuple[str, str]:
         raise BadRequestError("invalid_input", "group.key: a group key is required", field="group.key")
     if not isinstance(value, (str, int)) or isinstance(value, bool) or str(value) == "":
         raise BadRequestError("invalid_input", "group.value: a group value is required", field="group.value")
+    check_storable(key, "group.key")
+    check_storable(str(value), "group.value")
     return key, str(value)
 
 
@@ -298,6 +317,6 @@ def _account_cursor(cursor: Any, field: str) -> str:
         kind, sep, path = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode().partition("|")
     except (ValueError, UnicodeDecodeError):
         raise bad from None
-    if kind != "account" or not sep or not path:
+    if kind != "account" or not sep or not path or unstorable(path):
         raise bad
     return path

@@ -12,7 +12,7 @@ from sqlalchemy.engine import Connection
 from ledger import tables as t
 from ledger.db import Database
 from ledger.errors import BadRequestError, NotFoundError
-from ledger.ledgers import Ledger
+from ledger.ledgers import Ledger, parse_id
 from ledger.reconcile.model import (
     MAX_ACCOUNTS_PER_SYNC,
     CreateLinkResult,
@@ -25,9 +25,12 @@ from ledger.reconcile.model import (
     _text,
 )
 from ledger.schema.model import Account, Text
+from ledger.text import check_storable, unstorable
 
 
 def _find_link(conn: Connection, link_id: str, field: str = "link", lock: bool = False):
+    if not isinstance(link_id, str) or unstorable(link_id):
+        raise NotFoundError("link_not_found", f"{field}: no link with id {link_id!r}", field=field)
     q = sa.select(t.links).where(t.links.c.public_id == link_id)
     row = conn.execute(q.with_for_update(read=True) if lock else q).first()
     if row is None:
@@ -128,8 +131,11 @@ def _match_account(conn: Connection, value: Any, field: str, link_row=None):
     ea = t.external_accounts
     ext, acc_id = value.get("externalId"), value.get("id")
     found = None
-    if isinstance(acc_id, str) and acc_id.isdigit():
-        q = sa.select(ea).where(ea.c.id == int(acc_id))
+    for name, text in (("externalId", ext), ("id", acc_id)):
+        if isinstance(text, str):
+            check_storable(text, f"{field}.{name}")
+    if isinstance(acc_id, str) and parse_id(acc_id) is not None:
+        q = sa.select(ea).where(ea.c.id == parse_id(acc_id))
         if row is not None:
             q = q.where(ea.c.link_id == row.id)
         found = conn.execute(q).first()

@@ -10,6 +10,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from ledger.errors import BadRequestError
+from ledger.text import check_storable
 
 MAX_TXS_PER_SYNC = 100
 
@@ -138,6 +139,7 @@ def _link_id_of(value: Any, field: str) -> str:
     link_id = value.get("id") if isinstance(value, dict) else value
     if not isinstance(link_id, str) or not link_id:
         raise BadRequestError("invalid_input", f"{field}.id: a link id is required", field=f"{field}.id")
+    check_storable(link_id, f"{field}.id")
     return link_id
 
 
@@ -148,10 +150,12 @@ def _text(value: Any, field: str, required: bool = True, limit: int = 1024) -> s
         raise BadRequestError("invalid_input", f"{field}: expected a non-empty string", field=field)
     if len(value) > limit:
         raise BadRequestError("invalid_input", f"{field}: at most {limit} characters", field=field)
+    check_storable(value, field)
     return value
 
 
 def _external_id(value: Any, field: str) -> str:
     if not isinstance(value, str) or not _ID.match(value):
         raise BadRequestError("invalid_input", f"{field}: expected an id (1 to 256 characters, no spaces), got {value!r}", field=field)
+    check_storable(value, field)
     return value

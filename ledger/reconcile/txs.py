@@ -12,7 +12,7 @@ from ledger import tables as t
 from ledger.amounts import parse_amount, parse_time
 from ledger.db import Database
 from ledger.errors import BadRequestError, NotFoundError
-from ledger.ledgers import load_ledger
+from ledger.ledgers import load_ledger, parse_id
 from ledger.reconcile.links import _find_link, _match_account, _resolve_linked
 from ledger.reconcile.model import (
     _TX_COLUMNS,
@@ -31,6 +31,7 @@ from ledger.reconcile.model import (
 )
 from ledger.schema.model import resolve_path
 from ledger.schema.store import load_schema
+from ledger.text import check_storable
 
 
 def _check_tx_list(txs: Any) -> None:
@@ -140,7 +141,7 @@ def delete_custom_txs(db: Database, link: Any, txs: list[dict]) -> list[Tx]:
             if raw.get("account") is None and isinstance(raw.get("id"), str):
                 row = conn.execute(sa.text(
                     "SELECT id FROM external_txs WHERE id = :id AND link_id = :l"),
-                    {"id": int(raw["id"]) if raw["id"].isdigit() else -1, "l": link_row.id}).first()
+                    {"id": parse_id(raw["id"]) or -1, "l": link_row.id}).first()
                 shown = raw["id"]
             else:
                 _, acc = _match_account(conn, raw.get("account"), f"{f}.account", link_row)
@@ -172,6 +173,8 @@ def delete_custom_txs(db: Database, link: Any, txs: list[dict]) -> list[Tx]:
 def find_txs(db: Database, link_id: str, external_id: str, account_external_id: str | None = None,
              include_deleted: bool = False) -> list[Tx]:
     """Txs of a link with this external id (in one account, when given), oldest first."""
+    check_storable(external_id, "externalId")
+    check_storable(account_external_id, "account.externalId")
     with db.transaction() as conn:
         link = _find_link(conn, link_id)
         rows = conn.execute(sa.text(
@@ -193,7 +196,7 @@ def _after(cursor: str | None) -> int:
     try:
         text = base64.urlsafe_b64decode(cursor.encode()).decode()
         kind, _, value = text.partition(":")
-        assert kind == "tx"
+        assert kind == "tx" and parse_id(value) is not None
         return int(value)
     except Exception:
         raise BadRequestError("invalid_input", f"after: {cursor!r} is not a cursor this list returned", field="after") from None
@@ -210,6 +213,7 @@ def unreconciled_txs(db: Database, ledger_ik: str, path: str, first: int | None 
     with db.transaction() as conn:
         ledger = load_ledger(conn, ledger_ik)
         schema = load_schema(conn, ledger.id)
+        check_storable(path, "ledgerAccount.path")
         account = resolve_path(schema, path, "ledgerAccount.path")
         if account.linked is None:
             raise BadRequestError("not_linked", f"ledgerAccount.path: {path!r} is not a linked account", field="ledgerAccount.path")

@@ -68,6 +68,7 @@ STALLS_VARIABLES = {
     ("REDIS_URL", "redis://cache:6379/2", "redis_url", "redis://cache:6379/2"),
     ("LEDGER_DATA_DIR", "/var/lib/ledger", "data_dir", Path("/var/lib/ledger")),
     ("LEDGER_MAX_BODY_BYTES", "2048", "max_body_bytes", 2048),
+    ("LEDGER_MAX_JSON_DEPTH", "32", "max_json_depth", 32),
     ("LEDGER_TOKEN_TTL_SECONDS", " 60 ", "token_ttl_seconds", 60),
     ("LEDGER_MIGRATE_ON_START", "true", "migrate_on_start", True),
     ("LEDGER_MIGRATE_ON_START", "1", "migrate_on_start", True),
@@ -106,7 +107,8 @@ def test_each_variable_is_parsed(variable, raw, field, value):
 def test_every_field_is_read_from_some_variable():
     # A field added without a variable would silently keep its default in production.
     env = {"DATABASE_URL": "postgresql://db/x", "REDIS_URL": "redis://r/1",
-           "LEDGER_DATA_DIR": "d", "LEDGER_MAX_BODY_BYTES": "8", "LEDGER_TOKEN_TTL_SECONDS": "8",
+           "LEDGER_DATA_DIR": "d", "LEDGER_MAX_BODY_BYTES": "8", "LEDGER_MAX_JSON_DEPTH": "8",
+           "LEDGER_TOKEN_TTL_SECONDS": "8",
            "LEDGER_MIGRATE_ON_START": "false", "LEDGER_PARTITIONS": "8",
            "LEDGER_QUEUE_PREFIX": "p", "LEDGER_BATCH": "8", "LEDGER_RELAY_AFTER_SECONDS": "8",
            "LEDGER_RELAY_EVERY_SECONDS": "8", "LEDGER_ROLLUP_EVERY_SECONDS": "8",
@@ -138,6 +140,7 @@ def test_empty_values_mean_unset():
     ("LEDGER_MAX_BODY_BYTES", "1MB"),
     ("LEDGER_TOKEN_TTL_SECONDS", "-60"),
     ("LEDGER_WORKER_MAX_MEMORY_KB", "0"),
+    ("LEDGER_MAX_JSON_DEPTH", "0"),
     ("LEDGER_RELAY_AFTER_SECONDS", "-1"),
     ("LEDGER_RELAY_EVERY_SECONDS", "0"),
     ("LEDGER_ROLLUP_EVERY_SECONDS", "soon"),
