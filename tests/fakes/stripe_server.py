@@ -14,6 +14,8 @@ of ``FakeStripe``; the server answers from the same state in its own thread.
 from __future__ import annotations
 
 import copy
+import hashlib
+import hmac
 import json
 import re
 import secrets
@@ -161,6 +163,14 @@ class FakeStripe:
     def sign(payload: str, secret: str = WEBHOOK_SECRET, timestamp: int | None = None) -> str:
         """The Stripe-Signature header, computed by the stripe package's own helper."""
         return stripe.WebhookSignature.generate_signature_header(payload, secret, timestamp)
+
+    @staticmethod
+    def sign_raw(body: bytes, secret: str = WEBHOOK_SECRET, timestamp: int | None = None) -> str:
+        """The Stripe-Signature header for any bytes (the package's helper takes text only):
+        Stripe's scheme, HMAC-SHA256 of ``<t>.<body>``, for bodies that are not UTF-8."""
+        t = int(time.time()) if timestamp is None else timestamp
+        mac = hmac.new(secret.encode(), f"{t}.".encode() + body, hashlib.sha256).hexdigest()
+        return f"t={t},v1={mac}"
 
     # ------------------------------------------------------------------ server
 

@@ -77,6 +77,8 @@ def test_without_an_argument_it_reads_the_process_environment(monkeypatch):
     ("LEDGER_STRIPE_BACKFILL_EVERY_SECONDS", "120", "stripe_backfill_every_seconds", 120.0),
     ("LEDGER_STRIPE_INBOX_EVERY_SECONDS", "15", "stripe_inbox_every_seconds", 15.0),
     ("LEDGER_CONFIG", "/home/u/ledger.json", "config_path", Path("/home/u/ledger.json")),
+    ("LEDGER_SECRET_KEY", " k1 ", "secret_key", Secret("k1")),
+    ("LEDGER_OLD_SECRET_KEYS", "k0, k-1,", "old_secret_keys", (Secret("k0"), Secret("k-1"))),
 ])
 def test_each_variable_is_parsed(variable, raw, field, value):
     settings = Settings.from_env({variable: raw})
@@ -97,7 +99,8 @@ def test_every_field_is_read_from_some_variable():
            "LEDGER_JOB_RETENTION_DAYS": "8", "LEDGER_WORKER_MAX_MEMORY_KB": "8",
            "STRIPE_LINK_ID": "l", "STRIPE_API_KEY": "k", "STRIPE_WEBHOOK_SECRET": "s",
            "STRIPE_API_BASE": "http://b", "LEDGER_STRIPE_BACKFILL_EVERY_SECONDS": "8",
-           "LEDGER_STRIPE_INBOX_EVERY_SECONDS": "8", "LEDGER_CONFIG": "c"}
+           "LEDGER_STRIPE_INBOX_EVERY_SECONDS": "8", "LEDGER_CONFIG": "c",
+           "LEDGER_SECRET_KEY": "k", "LEDGER_OLD_SECRET_KEYS": "o"}
     settings, default = Settings.from_env(env), Settings()
 
     unchanged = [f.name for f in dataclasses.fields(Settings)

@@ -3,8 +3,6 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-import hashlib
-import hmac
 import json
 import time
 
@@ -18,6 +16,7 @@ from ledger.settings import Secret
 from ledger.stripe.events import NotSettled, event_balance_transaction, rechecks_pending, verify_event
 from ledger.stripe.model import StripeSettings
 from ledger.stripe.sync import map_parameters, planned_entries, planned_txs, tx_external_id
+from tests.fakes.stripe_server import FakeStripe
 from tests.unit.fakes_stripe import FakeStripeApi
 
 
@@ -174,12 +173,8 @@ SECRET = "whsec_unit"
 
 
 def signed(payload: str | bytes, *, timestamp: int | None = None) -> tuple[bytes, str]:
-    """The body and a Stripe-Signature header for it (Stripe's scheme: HMAC-SHA256 of
-    ``<t>.<body>``), for bodies the package's helper cannot take (not UTF-8)."""
     body = payload.encode("utf-8", "surrogatepass") if isinstance(payload, str) else payload
-    t = int(time.time()) if timestamp is None else timestamp
-    mac = hmac.new(SECRET.encode(), f"{t}.".encode() + body, hashlib.sha256).hexdigest()
-    return body, f"t={t},v1={mac}"
+    return body, FakeStripe.sign_raw(body, SECRET, timestamp)
 
 
 def refused(body: bytes, header: str | None, secret=Secret(SECRET)) -> BadRequestError:
