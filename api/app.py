@@ -26,6 +26,7 @@ from api.middleware import (
     UnexpectedErrorMiddleware,
 )
 from api.webhooks import router as webhooks_router
+from ledger import service
 from ledger.db import Database
 from ledger.embedded import resolve_servers
 from ledger.errors import LedgerError
@@ -50,7 +51,8 @@ def _open_database(settings: Settings, state: Any) -> Database:
 
 def _use_database(app: FastAPI, db: Database, owned: bool) -> None:
     app.state.db = db
-    app.state.tokens = auth.TokenService(db, app.state.settings.token_ttl_seconds)
+    app.state.tokens = auth.TokenService(db, app.state.settings.token_ttl_seconds,
+                                         service.Keyring.of(app.state.settings))
     app.state.owns_db = owned
 
 
@@ -59,6 +61,9 @@ async def _lifespan(app: FastAPI):
     if app.state.db is None:
         db = await run_in_threadpool(_open_database, app.state.settings, app.state)
         _use_database(app, db, owned=True)
+    # Refuse to start, saying what to do, when the stored secrets need a key we lack.
+    await run_in_threadpool(service.check_secrets, app.state.db,
+                            service.Keyring.of(app.state.settings))
     try:
         yield
     finally:

@@ -37,14 +37,17 @@ router = APIRouter(tags=["auth"])
 class TokenService:
     """Issues and checks access tokens for one database (one deployment)."""
 
-    def __init__(self, db: Database, ttl_seconds: int = DEFAULT_TTL_SECONDS):
+    def __init__(self, db: Database, ttl_seconds: int = DEFAULT_TTL_SECONDS,
+                 keyring: service.Keyring | None = None):
         self.db = db
         self.ttl_seconds = ttl_seconds
+        # Decrypts the signing key the database keeps (LEDGER_SECRET_KEY).
+        self.keyring = keyring or service.Keyring()
         self._key: str | None = None
 
     def key(self) -> str:
         if self._key is None:
-            self._key = service.signing_key(self.db)
+            self._key = service.signing_key(self.db, self.keyring)
         return self._key
 
     def issue(self, client: service.ApiClient, scope: str, *, now: float | None = None,

@@ -2,8 +2,9 @@
 
 The route does no ledger work: Stripe waits for the answer and retries slow ones, so the
 event is stored (deduplicated by its id) and a task processes it after the commit. The
-signature is checked on the raw body before anything is stored; a bad or missing one is a
-400 and leaves no trace. Once the event is stored the answer is 2xx even if the broker is
+signature (and its timestamp, within the tolerance either way) is checked on the raw body
+before anything is stored; a bad or missing one is a 400 and leaves no trace, and so is a
+signed body that is not an event we can store (``invalid_event``). Once the event is stored the answer is 2xx even if the broker is
 down: the inbox is swept by beat, so an accepted event is never lost.
 
 No token is required here (Stripe cannot present one); the signature is the authentication.
@@ -50,8 +51,9 @@ async def stripe_webhook(request: Request, background: BackgroundTasks):
         event = service.verify_stripe_event(payload, request.headers.get("Stripe-Signature"),
                                             stripe.webhook_secret)
     except LedgerError as exc:
-        # A bad signature is a 400; not configured, or the database away, a 503: Stripe
-        # retries those.
+        # A bad signature, a signed body that is not an event, and a link with no webhook
+        # secret (answered as a bad signature: the caller is not authenticated) are 400s;
+        # the database away is a 503, which Stripe retries.
         return error_response(exc, statuses=WEBHOOK_STATUS_OF, retry_after=30)
     new = await run_in_threadpool(service.store_stripe_event, db, event)
     if new:

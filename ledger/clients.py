@@ -1,9 +1,9 @@
 """API clients (OAuth2 client credentials) and the key that signs their access tokens.
 
 Secrets are shown once, at creation, and stored only as argon2 hashes. The token signing
-key is generated the first time it is needed and kept in the database, so every API
-process of one deployment signs and verifies with the same key and a restart does not
-log anybody out.
+key is generated the first time it is needed and kept in the database (encrypted with
+``LEDGER_SECRET_KEY``, see ledger/secrets.py), so every API process of one deployment signs
+and verifies with the same key and a restart does not log anybody out.
 """
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from ledger.db import Database
 from ledger.errors import BadRequestError, NotFoundError
+from ledger.secrets import Keyring, encrypt_legacy
 
 # Write implies read: a full-access client may call every endpoint.
 SCOPES = ("write", "read")
@@ -187,18 +188,27 @@ def active_client(db: Database, client_id: str) -> ApiClient | None:
     return _row_to_client(row) if row is not None else None
 
 
-def signing_key(db: Database) -> str:
-    """The token signing secret, generated on first use. Concurrent first uses agree on one
-    key: the insert does nothing when another process won, and everyone reads the winner."""
+def signing_key(db: Database, keyring: Keyring) -> str:
+    """The token signing secret, generated on first use and stored encrypted with the
+    keyring's key (``LEDGER_SECRET_KEY``). Concurrent first uses agree on one key: the
+    insert does nothing when another process won, and everyone reads the winner. Rotating
+    ``LEDGER_SECRET_KEY`` re-encrypts this value but never changes it, so tokens signed
+    before a rotation stay valid until they expire."""
+    select = sa.select(api_signing_keys.c.secret).where(api_signing_keys.c.kid == _KEY_ID)
 
     def get_or_create(conn):
-        conn.execute(
-            pg_insert(api_signing_keys)
-            .values(kid=_KEY_ID, secret=secrets.token_hex(32))
-            .on_conflict_do_nothing(index_elements=["kid"])
-        )
-        return conn.execute(
-            sa.select(api_signing_keys.c.secret).where(api_signing_keys.c.kid == _KEY_ID)
-        ).scalar_one()
+        stored = conn.execute(select).scalar()
+        if stored is None:
+            conn.execute(
+                pg_insert(api_signing_keys)
+                .values(kid=_KEY_ID, secret=keyring.encrypt(secrets.token_hex(32)))
+                .on_conflict_do_nothing(index_elements=["kid"])
+            )
+            stored = conn.execute(select).scalar_one()
+        return stored
 
-    return db.run(get_or_create)
+    stored = db.run(get_or_create)
+    value = keyring.decrypt(stored)
+    encrypt_legacy(db, api_signing_keys.c.secret, api_signing_keys.c.kid == _KEY_ID, stored,
+                   keyring)
+    return value

@@ -296,6 +296,8 @@ from ledger.stripe.events import process_inbox as process_stripe_inbox  # noqa: 
 from ledger.stripe.events import store_event as store_stripe_event  # noqa: E402
 from ledger.stripe.events import verify_event as verify_stripe_event  # noqa: E402
 from ledger.stripe.model import SyncReport as StripeSyncReport  # noqa: E402
+from ledger.secret_store import check_secrets, rotate_secrets  # noqa: E402
+from ledger.secrets import Keyring, SecretKeyError, generate_key, key_file_value  # noqa: E402
 
 __all__ = [
     # operations defined here
@@ -329,4 +331,7 @@ __all__ = [
     "StripeSyncReport", "configure_stripe", "process_stripe_event", "process_stripe_inbox",
     "stripe_backfill", "stripe_backfill_trailing", "stripe_problems", "stripe_settings",
     "store_stripe_event", "verify_stripe_event",
+    # secrets at rest
+    "Keyring", "SecretKeyError", "check_secrets", "generate_key", "key_file_value",
+    "rotate_secrets",
 ]

@@ -100,6 +100,10 @@ class Settings:
     stripe_api_base: str | None = None
     stripe_backfill_every_seconds: float = 900.0
     stripe_inbox_every_seconds: float = 60.0
+    # Secrets at rest (ledger.secrets): the key that encrypts the stored Stripe credentials
+    # and token signing key, and the keys they may still be encrypted with (rotation).
+    secret_key: Secret | None = None
+    old_secret_keys: tuple[Secret, ...] = ()
     # CLI: where `ledger login` keeps its API connection. None: the platform's app folder.
     config_path: Path | None = None
     # The whole environment, for what must see variables by name: `${VAR}` substitution
@@ -146,6 +150,9 @@ class Settings:
             stripe_backfill_every_seconds=read.number("LEDGER_STRIPE_BACKFILL_EVERY_SECONDS",
                                                       900.0),
             stripe_inbox_every_seconds=read.number("LEDGER_STRIPE_INBOX_EVERY_SECONDS", 60.0),
+            secret_key=read.secret("LEDGER_SECRET_KEY"),
+            old_secret_keys=tuple(Secret(k.strip()) for k in (
+                read.text("LEDGER_OLD_SECRET_KEYS") or "").split(",") if k.strip()),
             config_path=Path(p) if (p := read.text("LEDGER_CONFIG")) else None,
             environ=env,
         )

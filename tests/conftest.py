@@ -24,6 +24,7 @@ from sqlalchemy.pool import NullPool
 from ledger.db import Database, normalize_url
 from ledger.embedded import embedded_postgres, embedded_redis, stop_embedded_postgres
 from ledger.migrate import upgrade
+from tests import keys  # noqa: F401  (LEDGER_SECRET_KEY for every process of the run)
 
 RUN_ID = secrets.token_hex(4)
 REDIS_CLAIM_KEY = "ledger-test:claimed-by"

@@ -20,11 +20,14 @@ rollup, retention and Stripe schedules.
 """
 from __future__ import annotations
 
+import logging
 from typing import Any
 
-from celery import Celery
+from celery import Celery, signals
 from kombu import Queue
 
+from ledger import service
+from ledger.db import Database
 from ledger.embedded import resolve_servers
 from ledger.settings import Settings
 
@@ -46,6 +49,7 @@ class Runtime:
 
 
 runtime = Runtime()
+log = logging.getLogger(__name__)
 
 app = Celery("ledger", include=["workers.tasks", "workers.stripe_tasks"])
 
@@ -119,3 +123,18 @@ def configure(sender: Celery, **_kwargs) -> None:
     if runtime.settings is None:
         runtime.settings, runtime.keepalive = resolve_servers(Settings.from_env())
     sender.config_from_object(celery_config(runtime.settings))
+
+
+@signals.worker_init.connect
+def check_stored_secrets(**_kwargs) -> None:
+    """A worker refuses to start when the database keeps secrets it could not decrypt
+    (LEDGER_SECRET_KEY missing or wrong); without a key it starts if nothing needs one.
+    SystemExit, because Celery logs and ignores ordinary exceptions of signal handlers."""
+    db = Database(settings().database_url, pool_size=1, max_overflow=0)
+    try:
+        service.check_secrets(db, service.Keyring.of(settings()))
+    except service.SecretKeyError as exc:
+        log.critical("worker not started: %s: %s", exc.code, exc.message)
+        raise SystemExit(f"{exc.code}: {exc.message}") from None
+    finally:
+        db.dispose()

@@ -38,7 +38,7 @@ def _countdown(retries: int) -> float:
 def _summary(report: service.StripeSyncReport) -> dict:
     return {"listed": report.listed, "pending": report.pending, "synced": report.synced,
             "reconciled": report.reconciled, "already_reconciled": report.already_reconciled,
-            "problems": len(report.problems)}
+            "waiting": report.waiting, "problems": len(report.problems)}
 
 
 @app.task(bind=True, name=service.STRIPE_EVENT_TASK, max_retries=8)

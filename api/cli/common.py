@@ -22,7 +22,7 @@ from rich.console import Console
 from rich.table import Table
 
 import ledger_sdk
-from ledger.settings import Settings
+from ledger.settings import Secret, Settings
 from ledger_sdk import errors as sdk_errors
 
 EXIT_REFUSED = 1
@@ -233,6 +233,13 @@ class AdminDatabase:
 
     def __init__(self, settings: Settings, data_dir: Path, migrate: bool = True):
         self.config = replace(settings, data_dir=data_dir)
+        if not settings.secret_key:
+            # The key `ledger up` keeps in its data folder when LEDGER_SECRET_KEY is unset.
+            from ledger import service
+
+            key = service.key_file_value(data_dir, create=False)
+            if key:
+                self.config = replace(self.config, secret_key=Secret(key))
         self.migrate = migrate
         self.keepalive = None
         self.db = None

@@ -16,7 +16,8 @@ from typing import Annotated
 
 import typer
 
-from api.cli import admin, clients, credentials, entries, ledgers, links, stripe_link
+from api.cli import (admin, clients, credentials, entries, ledgers, links, secret_keys,
+                     stripe_link)
 from api.cli.common import EXIT_USAGE, DataDir, err
 from ledger.settings import Settings, SettingsError
 
@@ -39,6 +40,7 @@ for commands in (ledgers.app, entries.app, credentials.app, admin.app):
 app.add_typer(clients.clients_app, name="api-client")
 app.add_typer(stripe_link.stripe_app, name="stripe")
 app.add_typer(links.link_app, name="link")
+app.add_typer(secret_keys.secrets_app, name="secrets")
 
 
 @app.command("up")

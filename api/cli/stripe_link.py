@@ -61,7 +61,7 @@ def configure(ctx: typer.Context,
         secret = typer.prompt("Stripe webhook signing secret", hide_input=True) if webhook_secret else None
         with AdminDatabase(ctx.obj, data_dir) as admin:
             stripe = run_admin(lambda: service.configure_stripe(
-                admin.db, _config(ctx.obj, link_id), ledger_ik=ledger, charge_entry_type=entry_type,
+                admin.db, _config(admin.config, link_id), ledger_ik=ledger, charge_entry_type=entry_type,
                 fee_entry_type=fee_entry_type, parameters=mapping, api_key=key,
                 webhook_secret=secret))
         out.print(
@@ -103,7 +103,7 @@ def backfill(ctx: typer.Context, since: Annotated[str, typer.Option("--since", h
                         f"{report.pending} pending, {len(report.problems)} problems"))
 
                 report = run_admin(lambda: service.stripe_backfill(
-                    admin.db, _config(ctx.obj, link_id), start, end, progress=progress))
+                    admin.db, _config(admin.config, link_id), start, end, progress=progress))
         problems = [{"balance_transaction": p.balance_transaction, "source": p.source,
                      "reason": p.reason} for p in report.problems]
         if as_json:
@@ -128,7 +128,7 @@ def problems(ctx: typer.Context, link_id: LinkOption = None, data_dir: DataDirOp
     """Settled charges left unreconciled, and why (for example a missing metadata.user_id)."""
     def body():
         with AdminDatabase(ctx.obj, data_dir) as admin:
-            found = run_admin(lambda: service.stripe_problems(admin.db, _config(ctx.obj, link_id)))
+            found = run_admin(lambda: service.stripe_problems(admin.db, _config(admin.config, link_id)))
         if as_json:
             emit_json([{"balance_transaction": p.balance_transaction, "source": p.source,
                              "reason": p.reason} for p in found])

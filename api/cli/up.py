@@ -2,7 +2,8 @@
 
 Resolves the database and the broker (``DATABASE_URL`` / ``REDIS_URL``, else an embedded
 PostgreSQL and Redis under the data folder, which survive restarts), runs the migrations,
-creates an API client on the very first start, then runs three child processes: the API
+creates an API client on the very first start (and, when LEDGER_SECRET_KEY is unset, the key
+that encrypts stored secrets, in ``<data folder>/secret.key``), then runs three child processes: the API
 (uvicorn), one Celery worker consuming every partition queue, and the single beat. It
 watches them; Ctrl-C or SIGTERM stops all of them, and the embedded servers it started.
 """
@@ -23,7 +24,7 @@ from sqlalchemy.engine import make_url
 
 from ledger import service
 from ledger.embedded import resolve_servers
-from ledger.settings import Settings
+from ledger.settings import Secret, Settings
 
 REPO = Path(__file__).resolve().parents[2]
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
@@ -146,6 +147,17 @@ def _wait_healthy(url: str, api: Child, stopping: list, timeout: float = 60) -> 
     return False
 
 
+def _with_secret_key(settings: Settings, data_dir: Path) -> Settings:
+    """LEDGER_SECRET_KEY, else the key kept in the data folder, made (mode 0600) on the
+    first start: the key the stored secrets are encrypted with, handed to the children."""
+    if settings.secret_key:
+        return settings
+    key = service.key_file_value(data_dir, create=True)
+    _say(f"ledger: stored secrets are encrypted with the key in {data_dir / 'secret.key'} "
+         "(keep it with the data: without it they cannot be read)")
+    return replace(settings, secret_key=Secret(key))
+
+
 def main(settings: Settings, data_dir: Path = Path(".ledger"), host: str = "127.0.0.1",
          port: int = 8000) -> None:
     from ledger.embedded import EmbeddedServerError
@@ -161,6 +173,7 @@ def main(settings: Settings, data_dir: Path = Path(".ledger"), host: str = "127.
         _say(f"ledger: another `ledger up` is already running on {data_dir}; stop it first, "
              "or give this one its own --data-dir")
         raise SystemExit(1) from None
+    settings = _with_secret_key(settings, data_dir)
     stopping: list[int] = []
 
     def on_signal(signum, _frame):
@@ -211,7 +224,8 @@ def _serve(settings: Settings, host: str, port: int, children: list[Child],
     api_url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
     created = _first_client(database_url)
 
-    env = settings.child_environ(PYTHONUNBUFFERED="1")
+    env = settings.child_environ(PYTHONUNBUFFERED="1",
+                                 LEDGER_SECRET_KEY=settings.secret_key.reveal())
     queues = settings.partition_queues() + [settings.maintenance_queue]
     py = sys.executable
     planned = [

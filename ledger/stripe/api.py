@@ -1,5 +1,9 @@
 """The part of Stripe's API the link uses, as a small port: the real ``stripe.StripeClient``
-behind it in production, a fake in unit tests (tests/unit/fakes_stripe.py)."""
+behind it in production, a fake in unit tests (tests/unit/fakes_stripe.py).
+
+The port hands back what the ``stripe`` package does: ``stripe.StripeObject``, which is not
+a dict (no ``.get``). The link's code reads them through ``model.plain``, so a fake that
+returns the same type tests what production runs."""
 from __future__ import annotations
 
 from typing import Any, NamedTuple, Protocol
@@ -11,17 +15,20 @@ from ledger.stripe.model import StripeSettings
 
 
 class BalanceTxPage(NamedTuple):
-    """One page of balance transactions (plain dicts, ``source`` expanded), newest first."""
+    """One page of balance transactions (``source`` expanded), newest first."""
 
-    data: list[dict]
+    data: list[stripe.StripeObject]
     has_more: bool
 
 
 class StripeApi(Protocol):
-    def charge(self, charge_id: str) -> dict:
+    def charge(self, charge_id: str) -> stripe.StripeObject:
         """The charge ``charge_id``."""
 
-    def balance_transaction(self, txn_id: str) -> dict:
+    def payment_intent(self, intent_id: str) -> stripe.StripeObject:
+        """The payment intent ``intent_id``."""
+
+    def balance_transaction(self, txn_id: str) -> stripe.StripeObject:
         """The balance transaction ``txn_id``, its ``source`` expanded."""
 
     def balance_transactions(self, params: dict[str, Any]) -> BalanceTxPage:
@@ -34,16 +41,18 @@ class StripeClientApi:
     def __init__(self, client: stripe.StripeClient):
         self.client = client
 
-    def charge(self, charge_id: str) -> dict:
-        return self.client.v1.charges.retrieve(charge_id).to_dict()
+    def charge(self, charge_id: str) -> stripe.StripeObject:
+        return self.client.v1.charges.retrieve(charge_id)
 
-    def balance_transaction(self, txn_id: str) -> dict:
-        return self.client.v1.balance_transactions.retrieve(
-            txn_id, params={"expand": ["source"]}).to_dict()
+    def payment_intent(self, intent_id: str) -> stripe.StripeObject:
+        return self.client.v1.payment_intents.retrieve(intent_id)
+
+    def balance_transaction(self, txn_id: str) -> stripe.StripeObject:
+        return self.client.v1.balance_transactions.retrieve(txn_id, params={"expand": ["source"]})
 
     def balance_transactions(self, params: dict[str, Any]) -> BalanceTxPage:
         page = self.client.v1.balance_transactions.list(params=params)
-        return BalanceTxPage([bt.to_dict() for bt in page.data], bool(page.has_more))
+        return BalanceTxPage(list(page.data), bool(page.has_more))
 
 
 def client_for(settings: StripeSettings, api_base: str | None = None) -> stripe.StripeClient:

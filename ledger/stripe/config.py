@@ -13,6 +13,7 @@ from ledger.errors import BadRequestError
 from ledger.ledgers import load_ledger
 from ledger.reconcile.links import create_link_in
 from ledger.schema.store import load_schema
+from ledger.secrets import Keyring, encrypt_legacy
 from ledger.settings import Secret, Settings
 from ledger.stripe.model import DEFAULT_PARAMETERS, StripeSettings
 
@@ -45,6 +46,13 @@ def configure_stripe(db: Database, config: Settings, *, ledger_ik: str | None = 
         if value is not None and (not isinstance(value, str) or not value.strip()):
             raise BadRequestError("invalid_input", f"{name}: expected a non-empty string", field=name)
 
+    keyring = Keyring.of(config)
+
+    def sealed(value: str | None) -> str | None:
+        # Encrypted at rest (ledger/secrets.py); refused here, before anything is written,
+        # when there is no LEDGER_SECRET_KEY to do it with.
+        return keyring.encrypt(value) if value is not None else None
+
     def run(conn: Connection) -> None:
         link = ensure_link(conn, link_id)
         row = conn.execute(sa.select(t.stripe_links).where(t.stripe_links.c.link_id == link.id)
@@ -57,8 +65,9 @@ def configure_stripe(db: Database, config: Settings, *, ledger_ik: str | None = 
                     raise BadRequestError("entry_type_not_found", f"no entry type {etype!r} in the schema of ledger {ledger!r}", field="entry_type")
         values = {k: v for k, v in {
             "ledger_ik": ledger_ik, "charge_entry_type": charge_entry_type,
-            "fee_entry_type": fee_entry_type, "parameters": parameters, "api_key": api_key,
-            "webhook_secret": webhook_secret}.items() if v is not None}
+            "fee_entry_type": fee_entry_type, "parameters": parameters,
+            "api_key": sealed(api_key), "webhook_secret": sealed(webhook_secret),
+            }.items() if v is not None}
         # An empty entry type turns that reconciliation off (txs are still synced).
         for name in ("charge_entry_type", "fee_entry_type"):
             if values.get(name) == "":
@@ -70,6 +79,18 @@ def configure_stripe(db: Database, config: Settings, *, ledger_ik: str | None = 
     return load_settings(db, config)
 
 
+def _stored(db: Database, keyring: Keyring, row, name: str) -> Secret | None:
+    """The stored secret ``name`` of the link's row, decrypted (a legacy plain one is
+    encrypted in place on the way, see ledger/secrets.py)."""
+    stored = getattr(row, name) if row is not None else None
+    if not stored:
+        return None
+    value = Secret(keyring.decrypt(stored))
+    encrypt_legacy(db, t.stripe_links.c[name], t.stripe_links.c.link_id == row.link_id,
+                   stored, keyring)
+    return value
+
+
 def load_settings(db: Database, config: Settings) -> StripeSettings:
     """The settings of the Stripe link ``config.stripe_link_id``: the stored ones, except
     that the deployment's API key, webhook secret and API base (``config``) win."""
@@ -77,16 +98,16 @@ def load_settings(db: Database, config: Settings) -> StripeSettings:
     with db.transaction() as conn:
         row = conn.execute(sa.select(t.stripe_links).join(t.links).where(
             t.links.c.public_id == link_id)).first()
-    stored_key = row.api_key if row is not None else None
-    stored_secret = row.webhook_secret if row is not None else None
+    keyring = Keyring.of(config)
+    # The deployment's own win; a stored one is decrypted only when none is set.
+    api_key = config.stripe_api_key or _stored(db, keyring, row, "api_key")
+    webhook_secret = config.stripe_webhook_secret or _stored(db, keyring, row, "webhook_secret")
     return StripeSettings(
         link_id=link_id,
         ledger_ik=row.ledger_ik if row is not None else None,
         charge_entry_type=row.charge_entry_type if row is not None else None,
         fee_entry_type=row.fee_entry_type if row is not None else None,
         parameters=dict(row.parameters) if row is not None else dict(DEFAULT_PARAMETERS),
-        api_key=config.stripe_api_key or (Secret(stored_key) if stored_key else None),
-        webhook_secret=config.stripe_webhook_secret or (
-            Secret(stored_secret) if stored_secret else None),
+        api_key=api_key, webhook_secret=webhook_secret,
         done_until=row.backfill_done_until if row is not None else None,
         api_base=config.stripe_api_base or None)

@@ -28,6 +28,7 @@ from ledger.stripe.model import (
     StripeSettings,
     SyncReport,
     id_of,
+    plain,
     ts,
 )
 
@@ -49,10 +50,11 @@ def _account_for(conn: Connection, link, currency: str):
     return row
 
 
-def tx_external_id(bt: dict) -> str:
+def tx_external_id(bt: Any) -> str:
     """A charge's tx is named by the charge id (one charge, one balance transaction), so
     seed 000's ``reconcile_tx(..., external_ref=charge_id)`` and a webhook's charge find it;
     other balance transactions by their own id (a payout and its failure share a source)."""
+    bt = plain(bt)
     source_id = id_of(bt.get("source"))
     if bt.get("type") in CHARGE_TYPES and source_id:
         return source_id
@@ -68,9 +70,10 @@ class PlannedTx(NamedTuple):
     posted: datetime
 
 
-def planned_txs(bt: dict) -> list[PlannedTx]:
+def planned_txs(bt: Any) -> list[PlannedTx]:
     """The txs an available balance transaction becomes: its gross amount, and its fee (if
     any) as a separate negative tx ``<id>:fee``, so fees can be booked to an expense account."""
+    bt = plain(bt)
     source_id = id_of(bt.get("source"))
     amount, fee = int(bt["amount"]), int(bt.get("fee") or 0)
     posted = ts(bt["created"])
@@ -91,9 +94,10 @@ class PlannedEntry(NamedTuple):
     parameters: dict[str, str]
 
 
-def planned_entries(settings: StripeSettings, bt: dict) -> tuple[list[PlannedEntry], list[str]]:
+def planned_entries(settings: StripeSettings, bt: Any) -> tuple[list[PlannedEntry], list[str]]:
     """The entries that reconcile a synced balance transaction's txs, and the problems that
     leave some unreconciled (a charge lacking a mapped parameter is reported, never guessed)."""
+    bt = plain(bt)
     source = bt.get("source")
     charge = source if isinstance(source, dict) else {}
     entries: list[PlannedEntry] = []
@@ -137,8 +141,10 @@ def _sync(conn: Connection, settings: StripeSettings, bt: dict, now: datetime) -
     return txs
 
 
-def handle_balance_transaction(db: Database, settings: StripeSettings, bt: dict) -> SyncReport:
-    """Track one balance transaction; once available, sync it as txs and reconcile it."""
+def handle_balance_transaction(db: Database, settings: StripeSettings, bt: Any) -> SyncReport:
+    """Track one balance transaction (a ``stripe.StripeObject`` or its plain data); once
+    available, sync it as txs and reconcile it."""
+    bt = plain(bt)
     report = SyncReport(listed=1)
     now = datetime.now(timezone.utc)
     if bt.get("status") != "available":

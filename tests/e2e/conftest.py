@@ -10,6 +10,7 @@ import pytest
 from api.app import create_app
 from ledger import clients
 from ledger.settings import Settings
+from tests.keys import SECRET_KEY
 from tests.serving import serve
 
 # Small, so the 413 test needs no megabyte of data.
@@ -32,7 +33,8 @@ class Api:
 
 @pytest.fixture(scope="session")
 def api(database_url):
-    app = create_app(Settings(database_url=database_url, max_body_bytes=E2E_MAX_BODY_BYTES))
+    app = create_app(Settings(database_url=database_url, max_body_bytes=E2E_MAX_BODY_BYTES,
+                              secret_key=SECRET_KEY))
     with serve(app, "e2e-uvicorn") as url:
         yield Api(url=url, app=app)
 

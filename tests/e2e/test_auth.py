@@ -12,6 +12,7 @@ import pytest
 from api.auth import TokenService
 from ledger import clients, service
 from tests.e2e.conftest import fetch_token
+from tests.keys import KEYRING
 
 CREATE_LEDGER = """mutation($ik: SafeString!, $ledger: CreateLedgerInput!, $schema: SchemaMatchInput) {
   createLedger(ik: $ik, ledger: $ledger, schema: $schema) { __typename ... on Error { code } } }"""
@@ -104,7 +105,7 @@ def test_forged_token(api, db, full_client, schema_key, unique):
 
 def test_expired_token(api, db, full_client, schema_key, unique):
     ik = unique("expired")
-    expired = TokenService(db).issue(full_client.client, "write", now=time.time() - 7200)
+    expired = TokenService(db, keyring=KEYRING).issue(full_client.client, "write", now=time.time() - 7200)
     r = create_ledger_as(api, expired, ik, schema_key)
     assert r.status_code == 401
     assert "expired" in r.json()["detail"]["message"]

@@ -9,11 +9,10 @@ import asyncio
 import pytest
 
 from ledger import service
-from ledger.settings import Settings
 from ledger_sdk import BadRequestError, Client
 from tests.fakes.stripe_server import FakeStripe
 from tests.integration.helpers import own
-from tests.integration.stripe_helpers import stripe_wallet
+from tests.integration.stripe_helpers import stripe_config, stripe_wallet
 
 
 @pytest.fixture
@@ -26,7 +25,7 @@ def fake():
 def test_seed000_reconcile_charge(api, full_client, db, unique, fake):
     ledger, link = stripe_wallet(db, unique)
     # Only sync here: the seed's own code reconciles.
-    config = Settings(stripe_link_id=link)
+    config = stripe_config(link)
     service.configure_stripe(db, config, charge_entry_type="", fee_entry_type="")
     made = fake.add_charge(1250, metadata={"user_id": "zoe"})
     report = service.stripe_backfill(db, config, datetime.now(timezone.utc) - timedelta(days=1),

@@ -5,13 +5,17 @@ It keeps Stripe's semantics where our code depends on them: lists newest first (
 ``created``, then id), ``limit`` 1..100, cursor pagination with ``starting_after`` and
 ``has_more``, ``created`` filters (``gt``/``gte``/``lt``/``lte`` or an exact value),
 ``expand[]=data.source`` on lists and ``expand[]=source`` on retrieval, no status filter,
-balance transactions that are ``pending`` until they become ``available``, bearer-key
+balance transactions that are ``pending`` until they become ``available``, charges whose
+``balance_transaction`` is null until they settle, payment intents naming their
+``latest_charge`` (which names its ``payment_intent``), bearer-key
 authentication and Stripe's error shape. Tests add charges and settle them through methods
 of ``FakeStripe``; the server answers from the same state in its own thread.
 """
 from __future__ import annotations
 
 import copy
+import hashlib
+import hmac
 import json
 import re
 import secrets
@@ -49,6 +53,7 @@ class FakeStripe:
         self.lock = threading.Lock()
         self.balance_transactions: dict[str, dict] = {}
         self.charges: dict[str, dict] = {}
+        self.payment_intents: dict[str, dict] = {}
         self.requests: list[tuple[str, dict]] = []
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -78,6 +83,55 @@ class FakeStripe:
             self.charges[charge_id] = charge
             self.balance_transactions[txn_id] = txn
         return {"charge": copy.deepcopy(charge), "balance_transaction": copy.deepcopy(txn)}
+
+    def add_payment_intent(self, amount: int, *, metadata: dict | None = None, fee: int = 0,
+                           unsettled: bool = False) -> dict:
+        """A succeeded payment intent and its charge (``latest_charge``, not expanded, as
+        Stripe sends it); ``unsettled``: the charge has no balance transaction yet."""
+        made = (self.add_unsettled_charge(amount, metadata=metadata) if unsettled
+                else self.add_charge(amount, metadata=metadata, fee=fee))
+        charge = made["charge"]
+        pi_id = "pi_" + secrets.token_hex(12)
+        intent = {"id": pi_id, "object": "payment_intent", "amount": amount,
+                  "amount_received": amount, "currency": charge["currency"],
+                  "created": charge["created"], "latest_charge": charge["id"],
+                  "metadata": dict(metadata or {}), "livemode": False,
+                  "status": "processing" if unsettled else "succeeded"}
+        with self.lock:
+            self.charges[charge["id"]]["payment_intent"] = pi_id
+            self.payment_intents[pi_id] = intent
+        return {**made, "payment_intent": copy.deepcopy(intent),
+                "charge": copy.deepcopy(self.charges[charge["id"]])}
+
+    def add_unsettled_charge(self, amount: int, *, metadata: dict | None = None,
+                             currency: str = "usd") -> dict:
+        """A charge not settled yet (an ACH debit, say): ``status`` pending and
+        ``balance_transaction`` null until ``settle_charge``."""
+        charge_id = "ch_" + secrets.token_hex(12)
+        charge = {"id": charge_id, "object": "charge", "amount": amount, "currency": currency,
+                  "created": int(time.time()), "metadata": dict(metadata or {}), "paid": False,
+                  "status": "pending", "balance_transaction": None, "livemode": False}
+        with self.lock:
+            self.charges[charge_id] = charge
+        return {"charge": copy.deepcopy(charge), "balance_transaction": None}
+
+    def settle_charge(self, charge_id: str, *, fee: int = 0) -> dict:
+        """The unsettled charge succeeds: its balance transaction appears, available."""
+        with self.lock:
+            charge = self.charges[charge_id]
+            txn_id = "txn_" + secrets.token_hex(12)
+            now = int(time.time())
+            txn = {"id": txn_id, "object": "balance_transaction", "amount": charge["amount"],
+                   "currency": charge["currency"], "created": now, "fee": fee,
+                   "net": charge["amount"] - fee, "fee_details": [],
+                   "description": f"Charge {charge_id}", "reporting_category": "charge",
+                   "source": charge_id, "type": "charge", "status": "available",
+                   "available_on": now}
+            charge.update(status="succeeded", paid=True, balance_transaction=txn_id)
+            self.balance_transactions[txn_id] = txn
+            if charge.get("payment_intent") in self.payment_intents:
+                self.payment_intents[charge["payment_intent"]]["status"] = "succeeded"
+            return copy.deepcopy(txn)
 
     def add_balance_transaction(self, amount: int, *, type: str, created: int | None = None,
                                 currency: str = "usd", fee: int = 0) -> dict:
@@ -109,6 +163,14 @@ class FakeStripe:
     def sign(payload: str, secret: str = WEBHOOK_SECRET, timestamp: int | None = None) -> str:
         """The Stripe-Signature header, computed by the stripe package's own helper."""
         return stripe.WebhookSignature.generate_signature_header(payload, secret, timestamp)
+
+    @staticmethod
+    def sign_raw(body: bytes, secret: str = WEBHOOK_SECRET, timestamp: int | None = None) -> str:
+        """The Stripe-Signature header for any bytes (the package's helper takes text only):
+        Stripe's scheme, HMAC-SHA256 of ``<t>.<body>``, for bodies that are not UTF-8."""
+        t = int(time.time()) if timestamp is None else timestamp
+        mac = hmac.new(secret.encode(), f"{t}.".encode() + body, hashlib.sha256).hexdigest()
+        return f"t={t},v1={mac}"
 
     # ------------------------------------------------------------------ server
 
@@ -176,6 +238,9 @@ class FakeStripe:
             elif (m := re.match(r"^/v1/charges/([^/]+)$", parts.path)):
                 charge = self.charges.get(m.group(1))
                 status, body = (200, copy.deepcopy(charge)) if charge else self._missing(m.group(1))
+            elif (m := re.match(r"^/v1/payment_intents/([^/]+)$", parts.path)):
+                intent = self.payment_intents.get(m.group(1))
+                status, body = (200, copy.deepcopy(intent)) if intent else self._missing(m.group(1))
             else:
                 status, body = 404, {"error": {"type": "invalid_request_error",
                                                "message": f"Unrecognized request URL (GET: {parts.path})"}}

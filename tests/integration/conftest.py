@@ -22,6 +22,7 @@ import sqlalchemy as sa
 from api.app import create_app
 from ledger import clients, service
 from ledger.settings import Settings
+from tests.keys import SECRET_KEY
 from tests.serving import serve
 
 REPO = Path(__file__).resolve().parents[2]
@@ -283,7 +284,7 @@ class Pipeline:
 @pytest.fixture(scope="session")
 def pipeline_api(database_url, db, redis_url):
     """The API in a uvicorn thread; each pipeline test points it at its own queues."""
-    app = create_app(Settings(database_url=database_url))
+    app = create_app(Settings(database_url=database_url, secret_key=SECRET_KEY))
     with serve(app, "pipeline-uvicorn") as url:
         created = clients.create_client(db, "pipeline tests", "write")
         r = httpx.post(f"{url}/oauth2/token", data={"grant_type": "client_credentials"},

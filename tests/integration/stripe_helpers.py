@@ -9,6 +9,7 @@ from ledger import service
 from ledger.settings import Settings
 from tests.fakes.stripe_server import API_KEY, WEBHOOK_SECRET
 from tests.integration.helpers import seed000_schema
+from tests.keys import SECRET_KEY
 
 
 def wallet_schema(key: str, link_id: str) -> str:
@@ -31,7 +32,7 @@ def wallet_schema(key: str, link_id: str) -> str:
 def stripe_config(link_id: str) -> Settings:
     """The deployment's settings for the Stripe link ``link_id`` (nothing from the
     environment: the stored key and secret count)."""
-    return Settings(stripe_link_id=link_id)
+    return Settings(stripe_link_id=link_id, secret_key=SECRET_KEY)
 
 
 def stripe_wallet(db, unique, *, fee_type: bool = True):

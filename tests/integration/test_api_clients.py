@@ -10,6 +10,7 @@ import sqlalchemy as sa
 
 from ledger import clients
 from ledger.errors import BadRequestError, NotFoundError
+from tests.keys import KEYRING
 
 
 def test_create_stores_only_a_hash(db):
@@ -64,6 +65,6 @@ def test_scopes():
 
 def test_signing_key_is_made_once(db):
     with ThreadPoolExecutor(8) as pool:
-        keys = set(pool.map(lambda _: clients.signing_key(db), range(16)))
+        keys = set(pool.map(lambda _: clients.signing_key(db, KEYRING), range(16)))
     assert len(keys) == 1
     assert len(keys.pop()) == 64

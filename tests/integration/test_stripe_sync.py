@@ -253,3 +253,87 @@ def test_other_balance_transactions_are_synced_unreconciled_without_problems(db,
     assert report.synced == 1 and report.reconciled == 0 and not report.problems
     page = service.unreconciled_txs(db, ledger, "assets/banks/user-cash")
     assert [(x.external_id, x.amount) for x in page.txs] == [(payout["id"], -5000)]
+
+
+def event_state(db, event_id: str):
+    with db.transaction() as conn:
+        return conn.execute(sa.text("SELECT processed, error FROM stripe_events WHERE id = :i"),
+                            {"i": event_id}).one()
+
+
+def test_payment_intent_succeeded_posts_its_latest_charge(db, fake, wallet):
+    ledger, link = wallet
+    made = fake.add_payment_intent(1200, fee=40, metadata={"user_id": "pia"})
+    stored, report = deliver(db, fake, fake.event("payment_intent.succeeded",
+                                                  made["payment_intent"]), link)
+    assert stored and report.reconciled == 2 and not report.problems
+    assert own(db, ledger, "liabilities/users:pia/available") == 1200
+    # Its charge's own event, later, finds it posted.
+    _, again = deliver(db, fake, fake.event("charge.succeeded", made["charge"]), link)
+    assert again.already_reconciled == 2 and entry_count(db, ledger, "deposit") == 1
+
+
+def test_a_payment_intent_event_without_its_charge_asks_the_api(db, fake, wallet):
+    ledger, link = wallet
+    made = fake.add_payment_intent(650, metadata={"user_id": "quinn"})
+    stale = {**made["payment_intent"], "latest_charge": None}
+    _, report = deliver(db, fake, fake.event("payment_intent.succeeded", stale), link)
+    assert report.reconciled == 1
+    assert own(db, ledger, "liabilities/users:quinn/available") == 650
+
+
+@pytest.mark.parametrize("kind", ["charge", "payment_intent"])
+def test_an_unsettled_charge_waits_in_the_inbox_and_posts_once_settled(db, fake, wallet, kind):
+    ledger, link = wallet
+    if kind == "charge":
+        made = fake.add_unsettled_charge(880, metadata={"user_id": "rita"})
+        event = fake.event("charge.pending", made["charge"])
+    else:
+        made = fake.add_payment_intent(880, metadata={"user_id": "rita"}, unsettled=True)
+        event = fake.event("payment_intent.processing", made["payment_intent"])
+    stored, report = deliver(db, fake, event, link)
+    assert stored and report.waiting == 1 and report.synced == 0
+    processed, error = event_state(db, event["id"])
+    assert processed is None and "not settled" in error  # stays in the inbox
+    # The sweep tries again: still unsettled, still waiting, nothing posted.
+    swept = service.process_stripe_inbox(db, stripe_config(link), fake.client(),
+                                         older_than=timedelta(0))
+    assert swept.waiting >= 1 and entry_count(db, ledger) == 0
+    fake.settle_charge(made["charge"]["id"])
+    swept = service.process_stripe_inbox(db, stripe_config(link), fake.client(),
+                                         older_than=timedelta(0))
+    assert swept.reconciled >= 1
+    assert own(db, ledger, "liabilities/users:rita/available") == 880
+    assert event_state(db, event["id"]).processed is not None
+
+
+def test_a_failed_charge_without_balance_transaction_is_done_not_waiting(db, fake, wallet):
+    ledger, link = wallet
+    made = fake.add_unsettled_charge(990, metadata={"user_id": "sam"})
+    with fake.lock:
+        fake.charges[made["charge"]["id"]]["status"] = "failed"
+    event = fake.event("charge.failed", {**made["charge"], "status": "failed"})
+    _, report = deliver(db, fake, event, link)
+    assert report.waiting == 0 and event_state(db, event["id"]).processed is not None
+    assert entry_count(db, ledger) == 0
+
+
+EVENT_TYPES = ["charge.succeeded", "charge.captured", "charge.updated", "charge.refunded",
+               "payment_intent.succeeded", "balance.available", "customer.created"]
+
+
+@pytest.mark.parametrize("event_type", EVENT_TYPES)
+def test_every_event_type_runs_on_the_real_stripe_package(db, fake, wallet, event_type):
+    """Each kind of event the webhook accepts, processed with the real `stripe` client (its
+    objects are StripeObjects, not dicts) against the fake server."""
+    ledger, link = wallet
+    made = fake.add_payment_intent(321, metadata={"user_id": "tom"})
+    obj = {"charge": made["charge"], "payment_intent": made["payment_intent"],
+           "balance": {"object": "balance"}, "customer": {"id": "cus_1", "object": "customer"}
+           }[event_type.split(".")[0]]
+    if event_type == "charge.updated":
+        obj = {**obj, "balance_transaction": None}  # the event may predate settlement
+    _, report = deliver(db, fake, fake.event(event_type, obj), link)
+    expected = 0 if event_type in ("balance.available", "customer.created") else 321
+    assert own(db, ledger, "liabilities/users:tom/available") == expected
+    assert report.waiting == 0 and not report.problems

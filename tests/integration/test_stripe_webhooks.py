@@ -20,6 +20,7 @@ from tests.fakes.stripe_server import WEBHOOK_SECRET, FakeStripe
 from tests.integration.conftest import REPO
 from tests.integration.helpers import own
 from tests.integration.stripe_helpers import entry_count, stripe_wallet
+from tests.keys import SECRET_KEY
 
 
 @pytest.fixture
@@ -57,7 +58,8 @@ def test_signature_is_checked_on_the_raw_body_and_bad_ones_store_nothing(
     made = fake.add_charge(100, metadata={"user_id": "a"})
     event = fake.event("charge.succeeded", made["charge"])
     payload = json.dumps(event)
-    app = create_app(Settings(database_url=database_url, stripe_link_id=link))
+    app = create_app(Settings(database_url=database_url, stripe_link_id=link,
+                                  secret_key=SECRET_KEY))
     with TestClient(app) as client:
         for headers in ({"Stripe-Signature": fake.sign(payload, "whsec_other")}, {},
                         {"Stripe-Signature": fake.sign(payload, WEBHOOK_SECRET,

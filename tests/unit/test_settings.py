@@ -94,6 +94,8 @@ STALLS_VARIABLES = {
     ("LEDGER_STRIPE_INBOX_EVERY_SECONDS", "15", "stripe_inbox_every_seconds", 15.0),
     ("LEDGER_CONFIG", "/home/u/ledger.json", "config_path", Path("/home/u/ledger.json")),
     *[(variable, raw, field, value) for variable, (raw, field, value) in STALLS_VARIABLES.items()],
+    ("LEDGER_SECRET_KEY", " k1 ", "secret_key", Secret("k1")),
+    ("LEDGER_OLD_SECRET_KEYS", "k0, k-1,", "old_secret_keys", (Secret("k0"), Secret("k-1"))),
 ])
 def test_each_variable_is_parsed(variable, raw, field, value):
     settings = Settings.from_env({variable: raw})
@@ -115,7 +117,8 @@ def test_every_field_is_read_from_some_variable():
            "LEDGER_JOB_RETENTION_DAYS": "8", "LEDGER_WORKER_MAX_MEMORY_KB": "8",
            "STRIPE_LINK_ID": "l", "STRIPE_API_KEY": "k", "STRIPE_WEBHOOK_SECRET": "s",
            "STRIPE_API_BASE": "http://b", "LEDGER_STRIPE_BACKFILL_EVERY_SECONDS": "8",
-           "LEDGER_STRIPE_INBOX_EVERY_SECONDS": "8", "LEDGER_CONFIG": "c"}
+           "LEDGER_STRIPE_INBOX_EVERY_SECONDS": "8", "LEDGER_CONFIG": "c",
+           "LEDGER_SECRET_KEY": "k", "LEDGER_OLD_SECRET_KEYS": "o"}
     env.update({variable: raw for variable, (raw, _, _) in STALLS_VARIABLES.items()})
     settings, default = Settings.from_env(env), Settings()
 
