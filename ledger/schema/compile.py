@@ -73,7 +73,7 @@ def compile_entry(schema: Schema, request: EntryRequest,
     if missing:
         raise BadRequestError("missing_parameter", f"entry.parameters.{missing[0]}: entry type {et.type!r} needs parameter(s) {', '.join(missing)}", field=f"entry.parameters.{missing[0]}")
     numbers = {p: parse_amount(given[p], f"entry.parameters.{p}") for p in et.amount_params}
-    check_values(et, given, numbers, _pinned(et, schema, txs), unused=txs is None)
+    check_values(et, given, numbers, _pinned(et, schema, txs))
     names: dict[str, str] = {}
     for p, v in given.items():
         if p in et.amount_params:
@@ -177,7 +177,7 @@ def _compile_runtime(schema: Schema, et: EntryType, request: EntryRequest,
         elif acc.currency_mode == "single" and code != acc.currency:
             raise BadRequestError("invalid_input", f"{f}.currency: account {path!r} holds only {acc.currency}", field=f"{f}.currency")
         lines.append(CompiledLine(line.key, path, acc, amount, code, tx[0] if tx else None, line.description))
-    check_values(et, request.parameters, {}, unused=txs is None)
+    check_values(et, request.parameters, {})
     values = {k: str(v) for k, v in request.parameters.items()}
     try:
         description = et.description.render(values) if et.description else None

@@ -53,7 +53,8 @@ def _parse_entry_type(spec: Any, where: str, schema_accounts: dict[str, Account]
                        f"{where}.parameters", issues)
     return EntryType(etype, description, tuple(lines) if lines is not None else None,
                      tuple(conditions), groups, tags, frozenset(amount_params), frozenset(params),
-                     declared, frozenset(line_amount_params))
+                     declared, frozenset(line_amount_params),
+                     _link_parameters(lines, schema_accounts))
 
 
 def _parse_lines(spec: dict, where: str, schema_accounts: dict[str, Account],
@@ -229,6 +230,18 @@ def _parse_balance_ops(bkey: str, ops: Any, ww: str, cw: str, when: str, path: P
             continue
         out.append(ConditionType(path, when, balance, op, expr, currency))
     return out
+
+
+def _link_parameters(lines: list[LineType] | None,
+                     schema_accounts: dict[str, Account]) -> frozenset[str]:
+    out: set[str] = set()
+    for line in lines or ():
+        account = schema_accounts.get(line.path.account)
+        linked = account.linked if account is not None else None
+        if isinstance(linked, dict):
+            for key in ("linkId", "externalId"):
+                out.update(Text.parse(linked[key]).params)
+    return frozenset(out)
 
 
 def _parameters(lines: list[LineType] | None, conditions: list[ConditionType],

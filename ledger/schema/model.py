@@ -269,6 +269,9 @@ class EntryType:
     declared: tuple[tuple[str, ParameterRule], ...] = ()
     # Parameters some line amount uses (the rest of amount_params feed only conditions).
     line_amount_params: frozenset[str] = frozenset()
+    # Parameters that name the external account of a template linked account its lines
+    # touch ({{BANK_LINK_ID}}): only reconciliation reads them, but they are used.
+    link_params: frozenset[str] = frozenset()
 
     @cached_property
     def rules(self) -> dict[str, ParameterRule]:

@@ -102,19 +102,18 @@ def _signed(rule: ParameterRule | None, name: str, line_amount_params) -> bool:
 
 
 def check_values(et, given: dict[str, str], numbers: dict[str, int],
-                 pinned: frozenset[str] = frozenset(), unused: bool = True) -> None:
+                 pinned: frozenset[str] = frozenset()) -> None:
     """Refuse a request's parameters that break ``et``'s rules, naming the first.
     ``numbers`` are the amount parameters, parsed. ``pinned`` parameters take their value
     from an external tx (reconciliation), which is what the line must equal whatever its
-    sign; ``unused=False`` leaves parameters the type does not use alone."""
+    sign."""
     rules = et.rules
-    if unused:
-        for p in sorted(given):
-            if p not in et.params and p not in rules:
-                raise BadRequestError(
-                    "invalid_parameter", f"entry.parameters.{p}: entry type {et.type!r} does not "
-                    f"use a parameter {p!r} (it takes {', '.join(sorted(et.params)) or 'none'})",
-                    field=f"entry.parameters.{p}")
+    for p in sorted(given):
+        if p not in et.params and p not in rules and p not in et.link_params:
+            raise BadRequestError(
+                "invalid_parameter", f"entry.parameters.{p}: entry type {et.type!r} does not "
+                f"use a parameter {p!r} (it takes {', '.join(sorted(et.params)) or 'none'})",
+                field=f"entry.parameters.{p}")
     for p in sorted(numbers):
         value, rule = numbers[p], rules.get(p)
         field = f"entry.parameters.{p}"

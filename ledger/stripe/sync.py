@@ -18,6 +18,7 @@ from ledger.reconcile.entries import reconcile_in
 from ledger.reconcile.links import sync_accounts_in
 from ledger.reconcile.model import Tx, TxInput
 from ledger.reconcile.txs import sync_txs
+from ledger.schema.store import load_schema
 from ledger.stripe.api import stripe_api
 from ledger.stripe.config import ensure_link
 from ledger.stripe.model import (
@@ -174,10 +175,14 @@ def _reconcile(db: Database, settings: StripeSettings, tx: Tx, entry_type: str,
         return []
 
     def run(conn: Connection):
-        request = EntryRequest(ik="", type=entry_type,
-                               parameters={k: str(v) for k, v in params.items()})
-        return reconcile_in(conn, load_ledger(conn, settings.ledger_ik), request, False,
-                                      tx.external_id)
+        ledger = load_ledger(conn, settings.ledger_ik)
+        # The mapping reads what a charge offers; each entry type takes only what it uses
+        # (the fee's type may need no user), since unused parameters are refused.
+        et = load_schema(conn, ledger.id).entry_types.get(entry_type)
+        taken = {k: str(v) for k, v in params.items()
+                 if et is None or k in et.params or k in et.rules}
+        request = EntryRequest(ik="", type=entry_type, parameters=taken)
+        return reconcile_in(conn, ledger, request, False, tx.external_id)
     try:
         result = db.run(run)
     except LedgerError as exc:

@@ -21,6 +21,7 @@ from ledger.db import Database
 from ledger.settings import Settings
 from tests.e2e import seed002
 from tests.e2e.conftest import Api, fetch_token
+from tests.keys import SECRET_KEY
 from tests.serving import serve
 
 HEALTHZ_BOUND = 2.0  # seconds: "keeps answering", not a performance figure
@@ -145,7 +146,8 @@ def locked_ledgers(database_url: str):
 
 
 def app_with(database_url: str, **overrides) -> object:
-    return create_app(Settings(database_url=database_url, **overrides))
+    # The run's key: the shared database holds secrets encrypted with it.
+    return create_app(Settings(database_url=database_url, secret_key=SECRET_KEY, **overrides))
 
 
 def test_a_statement_past_its_timeout_is_a_typed_retryable_error(database_url, full_client,

@@ -87,6 +87,9 @@ HOSTILE_BODIES = {
     "a number": "7",
     "deeply nested lists": "[" * 100_000 + "]" * 100_000,
     "deeply nested objects": '{"a":' * 3000 + "1" + "}" * 3000,
+    # Deeper than the webhook's own bound, within the API's (LEDGER_MAX_JSON_DEPTH).
+    "nested past the webhook's bound": '{"id": "evt_n", "type": "charge.succeeded", '
+                                       '"data": {"object": {"x": ' + "[" * 40 + "]" * 40 + "}}}",
     "no id": '{"object": "event", "type": "charge.succeeded", "data": {"object": {}}}',
     "no type": '{"id": "evt_x", "object": "event", "data": {"object": {}}}',
     "NUL in the id": '{"id": "evt_\\u0000", "type": "charge.succeeded", "data": {"object": {}}}',
@@ -108,8 +111,10 @@ def test_a_signed_body_that_is_not_an_event_is_a_typed_400_and_stores_nothing(
         r = post(client, *sign(HOSTILE_BODIES[name]))
         assert r.status_code == 400, r.text
         body = r.json()
+        # Past LEDGER_MAX_JSON_DEPTH the API refuses the body before the webhook reads it.
+        code = "json_too_deep" if name.startswith("deeply nested") else "invalid_event"
         assert (body["__typename"], body["code"], body["field"]) == (
-            "BadRequestError", "invalid_event", "body")
+            "BadRequestError", code, "body")
         assert stored_events(db) == before
         # The connection and the service carry on.
         accepted(db, client, good_event(fake))
