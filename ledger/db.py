@@ -4,6 +4,7 @@ from __future__ import annotations
 import random
 import time
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Callable, Iterator, TypeVar
 
 import sqlalchemy as sa
@@ -13,6 +14,9 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from ledger.errors import InternalError
 
 T = TypeVar("T")
+
+DEFAULT_POOL_SIZE = 10
+DEFAULT_MAX_OVERFLOW = 20
 
 # SQLSTATEs that mean "run the same transaction again": serialization failure, deadlock,
 # and the connection-level faults of a restarting or failing-over server.
@@ -51,9 +55,26 @@ class Database:
         # Errors must never carry statement parameters into logs: they can hold secrets
         # (API client hashes, Stripe keys) and whole batches of customer data.
         engine_kw.setdefault("hide_parameters", True)
-        engine_kw.setdefault("pool_size", 10)
-        engine_kw.setdefault("max_overflow", 20)
+        engine_kw.setdefault("pool_size", DEFAULT_POOL_SIZE)
+        engine_kw.setdefault("max_overflow", DEFAULT_MAX_OVERFLOW)
+        self._engine_kw = engine_kw
         self.engine: Engine = sa.create_engine(self.url, **engine_kw)
+
+    def max_connections(self) -> int:
+        with self.engine.connect() as conn:
+            return int(conn.exec_driver_sql("SHOW max_connections").scalar())
+
+    def fit_pool(self, processes: int, reserved: int) -> "PoolSize":
+        """Size this engine's pool for one of ``processes`` alike (see `pool_for`), before
+        it serves anything: the engine is replaced, so no checked-out connection may
+        exist."""
+        size = pool_for(self.max_connections(), processes, reserved)
+        if (size.pool_size, size.max_overflow) != (self._engine_kw["pool_size"],
+                                                   self._engine_kw["max_overflow"]):
+            self.engine.dispose()
+            self._engine_kw.update(pool_size=size.pool_size, max_overflow=size.max_overflow)
+            self.engine = sa.create_engine(self.url, **self._engine_kw)
+        return size
 
     @contextmanager
     def transaction(self) -> Iterator[Connection]:
@@ -89,6 +110,48 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+@dataclass(frozen=True)
+class PoolSize:
+    pool_size: int
+    max_overflow: int
+    max_connections: int
+    processes: int
+    reserved: int
+
+    @property
+    def per_process(self) -> int:
+        return self.pool_size + self.max_overflow
+
+    @property
+    def starved(self) -> bool:
+        """Even one connection per process does not fit under the server's limit."""
+        return self.processes * self.per_process + self.reserved >= self.max_connections
+
+    def describe(self) -> str:
+        total = self.processes * self.per_process
+        text = (f"connection pool: {self.processes} API process(es) x (pool {self.pool_size}"
+                f" + overflow {self.max_overflow}) = {total}, plus {self.reserved} reserved "
+                f"for workers and admin, under PostgreSQL's max_connections "
+                f"{self.max_connections}")
+        if self.starved:
+            text += ("; TOO MANY: raise max_connections, or lower LEDGER_API_PROCESSES or "
+                     "LEDGER_DB_RESERVED_CONNECTIONS")
+        return text
+
+
+def pool_for(max_connections: int, processes: int, reserved: int) -> PoolSize:
+    """The pool of one API process out of ``processes``: all of them at their fullest,
+    plus ``reserved`` connections for everyone else, stay below ``max_connections``.
+    A third of a process's share is kept open, the rest is overflow opened under load;
+    never more than the defaults (10 + 20), never less than one connection."""
+    processes = max(1, processes)
+    share = max(1, (max_connections - reserved - 1) // processes)
+    per_process = min(DEFAULT_POOL_SIZE + DEFAULT_MAX_OVERFLOW, share)
+    pool_size = min(DEFAULT_POOL_SIZE, max(1, per_process // 3))
+    return PoolSize(pool_size, per_process - pool_size, max_connections, processes,
+                    reserved)
 
 
 def statement_timeout_error() -> InternalError:
