@@ -51,14 +51,23 @@ class Database:
             options = connect_args.get("options", "")
             connect_args["options"] = f"{options} -c statement_timeout={millis}".strip()
             engine_kw["connect_args"] = connect_args
-        engine_kw.setdefault("pool_pre_ping", True)
+        # A connection is pinged before use only after it sat idle in the pool (see
+        # `_ping_when_idle`): a ping before every checkout was a whole round trip per
+        # request, as long as a balance read's own statements.
+        engine_kw.setdefault("pool_pre_ping", False)
         # Errors must never carry statement parameters into logs: they can hold secrets
         # (API client hashes, Stripe keys) and whole batches of customer data.
         engine_kw.setdefault("hide_parameters", True)
         engine_kw.setdefault("pool_size", DEFAULT_POOL_SIZE)
         engine_kw.setdefault("max_overflow", DEFAULT_MAX_OVERFLOW)
         self._engine_kw = engine_kw
-        self.engine: Engine = sa.create_engine(self.url, **engine_kw)
+        self.engine: Engine = self._create_engine()
+
+    def _create_engine(self) -> Engine:
+        engine = sa.create_engine(self.url, **self._engine_kw)
+        if not self._engine_kw["pool_pre_ping"]:
+            _ping_when_idle(engine)
+        return engine
 
     def max_connections(self) -> int:
         with self.engine.connect() as conn:
@@ -73,7 +82,7 @@ class Database:
                                                    self._engine_kw["max_overflow"]):
             self.engine.dispose()
             self._engine_kw.update(pool_size=size.pool_size, max_overflow=size.max_overflow)
-            self.engine = sa.create_engine(self.url, **self._engine_kw)
+            self.engine = self._create_engine()
         return size
 
     @contextmanager
@@ -110,6 +119,32 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+# A connection idle in the pool longer than this is pinged before use: a server restart or
+# an idle-session timeout closes idle connections; a busy connection that breaks is caught
+# by the disconnect handling (SQLAlchemy invalidates the whole pool) and `Database.run`'s
+# retry.
+PING_AFTER_IDLE_SECONDS = 2.0
+
+
+def _ping_when_idle(engine: Engine) -> None:
+    @sa.event.listens_for(engine, "checkin")
+    def checkin(dbapi_connection, record):
+        record.info["idle_since"] = time.monotonic()
+
+    @sa.event.listens_for(engine, "checkout")
+    def checkout(dbapi_connection, record, proxy):
+        since = record.info.get("idle_since")
+        if since is None or time.monotonic() - since < PING_AFTER_IDLE_SECONDS:
+            return
+        try:
+            with dbapi_connection.cursor() as cur:
+                cur.execute("SELECT 1")
+            dbapi_connection.rollback()
+        except Exception as exc:
+            # The pool drops this connection and checks out (or opens) another.
+            raise sa.exc.DisconnectionError() from exc
 
 
 @dataclass(frozen=True)
