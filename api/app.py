@@ -8,6 +8,7 @@ folder when it starts serving, as ``ledger up`` does.
 """
 from __future__ import annotations
 
+import logging
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -32,6 +33,8 @@ from ledger.embedded import resolve_servers
 from ledger.errors import LedgerError
 from ledger.settings import Settings
 
+server_log = logging.getLogger("uvicorn.error")
+
 
 def _open_database(settings: Settings, state: Any) -> Database:
     """The database of ``settings`` (the embedded one when it names none: the app then
@@ -51,8 +54,10 @@ def _open_database(settings: Settings, state: Any) -> Database:
 
 def _use_database(app: FastAPI, db: Database, owned: bool) -> None:
     app.state.db = db
-    app.state.tokens = auth.TokenService(db, app.state.settings.token_ttl_seconds,
-                                         service.Keyring.of(app.state.settings))
+    settings = app.state.settings
+    app.state.tokens = auth.TokenService(db, settings.token_ttl_seconds,
+                                         service.Keyring.of(settings),
+                                         client_cache_seconds=settings.client_cache_seconds)
     app.state.owns_db = owned
 
 
@@ -61,6 +66,13 @@ async def _lifespan(app: FastAPI):
     if app.state.db is None:
         db = await run_in_threadpool(_open_database, app.state.settings, app.state)
         _use_database(app, db, owned=True)
+    if app.state.owns_db:
+        # Before the first request: the pool is rebuilt to this process's share.
+        settings = app.state.settings
+        size = await run_in_threadpool(app.state.db.fit_pool, settings.api_processes,
+                                       settings.db_reserved_connections)
+        # uvicorn's logger: the one its configuration shows at INFO.
+        (server_log.warning if size.starved else server_log.info)("%s", size.describe())
     # Refuse to start, saying what to do, when the stored secrets need a key we lack.
     await run_in_threadpool(service.check_secrets, app.state.db,
                             service.Keyring.of(app.state.settings))

@@ -2,8 +2,11 @@
 dependency every protected endpoint uses.
 
 Tokens are HS256 JWTs signed with the key `ledger.service.signing_key` keeps in the
-database. A token names its client; the client is looked up on every request, so revoking
-it takes effect at once rather than when its tokens expire.
+database. A token names its client; each API process keeps what it last read of that
+client (active, scope) for `LEDGER_CLIENT_CACHE_SECONDS` (1 s), so a revocation takes effect
+within that time rather than when its tokens expire, and a busy client costs one database
+read a second instead of one a request. A fresh answer lets the check run on the event
+loop, without a thread hop.
 """
 from __future__ import annotations
 
@@ -34,16 +37,55 @@ HASH_QUEUE_PER_SLOT = 8
 router = APIRouter(tags=["auth"])
 
 
+class ClientCache:
+    """What was last read of each client, trusted for ``seconds``. Revoked and unknown
+    clients are kept too: a revoked token retried in a loop must not cost a read each."""
+
+    # Beyond this many clients the oldest half is forgotten: client ids come only from
+    # validly signed tokens, so this bounds memory, not an attack.
+    MAX_ENTRIES = 10_000
+
+    def __init__(self, read: Callable[[str], "service.ApiClient | None"], seconds: float,
+                 clock: Callable[[], float] = time.monotonic):
+        self.read = read
+        self.seconds = seconds
+        self.clock = clock
+        self.entries: dict[str, tuple[float, service.ApiClient | None]] = {}
+
+    def fresh(self, client_id: str) -> tuple[bool, "service.ApiClient | None"]:
+        """(True, client or None) when a read younger than ``seconds`` is kept."""
+        found = self.entries.get(client_id)
+        if found is None or self.clock() >= found[0]:
+            return False, None
+        return True, found[1]
+
+    def get(self, client_id: str) -> "service.ApiClient | None":
+        """Blocking on a miss (one database read)."""
+        hit, client = self.fresh(client_id)
+        if hit:
+            return client
+        # The deadline is taken before the read: what the read sees is at least that old.
+        until = self.clock() + self.seconds
+        client = self.read(client_id)
+        if len(self.entries) >= self.MAX_ENTRIES:
+            for key in list(self.entries)[: self.MAX_ENTRIES // 2]:
+                self.entries.pop(key, None)
+        self.entries[client_id] = (until, client)
+        return client
+
+
 class TokenService:
     """Issues and checks access tokens for one database (one deployment)."""
 
     def __init__(self, db: Database, ttl_seconds: int = DEFAULT_TTL_SECONDS,
-                 keyring: service.Keyring | None = None):
+                 keyring: service.Keyring | None = None, client_cache_seconds: float = 1.0):
         self.db = db
         self.ttl_seconds = ttl_seconds
         # Decrypts the signing key the database keeps (LEDGER_SECRET_KEY).
         self.keyring = keyring or service.Keyring()
         self._key: str | None = None
+        self.clients = ClientCache(lambda client_id: service.active_client(self.db, client_id),
+                                   client_cache_seconds)
 
     def key(self) -> str:
         if self._key is None:
@@ -59,7 +101,21 @@ class TokenService:
         return jwt.encode(claims, self.key(), algorithm=ALGORITHM)
 
     def verify(self, token: str) -> Principal:
-        """The principal of a valid token of an active client; `Unauthorized` otherwise."""
+        """The principal of a valid token of an active client; `Unauthorized` otherwise.
+        Blocking when the client's state is not cached (one database read)."""
+        client_id, scope = self._claims(token)
+        return self._principal(self.clients.get(client_id), scope)
+
+    def verify_cached(self, token: str) -> Principal | None:
+        """As `verify` without blocking: None when the database must be asked (the client
+        not read lately, or the signing key not loaded yet)."""
+        if self._key is None:
+            return None
+        client_id, scope = self._claims(token)
+        hit, client = self.clients.fresh(client_id)
+        return self._principal(client, scope) if hit else None
+
+    def _claims(self, token: str) -> tuple[str, str]:
         try:
             claims = jwt.decode(token, self.key(), algorithms=[ALGORITHM], issuer=ISSUER,
                                 options={"require": ["exp", "iat", "sub", "iss"]})
@@ -70,7 +126,10 @@ class TokenService:
         scope = claims.get("scope")
         if scope not in service.SCOPES:
             raise Unauthorized("the access token is not valid")
-        client = service.active_client(self.db, claims["sub"])
+        return claims["sub"], scope
+
+    @staticmethod
+    def _principal(client: "service.ApiClient | None", scope: str) -> Principal:
         if client is None:
             raise Unauthorized("the API client of this token was revoked")
         # A token never grants more than its client has now (the client may be narrowed later).
@@ -113,6 +172,15 @@ def authenticate(request: Request) -> Principal:
     return _tokens(request).verify(bearer_token(request))
 
 
+async def authenticate_async(request: Request) -> Principal:
+    """On the event loop when the client's state is cached, else in a thread."""
+    tokens, token = _tokens(request), bearer_token(request)
+    principal = tokens.verify_cached(token)
+    if principal is None:
+        principal = await run_in_threadpool(tokens.verify, token)
+    return principal
+
+
 def check_scope(principal: Principal, needed: str) -> None:
     if not service.scope_allows(principal.scope, needed):
         raise Forbidden(needed)
@@ -124,8 +192,8 @@ def require_scope(needed: str) -> Callable[[Request], Principal]:
     if needed not in service.SCOPES:
         raise ValueError(f"unknown scope {needed!r}")
 
-    def dependency(request: Request) -> Principal:
-        principal = authenticate(request)
+    async def dependency(request: Request) -> Principal:
+        principal = await authenticate_async(request)
         check_scope(principal, needed)
         request.state.principal = principal
         return principal

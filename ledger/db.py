@@ -4,6 +4,7 @@ from __future__ import annotations
 import random
 import time
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Callable, Iterator, TypeVar
 
 import sqlalchemy as sa
@@ -13,6 +14,9 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from ledger.errors import InternalError
 
 T = TypeVar("T")
+
+DEFAULT_POOL_SIZE = 10
+DEFAULT_MAX_OVERFLOW = 20
 
 # SQLSTATEs that mean "run the same transaction again": serialization failure, deadlock,
 # and the connection-level faults of a restarting or failing-over server.
@@ -47,13 +51,39 @@ class Database:
             options = connect_args.get("options", "")
             connect_args["options"] = f"{options} -c statement_timeout={millis}".strip()
             engine_kw["connect_args"] = connect_args
-        engine_kw.setdefault("pool_pre_ping", True)
+        # A connection is pinged before use only after it sat idle in the pool (see
+        # `_ping_when_idle`): a ping before every checkout was a whole round trip per
+        # request, as long as a balance read's own statements.
+        engine_kw.setdefault("pool_pre_ping", False)
         # Errors must never carry statement parameters into logs: they can hold secrets
         # (API client hashes, Stripe keys) and whole batches of customer data.
         engine_kw.setdefault("hide_parameters", True)
-        engine_kw.setdefault("pool_size", 10)
-        engine_kw.setdefault("max_overflow", 20)
-        self.engine: Engine = sa.create_engine(self.url, **engine_kw)
+        engine_kw.setdefault("pool_size", DEFAULT_POOL_SIZE)
+        engine_kw.setdefault("max_overflow", DEFAULT_MAX_OVERFLOW)
+        self._engine_kw = engine_kw
+        self.engine: Engine = self._create_engine()
+
+    def _create_engine(self) -> Engine:
+        engine = sa.create_engine(self.url, **self._engine_kw)
+        if not self._engine_kw["pool_pre_ping"]:
+            _ping_when_idle(engine)
+        return engine
+
+    def max_connections(self) -> int:
+        with self.engine.connect() as conn:
+            return int(conn.exec_driver_sql("SHOW max_connections").scalar())
+
+    def fit_pool(self, processes: int, reserved: int) -> "PoolSize":
+        """Size this engine's pool for one of ``processes`` alike (see `pool_for`), before
+        it serves anything: the engine is replaced, so no checked-out connection may
+        exist."""
+        size = pool_for(self.max_connections(), processes, reserved)
+        if (size.pool_size, size.max_overflow) != (self._engine_kw["pool_size"],
+                                                   self._engine_kw["max_overflow"]):
+            self.engine.dispose()
+            self._engine_kw.update(pool_size=size.pool_size, max_overflow=size.max_overflow)
+            self.engine = self._create_engine()
+        return size
 
     @contextmanager
     def transaction(self) -> Iterator[Connection]:
@@ -89,6 +119,74 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+# A connection idle in the pool longer than this is pinged before use: a server restart or
+# an idle-session timeout closes idle connections; a busy connection that breaks is caught
+# by the disconnect handling (SQLAlchemy invalidates the whole pool) and `Database.run`'s
+# retry.
+PING_AFTER_IDLE_SECONDS = 2.0
+
+
+def _ping_when_idle(engine: Engine) -> None:
+    @sa.event.listens_for(engine, "checkin")
+    def checkin(dbapi_connection, record):
+        record.info["idle_since"] = time.monotonic()
+
+    @sa.event.listens_for(engine, "checkout")
+    def checkout(dbapi_connection, record, proxy):
+        since = record.info.get("idle_since")
+        if since is None or time.monotonic() - since < PING_AFTER_IDLE_SECONDS:
+            return
+        try:
+            with dbapi_connection.cursor() as cur:
+                cur.execute("SELECT 1")
+            dbapi_connection.rollback()
+        except Exception as exc:
+            # The pool drops this connection and checks out (or opens) another.
+            raise sa.exc.DisconnectionError() from exc
+
+
+@dataclass(frozen=True)
+class PoolSize:
+    pool_size: int
+    max_overflow: int
+    max_connections: int
+    processes: int
+    reserved: int
+
+    @property
+    def per_process(self) -> int:
+        return self.pool_size + self.max_overflow
+
+    @property
+    def starved(self) -> bool:
+        """Even one connection per process does not fit under the server's limit."""
+        return self.processes * self.per_process + self.reserved >= self.max_connections
+
+    def describe(self) -> str:
+        total = self.processes * self.per_process
+        text = (f"connection pool: {self.processes} API process(es) x (pool {self.pool_size}"
+                f" + overflow {self.max_overflow}) = {total}, plus {self.reserved} reserved "
+                f"for workers and admin, under PostgreSQL's max_connections "
+                f"{self.max_connections}")
+        if self.starved:
+            text += ("; TOO MANY: raise max_connections, or lower LEDGER_API_PROCESSES or "
+                     "LEDGER_DB_RESERVED_CONNECTIONS")
+        return text
+
+
+def pool_for(max_connections: int, processes: int, reserved: int) -> PoolSize:
+    """The pool of one API process out of ``processes``: all of them at their fullest,
+    plus ``reserved`` connections for everyone else, stay below ``max_connections``.
+    A third of a process's share is kept open, the rest is overflow opened under load;
+    never more than the defaults (10 + 20), never less than one connection."""
+    processes = max(1, processes)
+    share = max(1, (max_connections - reserved - 1) // processes)
+    per_process = min(DEFAULT_POOL_SIZE + DEFAULT_MAX_OVERFLOW, share)
+    pool_size = min(DEFAULT_POOL_SIZE, max(1, per_process // 3))
+    return PoolSize(pool_size, per_process - pool_size, max_connections, processes,
+                    reserved)
 
 
 def statement_timeout_error() -> InternalError:

@@ -18,6 +18,14 @@ DEFAULT_MAX_BODY_BYTES = 1024 * 1024
 DEFAULT_MAX_JSON_DEPTH = 64
 DEFAULT_TOKEN_TTL_SECONDS = 3600
 DEFAULT_STRIPE_LINK_ID = "stripe"
+# Connections the API processes leave to everyone else on the server: PostgreSQL's
+# superuser reserve (3), `ledger up`'s worker (2 children of up to 4, its main process)
+# and beat, migrations, an operator's psql.
+DEFAULT_DB_RESERVED_CONNECTIONS = 20
+
+
+def cpu_count() -> int:
+    return os.cpu_count() or 1
 
 
 class SettingsError(ValueError):
@@ -76,6 +84,14 @@ class Settings:
     request_timeout_seconds: float = 30.0
     # PostgreSQL statement_timeout of the API's sessions (the workers' have none).
     statement_timeout_seconds: float = 15.0
+    # API processes (`ledger up`, compose, Procfile): one per core. Each sizes its
+    # connection pool so that all of them, plus the reserve, fit under the server's
+    # max_connections (ledger.db.pool_for).
+    api_processes: int = field(default_factory=cpu_count)
+    db_reserved_connections: int = DEFAULT_DB_RESERVED_CONNECTIONS
+    # How long an API process trusts its last look at a token's client (active, scope):
+    # a revocation is honoured within this time, without a database read per request.
+    client_cache_seconds: float = 1.0
     # /oauth2/token: failed attempts allowed per client id and per source address within
     # the window, then 429; how many secret hashes are checked at once.
     token_max_failures: int = 10
@@ -129,6 +145,10 @@ class Settings:
             graphql_concurrency=read.integer("LEDGER_GRAPHQL_CONCURRENCY", 8, 1),
             request_timeout_seconds=read.number("LEDGER_REQUEST_TIMEOUT_SECONDS", 30.0),
             statement_timeout_seconds=read.number("LEDGER_STATEMENT_TIMEOUT_SECONDS", 15.0),
+            api_processes=read.integer("LEDGER_API_PROCESSES", cpu_count(), 1),
+            db_reserved_connections=read.integer("LEDGER_DB_RESERVED_CONNECTIONS",
+                                                 DEFAULT_DB_RESERVED_CONNECTIONS, 0),
+            client_cache_seconds=read.number("LEDGER_CLIENT_CACHE_SECONDS", 1.0),
             token_max_failures=read.integer("LEDGER_TOKEN_MAX_FAILURES", 10, 1),
             token_max_failures_per_address=read.integer(
                 "LEDGER_TOKEN_MAX_FAILURES_PER_ADDRESS", 100, 1),

@@ -4,7 +4,7 @@ Resolves the database and the broker (``DATABASE_URL`` / ``REDIS_URL``, else an 
 PostgreSQL and Redis under the data folder, which survive restarts), runs the migrations,
 creates an API client on the very first start (and, when LEDGER_SECRET_KEY is unset, the key
 that encrypts stored secrets, in ``<data folder>/secret.key``), then runs three child processes: the API
-(uvicorn), one Celery worker consuming every partition queue, and the single beat. It
+(uvicorn, one process per core: LEDGER_API_PROCESSES), one Celery worker consuming every partition queue, and the single beat. It
 watches them; Ctrl-C or SIGTERM stops all of them, and the embedded servers it started.
 """
 from __future__ import annotations
@@ -229,8 +229,10 @@ def _serve(settings: Settings, host: str, port: int, children: list[Child],
     queues = settings.partition_queues() + [settings.maintenance_queue]
     py = sys.executable
     planned = [
+        # One API process per core (LEDGER_API_PROCESSES); each sizes its own pool.
         Child("API", [py, "-m", "uvicorn", "api.app:app_from_env", "--factory", "--host", host,
-                      "--port", str(port)], logs / "api.log"),
+                      "--port", str(port), "--workers", str(settings.api_processes)],
+              logs / "api.log"),
         Child("worker", [py, "-m", "celery", "-A", "workers.app", "worker",
                          "--loglevel", "INFO", "--hostname", "ledger-up@%h",
                          "--concurrency", str(max(1, min(2, os.cpu_count() or 1))),
@@ -258,7 +260,8 @@ def _serve(settings: Settings, host: str, port: int, children: list[Child],
     if created is not None:
         _print_client(created, api_url)
     _say()
-    _say(f"ledger: up. API      {api_url}  (GraphQL {api_url}/graphql, REST {api_url}/v1)")
+    _say(f"ledger: up. API      {api_url}  (GraphQL {api_url}/graphql, REST {api_url}/v1; "
+         f"{settings.api_processes} processes)")
     _say(f"ledger:     docs     {api_url}/openapi.json and {api_url}/schema.graphql "
          "(with a token), README.md")
     _say(f"ledger:     data     {data_dir}")

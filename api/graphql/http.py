@@ -14,9 +14,8 @@ import logging
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from graphql import GraphQLError, OperationType
-from starlette.concurrency import run_in_threadpool
 
-from api.auth import authenticate, check_scope
+from api.auth import authenticate_async, check_scope
 from api.graphql.context import Context, FORCE_ERROR_HEADER, force_error_from_header
 from api.graphql.execution import Answer, Parsed, Request as GraphQLRequest, Runner
 from api.graphql.limits import Limits
@@ -86,7 +85,7 @@ def _read_body(raw: bytes) -> GraphQLRequest | JSONResponse:
 async def graphql_endpoint(request: Request):
     # Authentication first: an anonymous caller learns nothing, not even whether its
     # document was valid.
-    principal = await run_in_threadpool(authenticate, request)
+    principal = await authenticate_async(request)
     parsed_body = _read_body(await request.body())
     if isinstance(parsed_body, JSONResponse):
         return parsed_body

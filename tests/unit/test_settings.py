@@ -3,6 +3,7 @@ with the variable's name; secrets kept out of reprs and logs."""
 from __future__ import annotations
 
 import dataclasses
+import os
 from pathlib import Path
 
 import pytest
@@ -36,6 +37,8 @@ def test_defaults_with_an_empty_environment(monkeypatch):
     assert settings.stripe_backfill_every_seconds == 900.0
     assert settings.stripe_inbox_every_seconds == 60.0
     assert settings.config_path is None
+    assert settings.api_processes == (os.cpu_count() or 1)
+    assert (settings.db_reserved_connections, settings.client_cache_seconds) == (20, 1.0)
     assert settings.environ == {}
 
 
@@ -60,6 +63,14 @@ STALLS_VARIABLES = {
     "LEDGER_TOKEN_MAX_FAILURES_PER_ADDRESS": ("30", "token_max_failures_per_address", 30),
     "LEDGER_TOKEN_FAILURE_WINDOW_SECONDS": ("60", "token_failure_window_seconds", 60.0),
     "LEDGER_HASH_CONCURRENCY": ("4", "hash_concurrency", 4),
+}
+
+# An API that uses every core, and its lean request path (issue 11). The processes' default
+# is the machine's core count, so the value read is one no machine has.
+CORES_VARIABLES = {
+    "LEDGER_API_PROCESSES": ("977", "api_processes", 977),
+    "LEDGER_DB_RESERVED_CONNECTIONS": ("7", "db_reserved_connections", 7),
+    "LEDGER_CLIENT_CACHE_SECONDS": ("0.25", "client_cache_seconds", 0.25),
 }
 
 
@@ -94,6 +105,7 @@ STALLS_VARIABLES = {
     ("LEDGER_STRIPE_INBOX_EVERY_SECONDS", "15", "stripe_inbox_every_seconds", 15.0),
     ("LEDGER_CONFIG", "/home/u/ledger.json", "config_path", Path("/home/u/ledger.json")),
     *[(variable, raw, field, value) for variable, (raw, field, value) in STALLS_VARIABLES.items()],
+    *[(variable, raw, field, value) for variable, (raw, field, value) in CORES_VARIABLES.items()],
     ("LEDGER_SECRET_KEY", " k1 ", "secret_key", Secret("k1")),
     ("LEDGER_OLD_SECRET_KEYS", "k0, k-1,", "old_secret_keys", (Secret("k0"), Secret("k-1"))),
 ])
@@ -120,6 +132,7 @@ def test_every_field_is_read_from_some_variable():
            "LEDGER_STRIPE_INBOX_EVERY_SECONDS": "8", "LEDGER_CONFIG": "c",
            "LEDGER_SECRET_KEY": "k", "LEDGER_OLD_SECRET_KEYS": "o"}
     env.update({variable: raw for variable, (raw, _, _) in STALLS_VARIABLES.items()})
+    env.update({variable: raw for variable, (raw, _, _) in CORES_VARIABLES.items()})
     settings, default = Settings.from_env(env), Settings()
 
     unchanged = [f.name for f in dataclasses.fields(Settings)
