@@ -18,6 +18,7 @@ DEFAULT_MAX_BODY_BYTES = 1024 * 1024
 DEFAULT_MAX_JSON_DEPTH = 64
 DEFAULT_TOKEN_TTL_SECONDS = 3600
 DEFAULT_STRIPE_LINK_ID = "stripe"
+DEFAULT_GROUP_COMMIT_MAX_BATCH = 500
 
 
 class SettingsError(ValueError):
@@ -76,6 +77,11 @@ class Settings:
     request_timeout_seconds: float = 30.0
     # PostgreSQL statement_timeout of the API's sessions (the workers' have none).
     statement_timeout_seconds: float = 15.0
+    # Group commit of synchronous posts (ledger.posting.group_commit): at most this many
+    # entries a shared transaction, and how long a batch's leader waits for company first
+    # (0: never; the posts that arrive while a batch is in flight form the next one).
+    group_commit_max_batch: int = DEFAULT_GROUP_COMMIT_MAX_BATCH
+    group_commit_window_ms: int = 0
     # /oauth2/token: failed attempts allowed per client id and per source address within
     # the window, then 429; how many secret hashes are checked at once.
     token_max_failures: int = 10
@@ -129,6 +135,9 @@ class Settings:
             graphql_concurrency=read.integer("LEDGER_GRAPHQL_CONCURRENCY", 8, 1),
             request_timeout_seconds=read.number("LEDGER_REQUEST_TIMEOUT_SECONDS", 30.0),
             statement_timeout_seconds=read.number("LEDGER_STATEMENT_TIMEOUT_SECONDS", 15.0),
+            group_commit_max_batch=read.integer("LEDGER_GROUP_COMMIT_MAX_BATCH",
+                                                DEFAULT_GROUP_COMMIT_MAX_BATCH, 1),
+            group_commit_window_ms=read.integer("LEDGER_GROUP_COMMIT_WINDOW_MS", 0, 0),
             token_max_failures=read.integer("LEDGER_TOKEN_MAX_FAILURES", 10, 1),
             token_max_failures_per_address=read.integer(
                 "LEDGER_TOKEN_MAX_FAILURES_PER_ADDRESS", 100, 1),
