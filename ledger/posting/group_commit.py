@@ -176,6 +176,12 @@ class GroupCommitter:
             batch[0].outcome = self._attempt(ledger_ik, requests, report=False)
             return
         outcome = self._attempt(ledger_ik, requests, report=True)
+        if _unavailable(outcome):
+            # Retried to exhaustion on transient faults: no entry caused it, and posting
+            # each alone would only make every caller wait through the retries again.
+            for unit in batch:
+                unit.outcome = InternalError(outcome.code, outcome.message)
+            return
         if isinstance(outcome, BaseException) and len(batch) > 1:
             # Not a refusal (those come back in place): a bug or a database error one entry
             # caused. Posted alone, in order, each caller gets its own true answer.
@@ -205,6 +211,10 @@ class GroupCommitter:
             return self.db.run(run)
         except Exception as exc:  # handed to the caller(s) it belongs to
             return exc
+
+
+def _unavailable(outcome: Any) -> bool:
+    return isinstance(outcome, InternalError) and outcome.code == "database_unavailable"
 
 
 def _single(result: Any) -> Any:

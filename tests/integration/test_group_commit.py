@@ -259,6 +259,19 @@ def test_a_transient_failure_of_a_batch_is_retried_unseen(db, unique, fault):
     assert_same_as_one_by_one(db, unique, ledger_ik, requests, outcomes, faults.order, USERS)
 
 
+def test_a_database_that_stays_unavailable_fails_each_caller_once(db, unique):
+    """Transient faults retried to exhaustion: every caller gets the retryable error, no
+    entry is posted, and the batch is not posted again one by one."""
+    ledger_ik = new_ledger(db, unique, seed000_schema(unique("wallet")))
+    committer = GroupCommitter(db, before_commit=lambda conn, *_: deadlock(conn))
+    outcomes = race_through(committer, ledger_ik, [deposit(f"d{i}", "a", 1) for i in range(12)])
+    assert all(isinstance(o, InternalError) and o.code == "database_unavailable" and o.retryable
+               for o in outcomes), outcomes
+    assert len({id(o) for o in outcomes}) == len(outcomes), "one error object per caller"
+    assert committer.stats.fallbacks == 0
+    assert own(db, ledger_ik, USER.format("a")) == 0
+
+
 def test_a_batch_that_breaks_falls_back_to_each_post_alone(db, unique):
     """Not a refusal and not transient (here a bug raised for one request): the others
     still post, each caller gets its own answer, the broken one alone sees its error."""
