@@ -51,6 +51,8 @@ from ledger.ledgers import (
 )
 from ledger.posting import rollup as _rollup
 from ledger.posting.engine import post_entries
+from ledger.posting.group_commit import DEFAULT_MAX_BATCH as GROUP_MAX_BATCH
+from ledger.posting.group_commit import CommitStats, GroupCommitter
 from ledger.posting.model import Entry, Line, PostResult
 from ledger.schema.model import SchemaIssue, SchemaVersion
 from ledger.schema.store import (
@@ -63,13 +65,24 @@ from ledger.schema.store import (
 from ledger.text import check_storable
 
 
-def add_ledger_entry(db: Database, ledger_ik: str, request: EntryRequest) -> PostResult:
+def add_ledger_entry(db: Database, ledger_ik: str, request: EntryRequest,
+                     committer: GroupCommitter | None = None) -> PostResult:
+    """Post one entry. With ``committer`` (the process's ``GroupCommitter`` on ``db``), it
+    shares a transaction with the posts that arrive while another batch of the ledger is in
+    flight, and answers as it would alone."""
+    if committer is not None:
+        return committer.post(ledger_ik, request)
     return add_ledger_entries(db, ledger_ik, [request])[0]
 
 
-def add_ledger_entries(db: Database, ledger_ik: str, requests: list[EntryRequest]) -> list[PostResult]:
+def add_ledger_entries(db: Database, ledger_ik: str, requests: list[EntryRequest],
+                       committer: GroupCommitter | None = None) -> list[PostResult]:
     """Post entries atomically (all or none); the whole transaction is retried on
-    deadlocks and serialization failures, which the ik makes safe."""
+    deadlocks and serialization failures, which the ik makes safe. With ``committer``,
+    the entries wait their turn among the ledger's concurrent posts and go as one unit."""
+    if committer is not None:
+        return committer.post_atomic(ledger_ik, requests)
+
     def run(conn: Connection) -> list[PostResult]:
         return post_entries(conn, load_ledger(conn, ledger_ik), requests)
     return db.run(run)
@@ -305,6 +318,8 @@ __all__ = [
     "entry_group", "get_ledger_entry", "ik_versions", "ledger_entry_changes",
     "list_group_entries", "list_ledger_entries", "list_lines", "reverse_ledger_entry",
     "rollup", "update_ledger_entry",
+    # group commit of synchronous posts
+    "CommitStats", "GROUP_MAX_BATCH", "GroupCommitter",
     # schemas and ledgers
     "get_schema", "list_schema_versions", "store_schema", "verify_schema", "SchemaIssue",
     "SchemaVersion", "create_ledger", "get_ledger", "get_ledger_by_id", "list_ledgers",

@@ -26,6 +26,7 @@ DEFAULT_DB_RESERVED_CONNECTIONS = 20
 
 def cpu_count() -> int:
     return os.cpu_count() or 1
+DEFAULT_GROUP_COMMIT_MAX_BATCH = 500
 
 
 class SettingsError(ValueError):
@@ -92,6 +93,11 @@ class Settings:
     # How long an API process trusts its last look at a token's client (active, scope):
     # a revocation is honoured within this time, without a database read per request.
     client_cache_seconds: float = 1.0
+    # Group commit of synchronous posts (ledger.posting.group_commit): at most this many
+    # entries a shared transaction, and how long a batch's leader waits for company first
+    # (0: never; the posts that arrive while a batch is in flight form the next one).
+    group_commit_max_batch: int = DEFAULT_GROUP_COMMIT_MAX_BATCH
+    group_commit_window_ms: int = 0
     # /oauth2/token: failed attempts allowed per client id and per source address within
     # the window, then 429; how many secret hashes are checked at once.
     token_max_failures: int = 10
@@ -149,6 +155,9 @@ class Settings:
             db_reserved_connections=read.integer("LEDGER_DB_RESERVED_CONNECTIONS",
                                                  DEFAULT_DB_RESERVED_CONNECTIONS, 0),
             client_cache_seconds=read.number("LEDGER_CLIENT_CACHE_SECONDS", 1.0),
+            group_commit_max_batch=read.integer("LEDGER_GROUP_COMMIT_MAX_BATCH",
+                                                DEFAULT_GROUP_COMMIT_MAX_BATCH, 1),
+            group_commit_window_ms=read.integer("LEDGER_GROUP_COMMIT_WINDOW_MS", 0, 0),
             token_max_failures=read.integer("LEDGER_TOKEN_MAX_FAILURES", 10, 1),
             token_max_failures_per_address=read.integer(
                 "LEDGER_TOKEN_MAX_FAILURES_PER_ADDRESS", 100, 1),

@@ -1,9 +1,11 @@
 """What every resolver can reach: the database, the caller, and per-request caches."""
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 from typing import Any
 
+from ledger import service
 from ledger.db import Database
 
 FORCE_ERROR_HEADER = "x-fragment-return-error"
@@ -22,6 +24,9 @@ class Principal:
 class Context:
     db: Database
     principal: Principal | None = None
+    # The app's group committer: synchronous posts share transactions through it. None:
+    # each post is its own transaction.
+    committer: service.GroupCommitter | None = None
     # "InternalError" / "BadRequestError" when the caller asked for a forced error (seed 002,
     # "Error handling"): mutations answer it without touching the ledger.
     force_error: str | None = None
@@ -40,6 +45,26 @@ class Context:
         if key not in self.cache:
             self.cache[key] = load()
         return self.cache[key]
+
+
+_COMMITTER_LOCK = threading.Lock()
+
+
+def committer_for(app) -> service.GroupCommitter | None:
+    """The app's one group committer on its database, made on first use: two would split
+    the batches of a ledger between them."""
+    db = getattr(app.state, "db", None)
+    if db is None:
+        return None
+    found = getattr(app.state, "group_committer", None)
+    if found is not None and found.db is db:
+        return found
+    with _COMMITTER_LOCK:
+        found = getattr(app.state, "group_committer", None)
+        if found is None or found.db is not db:
+            found = app.state.group_committer = service.GroupCommitter.of(
+                db, app.state.settings)
+        return found
 
 
 def force_error_from_header(value: str | None) -> str | None:

@@ -16,7 +16,7 @@ from fastapi.responses import JSONResponse
 from graphql import GraphQLError, OperationType
 
 from api.auth import authenticate_async, check_scope
-from api.graphql.context import Context, FORCE_ERROR_HEADER, force_error_from_header
+from api.graphql.context import Context, FORCE_ERROR_HEADER, committer_for, force_error_from_header
 from api.graphql.execution import Answer, Parsed, Request as GraphQLRequest, Runner
 from api.graphql.limits import Limits
 from api.graphql.prepared import TIMEOUT_CODE
@@ -100,6 +100,7 @@ async def graphql_endpoint(request: Request):
             return Answer({"errors": [{"message": "only queries and mutations are served "
                                                   "over HTTP POST"}]}, 400)
         context = Context(db=request.app.state.db, principal=principal,
+                          committer=committer_for(request.app),
                           force_error=force_error, document=parsed.document,
                           deadline=deadline, timeout_seconds=runner.timeout_seconds)
         result = schema.execute_sync(parsed_body.query, variable_values=parsed_body.variables,

@@ -119,7 +119,8 @@ class PostingMutation:
 
         def run():
             ledger, request = entry_request(ctx, ik, entry, "entry", "ik")
-            return add_entry_result(service.add_ledger_entry(ctx.db, ledger, request))
+            return add_entry_result(service.add_ledger_entry(ctx.db, ledger, request,
+                                                             ctx.committer))
 
         return mutate(info, run)
 
@@ -142,7 +143,7 @@ class PostingMutation:
                                                  f"same ledger ({ledger!r})")
                 ledger = this_ledger
                 requests.append(request)
-            results = service.add_ledger_entries(ctx.db, ledger, requests)
+            results = service.add_ledger_entries(ctx.db, ledger, requests, ctx.committer)
             return AddLedgerEntriesResult(results=[add_entry_result(r) for r in results])
 
         return mutate(info, run)

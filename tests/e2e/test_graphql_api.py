@@ -201,6 +201,7 @@ def test_unexpected_failures_are_masked(gql, wallet, monkeypatch):
         raise RuntimeError("psycopg.errors.Oops: SELECT secret FROM api_clients at /srv/x.py")
 
     monkeypatch.setattr(service, "add_ledger_entries", explode)
+    monkeypatch.setattr(service, "add_ledger_entry", explode)
     monkeypatch.setattr(service, "get_ledger", explode)
     r = gql(ADD, fund("m", "1", "masked", wallet))
     result = result_of(r, "addLedgerEntry")

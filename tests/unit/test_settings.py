@@ -28,6 +28,7 @@ def test_defaults_with_an_empty_environment(monkeypatch):
     assert settings.partitions == DEFAULT_PARTITIONS == 16
     assert settings.queue_prefix == DEFAULT_QUEUE_PREFIX == "ledger.post"
     assert settings.batch == DEFAULT_BATCH == 1000
+    assert (settings.group_commit_max_batch, settings.group_commit_window_ms) == (500, 0)
     assert (settings.relay_after_seconds, settings.relay_every_seconds,
             settings.rollup_every_seconds, settings.job_retention_days) == (30.0, 10.0, 2.0, 7.0)
     assert settings.worker_max_memory_kb == 200_000
@@ -63,6 +64,9 @@ STALLS_VARIABLES = {
     "LEDGER_TOKEN_MAX_FAILURES_PER_ADDRESS": ("30", "token_max_failures_per_address", 30),
     "LEDGER_TOKEN_FAILURE_WINDOW_SECONDS": ("60", "token_failure_window_seconds", 60.0),
     "LEDGER_HASH_CONCURRENCY": ("4", "hash_concurrency", 4),
+    # Group commit of synchronous posts (issue 11).
+    "LEDGER_GROUP_COMMIT_MAX_BATCH": ("50", "group_commit_max_batch", 50),
+    "LEDGER_GROUP_COMMIT_WINDOW_MS": ("2", "group_commit_window_ms", 2),
 }
 
 # An API that uses every core, and its lean request path (issue 11). The processes' default
@@ -153,6 +157,9 @@ def test_empty_values_mean_unset():
     ("LEDGER_PARTITIONS", "0"),
     ("LEDGER_PARTITIONS", "-3"),
     ("LEDGER_BATCH", "0"),
+    ("LEDGER_GROUP_COMMIT_MAX_BATCH", "0"),
+    ("LEDGER_GROUP_COMMIT_WINDOW_MS", "-1"),
+    ("LEDGER_GROUP_COMMIT_WINDOW_MS", "0.5"),
     ("LEDGER_MAX_BODY_BYTES", "1MB"),
     ("LEDGER_TOKEN_TTL_SECONDS", "-60"),
     ("LEDGER_WORKER_MAX_MEMORY_KB", "0"),

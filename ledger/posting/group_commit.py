@@ -1,0 +1,230 @@
+"""Group commit: concurrent synchronous posts to one ledger share one transaction.
+
+A commit costs a WAL flush and a round trip per statement whether it carries one entry or
+five hundred, and a hot sender's balance row is locked once per transaction however many
+entries debit it (``_lock_balances`` takes each key once). So the posts that arrive while a
+ledger's batch is in flight wait for it and then go together, in the engine's per-entry
+refusal mode: each caller gets its own answer, exactly as if the posts had run one by one
+in arrival order (the engine checks conditions in order on running balances).
+
+Leader/follower, no fixed window: the first caller posts at once (a lone request never
+waits); callers arriving meanwhile queue up, and when the batch commits the oldest of them
+leads the next batch, up to ``max_batch`` entries. Each caller answers only once its own
+batch has committed. Batches are per ledger (the engine posts to one ledger at a time), and
+one batch per ledger is in flight per committer: the database serialises a ledger's hot rows
+anyway, and the queue is what turns that wait into batching.
+"""
+from __future__ import annotations
+
+import itertools
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from sqlalchemy.engine import Connection
+
+from ledger.commands import EntryRequest
+from ledger.db import Database
+from ledger.errors import InternalError, LedgerError
+from ledger.ledgers import load_ledger
+from ledger.posting.engine import MAX_BATCH, post_entries
+from ledger.posting.model import PostResult
+from ledger.settings import DEFAULT_GROUP_COMMIT_MAX_BATCH, Settings
+
+# Large enough that a batch amortises its commit to nothing, small enough that one batch's
+# statements stay well under a second and under the engine's MAX_BATCH.
+DEFAULT_MAX_BATCH = DEFAULT_GROUP_COMMIT_MAX_BATCH
+
+
+@dataclass
+class CommitStats:
+    """What the committer did, for tests and /metrics: batches posted, entries in them,
+    batches that carried more than one request, the largest, transaction attempts (more
+    than batches when a transient fault was retried) and batches that fell back to posting
+    each entry alone."""
+
+    batches: int = 0
+    entries: int = 0
+    shared: int = 0
+    largest: int = 0
+    attempts: int = 0
+    fallbacks: int = 0
+
+
+@dataclass
+class _Unit:
+    """One caller's request: a single entry, or an atomic list (all or none)."""
+
+    requests: list[EntryRequest]
+    atomic: bool
+    seq: int = 0
+    done: threading.Event = field(default_factory=threading.Event)
+    lead: bool = False
+    # A list of results (one per request) or the exception this caller must see.
+    outcome: Any = None
+
+    def answer(self) -> list[PostResult]:
+        if isinstance(self.outcome, BaseException):
+            raise self.outcome
+        return self.outcome
+
+
+class GroupCommitter:
+    """One per process (per ``Database``), shared by every thread that posts.
+
+    ``on_batch(ledger_ik, requests)`` is called once per batch as it is taken, in arrival
+    order; ``before_commit(conn, ledger_ik, requests)`` inside each transaction attempt,
+    after the entries are written. Both are for observation and fault injection (tests)."""
+
+    def __init__(self, db: Database, *, max_batch: int = DEFAULT_MAX_BATCH,
+                 window_ms: int = 0, on_batch: Callable | None = None,
+                 before_commit: Callable | None = None):
+        self.db = db
+        self.max_batch = min(max(1, max_batch), MAX_BATCH)
+        self.window_seconds = max(0, window_ms) / 1000
+        self.on_batch = on_batch
+        self.before_commit = before_commit
+        self.stats = CommitStats()
+        self._lock = threading.Lock()
+        self._seq = itertools.count()
+        # Invariant: a ledger has a queue exactly while one of its callers leads.
+        self._queues: dict[str, deque[_Unit]] = {}
+
+    @classmethod
+    def of(cls, db: Database, settings: Settings) -> "GroupCommitter":
+        return cls(db, max_batch=settings.group_commit_max_batch,
+                   window_ms=settings.group_commit_window_ms)
+
+    def post(self, ledger_ik: str, request: EntryRequest) -> PostResult:
+        """Post one entry; its own refusal is raised to this caller alone."""
+        return self._submit(ledger_ik, _Unit([request], atomic=False))[0]
+
+    def post_atomic(self, ledger_ik: str, requests: list[EntryRequest]) -> list[PostResult]:
+        """Post entries all or none, as one unit in arrival order."""
+        requests = list(requests)
+        return self._submit(ledger_ik, _Unit(requests, atomic=len(requests) != 1))
+
+    def _submit(self, ledger_ik: str, unit: _Unit) -> list[PostResult]:
+        with self._lock:
+            unit.seq = next(self._seq)
+            queue = self._queues.get(ledger_ik)
+            leads = queue is None
+            if leads:
+                queue = self._queues[ledger_ik] = deque()
+            queue.append(unit)
+        if not leads:
+            unit.done.wait()
+            if not unit.lead:
+                return unit.answer()
+        self._lead(ledger_ik)
+        return unit.answer()
+
+    def _lead(self, ledger_ik: str) -> None:
+        """Post the batch at the head of the ledger's queue (the leader's own unit is its
+        first), answer its callers, and hand the lead to the oldest caller still waiting."""
+        batch: list[_Unit] = []
+        try:
+            if self.window_seconds:
+                time.sleep(self.window_seconds)
+            with self._lock:
+                batch = self._take(self._queues[ledger_ik])
+            if self.on_batch is not None:
+                self.on_batch(ledger_ik, [r for u in batch for r in u.requests])
+            self._post_batch(ledger_ik, batch)
+        finally:
+            for unit in batch:
+                if unit.outcome is None:  # interrupted before an answer: never leave one hanging
+                    unit.outcome = InternalError("internal_error", "the post was interrupted; "
+                                                 "retry it with the same ik")
+                unit.done.set()
+            with self._lock:
+                queue = self._queues[ledger_ik]
+                if queue:
+                    queue[0].lead = True
+                    queue[0].done.set()
+                else:
+                    del self._queues[ledger_ik]
+
+    def _take(self, queue: deque[_Unit]) -> list[_Unit]:
+        """The next batch: single entries in arrival order up to ``max_batch``, stopping
+        before an atomic unit (which goes alone) and before an ik already in the batch (the
+        engine refuses a batch's repeated ik; posted one by one, the second is a replay or
+        a conflict, so it waits for the first to commit)."""
+        first = queue.popleft()
+        batch = [first]
+        if first.atomic:
+            return batch
+        iks = {first.requests[0].ik}
+        while queue and len(batch) < self.max_batch:
+            unit = queue[0]
+            if unit.atomic or unit.requests[0].ik in iks:
+                break
+            iks.add(unit.requests[0].ik)
+            batch.append(queue.popleft())
+        return batch
+
+    def _post_batch(self, ledger_ik: str, batch: list[_Unit]) -> None:
+        requests = [r for u in batch for r in u.requests]
+        with self._lock:
+            self.stats.batches += 1
+            self.stats.entries += len(requests)
+            self.stats.shared += len(batch) > 1
+            self.stats.largest = max(self.stats.largest, len(batch))
+        if batch[0].atomic:
+            batch[0].outcome = self._attempt(ledger_ik, requests, report=False)
+            return
+        outcome = self._attempt(ledger_ik, requests, report=True)
+        if _unavailable(outcome):
+            # Retried to exhaustion on transient faults: no entry caused it, and posting
+            # each alone would only make every caller wait through the retries again.
+            for unit in batch:
+                unit.outcome = InternalError(outcome.code, outcome.message)
+            return
+        if isinstance(outcome, BaseException) and len(batch) > 1:
+            # Not a refusal (those come back in place): a bug or a database error one entry
+            # caused. Posted alone, in order, each caller gets its own true answer.
+            with self._lock:
+                self.stats.fallbacks += 1
+            for unit in batch:
+                unit.outcome = _single(self._attempt(ledger_ik, unit.requests, report=True))
+            return
+        if isinstance(outcome, BaseException):
+            batch[0].outcome = outcome
+            return
+        for unit, result in zip(batch, outcome):
+            unit.outcome = _single([result])
+
+    def _attempt(self, ledger_ik: str, requests: list[EntryRequest], *, report: bool):
+        """The results of posting ``requests`` in one transaction (retried whole on
+        transient faults by ``Database.run``), or the exception that stopped it."""
+        def run(conn: Connection) -> list:
+            with self._lock:
+                self.stats.attempts += 1
+            results = post_entries(conn, load_ledger(conn, ledger_ik), requests,
+                                   refusals="report" if report else "raise")
+            if self.before_commit is not None:
+                self.before_commit(conn, ledger_ik, requests)
+            return results
+        try:
+            return self.db.run(run)
+        except Exception as exc:  # handed to the caller(s) it belongs to
+            return exc
+
+
+def _unavailable(outcome: Any) -> bool:
+    return isinstance(outcome, InternalError) and outcome.code == "database_unavailable"
+
+
+def _single(result: Any) -> Any:
+    """One request's outcome as its caller sees it when posting alone: the exception that
+    stopped its transaction, its refusal (located at index 0, like the engine's single
+    posts), or a list of its one result."""
+    if isinstance(result, BaseException):
+        return result
+    (one,) = result
+    if isinstance(one, LedgerError):
+        one.index = 0
+        return one
+    return [one]
