@@ -246,8 +246,12 @@ def main() -> None:
         service.store_schema(db, SCHEMA)
         service.create_ledger(db, "bench", "Bench", SCHEMA["key"])
         created = clients.create_client(db, "bench")
+        # A scratch database: the API stores its token signing key encrypted, so it needs
+        # a key even when the environment names none.
+        key = settings.secret_key.reveal() if settings.secret_key else service.generate_key()
         env = settings.child_environ(DATABASE_URL=url, REDIS_URL=redis_url,
-                                     LEDGER_QUEUE_PREFIX=prefix, PYTHONPATH=str(ROOT))
+                                     LEDGER_QUEUE_PREFIX=prefix, PYTHONPATH=str(ROOT),
+                                     LEDGER_SECRET_KEY=key)
         procs, base, headers = _start_pipeline(env, created, tmp, args)
         run = _measure(db, url, base, headers, procs, tmp, args)
         if args.steady_seconds > 0:
@@ -277,7 +281,7 @@ def _start_pipeline(env: dict, created, tmp: Path, args) -> tuple[list, str, dic
     URL, authorization headers)."""
     port = free_port()
     py = sys.executable
-    api = start([py, "-m", "uvicorn", "api.app:app", "--port", str(port),
+    api = start([py, "-m", "uvicorn", "api.app:app_from_env", "--factory", "--port", str(port),
                  "--log-level", "warning"], env, tmp / "api.log")
     worker = start([py, "-m", "celery", "-A", "workers.app", "worker", "--loglevel",
                     "WARNING", "--concurrency", str(args.concurrency), "--without-gossip",
