@@ -132,7 +132,7 @@ class BodyLimitMiddleware:
                 if declared > self.max_bytes:
                     return await self._refuse(send)
         received = 0
-        started = False
+        sent = _Tracked(send)
 
         async def limited_receive():
             nonlocal received
@@ -143,17 +143,25 @@ class BodyLimitMiddleware:
                     raise _BodyTooLarge()
             return message
 
-        async def tracking_send(message):
-            nonlocal started
-            if message["type"] == "http.response.start":
-                started = True
-            await send(message)
-
         try:
-            await self.app(scope, limited_receive, tracking_send)
+            await self.app(scope, limited_receive, sent)
         except _BodyTooLarge:
-            if not started:
+            if not sent.started:
                 await self._refuse(send)
+
+
+class _Tracked:
+    """An ASGI ``send`` that remembers whether the response has begun: once it has, an
+    error can no longer be answered with a response of its own."""
+
+    def __init__(self, send):
+        self.send = send
+        self.started = False
+
+    async def __call__(self, message) -> None:
+        if message["type"] == "http.response.start":
+            self.started = True
+        await self.send(message)
 
 
 # ------------------------------------------------------------------ JSON nesting limit
@@ -218,18 +226,11 @@ class UnexpectedErrorMiddleware:
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        started = False
-
-        async def tracking_send(message):
-            nonlocal started
-            if message["type"] == "http.response.start":
-                started = True
-            await send(message)
-
+        sent = _Tracked(send)
         try:
-            await self.app(scope, receive, tracking_send)
+            await self.app(scope, receive, sent)
         except Exception as exc:
-            if started:
+            if sent.started:
                 raise
             response = unexpected_error_handler(Request(scope), exc)
             await response(scope, receive, send)

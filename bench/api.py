@@ -46,7 +46,7 @@ sys.path.insert(0, str(ROOT))
 import httpx  # noqa: E402
 
 from bench.pgbench import drop_database, scratch_database, tpcb  # noqa: E402
-from bench.pipeline import free_port, log, start, stop  # noqa: E402
+from bench.pipeline import free_port, log, start, stop, wait_healthy  # noqa: E402
 from ledger.settings import Settings  # noqa: E402
 
 LEDGER = "bench-api"
@@ -334,16 +334,7 @@ def start_api(settings: Settings, url: str, redis_url: str, tmp: Path, args):
                     ",".join([f"{prefix}.{p}" for p in range(settings.partitions)]
                              + [f"{prefix}.maintenance"])], env, tmp / "worker.log")
     base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            if httpx.get(f"{base}/healthz", timeout=2).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        if time.monotonic() > deadline or api.poll() is not None:
-            sys.exit(f"the API did not start; see {tmp / 'api.log'}")
-        time.sleep(0.2)
+    wait_healthy(base, api, tmp / "api.log")
     return [api, worker], base, created.client_id, created.client_secret
 
 

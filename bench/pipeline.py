@@ -76,6 +76,20 @@ def start(args: list[str], env: dict, log_path: Path) -> subprocess.Popen:
                             stderr=subprocess.STDOUT, start_new_session=True)
 
 
+def wait_healthy(base: str, api: subprocess.Popen, log_path: Path) -> None:
+    """Until the API at ``base`` answers /healthz; exits naming its log if it never does."""
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            if httpx.get(f"{base}/healthz", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        if time.monotonic() > deadline or api.poll() is not None:
+            sys.exit(f"the API did not start; see {log_path}")
+        time.sleep(0.2)
+
+
 def stop(proc: subprocess.Popen) -> None:
     if proc.poll() is None:
         proc.send_signal(signal.SIGTERM)
@@ -287,16 +301,7 @@ def _start_pipeline(env: dict, created, tmp: Path, args) -> tuple[list, str, dic
                     "WARNING", "--concurrency", str(args.concurrency), "--without-gossip",
                     "--without-mingle", "--without-heartbeat"], env, tmp / "worker.log")
     base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            if httpx.get(f"{base}/healthz", timeout=2).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        if time.monotonic() > deadline or api.poll() is not None:
-            sys.exit(f"the API did not start; see {tmp / 'api.log'}")
-        time.sleep(0.2)
+    wait_healthy(base, api, tmp / "api.log")
     token = httpx.post(f"{base}/oauth2/token", data={"grant_type": "client_credentials"},
                        auth=(created.client_id, created.client_secret)).json()["access_token"]
     time.sleep(2)  # the worker connects to the broker
