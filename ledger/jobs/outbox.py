@@ -212,13 +212,15 @@ def wait_for_jobs(db: Database, jobs: Sequence[Job], seconds: float) -> list[Job
     """The jobs as they are once all are finished or ``seconds`` (capped) have passed."""
     deadline = time.monotonic() + min(max(seconds, 0.0), MAX_WAIT_SECONDS)
     current = list(jobs)
-    pause = 0.02
+    # A worker posts a lone job within a few milliseconds of its doorbell: look early and
+    # often at first (each look is one indexed read), then back off for a long wait.
+    pause = 0.002
     while True:
         pending = [j.id for j in current if j.status == PENDING]
         if not pending or time.monotonic() >= deadline:
             return current
         time.sleep(min(pause, max(deadline - time.monotonic(), 0)))
-        pause = min(pause * 2, 0.25)
+        pause = min(pause * 1.5, 0.25)
         fresh = {j.id: j for j in _jobs_by_id(db, pending)}
         current = [fresh.get(j.id, j) for j in current]
 
