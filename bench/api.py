@@ -47,30 +47,14 @@ import httpx  # noqa: E402
 
 from bench.pgbench import drop_database, scratch_database, tpcb  # noqa: E402
 from bench.pipeline import free_port, log, start, stop, wait_healthy  # noqa: E402
+from bench.post import SCHEMA as WALLET  # noqa: E402
 from ledger.settings import Settings  # noqa: E402
 
 LEDGER = "bench-api"
 USERS = 1000
 HOT_FUNDS = 10**12
-SCHEMA = {
-    "key": "bench-api",
-    "chartOfAccounts": {"accounts": [
-        {"key": "assets", "type": "asset", "children": [{"key": "bank"}]},
-        {"key": "liabilities", "type": "liability", "children": [
-            {"key": "users", "template": True, "children": [{"key": "available"}]}]}]},
-    "ledgerEntries": {"types": [
-        {"type": "deposit", "lines": [
-            {"key": "bank", "account": {"path": "assets/bank"}, "amount": "{{amount}}"},
-            {"key": "user", "account": {"path": "liabilities/users:{{user}}/available"},
-             "amount": "{{amount}}"}]},
-        {"type": "transfer", "lines": [
-            {"key": "from", "account": {"path": "liabilities/users:{{from}}/available"},
-             "amount": "-{{amount}}"},
-            {"key": "to", "account": {"path": "liabilities/users:{{to}}/available"},
-             "amount": "{{amount}}"}],
-         "conditions": [{"account": {"path": "liabilities/users:{{from}}/available"},
-                         "postcondition": {"ownBalance": {"gte": "0"}}}]}]},
-}
+# The wallet of bench/post.py under its own key.
+SCHEMA = {**WALLET, "key": "bench-api"}
 ADD = ("mutation($ik: SafeString!, $e: LedgerEntryInput!) { addLedgerEntry(ik: $ik, entry: $e)"
        " { __typename ... on Error { code } } }")
 BALANCE = ("query($a: LedgerAccountMatchInput!) { ledgerAccount(ledgerAccount: $a) "
