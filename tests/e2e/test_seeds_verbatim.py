@@ -417,6 +417,8 @@ def test_seed002_runtime_entry(ws, database_url):
     assert "entry.ledger" in several["message"] and "several ledgers" in several["message"]
     with workspace(database_url, "seeds_one_ledger") as one:
         one.data(doc("002", 0), {"schema": runtime_schema()}, "storeSchema")
+        none = one.data(doc("002", 20), value("002", 21), "addLedgerEntry")
+        assert "entry.ledger" in none["message"] and "no ledger exists" in none["message"]
         one.data(doc("002", 2), value("002", 3), "createLedger")
         result = one.data(doc("002", 20), value("002", 21), "addLedgerEntry")
         assert result["entry"]["type"] == "runtime_entry", result
