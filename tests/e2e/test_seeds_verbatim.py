@@ -29,7 +29,6 @@ from __future__ import annotations
 import base64
 import copy
 import json
-import re
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Iterator
@@ -161,13 +160,13 @@ class Workspace:
 
 @contextmanager
 def workspace(database_url: str, name: str) -> Iterator[Workspace]:
-    server = make_url(database_url)
     db_name = f"ledger_test_{RUN_ID}_{name}"
-    admin = sa.create_engine(normalize_url(server.set(database="postgres").render_as_string(
-        hide_password=False)), isolation_level="AUTOCOMMIT", poolclass=NullPool)
+    # The run's own database serves to create and drop the others on the same server.
+    admin = sa.create_engine(normalize_url(database_url), isolation_level="AUTOCOMMIT",
+                             poolclass=NullPool)
     with admin.connect() as conn:
         conn.exec_driver_sql(f'CREATE DATABASE "{db_name}"')
-    url = server.set(database=db_name).render_as_string(hide_password=False)
+    url = make_url(database_url).set(database=db_name).render_as_string(hide_password=False)
     db = Database(url)
     try:
         upgrade(url)
