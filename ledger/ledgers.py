@@ -117,6 +117,25 @@ def get_ledger_by_id(db: Database, id: Any) -> Ledger:
         return load_ledger(conn, ik)
 
 
+def sole_ledger_ik(db: Database, field: str) -> str:
+    """The ik of the deployment's only ledger, for an entry that names none (seed 002's
+    runtime-entry variables omit ``entry.ledger``: its dashboard has one selected). With
+    none or several there is no telling which one was meant: ``invalid_input`` naming
+    ``field`` and how to choose."""
+    with db.transaction() as conn:
+        iks = conn.execute(sa.select(t.ledgers.c.ik).order_by(t.ledgers.c.id).limit(3)).scalars().all()
+    if len(iks) == 1:
+        return iks[0]
+    if not iks:
+        raise BadRequestError("invalid_input", f"{field}: no ledger exists yet; create one "
+                              "(createLedger), then name it: {\"ik\": \"my-ledger\"}", field=field)
+    shown = ", ".join(repr(ik) for ik in iks[:2]) + (", ..." if len(iks) > 2 else "")
+    raise BadRequestError("invalid_input", f"{field}: this workspace holds several ledgers "
+                          f"({shown}), so name the one to post to: {{\"ik\": \"...\"}} or "
+                          "{\"id\": \"...\"}; it may be left out only while there is one",
+                          field=field)
+
+
 def list_ledgers(db: Database) -> list[Ledger]:
     with db.transaction() as conn:
         rows = conn.execute(sa.select(t.ledgers, t.schemas.c.key.label("schema_key"))

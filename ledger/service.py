@@ -47,6 +47,7 @@ from ledger.ledgers import (
     get_ledger,
     get_ledger_by_id,
     list_ledgers,
+    sole_ledger_ik,
     load_ledger,
 )
 from ledger.posting import rollup as _rollup
@@ -324,6 +325,7 @@ __all__ = [
     "get_schema", "list_schema_versions", "store_schema", "verify_schema", "SchemaIssue",
     "SchemaVersion", "create_ledger", "get_ledger", "get_ledger_by_id", "list_ledgers",
     "load_ledger", "Ledger", "CreateLedgerResult", "list_ledger_accounts",
+    "sole_ledger_ik",
     # values
     "AccountBalances", "AccountInfo", "BalanceChange", "Entry", "EntryChange", "EntryFilter",
     "EntryGroup", "EntryRequest", "HistoryEntry", "Line", "LineInput", "Page", "PageInfo",

@@ -13,7 +13,7 @@ from api.graphql.entries import LedgerEntry, LedgerEntryChange, LedgerLine, chan
 from api.graphql.errors import BadRequestError, InternalError, bad, mutate
 from api.graphql.inputs import (AddLedgerEntryInput, LedgerEntryInput, LedgerEntryMatchInput,
                                 UpdateLedgerEntryInput)
-from api.graphql.refs import account_ref, entry_ref, ledger_ik
+from api.graphql.refs import account_ref, entry_ledger_ik, entry_ref
 from api.graphql.scalars import SafeString
 from ledger import service
 
@@ -94,7 +94,7 @@ def entry_request(ctx: Context, ik: Optional[str], entry: LedgerEntryInput,
     ik = ik or entry.ik
     if not ik:
         raise bad(ik_field, "an idempotency key is required; reuse it when you retry")
-    ledger = ledger_ik(ctx, entry.ledger, f"{field}.ledger")
+    ledger = entry_ledger_ik(ctx, entry.ledger, f"{field}.ledger")
     lines = entry_lines(ctx, entry, ledger, field)
     request = service.EntryRequest.build(
         ik=ik, type=entry.type, parameters=entry.parameters, posted=entry.posted,

@@ -15,7 +15,7 @@ from api.graphql.entries import LedgerEntry, LedgerLine, entry_type, line_type
 from api.graphql.errors import BadRequestError, InternalError, bad, mutate
 from api.graphql.inputs import CurrencyMatchInput, LedgerEntryInput
 from api.graphql.posting import entry_lines, key_value_pairs
-from api.graphql.refs import ledger_ik
+from api.graphql.refs import entry_ledger_ik
 from api.graphql.scalars import Date, Int96, SafeString
 from ledger import service
 
@@ -295,7 +295,7 @@ class ReconcileMutation:
         ctx: Context = info.context
 
         def run():
-            ledger = ledger_ik(ctx, entry.ledger, "entry.ledger")
+            ledger = entry_ledger_ik(ctx, entry.ledger, "entry.ledger")
             if tx is not None and not tx.external_id:
                 raise bad("tx.externalId", "name the tx by its externalId")
             # Unlike the other posting paths, the ik is optional: the tx's externalId.

@@ -85,6 +85,13 @@ def ledger_ik(ctx: Context, match: Optional[LedgerMatchInput], field: str) -> st
     raise bad(field, "give the ledger's ik (or id)")
 
 
+def entry_ledger_ik(ctx: Context, match: Optional[LedgerMatchInput], field: str) -> str:
+    """The ledger an entry input posts to; left out, the deployment's only ledger."""
+    if match is None:
+        return service.sole_ledger_ik(ctx.db, field)
+    return ledger_ik(ctx, match, field)
+
+
 def entry_ref(ctx: Context, match: Optional[LedgerEntryMatchInput],
               field: str) -> tuple[Optional[str], Optional[str], Optional[str]]:
     """(id, ledger ik, ik) of an entry match: its id, or its ik within a ledger."""

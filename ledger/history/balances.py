@@ -10,7 +10,7 @@ from sqlalchemy.engine import Connection
 from ledger.history.model import AccountBalances, BalanceChange
 from ledger.history.periods import period_range, resolve_at
 from ledger.ledgers import Ledger
-from ledger.schema.model import Account, Schema, resolve_path
+from ledger.schema.model import Account, Schema, resolve_queried_path
 from ledger.text import check_storable
 
 
@@ -26,7 +26,7 @@ def resolve_read_path(schema: Schema, path: str) -> tuple[Account, bool]:
         # Above a template node every account must be plain, or the path lacks an instance.
         if not any(schema.accounts["/".join(parts[:i])].template for i in range(1, len(parts))):
             return account, True
-    return resolve_path(schema, path, "path"), False
+    return resolve_queried_path(schema, path, "path"), False
 
 
 def child_range(path: str, template_node: bool) -> tuple[str, str]:

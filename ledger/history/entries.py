@@ -11,7 +11,7 @@ from ledger import tables as t
 from ledger.errors import BadRequestError, NotFoundError
 from ledger.history.model import EntryChange, HistoryEntry, UpdateEntryResult
 from ledger.ledgers import Ledger, load_ledger, parse_id
-from ledger.posting.engine import line_from_row
+from ledger.posting.engine import line_from_row, with_entry_description
 from ledger.posting.model import Line
 from ledger.text import check_storable
 
@@ -46,7 +46,8 @@ def load_history_entries(conn: Connection, ledger: Ledger, rows) -> list[History
 def _history_entry(r, ledger_ik: str, lines: list[Line]) -> HistoryEntry:
     return HistoryEntry(
         str(r["id"]), ledger_ik, r["ik"], r["type"], r["description"], r["posted"], r["created"],
-        dict(r["tags"]), dict(r["groups"]), lines, ik_version=r["ik_version"],
+        dict(r["tags"]), dict(r["groups"]), with_entry_description(lines, r["description"]),
+        ik_version=r["ik_version"],
         reverses_id=str(r["reverses_id"]) if r["reverses_id"] is not None else None,
         reversed_by_id=str(r["reversed_by_id"]) if r["reversed_by_id"] is not None else None,
         reversed_at=r["reversed_at"])

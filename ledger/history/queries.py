@@ -24,7 +24,7 @@ from ledger.history.model import (
 from ledger.history.periods import _range
 from ledger.ledgers import Ledger, load_ledger, parse_id
 from ledger.posting.engine import line_from_row
-from ledger.schema.model import Schema, resolve_path
+from ledger.schema.model import Schema, resolve_queried_path
 from ledger.schema.store import load_schema
 from ledger.text import check_storable, unstorable
 
@@ -141,7 +141,7 @@ def _account_ids(ledger: Ledger, schema: Schema, account: str, field: str = "acc
     a = t.accounts.c
     base = sa.select(a.id).where(a.ledger_id == ledger.id)
     if "*" not in account:
-        resolve_path(schema, account, field)
+        resolve_queried_path(schema, account, field)
         return base.where(a.path == account)
     head, descendants = (account[:-2], True) if account.endswith("/*") else (account, False)
     if not head or "//" in account or "**" in account:
@@ -196,7 +196,12 @@ def list_lines(conn: Connection, ledger: Ledger, account: str | None = None,
     whose entries match ``flt``, newest ``posted`` first."""
     flt = flt or EntryFilter()
     ln, e, a = t.lines, t.entries, t.accounts
-    q = (sa.select(ln, a.c.path, a.c.type.label("account_type")).join(a, a.c.id == ln.c.account_id).join(e, e.c.id == ln.c.entry_id)
+    # A line without a description of its own reads its entry's, as in the entry's lines
+    # and a mutation's result: the same line says the same thing on every path.
+    columns = [c for c in ln.c if c.name != "description"]
+    description = sa.func.coalesce(ln.c.description, e.c.description).label("description")
+    q = (sa.select(*columns, description, a.c.path, a.c.type.label("account_type"))
+         .join_from(ln, a, a.c.id == ln.c.account_id).join(e, e.c.id == ln.c.entry_id)
          .where(ln.c.ledger_id == ledger.id, *_entry_conditions(ledger, flt, e, ln)))
     if flt.currency is not None:
         q = q.where(ln.c.currency == flt.currency)

@@ -168,8 +168,10 @@ def _apply(conn: Connection, ledger: Ledger, schema: Schema, entries: list[Compi
     for e, entry_id, index in moved.accepted:
         posted = e.request.posted or now
         eid = str(entry_id)
+        # A line without a description of its own reads its entry's, on every path.
         lines = [Line(str(next(line_ids)), eid, l.key, l.path, l.amount, l.currency, posted,
-                      now, l.tx, l.description, l.account.type) for l in e.lines]
+                      now, l.tx, l.description or e.description, l.account.type)
+                 for l in e.lines]
         entry = Entry(eid, ledger.ik, e.request.ik, e.type, e.description, posted, now,
                       e.tags, e.groups, lines)
         results[index] = PostResult(entry, lines, False)
@@ -333,6 +335,15 @@ def load_entries(conn: Connection, ledger: Ledger, ids: Iterable[int]) -> dict[i
     return {r["id"]: entry_from_row(r, ledger.ik, by_entry.get(r["id"], [])) for r in rows}
 
 
+def with_entry_description(lines: list[Line], description: str | None) -> list[Line]:
+    """A line without a description of its own reads its entry's: the same line then says
+    the same thing in a posting's result, an entry's lines and every list of lines."""
+    for line in lines:
+        if line.description is None:
+            line.description = description
+    return lines
+
+
 def line_from_row(r) -> Line:
     return Line(str(r["id"]), str(r["entry_id"]), r["key"], r["path"], int(r["amount"]),
                 r["currency"], r["posted"], r["created"], r["tx_external_id"], r["description"],
@@ -340,5 +351,6 @@ def line_from_row(r) -> Line:
 
 
 def entry_from_row(r, ledger_ik: str, lines: list[Line]) -> Entry:
+    with_entry_description(lines, r["description"])
     return Entry(str(r["id"]), ledger_ik, r["ik"], r["type"], r["description"], r["posted"],
                  r["created"], dict(r["tags"]), dict(r["groups"]), lines)

@@ -29,7 +29,7 @@ from ledger.reconcile.model import (
     _text,
     _tx,
 )
-from ledger.schema.model import resolve_path
+from ledger.schema.model import resolve_queried_path
 from ledger.schema.store import load_schema
 from ledger.text import check_storable
 
@@ -214,7 +214,7 @@ def unreconciled_txs(db: Database, ledger_ik: str, path: str, first: int | None 
         ledger = load_ledger(conn, ledger_ik)
         schema = load_schema(conn, ledger.id)
         check_storable(path, "ledgerAccount.path")
-        account = resolve_path(schema, path, "ledgerAccount.path")
+        account = resolve_queried_path(schema, path, "ledgerAccount.path")
         if account.linked is None:
             raise BadRequestError("not_linked", f"ledgerAccount.path: {path!r} is not a linked account", field="ledgerAccount.path")
         account_id = conn.execute(sa.select(t.linked_accounts.c.external_account_id).where(

@@ -39,15 +39,12 @@ def _parse_entry_type(spec: Any, where: str, schema_accounts: dict[str, Account]
     if len(issues.issues) > start:
         return None
     amount_params, params = _parameters(lines, conditions, groups, where, issues)
+    # A parameter only the text uses (the description, a tag, a line's description) is
+    # still required when posting: a reconciled line takes its amount from the tx, so
+    # seed 002's "Funding {{user_id}} for {{funding_amount}}" names a value no line needs.
+    _text_parameters(params, description, tags, lines)
     if lines is not None:
-        _check_known_parameters(params, description, tags, lines, where, issues)
         _check_balanced(etype, lines, schema_accounts, where, issues)
-    else:
-        # Runtime entry types take their parameters at posting time, so any name is known.
-        for _, t in tags:
-            params.update(t.params)
-        if description:
-            params.update(description.params)
     line_amount_params = {p for line in lines or () if line.amount for p in line.amount.params}
     check_declarations(declared, amount_params, line_amount_params, params,
                        f"{where}.parameters", issues)
@@ -272,22 +269,14 @@ def _parameters(lines: list[LineType] | None, conditions: list[ConditionType],
     return amount_params, params | amount_params
 
 
-def _check_known_parameters(params: set[str], description: Text | None,
-                            tags: tuple[tuple[str, Text], ...], lines: list[LineType],
-                            where: str, issues: _Collector) -> None:
-    """Descriptions and tags may only use parameters the lines, conditions or groups use."""
-    for p in description.params if description else ():
-        if p not in params:
-            issues.add(f"{where}.description", f"unknown parameter {{{{{p}}}}}: no line, condition or group of this entry type uses it")
-    for k, t in tags:
-        for p in t.params:
-            if p not in params:
-                issues.add(f"{where}.tags", f"tag {k!r} uses unknown parameter {{{{{p}}}}}")
-    for i, line in enumerate(lines):
-        if line.description:
-            for p in line.description.params:
-                if p not in params:
-                    issues.add(f"{where}.lines[{i}].description", f"unknown parameter {{{{{p}}}}}")
+def _text_parameters(params: set[str], description: Text | None,
+                     tags: tuple[tuple[str, Text], ...], lines: list[LineType] | None) -> None:
+    """Add to ``params`` the names the description, tags and line descriptions use: they
+    are rendered as sent (an amount parameter they show is rendered in canonical form)."""
+    texts = [description] + [t for _, t in tags] + [line.description for line in lines or ()]
+    for text in texts:
+        if text is not None:
+            params.update(text.params)
 
 
 def _descendants(accounts: dict[str, Account], path: str) -> list[Account]:

@@ -11,7 +11,7 @@ from datetime import datetime
 from functools import cached_property
 from typing import Any
 
-from ledger.errors import BadRequestError
+from ledger.errors import BadRequestError, NotFoundError
 
 ACCOUNT_TYPES = ("asset", "liability", "income", "expense")
 
@@ -314,6 +314,18 @@ def resolve_path(schema: Schema, path: str, field: str) -> Account:
         if sep and not is_safe_value(value):
             raise BadRequestError("invalid_input", f"{field}: instance value {value!r} must be {SAFE_VALUE_RULE}", field=field)
     return account
+
+
+def resolve_queried_path(schema: Schema, path: str, field: str) -> Account:
+    """``resolve_path`` for a read: a path the chart has no account for asks for something
+    missing, so it is NotFoundError (same code) as the seeds' docs describe; a malformed
+    path stays BadRequestError. A write keeps BadRequestError for both: its input is bad."""
+    try:
+        return resolve_path(schema, path, field)
+    except BadRequestError as exc:
+        if exc.code != "account_not_found":
+            raise
+        raise NotFoundError(exc.code, exc.message, field=exc.field) from None
 
 
 def path_is_too_long(path: str) -> bool:

@@ -85,7 +85,8 @@ def check_declarations(declared: tuple[tuple[str, ParameterRule], ...],
         if not constrained:
             continue
         if name not in amount_params:
-            what = "names an account or a currency" if name in params else "is not used"
+            what = ("names an account or a currency, or fills a text" if name in params
+                    else "is not used")
             issues.add(pw, f"parameter {name!r} {what}, so it has no amount to bound: min, max "
                            "and signed apply to parameters of line amounts or condition values")
             continue

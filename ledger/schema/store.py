@@ -17,7 +17,10 @@ from ledger.errors import NotFoundError, SchemaError
 from ledger.schema.model import Schema, SchemaIssue, SchemaVersion, canonical_json
 from ledger.schema.parse import load_document, parse_schema, verify
 
-_schema_cache: dict[tuple[int, int], Schema] = {}
+# Keyed by the database too: ids restart in every database, and one process may serve
+# several (the tests run a deployment per seed), where (schema id, version) alone would
+# hand one database's schema to another's ledger.
+_schema_cache: dict[tuple[object, int, int], Schema] = {}
 
 
 _cache_lock = threading.Lock()
@@ -31,11 +34,11 @@ def load_schema(conn: Connection, ledger_id: int) -> Schema:
         "GROUP BY l.schema_id"), {"id": ledger_id}).first()
     if row is None:
         raise NotFoundError("ledger_not_found", "the ledger has no schema")
-    key = (row[0], row[1])
+    key = (conn.engine.url, row[0], row[1])
     schema = _schema_cache.get(key)
     if schema is None:
         doc = conn.execute(sa.select(t.schema_versions.c.json).where(
-            t.schema_versions.c.schema_id == key[0], t.schema_versions.c.version == key[1])).scalar_one()
+            t.schema_versions.c.schema_id == row[0], t.schema_versions.c.version == row[1])).scalar_one()
         schema = parse_schema(doc)
         with _cache_lock:
             _schema_cache[key] = schema

@@ -364,7 +364,6 @@ def test_entry_and_line_filters(db, unique):
     (lambda db, l: service.list_ledger_entries(db, l, {"reversed": "no"}), "filter.reversed"),
     (lambda db, l: service.list_ledger_entries(db, l, {"type": []}), "filter.type"),
     (lambda db, l: service.list_lines(db, l, "liabilities//*"), "account"),
-    (lambda db, l: service.list_lines(db, l, "nowhere/at-all"), "account"),
 ])
 def test_bad_queries_name_the_field(db, unique, call, field):
     ledger = make_ledger(db, unique)
@@ -372,6 +371,24 @@ def test_bad_queries_name_the_field(db, unique, call, field):
     with pytest.raises(BadRequestError) as info:
         call(db, ledger)
     assert info.value.field == field, info.value
+
+
+def test_reads_of_an_account_the_chart_lacks_are_not_found(db, unique):
+    """A read asks for something missing (seed 002: NotFoundError); a malformed path stays
+    a bad request."""
+    ledger = make_ledger(db, unique)
+    post(db, ledger, "deposit", user="a", amount=1)
+    for call in (lambda: service.list_lines(db, ledger, "nowhere/at-all"),
+                 lambda: service.list_ledger_entries(db, ledger, account="nowhere/at-all"),
+                 lambda: service.account_balances(db, ledger, "nowhere/at-all"),
+                 lambda: service.account_balances(db, ledger, "nowhere/at-all", at="2025"),
+                 lambda: service.balance_change(db, ledger, "nowhere/at-all", "2025")):
+        with pytest.raises(NotFoundError) as info:
+            call()
+        assert info.value.code == "account_not_found" and "nowhere" in info.value.message
+    with pytest.raises(BadRequestError) as info:
+        service.account_balances(db, ledger, "liabilities/users/available")
+    assert info.value.code == "invalid_input"
 
 
 def test_a_cursor_of_entries_is_refused_by_lines(db, unique):

@@ -6,7 +6,9 @@ import copy
 
 import pytest
 
-from ledger.errors import SchemaError
+from ledger.commands import EntryRequest
+from ledger.errors import BadRequestError, SchemaError
+from ledger.schema.compile import compile_entry
 from ledger.schema.model import parse_expr
 from ledger.schema.parse import parse_schema, verify
 
@@ -176,13 +178,29 @@ def test_contradicting_currency_settings():
     assert_issue(doc, "ledgerEntries.types[0].lines[0].currency", "multi-currency")
 
 
-def test_unknown_parameter_in_description_or_tag():
+def test_parameters_only_the_text_uses_are_required_and_fill_it():
+    """Seed 002's linked entry type names {{funding_amount}} only in its description (the
+    line's amount comes from the tx): such a parameter is legal, required, and shown."""
     doc = base()
-    doc["ledgerEntries"]["types"][0]["description"] = "Fund {{who}}"
-    assert_issue(doc, "ledgerEntries.types[0].description", "unknown parameter {{who}}")
-    doc = base()
-    doc["ledgerEntries"]["types"][0]["tags"] = [{"key": "k", "value": "{{nope}}"}]
-    assert_issue(doc, "ledgerEntries.types[0].tags", "unknown parameter {{nope}}")
+    doc["ledgerEntries"]["types"][0]["description"] = "Fund {{user_id}} for {{amount}} via {{who}}"
+    doc["ledgerEntries"]["types"][0]["tags"] = [{"key": "channel", "value": "{{channel}}"}]
+    doc["ledgerEntries"]["types"][0]["lines"][1]["description"] = "Seen by {{clerk}}"
+    schema = parse_schema(doc)
+    assert schema.entry_types["deposit"].params >= {"who", "channel", "clerk"}
+    assert schema.entry_types["deposit"].amount_params == {"amount"}
+    request = EntryRequest.build(ik="x", type="deposit", parameters={
+        "user_id": "ann", "amount": "7", "who": "web", "channel": "app", "clerk": "bo"})
+    entry = compile_entry(schema, request)
+    assert entry.description == "Fund ann for 7 via web"
+    assert entry.tags == {"channel": "app"}
+    assert [l.description for l in entry.lines] == [None, "Seen by bo"]
+    for missing in ("who", "channel", "clerk"):
+        params = {"user_id": "ann", "amount": "7", "who": "web", "channel": "app", "clerk": "bo"}
+        del params[missing]
+        with pytest.raises(BadRequestError) as info:
+            compile_entry(schema, EntryRequest.build(ik="x", type="deposit", parameters=params))
+        assert info.value.code == "missing_parameter"
+        assert info.value.field == f"entry.parameters.{missing}"
 
 
 def test_bad_amount_expressions():
