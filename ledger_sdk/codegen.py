@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ledger_sdk.client import Client, SyncClient
+from ledger_sdk.transport import Transport
 
 _PARAM = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_.-]*)\s*\}\}")
 
@@ -248,7 +249,13 @@ def read_entry_types(document: dict) -> list[EntryType]:
 
 
 def _reserved_methods() -> set[str]:
-    return {n for cls in (Client, SyncClient) for n in dir(cls) if not n.startswith("_")}
+    """Names a method may not take: the clients' own, and the attributes their
+    constructor sets (a method ``timeout`` would be hidden by ``self.timeout``)."""
+    probe = object.__new__(Transport)
+    Transport.__init__(probe, "id", "secret", "http://localhost")
+    attributes = {n for n in vars(probe) if not n.startswith("_")}
+    methods = {n for cls in (Client, SyncClient) for n in dir(cls) if not n.startswith("_")}
+    return attributes | methods
 
 
 # ------------------------------------------------------------------ writing the module

@@ -68,6 +68,10 @@ def test_names_and_signatures_follow_the_schema():
         {"type": "query", "description": "{{class}} {{ledger}} {{a.b}} {{a_b}}",
          "parameters": {"limit": {"min": "1", "max": "10"}}}]}})[0]
     assert odd.method == "query_entry" and odd.runtime
+    # An attribute the client's constructor sets would hide a method of that name.
+    clashes = read_entry_types({"key": "k", "ledgerEntries": {"types": [
+        {"type": "timeout"}, {"type": "Timeout"}, {"type": "api_url"}]}})
+    assert [et.method for et in clashes] == ["timeout_entry", "timeout_entry2", "api_url_entry"]
     assert [(p.name, p.arg) for p in odd.params] == [
         ("class", "class_"), ("ledger", "ledger_"), ("a.b", "a_b"), ("a_b", "a_b_"),
         ("limit", "limit")]
