@@ -27,7 +27,7 @@ class LedgerSchema(strawberry.Schema):
 schema = LedgerSchema(
     # In the order the seeds' documentation lists them.
     query=merge_types("Query", (SchemaQuery, LedgerQuery, AccountQuery, EntryQuery,
-                                      WorkspaceQuery)),
+                                WorkspaceQuery)),
     mutation=merge_types("Mutation", (SchemaMutation, LedgerMutation, PostingMutation,
                                       ReconcileMutation)),
     # Reachable only through the Error interface or by name in fragments: list them so they
