@@ -20,6 +20,7 @@ from ledger_sdk.codegen import generate, read_entry_types, snake_case
 from tests.fakes.stripe_server import API_KEY, WEBHOOK_SECRET, FakeStripe
 from tests.integration.helpers import own
 from tests.integration.stripe_helpers import stripe_config
+from tests.integration.test_reconcile_infer import bank_schema
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 FIXTURES = ROOT / "tests" / "fixtures"
@@ -159,6 +160,7 @@ def test_posting_through_generated_clients(api, full_client, db, unique, tmp_pat
     finally:
         fake.stop()
     _post_seed002(api, full_client, db, unique, tmp_path, schemas["seed002_client"])
+    _post_custom_link(api, full_client, db, unique, tmp_path)
 
 
 def _client_options(api, creds, ledger):
@@ -219,3 +221,29 @@ def _post_seed002(api, creds, db, unique, tmp_path, document):
         client.p2p_transfer(idemp_key="p1", from_user_id="testing-user", to_user_id="other",
                             transfer_amount=50)
     assert own(db, ledger, "liabilities/users:other/available") == 50
+
+
+def _post_custom_link(api, creds, db, unique, tmp_path):
+    """Reconciling types of a custom link: the line's tx parameter defaults to
+    external_ref, the amount comes from the tx."""
+    link, ledger = unique("link"), unique("codegen-link")
+    service.create_custom_link(db, link, "Test bank")
+    service.sync_custom_accounts(db, {"id": link}, [{"externalId": "acct-op"},
+                                                    {"externalId": "acct-hold"}])
+    service.sync_custom_txs(db, {"id": link}, [
+        {"account": {"linkId": link, "externalId": account}, "externalId": ext,
+         "amount": str(amount), "posted": "2025-03-01T10:00:00Z"}
+        for account, ext, amount in (("acct-op", "op-1", 400), ("acct-hold", "hold-1", 250))])
+    document = bank_schema(unique("codegen-link"), link)
+    path = tmp_path / "custom_link_client.py"
+    path.write_text(generate(document))
+    generated = load(path)
+    with generated.SyncClient(**_client_options(api, creds, ledger)) as client:
+        client.store_schema(document)
+        client.create_ledger(ledger, "codegen link", document["key"])
+        funded = client.fund(external_ref="op-1", user_id="cy")
+        assert funded.entry.ik == "op-1" and sorted(l.amount for l in funded.lines) == [400, 400]
+        via_link = client.fund_via_link(external_ref="hold-1", user_id="cy")
+        assert via_link.entry.type == "fund_via_link"
+        assert client.fund(external_ref="op-1", user_id="cy").is_ik_replay
+    assert own(db, ledger, "liabilities/users:cy/available") == 650
