@@ -127,14 +127,18 @@ class EntryRequest:
     @classmethod
     def build(cls, *, ik: Any, type: Any, parameters: Any = None, posted: Any = None,
               tags: Any = None, groups: Any = None, lines: Any = None,
-              field: str = "entry", ik_required: bool = True) -> "EntryRequest":
+              field: str = "entry", ik_required: bool = True,
+              type_required: bool = True) -> "EntryRequest":
         """The validating constructor: parameters as str or int, ``posted`` a datetime or
         ISO 8601 text, tags and groups a dict or (key, value) pairs, lines ``LineInput``s
         (amounts as int or str). Errors name ``field`` and the part at fault. Without
         ``ik_required`` an absent ik is left empty for the caller to fill (a reconciliation
-        takes its tx's external id)."""
+        takes its tx's external id). Likewise without ``type_required`` an absent type is
+        left empty (a reconciliation picks the one its tx fits)."""
         ik = _check_ik(ik, field) if ik_required or ik not in (None, "") else ""
-        if not isinstance(type, str) or not type:
+        if type is None and not type_required:
+            type = ""
+        elif not isinstance(type, str) or not type:
             raise BadRequestError("invalid_input", f"{field}.type: the entry type is required", field=f"{field}.type")
         if unstorable(type):
             raise not_storable(f"{field}.type")
@@ -153,7 +157,7 @@ class EntryRequest:
 
     @classmethod
     def from_input(cls, data: Any, field: str = "entry", ik: str | None = None,
-                   ik_required: bool = True) -> "EntryRequest":
+                   ik_required: bool = True, type_required: bool = True) -> "EntryRequest":
         """From the JSON wire form (the seeds' LedgerEntryInput, as REST sends it)."""
         if not isinstance(data, dict):
             raise BadRequestError("invalid_input", f"{field}: expected an object", field=field)
@@ -167,7 +171,7 @@ class EntryRequest:
         return cls.build(ik=ik if ik is not None else data.get("ik"), type=data.get("type"),
                          parameters=data.get("parameters"), posted=data.get("posted"),
                          tags=data.get("tags"), groups=data.get("groups"), lines=lines,
-                         field=field, ik_required=ik_required)
+                         field=field, ik_required=ik_required, type_required=type_required)
 
     def to_json(self) -> dict:
         """The outbox's stored form (``posting_jobs.request``): two submissions of one

@@ -312,6 +312,7 @@ from ledger.stripe.events import verify_event as verify_stripe_event  # noqa: E4
 from ledger.stripe.model import SyncReport as StripeSyncReport  # noqa: E402
 from ledger.secret_store import check_secrets, rotate_secrets  # noqa: E402
 from ledger.secrets import Keyring, SecretKeyError, generate_key, key_file_value  # noqa: E402
+from ledger.workspace import Workspace, get_workspace  # noqa: E402
 
 __all__ = [
     # operations defined here
@@ -351,4 +352,6 @@ __all__ = [
     # secrets at rest
     "Keyring", "SecretKeyError", "check_secrets", "generate_key", "key_file_value",
     "rotate_secrets",
+    # the deployment
+    "Workspace", "get_workspace",
 ]

@@ -18,6 +18,7 @@ DEFAULT_MAX_BODY_BYTES = 1024 * 1024
 DEFAULT_MAX_JSON_DEPTH = 64
 DEFAULT_TOKEN_TTL_SECONDS = 3600
 DEFAULT_STRIPE_LINK_ID = "stripe"
+DEFAULT_WORKSPACE_NAME = "ledger"
 # Connections the API processes leave to everyone else on the server: PostgreSQL's
 # superuser reserve (3), `ledger up`'s worker (2 children of up to 4, its main process)
 # and beat, migrations, an operator's psql.
@@ -131,6 +132,9 @@ class Settings:
     old_secret_keys: tuple[Secret, ...] = ()
     # CLI: where `ledger login` keeps its API connection. None: the platform's app folder.
     config_path: Path | None = None
+    # The deployment's name, as GraphQL `workspace { name }` and the SDK's get_workspace()
+    # show it (seed 001): tells a caller which deployment its credentials reach.
+    workspace_name: str = DEFAULT_WORKSPACE_NAME
     # The whole environment, for what must see variables by name: `${VAR}` substitution
     # in schema files, and the environment handed to child processes.
     environ: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
@@ -186,6 +190,7 @@ class Settings:
             old_secret_keys=tuple(Secret(k.strip()) for k in (
                 read.text("LEDGER_OLD_SECRET_KEYS") or "").split(",") if k.strip()),
             config_path=Path(p) if (p := read.text("LEDGER_CONFIG")) else None,
+            workspace_name=read.text("LEDGER_WORKSPACE_NAME") or DEFAULT_WORKSPACE_NAME,
             environ=env,
         )
         return settings

@@ -214,3 +214,10 @@ stripe_balance_txs = sa.Table(
     sa.Column("synced", sa.DateTime(timezone=True)),
     sa.Column("problem", sa.Text),
 )
+
+workspace = sa.Table(
+    "workspace", metadata,
+    sa.Column("id", sa.Text, primary_key=True),
+    sa.Column("singleton", sa.Boolean, nullable=False, unique=True),
+    sa.Column("created", sa.DateTime(timezone=True), nullable=False),
+)

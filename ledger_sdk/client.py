@@ -26,6 +26,7 @@ from ledger_sdk.operations import Operation
 from ledger_sdk.transport import Retry, Transport
 from ledger_sdk.types import (AddLedgerEntryResult, CreateLedgerResult, Ledger, LedgerAccount,
                               LedgerEntry, SchemaVersion, as_key_values)
+from ledger_sdk.workspace import WorkspaceMixin
 
 
 def _posted(value: datetime | str | None) -> str | None:
@@ -34,9 +35,26 @@ def _posted(value: datetime | str | None) -> str | None:
     return value.isoformat()
 
 
-def _entry_input(ledger: str, type: str, parameters: dict | None, posted, tags, groups,
-                 lines) -> dict:
-    entry: dict = {"ledger": {"ik": ledger}, "type": type}
+def _merged(parameters: dict | None, keywords: dict) -> dict | None:
+    if not keywords:
+        return parameters
+    clash = sorted(set(parameters or ()) & set(keywords))
+    if clash:
+        raise BadRequestError("invalid_input", f"parameters: {', '.join(clash)} given twice, "
+                              "in parameters= and as a keyword")
+    return {**(parameters or {}), **keywords}
+
+
+def _entry_input(ledger: str | None, type: str | None, parameters: dict | None, posted, tags,
+                 groups, lines) -> dict:
+    entry: dict = {}
+    if ledger is not None:
+        # Left out when neither the call nor the client names one: the API then posts to
+        # the workspace's only ledger, or says how to choose (seed 001's client has none).
+        entry["ledger"] = {"ik": ledger}
+    if type is not None:
+        # Left out only by reconcile_tx, whose tx picks it.
+        entry["type"] = type
     if parameters:
         # Integers become strings: the wire carries amounts as strings, and a float is refused
         # here rather than rounded somewhere.
@@ -59,7 +77,7 @@ def _entry_input(ledger: str, type: str, parameters: dict | None, posted, tags, 
     return entry
 
 
-class _Core(LinksMixin, HistoryMixin, Transport):
+class _Core(WorkspaceMixin, LinksMixin, HistoryMixin, Transport):
     """The operations both clients offer, each built as one `Operation`."""
 
     # -------------------------------------------------------------- operations
@@ -88,14 +106,16 @@ class _Core(LinksMixin, HistoryMixin, Transport):
                              lines) -> Operation:
         # An ik chosen once per call: every retry of this call resends the same one.
         ik = ik or str(uuid.uuid4())
-        entry = _entry_input(self._ledger(ledger), type, parameters, posted, tags, groups, lines)
+        entry = _entry_input(ledger or self.ledger_ik, type, parameters, posted, tags, groups,
+                             lines)
         return Operation(d.ADD_LEDGER_ENTRY, {"ik": ik, "entry": entry}, "addLedgerEntry",
                          AddLedgerEntryResult.from_wire, mutation=True)
 
     def _op_reconcile_tx(self, type, parameters, external_ref, ledger, ik, lines) -> Operation:
         # No ik by default: the server keys the reconciliation by the tx's external id, so
         # retries (and other senders of the same tx) land on the same entry.
-        entry = _entry_input(self._ledger(ledger), type, parameters, None, None, None, lines)
+        entry = _entry_input(ledger or self.ledger_ik, type, parameters, None, None, None,
+                             lines)
         if ik:
             entry["ik"] = ik
         variables: dict = {"entry": entry}
@@ -246,14 +266,17 @@ class Client(_Core):
         return await self.add_ledger_entry(ik=idemp_key, type=type, parameters=parameters,
                                            ledger=ledger)
 
-    async def reconcile_tx(self, type: str, parameters: dict | None = None,
+    async def reconcile_tx(self, type: str | None = None, parameters: dict | None = None,
                            external_ref: str | None = None, ledger: str | None = None,
-                           ik: str | None = None,
-                           lines: list[dict] | None = None) -> AddLedgerEntryResult:
-        """Seed 000: post ``type`` for a synced external tx; amount and posted come from
-        the tx (``external_ref`` names it when the entry type's lines do not)."""
-        return await self._run(self._op_reconcile_tx(type, parameters, external_ref, ledger,
-                                                     ik, lines))
+                           ik: str | None = None, lines: list[dict] | None = None,
+                           **params: Any) -> AddLedgerEntryResult:
+        """Post the entry of a synced external tx; its amount and posted time come from the
+        tx (``external_ref`` names it when the entry type's lines do not). Parameters come
+        as ``parameters=`` or as keywords (seed 001: ``reconcile_tx(external_ref=charge_id,
+        user_id=user_id)``). Without ``type`` the API picks the schema's one entry type
+        whose linked line can take the tx and these parameters."""
+        return await self._run(self._op_reconcile_tx(type, _merged(parameters, params),
+                                                     external_ref, ledger, ik, lines))
 
     async def add_ledger_entries(self, entries: list[dict],
                                  ledger: str | None = None) -> list[AddLedgerEntryResult]:
@@ -375,10 +398,12 @@ class SyncClient(_Core):
         return self.add_ledger_entry(ik=idemp_key, type=type, parameters=parameters,
                                      ledger=ledger)
 
-    def reconcile_tx(self, type: str, parameters: dict | None = None,
+    def reconcile_tx(self, type: str | None = None, parameters: dict | None = None,
                      external_ref: str | None = None, ledger: str | None = None,
-                     ik: str | None = None, lines: list[dict] | None = None) -> AddLedgerEntryResult:
-        return self._run(self._op_reconcile_tx(type, parameters, external_ref, ledger, ik, lines))
+                     ik: str | None = None, lines: list[dict] | None = None,
+                     **params: Any) -> AddLedgerEntryResult:
+        return self._run(self._op_reconcile_tx(type, _merged(parameters, params), external_ref,
+                                               ledger, ik, lines))
 
     def add_ledger_entries(self, entries: list[dict],
                            ledger: str | None = None) -> list[AddLedgerEntryResult]:

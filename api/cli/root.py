@@ -16,8 +16,8 @@ from typing import Annotated
 
 import typer
 
-from api.cli import (admin, clients, credentials, entries, ledgers, links, secret_keys,
-                     stripe_link)
+from api.cli import (admin, clients, codegen, credentials, entries, ledgers, links,
+                     secret_keys, stripe_link)
 from api.cli.common import EXIT_USAGE, DataDir, err
 from ledger.settings import Settings, SettingsError
 
@@ -35,7 +35,7 @@ def read_settings(ctx: typer.Context) -> None:
         raise typer.Exit(EXIT_USAGE) from None
 
 
-for commands in (ledgers.app, entries.app, credentials.app, admin.app):
+for commands in (ledgers.app, entries.app, credentials.app, admin.app, codegen.app):
     app.add_typer(commands)
 app.add_typer(clients.clients_app, name="api-client")
 app.add_typer(stripe_link.stripe_app, name="stripe")

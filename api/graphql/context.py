@@ -7,6 +7,7 @@ from typing import Any
 
 from ledger import service
 from ledger.db import Database
+from ledger.settings import DEFAULT_WORKSPACE_NAME
 
 FORCE_ERROR_HEADER = "x-fragment-return-error"
 FORCEABLE_ERRORS = {"internalerror": "InternalError", "badrequesterror": "BadRequestError"}
@@ -40,6 +41,8 @@ class Context:
     document: Any = None
     deadline: float | None = None
     timeout_seconds: float = 0.0
+    # The deployment's name (LEDGER_WORKSPACE_NAME), for `workspace { name }`.
+    workspace_name: str = DEFAULT_WORKSPACE_NAME
 
     def cached(self, key: Any, load):
         if key not in self.cache:

@@ -72,7 +72,9 @@ class LedgerLineInput:
 
 @strawberry.input
 class LedgerEntryInput:
-    type: str
+    # Required everywhere but reconcileTx, which picks the type its tx fits (seed 001);
+    # the others refuse its absence as a BadRequestError naming entry.type.
+    type: Optional[str] = None
     ik: Optional[SafeString] = None
     ledger: Optional[LedgerMatchInput] = None
     posted: Optional[datetime] = None

@@ -289,7 +289,9 @@ class ReconcileMutation:
 
     @strawberry.mutation(description="Post an entry whose linked lines match synced txs: "
                                      "amounts and posted come from the txs, the ik defaults "
-                                     "to the tx's externalId, a tx is reconciled once.")
+                                     "to the tx's externalId, a tx is reconciled once. "
+                                     "Without entry.type, the schema's one entry type whose "
+                                     "linked line can take the tx and the parameters given.")
     def reconcile_tx(self, info: Info, entry: LedgerEntryInput,
                      tx: Optional[TxMatchInput] = None) -> ReconcileTxResponse:
         ctx: Context = info.context
@@ -302,7 +304,8 @@ class ReconcileMutation:
             request = service.EntryRequest.build(
                 ik=entry.ik, type=entry.type, parameters=entry.parameters, posted=entry.posted,
                 tags=key_value_pairs(entry.tags), groups=key_value_pairs(entry.groups),
-                lines=entry_lines(ctx, entry, ledger, "entry"), ik_required=False)
+                lines=entry_lines(ctx, entry, ledger, "entry"), ik_required=False,
+                type_required=False)
             result = service.reconcile_tx(ctx.db, ledger, request,
                                           tx.external_id if tx is not None else None)
             entry_value = result.entry

@@ -14,6 +14,7 @@ from api.graphql.prepared import PreparedDocument
 from api.graphql.reconcile import ReconcileMutation
 from api.graphql.scalars import SCALAR_MAP
 from api.graphql.schemas import SchemaMutation, SchemaQuery
+from api.graphql.workspace import WorkspaceQuery
 
 
 class LedgerSchema(strawberry.Schema):
@@ -25,7 +26,8 @@ class LedgerSchema(strawberry.Schema):
 
 schema = LedgerSchema(
     # In the order the seeds' documentation lists them.
-    query=merge_types("Query", (SchemaQuery, LedgerQuery, AccountQuery, EntryQuery)),
+    query=merge_types("Query", (SchemaQuery, LedgerQuery, AccountQuery, EntryQuery,
+                                WorkspaceQuery)),
     mutation=merge_types("Mutation", (SchemaMutation, LedgerMutation, PostingMutation,
                                       ReconcileMutation)),
     # Reachable only through the Error interface or by name in fragments: list them so they

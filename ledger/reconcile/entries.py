@@ -17,6 +17,7 @@ from ledger.errors import BadRequestError, NotFoundError
 from ledger.ledgers import Ledger, load_ledger
 from ledger.posting.engine import post_entries
 from ledger.posting.model import PostResult
+from ledger.reconcile.infer import choose_entry_type
 from ledger.reconcile.links import _record_link, _render, _resolve_linked
 from ledger.schema.model import Account, Schema, resolve_path
 from ledger.schema.store import load_schema
@@ -77,7 +78,7 @@ def _parse_request(request: Any) -> tuple[EntryRequest, bool, str | None]:
         return copy.deepcopy(request), bool(request.ik), None
     if not isinstance(request, dict):
         raise BadRequestError("invalid_input", "entry: expected an object", field="entry")
-    parsed = EntryRequest.from_input(request, "entry", ik_required=False)
+    parsed = EntryRequest.from_input(request, "entry", ik_required=False, type_required=False)
     tx = request.get("tx")
     tx_ref = tx.get("externalId") if isinstance(tx, dict) else tx
     if tx_ref is not None and not isinstance(tx_ref, str):
@@ -91,6 +92,8 @@ def reconcile_tx(db: Database, ledger_ik: str, request: Any, tx: str | None = No
     ``request`` is an EntryRequest or the wire ``LedgerEntryInput`` (``ik`` and ``posted``
     optional). ``tx`` names the tx of lines whose schema does not (native links, seed 000).
     Line amounts and ``posted`` come from the txs; the ik defaults to the tx's external id.
+    Without a type (``type`` empty or absent), the entry type is the one the tx fits
+    (``ledger.reconcile.infer``).
     Reconciling a reconciled tx again returns the first result with ``is_ik_replay``."""
     parsed, ik_given, tx_ref = _parse_request(request)
     tx_ref = tx if tx is not None else tx_ref
@@ -105,6 +108,7 @@ def reconcile_in(conn: Connection, ledger: Ledger, request: EntryRequest, ik_giv
                  tx_ref: str | None) -> PostResult:
     """``reconcile_tx`` in the caller's transaction (the Stripe sync uses it directly)."""
     schema = load_schema(conn, ledger.id)
+    choose_entry_type(conn, schema, request, tx_ref)
     linked = _linked_lines(schema, request, tx_ref)
     names = {k: str(v) for k, v in request.parameters.items()}
 

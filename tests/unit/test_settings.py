@@ -112,6 +112,7 @@ CORES_VARIABLES = {
     *[(variable, raw, field, value) for variable, (raw, field, value) in CORES_VARIABLES.items()],
     ("LEDGER_SECRET_KEY", " k1 ", "secret_key", Secret("k1")),
     ("LEDGER_OLD_SECRET_KEYS", "k0, k-1,", "old_secret_keys", (Secret("k0"), Secret("k-1"))),
+    ("LEDGER_WORKSPACE_NAME", " Acme wallet ", "workspace_name", "Acme wallet"),
 ])
 def test_each_variable_is_parsed(variable, raw, field, value):
     settings = Settings.from_env({variable: raw})
@@ -134,7 +135,8 @@ def test_every_field_is_read_from_some_variable():
            "STRIPE_LINK_ID": "l", "STRIPE_API_KEY": "k", "STRIPE_WEBHOOK_SECRET": "s",
            "STRIPE_API_BASE": "http://b", "LEDGER_STRIPE_BACKFILL_EVERY_SECONDS": "8",
            "LEDGER_STRIPE_INBOX_EVERY_SECONDS": "8", "LEDGER_CONFIG": "c",
-           "LEDGER_SECRET_KEY": "k", "LEDGER_OLD_SECRET_KEYS": "o"}
+           "LEDGER_SECRET_KEY": "k", "LEDGER_OLD_SECRET_KEYS": "o",
+           "LEDGER_WORKSPACE_NAME": "w"}
     env.update({variable: raw for variable, (raw, _, _) in STALLS_VARIABLES.items()})
     env.update({variable: raw for variable, (raw, _, _) in CORES_VARIABLES.items()})
     settings, default = Settings.from_env(env), Settings()
