@@ -4,8 +4,9 @@ proves the image's contents.
 
 It builds the wheel from a copy of the project (offline: no build isolation, so setuptools
 comes from the dev extra), installs it into a fresh virtualenv outside the checkout and,
-from an empty folder, runs what the image runs: `ledger --help`, `ledger migrate` on an
-empty database, the API under uvicorn until /healthz answers, and the Celery app's import.
+from an empty folder, runs what the image runs: `ledger --help`, the Celery app's import,
+then the commands of docker-compose.yml's services themselves (`migrate` on an empty
+database; `api`, `worker` and `beat` until each one's compose health check passes).
 
 The virtualenv sees the system site-packages for the project's dependencies (installing
 them would need the network and minutes); the project itself is in both places when it is
@@ -14,28 +15,38 @@ distribution's metadata, come from the virtualenv's copy.
 """
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import os
 import secrets
 import shutil
+import signal
+import socket
 import subprocess
 import sys
+import time
 import zipfile
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import httpx
 import sqlalchemy as sa
+import yaml
 from alembic.script import ScriptDirectory
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
 
 from ledger.db import normalize_url
 from ledger.migrate import alembic_config
-from tests.serving import free_port, wait_healthy
+from tests.serving import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 # The top-level packages the wheel ships (pyproject.toml, [tool.setuptools.packages.find]).
 PACKAGES = ("api", "ledger", "ledger_sdk", "migrations", "workers")
+COMPOSE = REPO / "docker-compose.yml"
+# The image's working directory (Dockerfile), where beat keeps its schedule.
+IMAGE_HOME = "/var/lib/ledger"
 # What the Docker build context leaves out (.dockerignore), plus what a build leaves behind.
 NOT_SOURCES = shutil.ignore_patterns(".git", ".ci", ".ledger", ".venv", "__pycache__", "*.pyc",
                                      "*.egg-info", "build", "dist", "tests", "bench",
@@ -142,17 +153,97 @@ class Scratch:
             engine.dispose()
 
 
-def test_the_installed_wheel_runs_the_cli_migrations_api_and_workers(
+def add_console_scripts(venv: Path, names: tuple[str, ...] = ("celery", "uvicorn")) -> None:
+    """In the image, the console scripts of the dependencies the compose commands call run
+    the interpreter the wheel is installed in; here they live outside the virtualenv, with
+    the outside interpreter, so the virtualenv gets its own, from the same entry points."""
+    scripts = {ep.name: ep for ep in importlib.metadata.entry_points(group="console_scripts")
+               if ep.name in names}
+    for name in names:
+        path = venv / "bin" / name
+        path.write_text(f"#!{venv / 'bin' / 'python'}\nimport sys\n"
+                        f"from {scripts[name].module} import {scripts[name].attr}\n"
+                        f"sys.exit({scripts[name].attr}())\n")
+        path.chmod(0o755)
+
+
+class Compose:
+    """The services of docker-compose.yml, their commands and health checks made to run on
+    this machine: the API on a free port of 127.0.0.1, the image's working directory a
+    temporary one, compose's `$$` a shell's `$`."""
+
+    def __init__(self, port: int, home: Path):
+        self.services = yaml.safe_load(COMPOSE.read_text())["services"]
+        self.port, self.home = port, home
+
+    def local(self, text: str) -> str:
+        return (text.replace("$$", "$").replace("0.0.0.0", "127.0.0.1")
+                .replace("8000", str(self.port)).replace(IMAGE_HOME, str(self.home)))
+
+    def command(self, service: str) -> list[str]:
+        return [self.local(arg) for arg in self.services[service]["command"]]
+
+    def health_check(self, service: str) -> list[str]:
+        kind, *args = self.services[service]["healthcheck"]["test"]
+        assert kind in ("CMD", "CMD-SHELL"), kind
+        return ["sh", "-c", self.local(args[0])] if kind == "CMD-SHELL" \
+            else [self.local(arg) for arg in args]
+
+
+@contextmanager
+def started(commands: dict[str, list[str]], cwd: Path, env: dict,
+            logs: Path) -> Iterator[dict[str, subprocess.Popen]]:
+    """Each command in its own process group, stopped (SIGTERM, then SIGKILL) with all its
+    children at the end."""
+    procs: dict[str, subprocess.Popen] = {}
+    try:
+        for name, command in commands.items():
+            with open(logs / f"{name}.log", "w") as out:
+                procs[name] = subprocess.Popen(command, cwd=cwd, env=env, stdout=out,
+                                               stderr=subprocess.STDOUT,
+                                               start_new_session=True)
+        yield procs
+    finally:
+        for proc in procs.values():
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGTERM)
+        for proc in procs.values():
+            try:
+                proc.wait(20)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(5)
+
+
+def wait_until_healthy(name: str, proc: subprocess.Popen, check: list[str], cwd: Path,
+                       env: dict, logs: Path, seconds: float = 45) -> None:
+    deadline = time.monotonic() + seconds
+    while True:
+        done = subprocess.run(check, cwd=cwd, env=env, capture_output=True, text=True,
+                              timeout=30)
+        if done.returncode == 0:
+            return
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise AssertionError(
+                f"{name}: its health check {check} still fails ({done.returncode}: "
+                f"{done.stdout}{done.stderr}); its log:\n{(logs / f'{name}.log').read_text()}")
+        time.sleep(1)
+
+
+def test_the_installed_wheel_runs_the_cli_and_the_compose_services(
         tmp_path, database_url, redis_url):
     wheel = build_wheel(tmp_path)
     assert_ships_every_source_file(wheel, tmp_path / "source")
     venv = make_venv(tmp_path, wheel)
+    add_console_scripts(venv)
     python, bin_dir = venv / "bin" / "python", venv / "bin"
-    elsewhere = tmp_path / "elsewhere"
+    elsewhere, logs = tmp_path / "elsewhere", tmp_path / "logs"
     elsewhere.mkdir()
+    logs.mkdir()
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
-    env.update(HOME=str(elsewhere), REDIS_URL=redis_url,
-               PATH=f"{bin_dir}{os.pathsep}{env.get('PATH', '')}")
+    # HOSTNAME as a container has it: the worker's health check names its node with it.
+    env.update(HOME=str(elsewhere), HOSTNAME=socket.gethostname(), REDIS_URL=redis_url,
+               LEDGER_API_PROCESSES="1", PATH=f"{bin_dir}{os.pathsep}{env.get('PATH', '')}")
 
     found = json.loads(run([python, "-c", PROVENANCE, *PACKAGES], cwd=elsewhere, env=env))
     site = venv.resolve()
@@ -162,36 +253,26 @@ def test_the_installed_wheel_runs_the_cli_migrations_api_and_workers(
     assert Path(found["metadata"]).resolve().is_relative_to(site), found["metadata"]
     assert found["missing"] == [], "requirements of the wheel not installed"
 
-    assert "migrate" in run([bin_dir / "ledger", "--help"], cwd=elsewhere, env=env)
+    assert "migrate" in run(["ledger", "--help"], cwd=elsewhere, env=env)
+    queues = run([python, "-c", "import workers.app as w; "
+                  "print(sorted(q.name for q in w.app.conf.task_queues))"],
+                 cwd=elsewhere, env=env)
+    assert "ledger.post.maintenance" in queues and "ledger.post.0" in queues
 
+    compose = Compose(free_port(), elsewhere)
     with Scratch(database_url) as scratch:
         env["DATABASE_URL"] = scratch.url
-        run([bin_dir / "ledger", "migrate"], cwd=elsewhere, env=env)
+        run(compose.command("migrate"), cwd=elsewhere, env=env)
         # Every migration of the checkout was applied: the ones the database's heads
         # descend from (dependencies included) are all there are.
         script = ScriptDirectory.from_config(alembic_config(scratch.url))
         applied = {r.revision for r in script.iterate_revisions(tuple(scratch.heads()), "base")}
         assert applied == {r.revision for r in script.walk_revisions()}
 
-        port = free_port()
-        log = tmp_path / "logs"
-        log.mkdir()
-        with open(log / "api.log", "w") as out:
-            # `python -m uvicorn`: the console script of a dependency lives outside the
-            # virtualenv, with the outside interpreter; the image has it on its PATH.
-            api = subprocess.Popen(
-                [str(python), "-m", "uvicorn", "api.app:app_from_env", "--factory",
-                 "--host", "127.0.0.1", "--port", str(port)],
-                cwd=elsewhere, env=env, stdout=out, stderr=subprocess.STDOUT)
-        try:
-            url = f"http://127.0.0.1:{port}"
-            wait_healthy(api, url, log, seconds=30)
-            assert httpx.get(f"{url}/healthz", timeout=5).json()["database"] == "ok"
-        finally:
-            api.terminate()
-            api.wait(15)
-
-        queues = run([python, "-c", "import workers.app as w; "
-                      "print(sorted(q.name for q in w.app.conf.task_queues))"],
-                     cwd=elsewhere, env=env)
-        assert "ledger.post.maintenance" in queues and "ledger.post.0" in queues
+        services = ("api", "worker", "beat")
+        with started({s: compose.command(s) for s in services}, elsewhere, env, logs) as procs:
+            for service in services:
+                wait_until_healthy(service, procs[service], compose.health_check(service),
+                                   elsewhere, env, logs)
+            health = httpx.get(f"http://127.0.0.1:{compose.port}/healthz", timeout=5)
+            assert health.json() == {"status": "ok", "database": "ok"}
