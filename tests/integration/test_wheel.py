@@ -143,12 +143,11 @@ class Scratch:
             conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
         self.admin.dispose()
 
-    def heads(self) -> set[str]:
+    def query(self, sql: str) -> set:
         engine = sa.create_engine(normalize_url(self.url), poolclass=NullPool)
         try:
             with engine.connect() as conn:
-                return set(conn.exec_driver_sql("SELECT version_num FROM alembic_version")
-                           .scalars())
+                return set(conn.exec_driver_sql(sql).scalars())
         finally:
             engine.dispose()
 
@@ -266,8 +265,12 @@ def test_the_installed_wheel_runs_the_cli_and_the_compose_services(
         # Every migration of the checkout was applied: the ones the database's heads
         # descend from (dependencies included) are all there are.
         script = ScriptDirectory.from_config(alembic_config(scratch.url))
-        applied = {r.revision for r in script.iterate_revisions(tuple(scratch.heads()), "base")}
+        heads = tuple(scratch.query("SELECT version_num FROM alembic_version"))
+        applied = {r.revision for r in script.iterate_revisions(heads, "base")}
         assert applied == {r.revision for r in script.walk_revisions()}
+        # The old image could not run this one (it imports ledger_sdk, which it lacked).
+        run(["ledger", "api-client", "create", "--name", "wheel-probe"], cwd=elsewhere, env=env)
+        assert scratch.query("SELECT name FROM api_clients") == {"wheel-probe"}
 
         services = ("api", "worker", "beat")
         with started({s: compose.command(s) for s in services}, elsewhere, env, logs) as procs:
