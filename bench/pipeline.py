@@ -39,6 +39,7 @@ from ledger import clients, service  # noqa: E402
 from ledger.db import Database  # noqa: E402
 from ledger.migrate import upgrade  # noqa: E402
 from ledger.settings import Settings  # noqa: E402
+from tests import serving  # noqa: E402
 
 BATCH = 1000
 # A hot bank account every deposit touches, eventually consistent as it would be in
@@ -78,16 +79,10 @@ def start(args: list[str], env: dict, log_path: Path) -> subprocess.Popen:
 
 def wait_healthy(base: str, api: subprocess.Popen, log_path: Path) -> None:
     """Until the API at ``base`` answers /healthz; exits naming its log if it never does."""
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            if httpx.get(f"{base}/healthz", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        if time.monotonic() > deadline or api.poll() is not None:
-            sys.exit(f"the API did not start; see {log_path}")
-        time.sleep(0.2)
+    try:
+        serving.wait_healthy(api, base, log_path.parent)
+    except AssertionError:
+        sys.exit(f"the API did not start; see {log_path}")
 
 
 def stop(proc: subprocess.Popen) -> None:

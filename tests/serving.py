@@ -2,11 +2,14 @@
 from __future__ import annotations
 
 import socket
+import subprocess
 import threading
 import time
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Iterator
 
+import httpx
 import uvicorn
 
 
@@ -34,3 +37,19 @@ def serve(app, name: str = "test-uvicorn") -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(timeout=10)
+
+
+def wait_healthy(proc: subprocess.Popen, url: str, logs: Path, seconds: float = 60) -> None:
+    """Until the API process ``proc`` answers 200 on ``url``/healthz; fails with the
+    ``*.log`` files of ``logs`` when it exits or takes longer than ``seconds``."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            text = "\n".join(p.read_text() for p in logs.glob("*.log"))
+            raise AssertionError(f"an API process did not come up:\n{text}")
+        time.sleep(0.1)

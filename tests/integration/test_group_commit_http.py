@@ -26,7 +26,7 @@ from tests.integration.test_group_commit import (USERS, Recorder, deposit, fund,
                                                  one_by_one, transfer)
 from tests.integration.test_races import race
 from tests.keys import SECRET_KEY
-from tests.serving import free_port, serve
+from tests.serving import free_port, serve, wait_healthy
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -182,20 +182,6 @@ def two_apis(database_url, db, tmp_path_factory):
                 proc.wait(15)
             except subprocess.TimeoutExpired:
                 proc.kill()
-
-
-def wait_healthy(proc, url: str, logs: Path) -> None:
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            text = "\n".join(p.read_text() for p in logs.glob("*.log"))
-            raise AssertionError(f"an API process did not come up:\n{text}")
-        time.sleep(0.1)
 
 
 def test_fifty_transfers_race_for_one_hundred_across_processes(two_apis, db, unique):
