@@ -311,6 +311,14 @@ from ledger.stripe.events import verify_event as verify_stripe_event  # noqa: E4
 from ledger.stripe.model import SyncReport as StripeSyncReport  # noqa: E402
 from ledger.secret_store import check_secrets, rotate_secrets  # noqa: E402
 from ledger.secrets import Keyring, SecretKeyError, generate_key, key_file_value  # noqa: E402
+from ledger.observe.logs import (  # noqa: E402
+    JsonFormatter,
+    current_log_fields,
+    log_fields,
+    use_json_logs,
+)
+from ledger.observe.snapshot import PartitionBacklog, Snapshot  # noqa: E402
+from ledger.observe.snapshot import snapshot as queue_snapshot  # noqa: E402
 
 __all__ = [
     # operations defined here
@@ -349,4 +357,7 @@ __all__ = [
     # secrets at rest
     "Keyring", "SecretKeyError", "check_secrets", "generate_key", "key_file_value",
     "rotate_secrets",
+    # observability
+    "JsonFormatter", "PartitionBacklog", "Snapshot", "current_log_fields", "log_fields",
+    "queue_snapshot", "use_json_logs",
 ]

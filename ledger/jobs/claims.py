@@ -131,6 +131,18 @@ def _record(jobs: list[_Claimed], results: list[Posted]) -> None:
                        "is_ik_replay": result.is_ik_replay}
 
 
+def _log_failures(claimed: list[_Claimed]) -> None:
+    # One line per failed job, its ids as fields (JSON logs), so an operator can find the
+    # request that was refused from the job id a caller quotes, or the reverse.
+    for job in claimed:
+        if job.outcome["status"] == FAILED:
+            error = job.outcome["error"]
+            log.info("job %s failed: %s", job.id, error.get("code"),
+                     extra={"job_id": job.id, "ledger_ik": job.ledger_ik,
+                            "entry_ik": job.parsed.ik if job.parsed else None,
+                            "code": error.get("code")})
+
+
 def work_partition(db: Database, partition: int, *, limit: int = DEFAULT_BATCH) -> WorkResult:
     """Post up to ``limit`` pending jobs of ``partition``, oldest first, in one transaction.
 
@@ -182,6 +194,8 @@ def work_partition(db: Database, partition: int, *, limit: int = DEFAULT_BATCH) 
             for j, o in zip(claimed, outcomes)])})
         result.posted = sum(1 for j in claimed if j.outcome["status"] == POSTED)
         result.failed = result.claimed - result.posted
+        if result.failed:
+            _log_failures(claimed)
         return result
 
     return db.run(work)

@@ -1,0 +1,180 @@
+"""Observability (issue 14): /metrics shows the queues' backlog read from the database, a
+real worker serves its own counts on its metrics port (multiprocess mode, pool of two),
+its log lines are JSON with the failed job's ids as fields, and a trace runs from the API
+request through the outbox to the worker's posting transaction."""
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+import time
+from datetime import datetime, timedelta, timezone
+
+import httpx
+import sqlalchemy as sa
+
+from ledger import service
+from tests.integration.conftest import REPO
+from tests.serving import free_port
+
+
+def scrape(url: str, headers: dict | None = None) -> dict[str, float]:
+    """``{'name{labels}': value}`` of a Prometheus text page."""
+    r = httpx.get(url, headers=headers or {}, timeout=30)
+    assert r.status_code == 200, r.text
+    samples = {}
+    for line in r.text.splitlines():
+        if line and not line.startswith("#"):
+            name, value = line.rsplit(" ", 1)
+            samples[name] = float(value)
+    return samples
+
+
+def total(samples: dict[str, float], name: str) -> float:
+    return sum(v for k, v in samples.items() if re.fullmatch(rf"{name}(\{{.*\}})?", k))
+
+
+def deposit(ik: str, user: str, amount: int) -> dict:
+    return {"ik": ik, "type": "deposit", "parameters": {"user": user, "amount": str(amount)}}
+
+
+def withdraw(ik: str, user: str, amount: int) -> dict:
+    return {"ik": ik, "type": "withdraw", "parameters": {"user": user, "amount": str(amount)}}
+
+
+def test_backlog_then_worker_counts_and_json_logs(pipeline, tmp_path):
+    api = pipeline.api
+    ledger_ik = pipeline.new_ledger()
+    user = pipeline.unique("u")
+    # The last one withdraws more than was deposited: refused, so its job fails.
+    entries = [deposit(pipeline.unique("d"), user, 10) for _ in range(5)]
+    entries.append(withdraw(pipeline.unique("w"), user, 500))
+    jobs = pipeline.submit_all(ledger_ik, entries)
+    time.sleep(0.05)
+    before = scrape(f"{api.url}/metrics", api.headers)
+    assert before["ledger_metrics_database_up"] == 1
+    assert total(before, "ledger_jobs_pending") >= len(entries)
+    busy = [k for k, v in before.items() if k.startswith("ledger_jobs_pending{") and v]
+    assert busy, "no partition shows a pending job"
+    for key in busy:
+        age = before[key.replace("ledger_jobs_pending", "ledger_jobs_oldest_pending_seconds")]
+        assert 0 < age < 120
+
+    port = free_port()
+    metrics_dir = tmp_path / "worker-metrics"
+    worker = pipeline.worker(concurrency=2, LEDGER_WORKER_METRICS_PORT=port,
+                             PROMETHEUS_MULTIPROC_DIR=metrics_dir, LEDGER_LOG_FORMAT="json")
+    statuses = pipeline.wait_finished(ledger_ik, len(entries))
+    assert sorted(statuses.values()) == ["failed"] + ["posted"] * 5
+
+    counts = scrape(f"http://127.0.0.1:{port}/metrics")
+    assert total(counts, "ledger_jobs_posted_total") >= 5
+    assert total(counts, "ledger_jobs_failed_total") >= 1
+    assert counts["ledger_job_batch_jobs_count"] >= 1
+    assert counts["ledger_job_batch_jobs_sum"] >= len(entries)
+    assert counts["ledger_job_batch_duration_seconds_count"] >= 1
+
+    after = scrape(f"{api.url}/metrics", api.headers)
+    for key in busy:
+        assert after[key] == 0
+
+    # The bank is eventually consistent: its deltas wait for the rollup.
+    lagging = scrape(f"{api.url}/metrics", api.headers)
+    assert lagging["ledger_rollup_pending_deltas"] >= 1  # one per account and batch
+    assert lagging["ledger_rollup_lag_seconds"] > 0
+    while service.rollup(pipeline.db):
+        pass
+    folded = scrape(f"{api.url}/metrics", api.headers)
+    assert folded["ledger_rollup_pending_deltas"] == 0
+    assert folded["ledger_rollup_lag_seconds"] == 0
+
+    failed_job = next(j for j in jobs if j["ik"] == entries[-1]["ik"])
+    events = [json.loads(line) for line in worker.log_tail(400).splitlines()
+              if line.startswith("{")]
+    failures = [e for e in events if e.get("logger") == "ledger.jobs.claims"]
+    assert failures, worker.log_tail()
+    assert failures[-1]["job_id"] == int(failed_job["id"])
+    assert failures[-1]["entry_ik"] == entries[-1]["ik"]
+    assert failures[-1]["ledger_ik"] == ledger_ik
+    assert failures[-1]["code"] and failures[-1]["partition"] is not None
+    assert failures[-1]["task_id"]
+
+
+def test_inbox_backlog_and_stripe_cursor_age(db, unique):
+    link = unique("stripe-link")
+    with db.transaction() as conn:
+        link_pk = conn.execute(sa.text(
+            "INSERT INTO links (public_id, ik, name, kind, created) "
+            "VALUES (:p, :p, 'Stripe', 'stripe', now()) RETURNING id"), {"p": link}).scalar()
+        conn.execute(sa.text(
+            "INSERT INTO stripe_links (link_id, parameters, backfill_done_until, updated) "
+            "VALUES (:l, '{}', :done, now())"),
+            {"l": link_pk, "done": datetime.now(timezone.utc) - timedelta(hours=1)})
+    before = service.queue_snapshot(db, 4)
+    service.store_stripe_event(db, {"id": unique("evt"), "type": "charge.succeeded"})
+    after = service.queue_snapshot(db, 4)
+
+    assert after.inbox_pending == before.inbox_pending + 1
+    assert after.inbox_oldest_seconds >= 0
+    assert 3590 < after.stripe_cursor_age_seconds[link] < 3700
+    assert [p.partition for p in after.partitions][:4] == [0, 1, 2, 3]
+
+
+PROBE = r'''
+import json, sys
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+exporter = InMemorySpanExporter()
+provider = TracerProvider()
+provider.add_span_processor(SimpleSpanProcessor(exporter))
+trace.set_tracer_provider(provider)
+
+from fastapi.testclient import TestClient
+from api.app import create_app
+from ledger.settings import Settings
+
+settings = Settings.from_env()
+token, ledger_ik, entries = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
+with TestClient(create_app(settings)) as client:
+    r = client.post(f"/v1/ledgers/{ledger_ik}/entries", json=entries,
+                    headers={"Authorization": f"Bearer {token}"})
+    assert r.status_code == 202, r.text
+print(json.dumps([{"name": s.name, "trace_id": format(s.context.trace_id, "032x"),
+                   "kind": s.kind.name} for s in exporter.get_finished_spans()]))
+'''
+
+
+def test_trace_from_request_through_outbox_to_worker(pipeline, tmp_path):
+    ledger_ik = pipeline.new_ledger()
+    entries = [deposit(pipeline.unique("t"), pipeline.unique("u"), 7)]
+    worker = pipeline.worker(LEDGER_OTEL="console")
+    env = {**pipeline.env, "LEDGER_OTEL": "console"}
+    probe = subprocess.run([sys.executable, "-c", PROBE, pipeline.api.token, ledger_ik,
+                            json.dumps(entries)], cwd=REPO, env=env, capture_output=True,
+                           text=True, timeout=120)
+    assert probe.returncode == 0, probe.stderr
+    spans = json.loads(probe.stdout.strip().splitlines()[-1])
+    request = [s for s in spans if s["kind"] == "SERVER"]
+    assert request, spans
+    trace_id = request[0]["trace_id"]
+    mine = [s for s in spans if s["trace_id"] == trace_id]
+    names = " ".join(s["name"] for s in mine)
+    assert "INSERT" in names or "posting_jobs" in names or "postgres" in names.lower(), names
+    assert any(s["kind"] == "PRODUCER" for s in mine), names  # the doorbell's publish
+
+    pipeline.wait_finished(ledger_ik, 1)
+    # The worker's console exporter prints its spans as JSON objects; batched, so wait.
+    hex_id = "0x" + trace_id
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        text = worker.log_path.read_text(errors="replace")
+        if text.count(hex_id) >= 2:
+            break
+        time.sleep(0.5)
+    text = worker.log_path.read_text(errors="replace")
+    assert f'"trace_id": "{hex_id}"' in text, worker.log_tail(80)
+    assert re.search(r'"name": "run/ledger\.post', text), worker.log_tail(80)
