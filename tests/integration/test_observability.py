@@ -5,6 +5,7 @@ request through the outbox to the worker's posting transaction."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -178,3 +179,43 @@ def test_trace_from_request_through_outbox_to_worker(pipeline, tmp_path):
     text = worker.log_path.read_text(errors="replace")
     assert f'"trace_id": "{hex_id}"' in text, worker.log_tail(80)
     assert re.search(r'"name": "run/ledger\.post', text), worker.log_tail(80)
+
+
+def test_api_processes_add_up_their_counts_and_log_json(database_url, db, tmp_path):
+    """uvicorn --workers 2 with a shared multiprocess folder: any process's /metrics counts
+    every process's requests; with LEDGER_LOG_FORMAT=json the processes' lines (uvicorn's
+    access log included) are JSON objects carrying the request id."""
+    from tests.integration.test_group_commit_http import token, wait_healthy
+    from tests.keys import SECRET_KEY
+
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    env = {**os.environ, "DATABASE_URL": database_url, "PYTHONPATH": str(REPO),
+           "LEDGER_SECRET_KEY": SECRET_KEY.reveal(), "LEDGER_API_PROCESSES": "2",
+           "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "metrics"), "LEDGER_LOG_FORMAT": "json"}
+    log_path = tmp_path / "api.log"
+    with open(log_path, "w") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "uvicorn", "api.app:app_from_env", "--factory", "--host",
+             "127.0.0.1", "--port", str(port), "--workers", "2"],
+            cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        wait_healthy(proc, url, tmp_path)
+        headers = {"Authorization": f"Bearer {token(url, db)}"}
+        healthz = 'ledger_http_requests_total{method="GET",route="/healthz",status="200"}'
+        before = scrape(f"{url}/metrics", headers)[healthz]
+        for n in range(40):
+            # A new connection each: the processes take turns accepting them.
+            assert httpx.get(f"{url}/healthz", headers={"X-Request-ID": f"probe-{n}"}
+                             ).status_code == 200
+        pages = [scrape(f"{url}/metrics", headers) for _ in range(6)]
+        assert {page[healthz] - before for page in pages} == {40}
+        assert all(page["ledger_metrics_database_up"] == 1 for page in pages)
+    finally:
+        proc.terminate()
+        proc.wait(30)
+    events = [json.loads(line) for line in log_path.read_text().splitlines()
+              if line.startswith("{")]
+    access = [e for e in events if e["logger"] == "uvicorn.access"]
+    assert {e.get("request_id") for e in access} >= {f"probe-{n}" for n in range(40)}
+    assert any("Started server process" in e["message"] for e in events)
