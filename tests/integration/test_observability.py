@@ -219,3 +219,32 @@ def test_api_processes_add_up_their_counts_and_log_json(database_url, db, tmp_pa
     access = [e for e in events if e["logger"] == "uvicorn.access"]
     assert {e.get("request_id") for e in access} >= {f"probe-{n}" for n in range(40)}
     assert any("Started server process" in e["message"] for e in events)
+
+
+def test_group_commit_batches_are_measured(db, unique):
+    """Each group-committed transaction is one observation: as many as the committer's
+    batches, their sizes adding up to the entries posted."""
+    from api.metrics import Metrics
+    from ledger.settings import Settings
+    from tests.integration.helpers import new_ledger, seed000_schema
+    from tests.integration.test_group_commit import (Recorder, deposit, race_through)
+
+    ledger_ik = new_ledger(db, unique, seed000_schema(unique("wallet")))
+    metrics = Metrics(Settings())
+    recorder = Recorder(pause=0.05)
+    committer = service.GroupCommitter(db, on_batch=recorder.on_batch,
+                                       before_commit=recorder.before_commit,
+                                       observe=metrics.group_commit_batch)
+    race_through(committer, ledger_ik, [deposit(f"d{i}", f"u{i % 5}", 1) for i in range(60)])
+
+    page = {}
+    for line in metrics.render().decode().splitlines():
+        if line.startswith("ledger_group_commit"):
+            name, value = line.rsplit(" ", 1)
+            page[name] = float(value)
+    assert committer.stats.largest > 1
+    assert page["ledger_group_commit_batch_entries_count"] == committer.stats.batches
+    assert page["ledger_group_commit_batch_entries_sum"] == committer.stats.entries == 60
+    assert page['ledger_group_commit_batch_entries_bucket{le="1.0"}'] < committer.stats.batches
+    assert page["ledger_group_commit_batch_duration_seconds_count"] == committer.stats.batches
+    assert page["ledger_group_commit_batch_duration_seconds_sum"] > 0
