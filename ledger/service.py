@@ -319,6 +319,7 @@ from ledger.observe.logs import (  # noqa: E402
 )
 from ledger.observe.snapshot import PartitionBacklog, Snapshot  # noqa: E402
 from ledger.observe.snapshot import snapshot as queue_snapshot  # noqa: E402
+from ledger.observe.tracing import trace_database_clients, tracer_provider  # noqa: E402
 
 __all__ = [
     # operations defined here
@@ -359,5 +360,5 @@ __all__ = [
     "rotate_secrets",
     # observability
     "JsonFormatter", "PartitionBacklog", "Snapshot", "current_log_fields", "log_fields",
-    "queue_snapshot", "use_json_logs",
+    "queue_snapshot", "trace_database_clients", "tracer_provider", "use_json_logs",
 ]
