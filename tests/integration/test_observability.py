@@ -44,6 +44,10 @@ def withdraw(ik: str, user: str, amount: int) -> dict:
     return {"ik": ik, "type": "withdraw", "parameters": {"user": user, "amount": str(amount)}}
 
 
+ADD_ENTRY = """mutation($ik: SafeString!, $entry: LedgerEntryInput!) {
+  addLedgerEntry(ik: $ik, entry: $entry) { __typename } }"""
+
+
 def test_backlog_then_worker_counts_and_json_logs(pipeline, tmp_path):
     api = pipeline.api
     ledger_ik = pipeline.new_ledger()
@@ -89,6 +93,18 @@ def test_backlog_then_worker_counts_and_json_logs(pipeline, tmp_path):
     folded = scrape(f"{api.url}/metrics", api.headers)
     assert folded["ledger_rollup_pending_deltas"] == 0
     assert folded["ledger_rollup_lag_seconds"] == 0
+
+    # A synchronous post goes through the app's group committer, which reports its batch.
+    r = httpx.post(f"{api.url}/graphql", headers=api.headers, timeout=30, json={
+        "query": ADD_ENTRY, "variables": {"ik": pipeline.unique("sync"), "entry": {
+            "ledger": {"ik": ledger_ik}, "type": "deposit",
+            "parameters": {"user": user, "amount": "1"}}}})
+    assert r.json()["data"]["addLedgerEntry"]["__typename"] == "AddLedgerEntryResult", r.text
+    synced = scrape(f"{api.url}/metrics", api.headers)
+    assert synced["ledger_group_commit_batch_entries_count"] == \
+        folded.get("ledger_group_commit_batch_entries_count", 0) + 1
+    assert synced['ledger_graphql_operations_total{field="addLedgerEntry",'
+                  'result="AddLedgerEntryResult"}'] >= 1
 
     failed_job = next(j for j in jobs if j["ik"] == entries[-1]["ik"])
     events = [json.loads(line) for line in worker.log_tail(400).splitlines()
