@@ -32,6 +32,18 @@ def instrument_process(settings: Settings) -> None:
         CeleryInstrumentor().instrument(tracer_provider=provider)
 
 
+def trace_context(settings: Settings) -> str | None:
+    """The current span's W3C ``traceparent`` (None when tracing is off), for the posting
+    jobs a request submits: the worker links its span to it (workers/telemetry.py)."""
+    if settings.otel == "off":
+        return None
+    from opentelemetry.propagate import inject
+
+    carrier: dict[str, str] = {}
+    inject(carrier)
+    return carrier.get("traceparent")
+
+
 def instrument_app(app: FastAPI, settings: Settings) -> None:
     provider = service.tracer_provider(settings, SERVICE_NAME)
     if provider is None:

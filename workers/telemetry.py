@@ -21,11 +21,18 @@ def start(settings: Settings) -> None:
 
 
 def annotate(result) -> None:
-    """Put what a batch did on the current task's span (a no-op without tracing)."""
+    """Put what a batch did on the current task's span, linked to the trace of each request
+    that submitted one of its jobs (the doorbell's own request is its parent already)."""
     from opentelemetry import trace
+    from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
     span = trace.get_current_span()
     if span.is_recording():
+        propagator = TraceContextTextMapPropagator()
+        for traceparent in result.trace_contexts:
+            linked = trace.get_current_span(propagator.extract({"traceparent": traceparent}))
+            if linked.get_span_context().is_valid:
+                span.add_link(linked.get_span_context())
         span.set_attributes({"ledger.partition": result.partition,
                              "ledger.jobs.claimed": result.claimed,
                              "ledger.jobs.posted": result.posted,

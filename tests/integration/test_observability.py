@@ -157,44 +157,66 @@ from ledger.settings import Settings
 settings = Settings.from_env()
 token, ledger_ik, entries = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
 with TestClient(create_app(settings)) as client:
-    r = client.post(f"/v1/ledgers/{ledger_ik}/entries", json=entries,
-                    headers={"Authorization": f"Bearer {token}"})
-    assert r.status_code == 202, r.text
+    # One request per entry: the first rings the partition's doorbell, the next find it
+    # waiting and ring nothing.
+    for entry in entries:
+        r = client.post(f"/v1/ledgers/{ledger_ik}/entries", json=entry,
+                        headers={"Authorization": f"Bearer {token}"})
+        assert r.status_code == 202, r.text
 print(json.dumps([{"name": s.name, "trace_id": format(s.context.trace_id, "032x"),
                    "kind": s.kind.name} for s in exporter.get_finished_spans()]))
 '''
 
 
 def test_trace_from_request_through_outbox_to_worker(pipeline, tmp_path):
+    """The request that rang the doorbell is the parent of the worker's task span; a request
+    whose jobs rode on that doorbell is linked from it (its traceparent kept on the job)."""
     ledger_ik = pipeline.new_ledger()
-    entries = [deposit(pipeline.unique("t"), pipeline.unique("u"), 7)]
-    worker = pipeline.worker(LEDGER_OTEL="console")
+    user = pipeline.unique("u")  # one user: one partition, one doorbell
+    entries = [deposit(pipeline.unique("t"), user, 7), deposit(pipeline.unique("t"), user, 8)]
     env = {**pipeline.env, "LEDGER_OTEL": "console"}
     probe = subprocess.run([sys.executable, "-c", PROBE, pipeline.api.token, ledger_ik,
                             json.dumps(entries)], cwd=REPO, env=env, capture_output=True,
                            text=True, timeout=120)
     assert probe.returncode == 0, probe.stderr
     spans = json.loads(probe.stdout.strip().splitlines()[-1])
-    request = [s for s in spans if s["kind"] == "SERVER"]
-    assert request, spans
-    trace_id = request[0]["trace_id"]
-    mine = [s for s in spans if s["trace_id"] == trace_id]
-    names = " ".join(s["name"] for s in mine)
-    assert "INSERT" in names or "posting_jobs" in names or "postgres" in names.lower(), names
-    assert any(s["kind"] == "PRODUCER" for s in mine), names  # the doorbell's publish
+    requests = [s["trace_id"] for s in spans if s["kind"] == "SERVER"]
+    assert len(requests) == 2 and len(set(requests)) == 2, spans
+    ringing, riding = requests
+    first = [s for s in spans if s["trace_id"] == ringing]
+    names = " ".join(s["name"] for s in first)
+    assert "INSERT" in names or "postgres" in names.lower(), names  # the outbox insert
+    assert any(s["kind"] == "PRODUCER" for s in first), names  # the doorbell's publish
+    assert not any(s["kind"] == "PRODUCER" for s in spans if s["trace_id"] == riding)
 
-    pipeline.wait_finished(ledger_ik, 1)
-    # The worker's console exporter prints its spans as JSON objects; batched, so wait.
-    hex_id = "0x" + trace_id
+    worker = pipeline.worker(LEDGER_OTEL="console")
+    pipeline.wait_finished(ledger_ik, 2)
+    # The worker's console exporter prints its spans as JSON objects, in batches.
+    task_span = None
     deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        text = worker.log_path.read_text(errors="replace")
-        if text.count(hex_id) >= 2:
-            break
+    while task_span is None and time.monotonic() < deadline:
+        task_span = next((span for span in console_spans(worker.log_path.read_text())
+                          if span["name"].startswith("run/ledger.post")), None)
         time.sleep(0.5)
-    text = worker.log_path.read_text(errors="replace")
-    assert f'"trace_id": "{hex_id}"' in text, worker.log_tail(80)
-    assert re.search(r'"name": "run/ledger\.post', text), worker.log_tail(80)
+    assert task_span is not None, worker.log_tail(80)
+    assert task_span["context"]["trace_id"] == "0x" + ringing
+    linked = {link["context"]["trace_id"] for link in task_span["links"]}
+    assert "0x" + riding in linked
+    assert task_span["attributes"]["ledger.jobs.posted"] == 2
+    statements = [span for span in console_spans(worker.log_path.read_text())
+                  if span["context"]["trace_id"] == "0x" + ringing
+                  and span["parent_id"] and span is not task_span]
+    assert statements, "no database span inside the worker's task"
+
+
+def console_spans(text: str) -> list[dict]:
+    """The spans OpenTelemetry's console exporter printed (indented JSON objects)."""
+    decoder, spans, at = json.JSONDecoder(), [], 0
+    while (at := text.find('{\n    "name"', at)) != -1:
+        span, end = decoder.raw_decode(text, at)
+        spans.append(span)
+        at = end
+    return spans
 
 
 def test_api_processes_add_up_their_counts_and_log_json(database_url, db, tmp_path):
