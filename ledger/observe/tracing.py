@@ -11,7 +11,7 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from ledger.settings import Settings
+from ledger.settings import Settings, SettingsError
 
 _LOCK = threading.Lock()
 
@@ -21,8 +21,12 @@ def tracer_provider(settings: Settings, service_name: str) -> Any:
     off."""
     if settings.otel == "off":
         return None
-    from opentelemetry import trace
-    from opentelemetry.sdk.resources import Resource
+    try:
+        from opentelemetry import trace
+        from opentelemetry.sdk.resources import Resource
+    except ModuleNotFoundError as exc:
+        raise SettingsError(f"LEDGER_OTEL={settings.otel} needs the otel extra: pip install "
+                            f"'moneyledger[otel]' ({exc.name} is missing)") from None
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import sys
 import threading
 
 import pytest
@@ -15,7 +16,7 @@ from prometheus_client import REGISTRY
 from api.metrics import Metrics
 from api.middleware import RequestIdMiddleware
 from ledger import service
-from ledger.settings import Settings
+from ledger.settings import Settings, SettingsError
 from workers import metrics as worker_metrics
 
 
@@ -160,3 +161,12 @@ def test_a_worker_metrics_port_needs_the_multiprocess_folder():
     with pytest.raises(SystemExit, match="PROMETHEUS_MULTIPROC_DIR"):
         worker_metrics.serve(Settings(worker_metrics_port=9999))
     worker_metrics.serve(Settings())  # no port: nothing to serve, nothing refused
+
+
+def test_tracing_off_needs_no_opentelemetry_and_on_without_it_says_what_to_install(
+        monkeypatch):
+    assert service.tracer_provider(Settings(), "ledger-test") is None
+    # As if the otel extra were not installed.
+    monkeypatch.setitem(sys.modules, "opentelemetry", None)
+    with pytest.raises(SettingsError, match=r"LEDGER_OTEL=otlp needs .*moneyledger\[otel\]"):
+        service.tracer_provider(Settings(otel="otlp"), "ledger-test")
