@@ -16,14 +16,15 @@ from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
 from starlette.concurrency import run_in_threadpool
 
-from api import auth, errors, ops
+from api import auth, errors, ops, telemetry
 from api.broker import Broker
 from api.graphql.http import router as graphql_router
+from api.metrics import Metrics
 from api.middleware import (
     BodyDepthMiddleware,
     BodyLimitMiddleware,
-    Metrics,
     MetricsMiddleware,
+    RequestIdMiddleware,
     UnexpectedErrorMiddleware,
 )
 from api.webhooks import router as webhooks_router
@@ -103,7 +104,10 @@ def create_app(settings: Settings, db: Database | None = None) -> FastAPI:
         openapi_url=None, docs_url=None, redoc_url=None,
     )
     app.state.settings = settings
-    app.state.metrics = Metrics()
+    if settings.metrics_dir:
+        settings.metrics_dir.mkdir(parents=True, exist_ok=True)
+    app.state.metrics = Metrics(settings, lambda: app.state.db)
+    telemetry.instrument_process(settings)
     app.state.broker = Broker()
     app.state.db = None
     app.state.owns_db = False
@@ -123,6 +127,8 @@ def create_app(settings: Settings, db: Database | None = None) -> FastAPI:
     app.add_middleware(BodyDepthMiddleware, max_depth=settings.max_json_depth)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
+    app.add_middleware(RequestIdMiddleware)
+    telemetry.instrument_app(app, settings)
 
     fastapi_openapi = app.openapi
     app.openapi = lambda: errors.document_answers(fastapi_openapi())
@@ -150,4 +156,9 @@ def _include_rest(app: FastAPI) -> None:
 def app_from_env() -> FastAPI:
     """The factory uvicorn runs (``--factory``): the settings read once, from the
     environment."""
-    return create_app(Settings.from_env())
+    settings = Settings.from_env()
+    if settings.log_format == "json":
+        # uvicorn has configured its loggers by now; the API's own go through the root.
+        service.use_json_logs(*(logging.getLogger(name)
+                                for name in ("uvicorn", "uvicorn.error", "uvicorn.access")))
+    return create_app(settings)

@@ -1,76 +1,23 @@
-"""ASGI middleware of the API: Prometheus-style counters, the request body size limit, the
-JSON nesting limit, and the last-resort 500."""
+"""ASGI middleware of the API: request counts for /metrics (api.metrics), the request id
+of log lines, the request body size limit, the JSON nesting limit, and the last-resort
+500."""
 from __future__ import annotations
 
-import threading
 import time
+import uuid
 
 from fastapi import Request
 from fastapi.responses import JSONResponse
 
 from api import jsonbody
 from api.errors import unexpected_error_handler
+from ledger import service
 
 
-# ------------------------------------------------------------------ metrics
-
-class Metrics:
-    """A few counters in the Prometheus text format, written by hand (no extra dependency)."""
-
-    def __init__(self):
-        self._lock = threading.Lock()
-        self.requests: dict[tuple[str, str, str], int] = {}
-        self.durations: dict[str, list[float]] = {}
-        self.operations: dict[tuple[str, str], int] = {}
-
-    def http_request(self, method: str, route: str, status: int, seconds: float) -> None:
-        with self._lock:
-            key = (method, route, str(status))
-            self.requests[key] = self.requests.get(key, 0) + 1
-            total = self.durations.setdefault(route, [0.0, 0])
-            total[0] += seconds
-            total[1] += 1
-
-    def graphql_operation(self, operation: str, outcomes: list[tuple[str, str]], result) -> None:
-        with self._lock:
-            if outcomes:
-                for name, typename in outcomes:
-                    key = (name, typename)
-                    self.operations[key] = self.operations.get(key, 0) + 1
-            else:
-                key = (operation, "error" if result.errors else "ok")
-                self.operations[key] = self.operations.get(key, 0) + 1
-
-    @staticmethod
-    def _label(value: str) -> str:
-        return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
-
-    def render(self) -> str:
-        lab = self._label
-        with self._lock:
-            out = ["# HELP ledger_http_requests_total HTTP requests answered.",
-                   "# TYPE ledger_http_requests_total counter"]
-            for (method, route, status), n in sorted(self.requests.items()):
-                out.append(f'ledger_http_requests_total{{method="{lab(method)}",'
-                           f'route="{lab(route)}",status="{status}"}} {n}')
-            out += ["# HELP ledger_http_request_duration_seconds Time spent answering requests.",
-                    "# TYPE ledger_http_request_duration_seconds summary"]
-            for route, (seconds, count) in sorted(self.durations.items()):
-                out.append(f'ledger_http_request_duration_seconds_sum{{route="{lab(route)}"}} '
-                           f'{seconds:.6f}')
-                out.append(f'ledger_http_request_duration_seconds_count{{route="{lab(route)}"}} '
-                           f'{count}')
-            out += ["# HELP ledger_graphql_operations_total GraphQL mutations by result type "
-                    "(queries by ok/error).",
-                    "# TYPE ledger_graphql_operations_total counter"]
-            for (name, result), n in sorted(self.operations.items()):
-                out.append(f'ledger_graphql_operations_total{{field="{lab(name)}",'
-                           f'result="{lab(result)}"}} {n}')
-        return "\n".join(out) + "\n"
-
+# ------------------------------------------------------------------ metrics and request ids
 
 class MetricsMiddleware:
-    def __init__(self, app, metrics: Metrics):
+    def __init__(self, app, metrics):
         self.app = app
         self.metrics = metrics
 
@@ -94,6 +41,44 @@ class MetricsMiddleware:
             name = getattr(route, "path", None) or "unmatched"
             self.metrics.http_request(scope.get("method", ""), name, status["code"],
                                       time.perf_counter() - started)
+
+
+REQUEST_ID_HEADER = b"x-request-id"
+# A caller's id is kept when it looks like one (a proxy's or a client's), so the logs of
+# both sides join; anything longer or stranger is replaced rather than logged.
+_MAX_REQUEST_ID = 128
+
+
+def _request_id(headers) -> str:
+    for name, value in headers:
+        if name == REQUEST_ID_HEADER:
+            text = value.decode("latin-1").strip()
+            if 0 < len(text) <= _MAX_REQUEST_ID and text.isprintable():
+                return text
+    return uuid.uuid4().hex
+
+
+class RequestIdMiddleware:
+    """Every log line written while a request is answered carries its ``request_id``
+    (ledger.service.log_fields), and the response says it in ``X-Request-ID``."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        request_id = _request_id(scope.get("headers", []))
+
+        async def send_with_id(message):
+            if message["type"] == "http.response.start":
+                headers = [h for h in message.get("headers", []) if h[0] != REQUEST_ID_HEADER]
+                message = {**message,
+                           "headers": headers + [(REQUEST_ID_HEADER, request_id.encode())]}
+            await send(message)
+
+        with service.log_fields(request_id=request_id):
+            await self.app(scope, receive, send_with_id)
 
 
 # ------------------------------------------------------------------ body size limit

@@ -5,10 +5,11 @@ from __future__ import annotations
 import logging
 
 from fastapi import APIRouter, Depends, Request
-from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
 from api.auth import require_scope
 from api.graphql.schema import schema as graphql_schema
+from api.metrics import CONTENT_TYPE
 
 log = logging.getLogger("api")
 
@@ -29,10 +30,13 @@ def healthz(request: Request):
 
 
 @router.get("/metrics", tags=["ops"], summary="Prometheus metrics",
+            description="This process's counters (every process's when "
+                        "PROMETHEUS_MULTIPROC_DIR is set) and the queues' backlog, read from "
+                        "the database now.",
             response_class=PlainTextResponse)
 def metrics_endpoint(request: Request, _principal=Depends(require_scope("read"))):
-    return PlainTextResponse(request.app.state.metrics.render(),
-                             media_type="text/plain; version=0.0.4; charset=utf-8")
+    # A sync route: FastAPI runs it in a thread, and the backlog is read from the database.
+    return Response(request.app.state.metrics.render(), media_type=CONTENT_TYPE)
 
 
 @router.get("/openapi.json", tags=["ops"], summary="The OpenAPI description of this API")

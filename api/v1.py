@@ -13,7 +13,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
-from api import deps, jsonbody
+from api import deps, jsonbody, telemetry
 from api.auth import require_scope
 from api.errors import STATUS_OF, error_response
 from ledger import fastjson, service
@@ -123,7 +123,8 @@ async def submit_entries(ledger_ik: str, request: Request,
         submission = await run_in_threadpool(
             service.submit_entries, deps.database(request), ledger_ik, entries,
             partitions=settings.partitions,
-            after_commit=doorbell.ring if doorbell is not None else None, wait=wait)
+            after_commit=doorbell.ring if doorbell is not None else None, wait=wait,
+            trace_context=telemetry.trace_context(settings))
     except LedgerError as exc:
         return error_response(exc)
     finished = all(j.done for j in submission.jobs)

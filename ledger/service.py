@@ -313,6 +313,15 @@ from ledger.stripe.model import SyncReport as StripeSyncReport  # noqa: E402
 from ledger.secret_store import check_secrets, rotate_secrets  # noqa: E402
 from ledger.secrets import Keyring, SecretKeyError, generate_key, key_file_value  # noqa: E402
 from ledger.workspace import Workspace, get_workspace  # noqa: E402
+from ledger.observe.logs import (  # noqa: E402
+    JsonFormatter,
+    current_log_fields,
+    log_fields,
+    use_json_logs,
+)
+from ledger.observe.snapshot import PartitionBacklog, Snapshot  # noqa: E402
+from ledger.observe.snapshot import snapshot as queue_snapshot  # noqa: E402
+from ledger.observe.tracing import trace_database_clients, tracer_provider  # noqa: E402
 
 __all__ = [
     # operations defined here
@@ -354,4 +363,7 @@ __all__ = [
     "rotate_secrets",
     # the deployment
     "Workspace", "get_workspace",
+    # observability
+    "JsonFormatter", "PartitionBacklog", "Snapshot", "current_log_fields", "log_fields",
+    "queue_snapshot", "trace_database_clients", "tracer_provider", "use_json_logs",
 ]

@@ -135,6 +135,17 @@ class Settings:
     # The deployment's name, as GraphQL `workspace { name }` and the SDK's get_workspace()
     # show it (seed 001): tells a caller which deployment its credentials reach.
     workspace_name: str = DEFAULT_WORKSPACE_NAME
+    # Observability (README, "Observability"). The folder prometheus_client's multiprocess
+    # mode keeps its counters in, under the variable that library reads itself: set, /metrics
+    # adds up every process using it (uvicorn --workers, a worker's pool children).
+    metrics_dir: Path | None = None
+    # The port a Celery worker serves its own /metrics on; None: it serves none.
+    worker_metrics_port: int | None = None
+    # Log lines: "text" (for people, `ledger up`) or "json" (one object a line).
+    log_format: str = "text"
+    # OpenTelemetry tracing: "off", "otlp" (exporter configured by the standard
+    # OTEL_EXPORTER_OTLP_* variables) or "console".
+    otel: str = "off"
     # The whole environment, for what must see variables by name: `${VAR}` substitution
     # in schema files, and the environment handed to child processes.
     environ: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
@@ -191,6 +202,10 @@ class Settings:
                 read.text("LEDGER_OLD_SECRET_KEYS") or "").split(",") if k.strip()),
             config_path=Path(p) if (p := read.text("LEDGER_CONFIG")) else None,
             workspace_name=read.text("LEDGER_WORKSPACE_NAME") or DEFAULT_WORKSPACE_NAME,
+            metrics_dir=Path(m) if (m := read.text("PROMETHEUS_MULTIPROC_DIR")) else None,
+            worker_metrics_port=read.port("LEDGER_WORKER_METRICS_PORT"),
+            log_format=read.choice("LEDGER_LOG_FORMAT", ("text", "json")),
+            otel=read.choice("LEDGER_OTEL", ("off", "otlp", "console")),
             environ=env,
         )
         return settings
@@ -260,6 +275,24 @@ class _Reader:
             raise SettingsError(f"{name} must be a positive number of seconds or days "
                                 f"(got {raw!r})")
         return value
+
+    def port(self, name: str) -> int | None:
+        raw = self.text(name)
+        if raw is None:
+            return None
+        value = self.integer(name, 0, 1)
+        if value > 65535:
+            raise SettingsError(f"{name} must be a TCP port, 1 to 65535 (got {value})")
+        return value
+
+    def choice(self, name: str, choices: tuple[str, ...]) -> str:
+        """One of ``choices`` (the first is the default), case-insensitive."""
+        raw = self.text(name)
+        if raw is None:
+            return choices[0]
+        if raw.lower() not in choices:
+            raise SettingsError(f"{name}={raw!r}: use one of {', '.join(choices)}")
+        return raw.lower()
 
     def flag(self, name: str) -> bool | None:
         raw = self.text(name)

@@ -63,6 +63,9 @@ balance_deltas = sa.Table(
     sa.Column("account_id", sa.BigInteger, nullable=False),
     sa.Column("currency", sa.Text, nullable=False),
     sa.Column("amount", sa.Numeric, nullable=False),
+    # When the delta was appended (migration 0009): the rollup's lag is the oldest's age.
+    sa.Column("created", sa.DateTime(timezone=True), nullable=False,
+              server_default=sa.func.now()),
 )
 
 # entries.ledger_id, lines.entry_id and lines.account_id are references the engine keeps

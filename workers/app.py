@@ -138,3 +138,53 @@ def check_stored_secrets(**_kwargs) -> None:
         raise SystemExit(f"{exc.code}: {exc.message}") from None
     finally:
         db.dispose()
+
+
+# ------------------------------------------------------------------ observability
+# Metrics, JSON logs and tracing (README, "Observability"): hooks on Celery's signals, so
+# the tasks themselves only report what a batch did (workers.metrics.observe_batch).
+
+@signals.worker_init.connect
+def start_observability(**_kwargs) -> None:
+    """In the worker's main process, before the pool forks: serve the metrics port, and
+    start tracing (the pool children inherit it; see start_child_tracing)."""
+    from workers import metrics, telemetry
+
+    metrics.serve(settings())
+    telemetry.start(settings())
+
+
+@signals.worker_process_init.connect
+def start_child_tracing(**_kwargs) -> None:
+    from workers import telemetry
+
+    telemetry.start(settings())
+
+
+@signals.after_setup_logger.connect
+@signals.after_setup_task_logger.connect
+def json_logs(logger=None, **_kwargs) -> None:
+    if settings().log_format == "json":
+        service.use_json_logs(*([logger] if logger is not None else []))
+
+
+_task_fields: dict[str, Any] = {}
+
+
+@signals.task_prerun.connect
+def bind_task_fields(task_id=None, task=None, args=None, **_kwargs) -> None:
+    """Every line a task logs carries its task id and name, and a posting task's
+    partition."""
+    fields = {"task_id": task_id, "task": getattr(task, "name", None)}
+    if getattr(task, "name", None) == service.POST_TASK and args:
+        fields["partition"] = args[0]
+    context = service.log_fields(**fields)
+    context.__enter__()
+    _task_fields[task_id] = context
+
+
+@signals.task_postrun.connect
+def unbind_task_fields(task_id=None, **_kwargs) -> None:
+    context = _task_fields.pop(task_id, None)
+    if context is not None:
+        context.__exit__(None, None, None)

@@ -13,6 +13,7 @@ from datetime import timedelta
 from ledger import service
 from ledger.db import Database
 from workers.app import MAX_COUNTDOWN_SECONDS, app, settings
+from workers.metrics import observe_batch
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +92,9 @@ def post_partition(self, partition: int) -> str:
     doorbell().clear(partition)
     while True:
         try:
+            started = time.perf_counter()
             result = service.work_partition(database(), partition, limit=config.batch)
+            observe_batch(result, time.perf_counter() - started, config)
         except Exception as exc:
             # The batch rolled back and its jobs stay pending: retry until the fault is
             # gone. A fault that is not transient (code deployed before its migration, a

@@ -211,6 +211,20 @@ def main(settings: Settings, data_dir: Path = Path(".ledger"), host: str = "127.
         raise SystemExit(code)
 
 
+def _metrics_dir(settings: Settings) -> Path:
+    """The folder the API's processes and the worker's pool children keep their metrics in
+    (prometheus-client's multiprocess mode), so the API's /metrics counts them all. Ours
+    under the data folder starts empty each run; one the environment names is left as is."""
+    if settings.metrics_dir is not None:
+        return settings.metrics_dir
+    folder = settings.data_dir / "metrics"
+    if folder.is_dir():
+        for stale in folder.glob("*.db"):
+            stale.unlink()
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
 def _serve(settings: Settings, host: str, port: int, children: list[Child],
            stopping: list[int]) -> int:
     """Migrate, start the children (appending them to ``children`` as they start), and
@@ -226,6 +240,7 @@ def _serve(settings: Settings, host: str, port: int, children: list[Child],
 
     env = settings.child_environ(PYTHONUNBUFFERED="1",
                                  LEDGER_SECRET_KEY=settings.secret_key.reveal())
+    env["PROMETHEUS_MULTIPROC_DIR"] = str(_metrics_dir(settings))
     queues = settings.partition_queues() + [settings.maintenance_queue]
     py = sys.executable
     planned = [

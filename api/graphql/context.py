@@ -65,8 +65,10 @@ def committer_for(app) -> service.GroupCommitter | None:
     with _COMMITTER_LOCK:
         found = getattr(app.state, "group_committer", None)
         if found is None or found.db is not db:
+            metrics = getattr(app.state, "metrics", None)
             found = app.state.group_committer = service.GroupCommitter.of(
-                db, app.state.settings)
+                db, app.state.settings,
+                observe=metrics.group_commit_batch if metrics is not None else None)
         return found
 
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -106,6 +106,8 @@ class WorkResult:
     posted: int = 0
     failed: int = 0
     more: bool = False  # a full batch was claimed: more jobs may be waiting
+    # The distinct traceparents of the submitting requests (tracing on), for span links.
+    trace_contexts: list[str] = field(default_factory=list)
 
     def __str__(self) -> str:
         if self.busy:

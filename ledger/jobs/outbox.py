@@ -99,8 +99,9 @@ def _prepare(schema, ledger: Ledger, entries: Sequence[Any], partitions: int
 # The batches travel as one json document with one-letter keys, as the engine's do (see
 # ledger/posting/idempotency.py, before _INSERT_ENTRIES).
 _INSERT_JOBS = sa.text("""
-    INSERT INTO posting_jobs (ledger_id, ledger_ik, ik, request, partition, partition_key)
-    SELECT :ledger_id, :ledger_ik, r.k, r.q, r.p, r.y
+    INSERT INTO posting_jobs (ledger_id, ledger_ik, ik, request, partition, partition_key,
+                              trace_context)
+    SELECT :ledger_id, :ledger_ik, r.k, r.q, r.p, r.y, :trace_context
     FROM json_to_recordset(CAST(:rows AS json))
          AS r(o int, k text, q json, p int, y text)
     ORDER BY r.o
@@ -131,9 +132,9 @@ def _first_of_each_ik(prepared: list[_Accepted]) -> tuple[dict[str, int], list[_
 
 
 def _accept(conn: Connection, ledger: Ledger, unique: list[_Accepted], rows: str,
-            first_by_ik: dict[str, int]) -> dict[str, Job]:
+            first_by_ik: dict[str, int], trace_context: str | None = None) -> dict[str, Job]:
     """Insert the jobs; an ik that has a job already gets it back if the requests agree."""
-    params = {"ledger_id": ledger.id, "ledger_ik": ledger.ik}
+    params = {"ledger_id": ledger.id, "ledger_ik": ledger.ik, "trace_context": trace_context}
     # A job just inserted is pending and has no outcome: only what the row assigned
     # comes back.
     by_ik = {ik: Job(id, ledger.ik, ik, PENDING, partition, created)
@@ -167,7 +168,7 @@ def _accept(conn: Connection, ledger: Ledger, unique: list[_Accepted], rows: str
 
 def submit_entries(db: Database, ledger_ik: str, entries: Sequence[Any], *, partitions: int,
                    after_commit: Callable[[list[int]], None] | None = None,
-                   wait: float = 0.0) -> Submission:
+                   wait: float = 0.0, trace_context: str | None = None) -> Submission:
     """Accept entry requests (wire dicts, as in the seeds' LedgerEntryInput) as posting
     jobs of ledger ``ledger_ik``: all of them or, on the first bad one, none (the error
     names its index and field). An ik that already has a job gets that job back; the same
@@ -177,7 +178,8 @@ def submit_entries(db: Database, ledger_ik: str, entries: Sequence[Any], *, part
     ``after_commit(partitions)`` runs once the jobs are durable, to wake the workers of the
     partitions that have pending jobs; if it fails the jobs stay accepted and the relay
     wakes their partitions later. With ``wait`` > 0, waits up to that many seconds
-    (capped) for the jobs to finish and returns what is known then.
+    (capped) for the jobs to finish and returns what is known then. ``trace_context``: the
+    submitting request's W3C ``traceparent``, kept on each job for the worker's trace.
     """
     if not isinstance(entries, (list, tuple)) or not entries:
         raise BadRequestError("invalid_input", "entries: expected one entry or a non-empty "
@@ -193,7 +195,8 @@ def submit_entries(db: Database, ledger_ik: str, entries: Sequence[Any], *, part
     rows = fastjson.dumps([{"o": n, "k": a.request["ik"], "q": a.request, "p": a.partition,
                             "y": a.partition_key} for n, a in enumerate(unique)])
 
-    by_ik = db.run(lambda conn: _accept(conn, ledger, unique, rows, first_by_ik))
+    by_ik = db.run(lambda conn: _accept(conn, ledger, unique, rows, first_by_ik,
+                                        trace_context))
     submission = Submission([by_ik[item.request["ik"]] for item in prepared])
     if after_commit is not None and submission.pending_partitions:
         try:

@@ -76,12 +76,16 @@ class GroupCommitter:
 
     ``on_batch(ledger_ik, requests)`` is called once per batch as it is taken, in arrival
     order; ``before_commit(conn, ledger_ik, requests)`` inside each transaction attempt,
-    after the entries are written. Both are for observation and fault injection (tests)."""
+    after the entries are written. Both are for observation and fault injection (tests).
+    ``observe(entries, seconds)`` after each batch is answered: its size and how long it
+    took to post (the API's /metrics)."""
 
     def __init__(self, db: Database, *, max_batch: int = DEFAULT_MAX_BATCH,
                  window_ms: int = 0, on_batch: Callable | None = None,
-                 before_commit: Callable | None = None):
+                 before_commit: Callable | None = None,
+                 observe: Callable[[int, float], None] | None = None):
         self.db = db
+        self.observe = observe
         self.max_batch = min(max(1, max_batch), MAX_BATCH)
         self.window_seconds = max(0, window_ms) / 1000
         self.on_batch = on_batch
@@ -93,9 +97,10 @@ class GroupCommitter:
         self._queues: dict[str, deque[_Unit]] = {}
 
     @classmethod
-    def of(cls, db: Database, settings: Settings) -> "GroupCommitter":
+    def of(cls, db: Database, settings: Settings,
+           observe: Callable[[int, float], None] | None = None) -> "GroupCommitter":
         return cls(db, max_batch=settings.group_commit_max_batch,
-                   window_ms=settings.group_commit_window_ms)
+                   window_ms=settings.group_commit_window_ms, observe=observe)
 
     def post(self, ledger_ik: str, request: EntryRequest) -> PostResult:
         """Post one entry; its own refusal is raised to this caller alone."""
@@ -132,7 +137,10 @@ class GroupCommitter:
                 batch = self._take(self._queues[ledger_ik])
             if self.on_batch is not None:
                 self.on_batch(ledger_ik, [r for u in batch for r in u.requests])
+            started = time.perf_counter()
             self._post_batch(ledger_ik, batch)
+            if self.observe is not None:
+                self.observe(sum(len(u.requests) for u in batch), time.perf_counter() - started)
         finally:
             for unit in batch:
                 if unit.outcome is None:  # interrupted before an answer: never leave one hanging

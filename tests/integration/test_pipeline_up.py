@@ -154,6 +154,13 @@ def test_ledger_up_runs_the_seed_000_wallet_and_stops_cleanly(tmp_path):
         status = httpx.get(f"{up.url}/v1/jobs/{job['id']}", headers=h).json()
         assert status["status"] == "posted" and status["entry"]["id"]
 
+        # The API's /metrics counts the worker's jobs too: they share a metrics folder.
+        page = httpx.get(f"{up.url}/metrics", headers=h, timeout=30).text
+        posted = re.findall(r'^ledger_jobs_posted_total\{partition="\d+"\} (\S+)$', page, re.M)
+        failed = re.findall(r'^ledger_jobs_failed_total\{partition="\d+"\} (\S+)$', page, re.M)
+        assert sum(map(float, posted)) == 2 and sum(map(float, failed)) == 1, page
+        assert "ledger_jobs_oldest_pending_seconds{" in page
+
         # One `ledger up` per data folder: a second one refuses to start.
         second = subprocess.run(
             [sys.executable, "-m", "api.cli", "up", "--data-dir", str(data_dir),

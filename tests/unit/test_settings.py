@@ -69,6 +69,15 @@ STALLS_VARIABLES = {
     "LEDGER_GROUP_COMMIT_WINDOW_MS": ("2", "group_commit_window_ms", 2),
 }
 
+# Metrics, logs and tracing (issue 14).
+OBSERVABILITY_VARIABLES = {
+    "PROMETHEUS_MULTIPROC_DIR": ("/run/ledger-metrics", "metrics_dir",
+                                 Path("/run/ledger-metrics")),
+    "LEDGER_WORKER_METRICS_PORT": ("9101", "worker_metrics_port", 9101),
+    "LEDGER_LOG_FORMAT": ("json", "log_format", "json"),
+    "LEDGER_OTEL": ("otlp", "otel", "otlp"),
+}
+
 # An API that uses every core, and its lean request path (issue 11). The processes' default
 # is the machine's core count, so the value read is one no machine has.
 CORES_VARIABLES = {
@@ -113,6 +122,10 @@ CORES_VARIABLES = {
     ("LEDGER_SECRET_KEY", " k1 ", "secret_key", Secret("k1")),
     ("LEDGER_OLD_SECRET_KEYS", "k0, k-1,", "old_secret_keys", (Secret("k0"), Secret("k-1"))),
     ("LEDGER_WORKSPACE_NAME", " Acme wallet ", "workspace_name", "Acme wallet"),
+    *[(variable, raw, field, value)
+      for variable, (raw, field, value) in OBSERVABILITY_VARIABLES.items()],
+    ("LEDGER_LOG_FORMAT", "JSON", "log_format", "json"),
+    ("LEDGER_OTEL", "console", "otel", "console"),
 ])
 def test_each_variable_is_parsed(variable, raw, field, value):
     settings = Settings.from_env({variable: raw})
@@ -139,6 +152,7 @@ def test_every_field_is_read_from_some_variable():
            "LEDGER_WORKSPACE_NAME": "w"}
     env.update({variable: raw for variable, (raw, _, _) in STALLS_VARIABLES.items()})
     env.update({variable: raw for variable, (raw, _, _) in CORES_VARIABLES.items()})
+    env.update({variable: raw for variable, (raw, _, _) in OBSERVABILITY_VARIABLES.items()})
     settings, default = Settings.from_env(env), Settings()
 
     unchanged = [f.name for f in dataclasses.fields(Settings)
@@ -174,6 +188,11 @@ def test_empty_values_mean_unset():
     ("LEDGER_STRIPE_INBOX_EVERY_SECONDS", "-0.5"),
     ("LEDGER_MIGRATE_ON_START", "maybe"),
     ("LEDGER_MIGRATE_ON_START", "2"),
+    ("LEDGER_WORKER_METRICS_PORT", "http"),
+    ("LEDGER_WORKER_METRICS_PORT", "0"),
+    ("LEDGER_WORKER_METRICS_PORT", "70000"),
+    ("LEDGER_LOG_FORMAT", "yaml"),
+    ("LEDGER_OTEL", "jaeger"),
 ])
 def test_bad_values_raise_naming_the_variable(variable, raw):
     with pytest.raises(SettingsError, match=variable):

@@ -1,0 +1,2 @@
+"""What an operator watches: the state of the queues read from the database, and the
+structured log lines of every process."""
