@@ -350,3 +350,12 @@ __all__ = [
     "Keyring", "SecretKeyError", "check_secrets", "generate_key", "key_file_value",
     "rotate_secrets",
 ]
+
+# `ledger status`: the posting queue's backlog and lag.
+from ledger.jobs.status import PartitionBacklog, QueueStatus, queue_status  # noqa: E402
+
+__all__ += ["PartitionBacklog", "QueueStatus", "queue_status"]
+
+from ledger.stripe.config import missing_for_sync as stripe_missing_for_sync  # noqa: E402
+
+__all__ += ["stripe_missing_for_sync"]

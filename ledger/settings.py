@@ -131,6 +131,10 @@ class Settings:
     old_secret_keys: tuple[Secret, ...] = ()
     # CLI: where `ledger login` keeps its API connection. None: the platform's app folder.
     config_path: Path | None = None
+    # Where `ledger up` records what it runs (data folder, URLs, pids) for `ledger status`,
+    # `ledger down` and the admin commands started in any folder. None: the home folder's
+    # ~/.local/state/ledger (XDG_STATE_HOME/ledger when that is set).
+    state_dir: Path | None = None
     # The whole environment, for what must see variables by name: `${VAR}` substitution
     # in schema files, and the environment handed to child processes.
     environ: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
@@ -186,6 +190,7 @@ class Settings:
             old_secret_keys=tuple(Secret(k.strip()) for k in (
                 read.text("LEDGER_OLD_SECRET_KEYS") or "").split(",") if k.strip()),
             config_path=Path(p) if (p := read.text("LEDGER_CONFIG")) else None,
+            state_dir=_state_dir(read),
             environ=env,
         )
         return settings
@@ -217,6 +222,14 @@ class Settings:
         env["LEDGER_DATA_DIR"] = str(self.data_dir)
         env.update(overrides)
         return env
+
+
+def _state_dir(read: "_Reader") -> Path | None:
+    if own := read.text("LEDGER_STATE_DIR"):
+        return Path(own)
+    if xdg := read.text("XDG_STATE_HOME"):
+        return Path(xdg) / "ledger"
+    return None
 
 
 class _Reader:
