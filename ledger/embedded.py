@@ -116,6 +116,15 @@ def _start_postgres(data_dir: Path) -> tuple[str, bool]:
     return url, not reused
 
 
+def postgres_pid(data_dir: Path) -> int | None:
+    """The pid of the embedded PostgreSQL of ``data_dir`` (its postmaster.pid), if any."""
+    try:
+        first = (Path(data_dir) / PG_DIRNAME / "postmaster.pid").read_text().split("\n", 1)[0]
+        return int(first)
+    except (OSError, ValueError):
+        return None
+
+
 def stop_embedded_postgres(data_dir: Path) -> None:
     """Stop the embedded PostgreSQL of ``data_dir`` if it is running (from any process)."""
     pgserver, PostgresServer = _pgserver()
@@ -309,6 +318,7 @@ class Keepalive:
         if self.redis is not None and (self.redis.started or self.adopted_redis):
             found["redis_pid"] = self.redis.client.pid
             found["redis_socket"] = self.redis.socket_path
+            found["redis_registry"] = self.redis.client.settingregistryfile
         return found
 
 
@@ -377,6 +387,9 @@ def watchdog(servers: dict, stream) -> None:
     _say("`ledger up` is gone; stopping the embedded servers it ran")
     if servers.get("redis_pid"):
         stop_redis(servers["redis_socket"], int(servers["redis_pid"]))
+        if servers.get("redis_registry"):
+            # Names a server that is gone; the next start would only have to skip it.
+            Path(servers["redis_registry"]).unlink(missing_ok=True)
     if servers.get("postgres_data_dir"):
         stop_embedded_postgres(Path(servers["postgres_data_dir"]))
 

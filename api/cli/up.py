@@ -30,7 +30,7 @@ from sqlalchemy.engine import make_url
 
 from api.cli import runtime
 from ledger import service
-from ledger.embedded import WATCHDOG_DONE, Keepalive, resolve_servers
+from ledger.embedded import WATCHDOG_DONE, Keepalive, postgres_pid, resolve_servers
 from ledger.settings import Secret, Settings
 
 REPO = Path(__file__).resolve().parents[2]
@@ -195,9 +195,10 @@ class Watchdog:
     pipe only we hold (`ledger.embedded.watchdog`)."""
 
     proc: subprocess.Popen | None = None
+    servers: dict = field(default_factory=dict)
 
     def start(self, keepalive: Keepalive | None, log_path: Path) -> None:
-        servers = keepalive.servers() if keepalive is not None else {}
+        servers = self.servers = keepalive.servers() if keepalive is not None else {}
         if not servers:
             return
         with open(log_path, "ab") as log:
@@ -291,6 +292,26 @@ def _stop(settings: Settings, data_dir: Path, children: list["Child"],
     _say(f"ledger: stopped in {time.monotonic() - t0:.1f}s.")
 
 
+def _write_record(settings: Settings, api_url: str, host: str, port: int,
+                  children: list[Child], watchdog: Watchdog) -> None:
+    """Where everything runs, for `ledger status`, `ledger down` and the admin commands."""
+    data_dir = settings.data_dir
+    pids = {c.name: c.proc.pid for c in children}
+    pids["watchdog"] = watchdog.pid
+    if watchdog.servers.get("postgres_data_dir"):
+        pids["postgres"] = postgres_pid(data_dir)
+    pids["redis"] = watchdog.servers.get("redis_pid")
+    runtime.write_record(settings, {
+        "data_dir": str(data_dir), "api_url": api_url, "host": host, "port": port,
+        "database_url": settings.database_url, "redis_url": settings.redis_url,
+        # What the environment did not name is embedded (the settings hold resolved URLs).
+        "embedded": {"postgres": not settings.environ.get("DATABASE_URL"),
+                     "redis": not settings.environ.get("REDIS_URL")},
+        "pids": {name: pid for name, pid in pids.items() if pid},
+        "logs": str(data_dir / "logs"), "version": runtime.version(),
+        "partitions": settings.partitions, "queue_prefix": settings.queue_prefix})
+
+
 def _serve(settings: Settings, host: str, port: int, children: list[Child],
            stopping: list[int], watchdog: Watchdog) -> int:
     """Migrate, start the children (appending them to ``children`` as they start), and
@@ -331,14 +352,7 @@ def _serve(settings: Settings, host: str, port: int, children: list[Child],
         child.start(env)
         children.append(child)
 
-    runtime.write_record(settings, {
-        "data_dir": str(data_dir), "api_url": api_url, "host": host, "port": port,
-        "database_url": database_url, "redis_url": settings.redis_url,
-        "embedded": {"postgres": not settings.environ.get("DATABASE_URL"),
-                     "redis": not settings.environ.get("REDIS_URL")},
-        "pids": {c.name: c.proc.pid for c in children} | {"watchdog": watchdog.pid},
-        "logs": str(logs), "version": runtime.version(), "partitions": settings.partitions,
-        "queue_prefix": settings.queue_prefix})
+    _write_record(settings, api_url, host, port, children, watchdog)
     if not _wait_healthy(api_url, children[0], stopping):
         if stopping:
             return 0
