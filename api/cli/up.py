@@ -280,16 +280,23 @@ def _stop(settings: Settings, data_dir: Path, children: list["Child"],
         why = f" ({signal.Signals(stopping[0]).name})" if stopping else ""
         _say(f"ledger: stopping{why}...")
     deadline = time.monotonic() + STOP_TIMEOUT_SECONDS
+    took = []
     # The API first, so nothing new is accepted while the worker finishes its batch.
     for group in (children[:1], children[1:]):
+        t1 = time.monotonic()
         for child in group:
             child.terminate()
         for child in group:
             child.wait_or_kill(deadline)
+        if group:
+            took.append(f"{' and '.join(c.name for c in group)} {time.monotonic() - t1:.1f}s")
+    t1 = time.monotonic()
     if keepalive is not None:
         keepalive.stop()
+        took.append(f"embedded servers {time.monotonic() - t1:.1f}s")
     watchdog.release()
-    _say(f"ledger: stopped in {time.monotonic() - t0:.1f}s.")
+    detail = f" ({', '.join(took)})" if took else ""
+    _say(f"ledger: stopped in {time.monotonic() - t0:.1f}s{detail}.")
 
 
 def _write_record(settings: Settings, api_url: str, host: str, port: int,
