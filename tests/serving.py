@@ -34,3 +34,16 @@ def serve(app, name: str = "test-uvicorn") -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(timeout=10)
+
+
+def wait_until_up(up, timeout: float = 120) -> str:
+    """Until a `ledger up` in a subprocess (``up.proc``, its output so far ``up.text()``)
+    says it is up; its output then. If it exits or times out first: ``up.kill()``, and fail
+    showing the output."""
+    deadline = time.monotonic() + timeout
+    while "ledger: up." not in up.text():
+        if up.proc.poll() is not None or time.monotonic() > deadline:
+            up.kill()
+            raise AssertionError(f"ledger up did not come up:\n{up.text()}")
+        time.sleep(0.2)
+    return up.text()

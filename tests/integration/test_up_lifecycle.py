@@ -18,13 +18,14 @@ import tempfile
 import termios
 import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
 import psutil
 import pytest
 
-from tests.serving import free_port
+from tests.serving import free_port, wait_until_up
 
 REPO = Path(__file__).resolve().parents[2]
 # The stop measured on an idle machine is ~3.5 s (API drain, worker, beat, PostgreSQL,
@@ -93,13 +94,6 @@ class Terminal:
     def text(self) -> str:
         return self.output.decode(errors="replace")
 
-    def wait_up(self, timeout: float = 120) -> None:
-        deadline = time.monotonic() + timeout
-        while "ledger: up." not in self.text():
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                self.kill()
-                raise AssertionError(f"ledger up did not come up:\n{self.text()}")
-            time.sleep(0.2)
 
     def hang_up(self) -> None:
         self.reading = False
@@ -112,6 +106,17 @@ class Terminal:
         self.proc.wait()
         if self.reading:
             self.hang_up()
+
+
+@contextmanager
+def running(root: Path, port: int):
+    """``(terminal, pids)`` of a `ledger up` that is up; killed after, whatever happened."""
+    up = Terminal(root, port)
+    try:
+        wait_until_up(up)
+        yield up, recorded_pids(root)
+    finally:
+        up.kill()
 
 
 def recorded_pids(root: Path) -> dict[str, int]:
@@ -163,11 +168,7 @@ def test_admin_commands_never_create_a_database(place, args):
 @pytest.mark.slow
 def test_status_admin_and_down_from_elsewhere_then_sighup_then_sigkill(place):
     port = free_port()
-    up = Terminal(place, port)
-    try:
-        up.wait_up()
-        pids = recorded_pids(place)
-
+    with running(place, port) as (up, pids):
         # From another folder: status, and admin commands on the running server's database.
         status = ledger(place, "status", "--json")
         assert status.returncode == 0, status.stderr
@@ -204,28 +205,16 @@ def test_status_admin_and_down_from_elsewhere_then_sighup_then_sigkill(place):
         assert "ledger: stopping (SIGTERM)" in up.text()
         assert not (place / "data" / "runtime.json").exists()
         assert ledger(place, "status").returncode == 1
-    finally:
-        up.kill()
 
     # The terminal closes: SIGHUP stops everything, embedded servers included.
-    up = Terminal(place, port)
-    try:
-        up.wait_up()
-        pids = recorded_pids(place)
+    with running(place, port) as (up, pids):
         up.hang_up()
         assert up.proc.wait(STOP_BOUND_SECONDS + 5) == 0
         assert gone(pids, 5) == []
-    finally:
-        up.kill()
 
     # SIGKILL: no chance to stop anything; the children and the watchdog do.
-    up = Terminal(place, port)
-    try:
-        up.wait_up()
-        pids = recorded_pids(place)
+    with running(place, port) as (up, pids):
         up.proc.send_signal(signal.SIGKILL)
         up.proc.wait(5)
         assert gone(pids, 30) == [], (place / "data" / "logs" / "watchdog.log").read_text()
         assert ledger(place, "status").returncode == 1
-    finally:
-        up.kill()
