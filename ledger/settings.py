@@ -146,6 +146,10 @@ class Settings:
     # OpenTelemetry tracing: "off", "otlp" (exporter configured by the standard
     # OTEL_EXPORTER_OTLP_* variables) or "console".
     otel: str = "off"
+    # Where `ledger up` records what it runs (data folder, URLs, pids) for `ledger status`,
+    # `ledger down` and the admin commands started in any folder. None: the home folder's
+    # ~/.local/state/ledger (XDG_STATE_HOME/ledger when that is set).
+    state_dir: Path | None = None
     # The whole environment, for what must see variables by name: `${VAR}` substitution
     # in schema files, and the environment handed to child processes.
     environ: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
@@ -206,6 +210,7 @@ class Settings:
             worker_metrics_port=read.port("LEDGER_WORKER_METRICS_PORT"),
             log_format=read.choice("LEDGER_LOG_FORMAT", ("text", "json")),
             otel=read.choice("LEDGER_OTEL", ("off", "otlp", "console")),
+            state_dir=_state_dir(read),
             environ=env,
         )
         return settings
@@ -237,6 +242,14 @@ class Settings:
         env["LEDGER_DATA_DIR"] = str(self.data_dir)
         env.update(overrides)
         return env
+
+
+def _state_dir(read: "_Reader") -> Path | None:
+    if own := read.text("LEDGER_STATE_DIR"):
+        return Path(own)
+    if xdg := read.text("XDG_STATE_HOME"):
+        return Path(xdg) / "ledger"
+    return None
 
 
 class _Reader:

@@ -19,7 +19,7 @@ from typing import Any
 import httpx
 
 from ledger_sdk import documents as d
-from ledger_sdk.errors import BadRequestError, TransportError
+from ledger_sdk.errors import BadRequestError, network_error
 from ledger_sdk.history import HistoryMixin
 from ledger_sdk.links import LinksMixin
 from ledger_sdk.operations import Operation
@@ -209,7 +209,7 @@ class Client(_Core):
             try:
                 return await self._get_token()
             except httpx.TransportError as exc:
-                retry = Retry(TransportError("network_error", f"{type(exc).__name__}: {exc}"))
+                retry = Retry(network_error(exc))
             except Retry as exc:
                 retry = exc
             if attempt >= self.max_retries:
@@ -231,7 +231,7 @@ class Client(_Core):
                     continue
                 return self._handle(op, response)
             except httpx.TransportError as exc:
-                retry = Retry(TransportError("network_error", f"{type(exc).__name__}: {exc}"))
+                retry = Retry(network_error(exc))
             except Retry as exc:
                 retry = exc
             if attempt >= self.max_retries:
@@ -297,10 +297,11 @@ class Client(_Core):
         """An account's balances now, or ``at`` a time or the end of a period (``2025-02``)."""
         return await self._run(self._op_get_ledger_account(path, ledger, at))
 
-    async def get_balance(self, path: str, ledger: str | None = None,
-                          currency: str | None = None,
-                          at: datetime | str | None = None) -> int:
-        """``balance`` (own + children) of one account, in one currency."""
+    async def get_balance(self, path: str, *, currency: str | None = None,
+                          at: datetime | str | None = None, ledger: str | None = None) -> int:
+        """``balance`` (own + children) of one account, in one currency. Everything after
+        the path is keyword-only: ``get_balance(path, "USD")`` read as a ledger ik (or a
+        currency read as a ledger) would return some other balance without an error."""
         return (await self.get_ledger_account(path, ledger, at)).balance(currency)
 
     async def get_ledger_entry(self, ik: str | None = None, *, id: str | None = None,
@@ -344,7 +345,7 @@ class SyncClient(_Core):
             try:
                 return self._get_token()
             except httpx.TransportError as exc:
-                retry = Retry(TransportError("network_error", f"{type(exc).__name__}: {exc}"))
+                retry = Retry(network_error(exc))
             except Retry as exc:
                 retry = exc
             if attempt >= self.max_retries:
@@ -365,7 +366,7 @@ class SyncClient(_Core):
                     continue
                 return self._handle(op, response)
             except httpx.TransportError as exc:
-                retry = Retry(TransportError("network_error", f"{type(exc).__name__}: {exc}"))
+                retry = Retry(network_error(exc))
             except Retry as exc:
                 retry = exc
             if attempt >= self.max_retries:
@@ -422,8 +423,8 @@ class SyncClient(_Core):
                            at: datetime | str | None = None) -> LedgerAccount:
         return self._run(self._op_get_ledger_account(path, ledger, at))
 
-    def get_balance(self, path: str, ledger: str | None = None,
-                    currency: str | None = None, at: datetime | str | None = None) -> int:
+    def get_balance(self, path: str, *, currency: str | None = None,
+                    at: datetime | str | None = None, ledger: str | None = None) -> int:
         return self.get_ledger_account(path, ledger, at).balance(currency)
 
     def get_ledger_entry(self, ik: str | None = None, *, id: str | None = None,

@@ -42,6 +42,18 @@ class TransportError(LedgerAPIError):
     retryable = True
 
 
+def network_error(exc: Exception) -> TransportError:
+    """A `TransportError` for an httpx transport failure, naming the URL it tried: "connection
+    refused" alone does not say whether the address or the server is wrong."""
+    try:
+        url = str(exc.request.url)  # type: ignore[attr-defined]
+    except (AttributeError, RuntimeError):
+        url = None
+    detail = str(exc) or type(exc).__name__
+    where = f" {url}" if url else ""
+    return TransportError("network_error", f"cannot reach{where}: {type(exc).__name__}: {detail}")
+
+
 class AuthenticationError(LedgerAPIError):
     """Bad client credentials, or a token the API does not accept (HTTP 401)."""
 

@@ -53,3 +53,14 @@ def wait_healthy(proc: subprocess.Popen, url: str, logs: Path, seconds: float = 
             text = "\n".join(p.read_text() for p in logs.glob("*.log"))
             raise AssertionError(f"an API process did not come up:\n{text}")
         time.sleep(0.1)
+def wait_until_up(up, timeout: float = 120) -> str:
+    """Until a `ledger up` in a subprocess (``up.proc``, its output so far ``up.text()``)
+    says it is up; its output then. If it exits or times out first: ``up.kill()``, and fail
+    showing the output."""
+    deadline = time.monotonic() + timeout
+    while "ledger: up." not in up.text():
+        if up.proc.poll() is not None or time.monotonic() > deadline:
+            up.kill()
+            raise AssertionError(f"ledger up did not come up:\n{up.text()}")
+        time.sleep(0.2)
+    return up.text()

@@ -1,7 +1,6 @@
 """Admin commands on the database itself: audit, migrate."""
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -15,7 +14,7 @@ app = typer.Typer()
 
 @app.command("audit")
 def audit(ctx: typer.Context, ledger: Annotated[str, typer.Option("--ledger", help="The ledger's ik.")],
-          data_dir: DataDir = Path(".ledger"), as_json: JsonOut = False):
+          data_dir: DataDir = None, as_json: JsonOut = False):
     """Check a ledger's books from the tables: every line names an entry and an account of
     the ledger, every entry balances, every balance is the sum of its lines, every running
     total is right, no balance breaks a standing bound of the schema (a postcondition gte
@@ -39,7 +38,7 @@ def audit(ctx: typer.Context, ledger: Annotated[str, typer.Option("--ledger", he
 
 
 @app.command("migrate")
-def migrate(ctx: typer.Context, data_dir: DataDir = Path(".ledger")):
+def migrate(ctx: typer.Context, data_dir: DataDir = None):
     """Bring the database schema up to date (Alembic migrations)."""
 
     def body():

@@ -2,11 +2,9 @@
 database: create, list, revoke."""
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
 from api.cli.common import AdminDatabase, DataDir, JsonOut, emit_json, err, out, run, run_admin
 from ledger import service
@@ -19,7 +17,7 @@ clients_app = typer.Typer(help="API clients (OAuth2 client credentials): create,
 def api_client_create(ctx: typer.Context, name: Annotated[str, typer.Option("--name")],
                       scope: Annotated[str, typer.Option(
                           "--scope", help="write (full access) or read (read-only).")] = "write",
-                      data_dir: DataDir = Path(".ledger"), as_json: JsonOut = False):
+                      data_dir: DataDir = None, as_json: JsonOut = False):
     """Create an API client; its secret is printed once, here, and never again."""
 
     def body():
@@ -29,17 +27,20 @@ def api_client_create(ctx: typer.Context, name: Annotated[str, typer.Option("--n
             emit_json({"client_id": created.client_id, "client_secret": created.client_secret,
                         "name": created.client.name, "scope": created.client.scope})
             return
-        table = Table("client_id", "client_secret", "name", "scope")
-        table.add_row(created.client_id, created.client_secret, created.client.name,
-                      created.client.scope)
-        out.print(table)
+        # Plain lines, never table cells: a cell narrower than a secret would cut it, and a
+        # cut secret cannot be shown again.
+        for label, value in (("client id", created.client_id),
+                             ("client secret", created.client_secret),
+                             ("name", created.client.name), ("scope", created.client.scope)):
+            out.print(f"{label + ':':<15}{value}", highlight=False, markup=False,
+                      soft_wrap=True)
         err.print("Store the secret now: only its hash is kept, it cannot be shown again.")
 
     run(body)
 
 
 @clients_app.command("list")
-def api_client_list(ctx: typer.Context, data_dir: DataDir = Path(".ledger"), as_json: JsonOut = False):
+def api_client_list(ctx: typer.Context, data_dir: DataDir = None, as_json: JsonOut = False):
     """List API clients (never their secrets)."""
 
     def body():
@@ -48,18 +49,20 @@ def api_client_list(ctx: typer.Context, data_dir: DataDir = Path(".ledger"), as_
         if as_json:
             emit_json([c.to_dict() for c in found])
             return
-        table = Table("client_id", "name", "scope", "created", "revoked")
+        # One plain line a client, its id first and whole (ids are copied into `revoke`).
         for c in found:
-            table.add_row(c.id, c.name, c.scope, c.created.isoformat(timespec="seconds"),
-                          c.revoked.isoformat(timespec="seconds") if c.revoked else "")
-        out.print(table)
+            revoked = f"  revoked {c.revoked.isoformat(timespec='seconds')}" if c.revoked else ""
+            out.print(f"{c.id}  {c.scope:<5}  created {c.created.isoformat(timespec='seconds')}"
+                      f"{revoked}  {c.name}", highlight=False, markup=False, soft_wrap=True)
+        if not found:
+            err.print("no API clients (create one: ledger api-client create --name NAME)")
 
     run(body)
 
 
 @clients_app.command("revoke")
 def api_client_revoke(ctx: typer.Context, client_id: Annotated[str, typer.Argument(help="The client to revoke.")],
-                      data_dir: DataDir = Path(".ledger"), as_json: JsonOut = False):
+                      data_dir: DataDir = None, as_json: JsonOut = False):
     """Revoke an API client: its tokens stop working at once."""
 
     def body():

@@ -70,8 +70,18 @@ def run(fn, *args, **kwargs):
         raise typer.Exit(code)
 
 
+def folding_table(*headers: str, **kwargs) -> Table:
+    """A table whose cells fold onto more lines when the terminal is narrow, never cut:
+    "liabilities/users:alic…" would make two users look the same, a cut amount or id
+    would be a different one."""
+    made = Table(**kwargs)
+    for header in headers:
+        made.add_column(header, overflow="fold")
+    return made
+
+
 def lines_table(lines) -> Table:
-    table = Table("key", "account", "amount", "currency", "type")
+    table = folding_table("key", "account", "amount", "currency", "type")
     for line in lines:
         table.add_row(line.key, line.account_path, str(line.amount), line.currency,
                       line.type or "")
@@ -222,22 +232,31 @@ def api_client(settings: Settings, api_url, client_id, client_secret, auth_url,
 
 # ------------------------------------------------------------------ database (admin)
 
-DataDir = Annotated[Path, typer.Option("--data-dir", envvar="LEDGER_DATA_DIR",
-                                       help="Data folder of the embedded PostgreSQL, used "
-                                            "when DATABASE_URL is not set.")]
+DataDir = Annotated[Optional[Path], typer.Option(
+    "--data-dir", envvar="LEDGER_DATA_DIR", show_default=False,
+    help="Data folder of a `ledger up` (default: ./.ledger if it holds a database, else the "
+         "running `ledger up`); not used when DATABASE_URL is set.")]
 
 
 class AdminDatabase:
-    """The database for admin commands: DATABASE_URL, else the embedded one under the data
-    folder (started for the command if `ledger up` is not running it, and stopped after)."""
+    """The database for admin commands (`api.cli.runtime.locate`): DATABASE_URL, else the
+    one a running `ledger up` records, else the embedded one of an existing data folder
+    (started for the command and stopped after). Never a new one."""
 
-    def __init__(self, settings: Settings, data_dir: Path, migrate: bool = True):
-        self.config = replace(settings, data_dir=data_dir)
+    def __init__(self, settings: Settings, data_dir: Optional[Path], migrate: bool = True):
+        from api.cli.runtime import NotFound, locate
+
+        try:
+            self.located = locate(settings, data_dir)
+        except NotFound as exc:
+            fail(str(exc), EXIT_USAGE)
+        self.config = replace(settings, data_dir=self.located.data_dir,
+                              database_url=self.located.database_url)
         if not settings.secret_key:
             # The key `ledger up` keeps in its data folder when LEDGER_SECRET_KEY is unset.
             from ledger import service
 
-            key = service.key_file_value(data_dir, create=False)
+            key = service.key_file_value(self.located.data_dir, create=False)
             if key:
                 self.config = replace(self.config, secret_key=Secret(key))
         self.migrate = migrate
@@ -246,13 +265,12 @@ class AdminDatabase:
 
     def __enter__(self):
         from ledger.db import Database
-        from ledger.embedded import EmbeddedServerError
-        from ledger.embedded import resolve_servers
+        from ledger.embedded import EmbeddedServerError, resolve_servers
 
         url = self.config.database_url
         if not url:
             try:
-                resolved, self.keepalive = resolve_servers(self.config, redis=False)
+                resolved, self.keepalive = resolve_servers(self.config, database_only=True)
             except EmbeddedServerError as exc:
                 fail(str(exc), EXIT_TRANSIENT)
             url = resolved.database_url

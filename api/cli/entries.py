@@ -5,11 +5,10 @@ from __future__ import annotations
 from typing import Annotated, Optional
 
 import typer
-from rich.table import Table
 
 from api.cli.common import (EXIT_USAGE, ApiUrl, AuthScope, AuthUrl, ClientId, ClientSecret,
                             JsonOut, api_client, emit_json, entry_json, fail, json_option,
-                            key_values, lines_table, out, run)
+                            folding_table, key_values, lines_table, out, run)
 
 app = typer.Typer()
 
@@ -113,8 +112,8 @@ def balance(ctx: typer.Context, path: Annotated[str, typer.Argument(help="Accoun
             emit_json(value)
             return
         when = f" at {at}" if at is not None else ""
-        table = Table("currency", "own", "children", "balance",
-                      title=f"{account.path} ({account.type}){when}")
+        table = folding_table("currency", "own", "children", "balance",
+                              title=f"{account.path} ({account.type}){when}")
         for row in rows:
             table.add_row(row["currency"], row["own"], row["child"], row["balance"])
         if not rows:

@@ -7,11 +7,10 @@ from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
-from rich.table import Table
 
 from api.cli.common import (EXIT_USAGE, ApiUrl, AuthScope, AuthUrl, ClientId, ClientSecret,
-                            JsonOut, api_client, emit_json, entry_json, fail, key_values,
-                            lines_table, out, run, substitute_env)
+                            JsonOut, api_client, emit_json, entry_json, fail, folding_table,
+                            key_values, lines_table, out, run, substitute_env)
 from ledger.settings import Settings
 
 link_app = typer.Typer(help="Custom links: accounts, txs, reconcile-tx, unreconciled txs.",
@@ -46,7 +45,8 @@ def _print_txs(txs, as_json: bool, extra: dict | None = None) -> None:
     if as_json:
         emit_json({"txs": [_tx_json(x) for x in txs], **(extra or {})})
         return
-    table = Table("id", "externalId", "account", "amount", "posted", "description", "reconciled")
+    table = folding_table("id", "externalId", "account", "amount", "posted", "description",
+                          "reconciled")
     for x in txs:
         table.add_row(x.id, x.external_id, x.external_account_id, str(x.amount),
                       x.posted.isoformat(), x.description or "",

@@ -5,9 +5,10 @@ Two kinds of commands:
 * API commands (store-schema, create-ledger, add-ledger-entry, balance, entries, token,
   link ...) talk to a running API over HTTP with `ledger_sdk`, using the credentials
   `ledger login` saved (or flags / LEDGER_* environment variables).
-* Admin commands (api-client, audit, migrate, stripe ...) open the database directly,
-  found the way the server finds it: DATABASE_URL, else the embedded PostgreSQL under
-  --data-dir.
+* Admin commands (api-client, audit, migrate, stripe ...) open the database directly:
+  DATABASE_URL, else the one the running `ledger up` recorded (`api.cli.runtime`), else the
+  embedded PostgreSQL of an existing data folder. They never create one.
+* Lifecycle: up, status, down.
 """
 from __future__ import annotations
 
@@ -16,12 +17,13 @@ from typing import Annotated
 
 import typer
 
-from api.cli import (admin, clients, codegen, credentials, entries, ledgers, links,
-                     secret_keys, stripe_link)
-from api.cli.common import EXIT_USAGE, DataDir, err
+from api.cli import (admin, clients, codegen, credentials, entries, ledgers, lifecycle,
+                     links, secret_keys, stripe_link)
+from api.cli.common import EXIT_USAGE, err
 from ledger.settings import Settings, SettingsError
 
 app = typer.Typer(help="A self-hosted double-entry ledger: a database for money.",
+                  rich_markup_mode=None, context_settings={"max_content_width": 120},
                   no_args_is_help=True, add_completion=False,
                   pretty_exceptions_enable=False)
 
@@ -35,7 +37,8 @@ def read_settings(ctx: typer.Context) -> None:
         raise typer.Exit(EXIT_USAGE) from None
 
 
-for commands in (ledgers.app, entries.app, credentials.app, admin.app, codegen.app):
+for commands in (ledgers.app, entries.app, credentials.app, admin.app, codegen.app,
+                 lifecycle.app):
     app.add_typer(commands)
 app.add_typer(clients.clients_app, name="api-client")
 app.add_typer(stripe_link.stripe_app, name="stripe")
@@ -44,7 +47,10 @@ app.add_typer(secret_keys.secrets_app, name="secrets")
 
 
 @app.command("up")
-def up(ctx: typer.Context, data_dir: DataDir = Path(".ledger"),
+def up(ctx: typer.Context,
+       data_dir: Annotated[Path, typer.Option(
+           "--data-dir", envvar="LEDGER_DATA_DIR",
+           help="Data folder: embedded servers, logs, secret key.")] = Path(".ledger"),
        host: Annotated[str, typer.Option("--host")] = "127.0.0.1",
        port: Annotated[int, typer.Option("--port")] = 8000):
     """Run everything on this machine: database, Redis, migrations, API, worker and beat."""

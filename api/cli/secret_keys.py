@@ -2,7 +2,6 @@
 credentials and the token signing key): make one, and rotate to a new one."""
 from __future__ import annotations
 
-from pathlib import Path
 
 import typer
 
@@ -21,7 +20,7 @@ def generate_key():
 
 
 @secrets_app.command("rotate")
-def rotate(ctx: typer.Context, data_dir: DataDir = Path(".ledger")):
+def rotate(ctx: typer.Context, data_dir: DataDir = None):
     """Re-encrypt every stored secret with LEDGER_SECRET_KEY, reading them with it or with
     a key of LEDGER_OLD_SECRET_KEYS (comma-separated), in one transaction: either all are
     rewritten or none. Plain values left from before encryption are encrypted too. The

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from dataclasses import replace
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
-from api.cli.common import (EXIT_USAGE, AdminDatabase, emit_json, err, fail, out, run,
+from api.cli.common import (EXIT_USAGE, AdminDatabase, DataDir, emit_json, err, fail, out, run,
                             run_admin)
 from ledger import service
 from ledger.settings import Settings
@@ -17,8 +16,6 @@ from ledger.settings import Settings
 stripe_app = typer.Typer(help="The Stripe link: configure it, backfill, list problems.",
                          no_args_is_help=True)
 
-DataDirOption = Annotated[Path, typer.Option("--data-dir", envvar="LEDGER_DATA_DIR",
-                                             help="Embedded servers' folder (without DATABASE_URL).")]
 LinkOption = Annotated[Optional[str], typer.Option("--link-id", envvar="STRIPE_LINK_ID",
                                                    help="The Stripe link's id (default: stripe).")]
 
@@ -26,6 +23,16 @@ LinkOption = Annotated[Optional[str], typer.Option("--link-id", envvar="STRIPE_L
 def _config(settings: Settings, link_id: Optional[str]) -> Settings:
     """The settings, on the link ``--link-id`` names (default: STRIPE_LINK_ID, or stripe)."""
     return replace(settings, stripe_link_id=link_id) if link_id else settings
+
+
+def _missing(admin, link_id: Optional[str]) -> Optional[str]:
+    """What the link lacks to sync, as one message; None when nothing is missing."""
+    config = _config(admin.config, link_id)
+    stripe = run_admin(lambda: service.stripe_settings(admin.db, config))
+    missing = service.stripe_missing_for_sync(stripe)
+    if not missing:
+        return None
+    return f"Stripe link {stripe.link_id} is not configured: it needs " + "; ".join(missing)
 
 
 def _date(text: str, option: str) -> datetime:
@@ -44,7 +51,7 @@ def configure(ctx: typer.Context,
         param: Annotated[Optional[list[str]], typer.Option("--param", help="name=path, e.g. user_id=metadata.user_id (repeatable; replaces the mapping).")] = None,
         api_key: Annotated[bool, typer.Option("--api-key", help="Prompt for the restricted API key and store it.")] = False,
         webhook_secret: Annotated[bool, typer.Option("--webhook-secret", help="Prompt for the webhook signing secret and store it.")] = False,
-        link_id: LinkOption = None, data_dir: DataDirOption = Path(".ledger")):
+        link_id: LinkOption = None, data_dir: DataDir = None):
     """Configure the Stripe link. Secrets are prompted for (hidden), never taken as
     arguments, so they stay out of shell history; STRIPE_API_KEY / STRIPE_WEBHOOK_SECRET
     in the environment win over stored ones."""
@@ -76,7 +83,7 @@ def configure(ctx: typer.Context,
 @stripe_app.command("backfill")
 def backfill(ctx: typer.Context, since: Annotated[str, typer.Option("--since", help="Start of the window (date or time, UTC if no offset).")],
              until: Annotated[Optional[str], typer.Option("--until", help="End of the window (default: now).")] = None,
-             link_id: LinkOption = None, data_dir: DataDirOption = Path(".ledger"),
+             link_id: LinkOption = None, data_dir: DataDir = None,
              as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False):
     """List Stripe balance transactions created since DATE, sync the settled ones and
     reconcile their charges. Safe to repeat; an interrupted run with the same --since
@@ -92,6 +99,8 @@ def backfill(ctx: typer.Context, since: Annotated[str, typer.Option("--since", h
         start = _date(since, "--since")
         end = _date(until, "--until") if until else None
         with AdminDatabase(ctx.obj, data_dir) as admin:
+            if missing := _missing(admin, link_id):
+                fail(missing, EXIT_USAGE)
             with Progress(TextColumn("[progress.description]{task.description}"), BarColumn(),
                           TextColumn("{task.percentage:>3.0f}%"), TimeElapsedColumn(),
                           console=err, transient=as_json) as bar:
@@ -123,19 +132,26 @@ def backfill(ctx: typer.Context, since: Annotated[str, typer.Option("--since", h
 
 
 @stripe_app.command("problems")
-def problems(ctx: typer.Context, link_id: LinkOption = None, data_dir: DataDirOption = Path(".ledger"),
+def problems(ctx: typer.Context, link_id: LinkOption = None, data_dir: DataDir = None,
              as_json: Annotated[bool, typer.Option("--json")] = False):
     """Settled charges left unreconciled, and why (for example a missing metadata.user_id)."""
     def body():
         with AdminDatabase(ctx.obj, data_dir) as admin:
+            missing = _missing(admin, link_id)
             found = run_admin(lambda: service.stripe_problems(admin.db, _config(admin.config, link_id)))
+        # What is missing comes first: "No problems." from a link that never synced
+        # anything would say the opposite of the truth.
+        if missing:
+            err.print(f"error: {missing}", highlight=False, markup=False)
         if as_json:
             emit_json([{"balance_transaction": p.balance_transaction, "source": p.source,
                              "reason": p.reason} for p in found])
-            return
-        if not found:
-            out.print("No problems.")
-        for p in found:
-            out.print(f"{p.balance_transaction} ({p.source}): {p.reason}", highlight=False)
+        else:
+            if not found and not missing:
+                out.print("No problems.")
+            for p in found:
+                out.print(f"{p.balance_transaction} ({p.source}): {p.reason}", highlight=False)
+        if missing:
+            raise typer.Exit(EXIT_USAGE)
 
     run(body)

@@ -5,14 +5,20 @@ PostgreSQL and Redis under the data folder, which survive restarts), runs the mi
 creates an API client on the very first start (and, when LEDGER_SECRET_KEY is unset, the key
 that encrypts stored secrets, in ``<data folder>/secret.key``), then runs three child processes: the API
 (uvicorn, one process per core: LEDGER_API_PROCESSES), one Celery worker consuming every partition queue, and the single beat. It
-watches them; Ctrl-C or SIGTERM stops all of them, and the embedded servers it started.
+watches them; Ctrl-C, SIGTERM, SIGHUP (the terminal closed) or `ledger down` stop all of them,
+and the embedded servers. A watchdog process stops the embedded servers if `ledger up` itself
+is killed. While it runs, a runtime record (`api.cli.runtime`) tells `ledger status`,
+`ledger down` and the admin commands where everything is.
 """
 from __future__ import annotations
 
 import ctypes
+import errno
 import fcntl
+import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -22,19 +28,25 @@ from pathlib import Path
 import httpx
 from sqlalchemy.engine import make_url
 
+from api.cli import runtime
 from ledger import service
-from ledger.embedded import resolve_servers
+from ledger.embedded import WATCHDOG_DONE, Keepalive, postgres_pid, resolve_servers
 from ledger.settings import Secret, Settings
 
 REPO = Path(__file__).resolve().parents[2]
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+# SIGHUP: the terminal `ledger up` runs in was closed; that stops it like Ctrl-C.
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 # A worker finishing its batch and the API draining requests take seconds; anything still
 # running after this is killed so that `ledger up` always ends.
 STOP_TIMEOUT_SECONDS = 30
 
 
 def _say(message: str = "") -> None:
-    print(message, flush=True)
+    try:
+        print(message, flush=True)
+    except OSError:
+        # The terminal is gone (SIGHUP): stopping must go on without anyone to tell.
+        pass
 
 
 def _die_with_parent() -> None:
@@ -158,6 +170,59 @@ def _with_secret_key(settings: Settings, data_dir: Path) -> Settings:
     return replace(settings, secret_key=Secret(key))
 
 
+def port_problem(host: str, port: int) -> str | None:
+    """Why the API could not listen on ``host:port``, or None if it can. Checked before
+    anything starts: a busy port found after the first client was printed would leave
+    credentials for a server that never came up."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        # As uvicorn binds: a port left in TIME_WAIT by a previous run is free.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                return (f"port {port} on {host} is already in use (another `ledger up` or "
+                        "another server?); stop it, or choose another port with --port")
+            return f"cannot listen on {host}:{port}: {exc.strerror or exc}"
+    return None
+
+
+@dataclass
+class Watchdog:
+    """A process in its own session that stops the embedded servers `ledger up` runs if
+    `ledger up` ends without stopping them (SIGKILL, a crash): it waits for the end of a
+    pipe only we hold (`ledger.embedded.watchdog`)."""
+
+    proc: subprocess.Popen | None = None
+    servers: dict = field(default_factory=dict)
+
+    def start(self, keepalive: Keepalive | None, log_path: Path) -> None:
+        servers = self.servers = keepalive.servers() if keepalive is not None else {}
+        if not servers:
+            return
+        with open(log_path, "ab") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "ledger.embedded", json.dumps(servers)], cwd=REPO,
+                stdin=subprocess.PIPE, stdout=log, stderr=subprocess.STDOUT,
+                start_new_session=True)
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc is not None else None
+
+    def release(self) -> None:
+        """We stopped the servers ourselves: the watchdog ends without touching them."""
+        if self.proc is None:
+            return
+        try:
+            self.proc.stdin.write(WATCHDOG_DONE)
+            self.proc.stdin.close()
+            self.proc.wait(5)
+        except (OSError, subprocess.TimeoutExpired):
+            self.proc.kill()
+
+
 def main(settings: Settings, data_dir: Path = Path(".ledger"), host: str = "127.0.0.1",
          port: int = 8000) -> None:
     from ledger.embedded import EmbeddedServerError
@@ -173,6 +238,9 @@ def main(settings: Settings, data_dir: Path = Path(".ledger"), host: str = "127.
         _say(f"ledger: another `ledger up` is already running on {data_dir}; stop it first, "
              "or give this one its own --data-dir")
         raise SystemExit(1) from None
+    if problem := port_problem(host, port):
+        _say(f"ledger: {problem}")
+        raise SystemExit(1)
     settings = _with_secret_key(settings, data_dir)
     stopping: list[int] = []
 
@@ -182,31 +250,21 @@ def main(settings: Settings, data_dir: Path = Path(".ledger"), host: str = "127.
     previous = {s: signal.signal(s, on_signal) for s in STOP_SIGNALS}
     children: list[Child] = []
     keepalive = None
+    watchdog = Watchdog()
     code = 0
     try:
-        resolved, keepalive = resolve_servers(replace(settings, data_dir=data_dir))
-        code = _serve(resolved, host, port, children, stopping)
+        # The lock says no other `ledger up` serves this folder: servers found running on it
+        # were left by one that ended badly, and are ours to stop.
+        resolved, keepalive = resolve_servers(replace(settings, data_dir=data_dir), adopt=True)
+        watchdog.start(keepalive, data_dir / "logs" / "watchdog.log")
+        code = _serve(resolved, host, port, children, stopping, watchdog)
     except EmbeddedServerError as exc:
         _say(f"ledger: {exc}")
         code = 1
     finally:
-        # From here on a second Ctrl-C must not leave things half-stopped.
-        for s in STOP_SIGNALS:
-            signal.signal(s, signal.SIG_IGN)
-        if children:
-            _say("ledger: stopping...")
-        deadline = time.monotonic() + STOP_TIMEOUT_SECONDS
-        # The API first, so nothing new is accepted while the worker finishes its batch.
-        for group in (children[:1], children[1:]):
-            for child in group:
-                child.terminate()
-            for child in group:
-                child.wait_or_kill(deadline)
-        if keepalive is not None:
-            keepalive.stop()
+        _stop(settings, data_dir, children, keepalive, watchdog, stopping)
         for s, handler in previous.items():
             signal.signal(s, handler)
-        _say("ledger: stopped.")
     if code:
         raise SystemExit(code)
 
@@ -223,10 +281,58 @@ def _metrics_dir(settings: Settings) -> Path:
             stale.unlink()
     folder.mkdir(parents=True, exist_ok=True)
     return folder
+def _stop(settings: Settings, data_dir: Path, children: list["Child"],
+          keepalive: Keepalive | None, watchdog: Watchdog, stopping: list[int]) -> None:
+    # From here on a second Ctrl-C must not leave things half-stopped.
+    for s in STOP_SIGNALS:
+        signal.signal(s, signal.SIG_IGN)
+    runtime.remove_record(settings, data_dir)
+    t0 = time.monotonic()
+    if children:
+        why = f" ({signal.Signals(stopping[0]).name})" if stopping else ""
+        _say(f"ledger: stopping{why}...")
+    deadline = time.monotonic() + STOP_TIMEOUT_SECONDS
+    took = []
+    # The API first, so nothing new is accepted while the worker finishes its batch.
+    for group in (children[:1], children[1:]):
+        t1 = time.monotonic()
+        for child in group:
+            child.terminate()
+        for child in group:
+            child.wait_or_kill(deadline)
+        if group:
+            took.append(f"{' and '.join(c.name for c in group)} {time.monotonic() - t1:.1f}s")
+    t1 = time.monotonic()
+    if keepalive is not None:
+        keepalive.stop()
+        took.append(f"embedded servers {time.monotonic() - t1:.1f}s")
+    watchdog.release()
+    detail = f" ({', '.join(took)})" if took else ""
+    _say(f"ledger: stopped in {time.monotonic() - t0:.1f}s{detail}.")
+
+
+def _write_record(settings: Settings, api_url: str, host: str, port: int,
+                  children: list[Child], watchdog: Watchdog) -> None:
+    """Where everything runs, for `ledger status`, `ledger down` and the admin commands."""
+    data_dir = settings.data_dir
+    pids = {c.name: c.proc.pid for c in children}
+    pids["watchdog"] = watchdog.pid
+    if watchdog.servers.get("postgres_data_dir"):
+        pids["postgres"] = postgres_pid(data_dir)
+    pids["redis"] = watchdog.servers.get("redis_pid")
+    runtime.write_record(settings, {
+        "data_dir": str(data_dir), "api_url": api_url, "host": host, "port": port,
+        "database_url": settings.database_url, "redis_url": settings.redis_url,
+        # What the environment did not name is embedded (the settings hold resolved URLs).
+        "embedded": {"postgres": not settings.environ.get("DATABASE_URL"),
+                     "redis": not settings.environ.get("REDIS_URL")},
+        "pids": {name: pid for name, pid in pids.items() if pid},
+        "logs": str(data_dir / "logs"), "version": runtime.version(),
+        "partitions": settings.partitions, "queue_prefix": settings.queue_prefix})
 
 
 def _serve(settings: Settings, host: str, port: int, children: list[Child],
-           stopping: list[int]) -> int:
+           stopping: list[int], watchdog: Watchdog) -> int:
     """Migrate, start the children (appending them to ``children`` as they start), and
     watch them until a stop signal (0) or until one of them dies (1)."""
     from ledger.migrate import upgrade
@@ -266,6 +372,7 @@ def _serve(settings: Settings, host: str, port: int, children: list[Child],
         child.start(env)
         children.append(child)
 
+    _write_record(settings, api_url, host, port, children, watchdog)
     if not _wait_healthy(api_url, children[0], stopping):
         if stopping:
             return 0
@@ -283,7 +390,7 @@ def _serve(settings: Settings, host: str, port: int, children: list[Child],
     _say(f"ledger:     database {_redacted(database_url)}")
     _say(f"ledger:     broker   {_redacted(settings.redis_url)}")
     _say(f"ledger:     logs     {logs}/{{api,worker,beat}}.log")
-    _say("ledger: Ctrl-C stops everything.")
+    _say("ledger: Ctrl-C (or `ledger down`) stops everything; `ledger status` shows it.")
 
     while not stopping:
         dead = [c for c in children if not c.running()]

@@ -111,3 +111,18 @@ def load_settings(db: Database, config: Settings) -> StripeSettings:
         api_key=api_key, webhook_secret=webhook_secret,
         done_until=row.backfill_done_until if row is not None else None,
         api_base=config.stripe_api_base or None)
+
+
+def missing_for_sync(settings: StripeSettings) -> list[str]:
+    """What the link lacks before it can sync and reconcile charges, each with how to set
+    it; empty when nothing is missing. Said before any work starts, so a command never
+    reports "no problems" or draws progress for a link that cannot run."""
+    missing = []
+    if not settings.api_key:
+        missing.append("an API key (STRIPE_API_KEY, or `ledger stripe configure --api-key`)")
+    if not settings.ledger_ik:
+        missing.append("a ledger to reconcile into (`ledger stripe configure --ledger IK`)")
+    if not settings.charge_entry_type:
+        missing.append("the entry type of a charge "
+                       "(`ledger stripe configure --entry-type TYPE`)")
+    return missing

@@ -70,3 +70,36 @@ def test_urls_given_start_nothing(data_dir):
     assert redis_url == "redis://cache.example:6379/0"
     assert keepalive.postgres_data_dir is None and keepalive.redis is None
     assert not data_dir.exists()
+
+
+def test_adopted_servers_are_stopped_by_the_adopter(data_dir, monkeypatch):
+    """`ledger up` holds its folder's lock, so servers it finds running there were left by a
+    run that died; it adopts them and stops them when it stops (before, they outlived it)."""
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    monkeypatch.delenv("REDIS_URL", raising=False)
+
+    database_url, redis_url, left_behind = resolve_urls(data_dir)
+    try:
+        again_db, again_redis, adopter = resolve_urls(data_dir, adopt=True)
+        assert (again_db, again_redis) == (database_url, redis_url)
+        assert adopter.servers()["postgres_data_dir"] == str(data_dir.resolve())
+        assert adopter.servers()["redis_pid"] == left_behind.redis.client.pid
+        adopter.stop()
+
+        with pytest.raises(redis.ConnectionError):
+            redis.Redis.from_url(redis_url).ping()
+        engine = sa.create_engine(Database(database_url).url)
+        with pytest.raises(sa.exc.OperationalError):
+            engine.connect()
+        engine.dispose()
+    finally:
+        left_behind.stop()
+
+
+def test_database_only_starts_no_redis(data_dir):
+    database_url, redis_url, keepalive = resolve_urls(data_dir, redis=False)
+    try:
+        assert database_url.startswith("postgresql://") and redis_url == ""
+        assert keepalive.redis is None and not (data_dir / "redis.db").exists()
+    finally:
+        keepalive.stop()

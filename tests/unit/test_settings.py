@@ -37,7 +37,7 @@ def test_defaults_with_an_empty_environment(monkeypatch):
     assert settings.stripe_api_base is None
     assert settings.stripe_backfill_every_seconds == 900.0
     assert settings.stripe_inbox_every_seconds == 60.0
-    assert settings.config_path is None
+    assert settings.config_path is None and settings.state_dir is None
     assert settings.api_processes == (os.cpu_count() or 1)
     assert (settings.db_reserved_connections, settings.client_cache_seconds) == (20, 1.0)
     assert settings.environ == {}
@@ -117,6 +117,8 @@ CORES_VARIABLES = {
     ("LEDGER_STRIPE_BACKFILL_EVERY_SECONDS", "120", "stripe_backfill_every_seconds", 120.0),
     ("LEDGER_STRIPE_INBOX_EVERY_SECONDS", "15", "stripe_inbox_every_seconds", 15.0),
     ("LEDGER_CONFIG", "/home/u/ledger.json", "config_path", Path("/home/u/ledger.json")),
+    ("LEDGER_STATE_DIR", "/run/ledger", "state_dir", Path("/run/ledger")),
+    ("XDG_STATE_HOME", "/home/u/.state", "state_dir", Path("/home/u/.state/ledger")),
     *[(variable, raw, field, value) for variable, (raw, field, value) in STALLS_VARIABLES.items()],
     *[(variable, raw, field, value) for variable, (raw, field, value) in CORES_VARIABLES.items()],
     ("LEDGER_SECRET_KEY", " k1 ", "secret_key", Secret("k1")),
@@ -148,7 +150,7 @@ def test_every_field_is_read_from_some_variable():
            "STRIPE_LINK_ID": "l", "STRIPE_API_KEY": "k", "STRIPE_WEBHOOK_SECRET": "s",
            "STRIPE_API_BASE": "http://b", "LEDGER_STRIPE_BACKFILL_EVERY_SECONDS": "8",
            "LEDGER_STRIPE_INBOX_EVERY_SECONDS": "8", "LEDGER_CONFIG": "c",
-           "LEDGER_SECRET_KEY": "k", "LEDGER_OLD_SECRET_KEYS": "o",
+           "LEDGER_SECRET_KEY": "k", "LEDGER_OLD_SECRET_KEYS": "o", "LEDGER_STATE_DIR": "s",
            "LEDGER_WORKSPACE_NAME": "w"}
     env.update({variable: raw for variable, (raw, _, _) in STALLS_VARIABLES.items()})
     env.update({variable: raw for variable, (raw, _, _) in CORES_VARIABLES.items()})
@@ -296,3 +298,8 @@ def test_surrounding_spaces_are_not_part_of_a_value():
     settings = Settings.from_env({"LEDGER_QUEUE_PREFIX": "  ", "REDIS_URL": " redis://h:1/0 "})
     assert settings.queue_prefix == "ledger.post"
     assert settings.redis_url == "redis://h:1/0"
+
+
+def test_the_state_folder_of_ledger_up_prefers_its_own_variable():
+    settings = Settings.from_env({"LEDGER_STATE_DIR": "/a", "XDG_STATE_HOME": "/b"})
+    assert settings.state_dir == Path("/a")
