@@ -66,13 +66,17 @@ class LedgerLine:
     description: str | None
     posted: datetime
     created: datetime
+    # The account's own balance in this currency right after the line, (posted, id) order.
+    running_balance: int | None = None
 
     @classmethod
     def from_wire(cls, data: dict) -> "LedgerLine":
+        running = data.get("runningBalance")
         return cls(id=data["id"], key=data["key"], amount=int(data["amount"]),
                    currency=data["currency"]["code"], account_path=data["account"]["path"],
                    type=data.get("type"), description=data.get("description"),
-                   posted=parse_time(data["posted"]), created=parse_time(data["created"]))
+                   posted=parse_time(data["posted"]), created=parse_time(data["created"]),
+                   running_balance=int(running) if running is not None else None)
 
 
 @dataclass

@@ -94,6 +94,13 @@ class LedgerLine:
     def external_tx_id(self) -> Optional[str]:
         return self._line.tx_external_id
 
+    @strawberry.field(description="The account's own balance in this line's currency right "
+                                  "after this line, in (posted, id) order: a backdated line "
+                                  "shows the balance as of its time, and the lines after it "
+                                  "theirs.")
+    def running_balance(self) -> Optional[Int96]:
+        return self._line.running_balance
+
 
 @strawberry.type
 class LedgerLinesConnection:

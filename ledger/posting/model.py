@@ -20,6 +20,9 @@ class Line:
     # asset, liability, income or expense: lets a reader tell debit from credit without
     # looking the account up again.
     account_type: str | None = None
+    # The own balance of the account in this currency right after this line, in (posted,
+    # id) order; None until read (see ledger.posting.rollup.running_balances).
+    running_balance: int | None = None
 
 
 @dataclass

@@ -106,3 +106,48 @@ def number_lines(conn: Connection, account_ids: list[int], currencies: list[str]
         "UPDATE lines x SET balance_after = r.total FROM run r "
         "WHERE x.id = r.id AND x.balance_after IS DISTINCT FROM r.total"),
         {"ids": list(account_ids), "curs": list(currencies)})
+
+
+# The stored ``balance_after`` of a line is exact when no line of its (account, currency)
+# earlier in (posted, id) order still waits for the rollup; from the earliest such line on
+# the total is that line's predecessor's plus the amounts up to the line, so a read is
+# exact at once instead of when the rollup catches up. The partial index
+# lines_pending_total finds the earliest waiting line; the sum walks only the lines after
+# it (the rollup's backlog), on lines_account_posted.
+_RUNNING = sa.text(
+    "WITH l AS (SELECT id, account_id, currency, posted, balance_after FROM lines "
+    "           WHERE id = ANY(CAST(:ids AS bigint[]))), "
+    "e AS (SELECT k.account_id, k.currency, p.posted, p.id FROM "
+    "      (SELECT DISTINCT account_id, currency FROM l) k CROSS JOIN LATERAL ("
+    "        SELECT x.posted, x.id FROM lines x WHERE x.account_id = k.account_id "
+    "        AND x.currency = k.currency AND x.balance_after IS NULL "
+    "        ORDER BY x.posted, x.id LIMIT 1) p) "
+    "SELECT l.id, CASE WHEN e.id IS NULL OR (l.posted, l.id) < (e.posted, e.id) "
+    "  THEN l.balance_after "
+    "  ELSE coalesce((SELECT x.balance_after FROM lines x WHERE x.account_id = l.account_id "
+    "      AND x.currency = l.currency AND (x.posted, x.id) < (e.posted, e.id) "
+    "      ORDER BY x.posted DESC, x.id DESC LIMIT 1), 0) "
+    "    + (SELECT sum(x.amount) FROM lines x WHERE x.account_id = l.account_id "
+    "      AND x.currency = l.currency AND (x.posted, x.id) >= (e.posted, e.id) "
+    "      AND (x.posted, x.id) <= (l.posted, l.id)) END "
+    "FROM l LEFT JOIN e ON e.account_id = l.account_id AND e.currency = l.currency")
+
+
+def running_balances(conn: Connection, line_ids: list[int]) -> dict[int, int]:
+    """The own balance of each line's account in the line's currency right after the line,
+    in (posted, id) order, counting every committed line: by line id."""
+    if not line_ids:
+        return {}
+    return {int(r[0]): int(r[1]) for r in conn.execute(_RUNNING, {"ids": list(line_ids)})
+            if r[1] is not None}
+
+
+def fill_running_balances(conn: Connection, lines: list) -> list:
+    """Set ``running_balance`` on the ``Line`` objects that lack it (one query); returns them."""
+    missing = [int(line.id) for line in lines if line.running_balance is None]
+    if missing:
+        found = running_balances(conn, missing)
+        for line in lines:
+            if line.running_balance is None:
+                line.running_balance = found.get(int(line.id))
+    return lines
