@@ -18,6 +18,7 @@ import typer
 
 from api.cli import (admin, clients, credentials, entries, ledgers, links, secret_keys,
                      stripe_link)
+from api.cli import statement
 from api.cli.common import EXIT_USAGE, DataDir, err
 from ledger.settings import Settings, SettingsError
 
@@ -41,6 +42,7 @@ app.add_typer(clients.clients_app, name="api-client")
 app.add_typer(stripe_link.stripe_app, name="stripe")
 app.add_typer(links.link_app, name="link")
 app.add_typer(secret_keys.secrets_app, name="secrets")
+app.add_typer(statement.app)
 
 
 @app.command("up")
