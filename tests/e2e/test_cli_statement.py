@@ -6,31 +6,35 @@ from __future__ import annotations
 import csv
 import io
 import json
+from datetime import datetime
 
+import json5
+
+from ledger import service
 from tests.e2e.test_cli import WALLET, cli_env, ledger, logged_in  # noqa: F401 (fixtures)
+from tests.integration.test_history import post
 
 
-def test_statement_table_json_csv_and_period(logged_in, unique):
-    env, home, _ = logged_in
-    key = unique("cli-statement")
+def test_statement_table_json_csv_and_period(logged_in, db, unique):
+    env, _, _ = logged_in
+    # The books are made directly; what runs through the CLI is the statement.
+    schema = json5.loads(WALLET.read_text())
+    schema["key"] = unique("cli-statement")
+    service.store_schema(db, schema)
     ledger_ik = unique("cli-statement-ledger")
-    schema = home / "statement-wallet.jsonc"
-    schema.write_text(WALLET.read_text().replace('"key": "wallet"', f'"key": "{key}"', 1))
-    ledger(env, "store-schema", "--path", str(schema))
-    ledger(env, "create-ledger", "--ik", ledger_ik, "--name", "Statement", "--schema", key)
+    service.create_ledger(db, ledger_ik, "Statement", schema["key"])
 
-    def post(type_, ik, posted, *params):
-        args = [x for p in params for x in ("-p", p)]
-        return json.loads(ledger(env, "add-ledger-entry", "--ledger", ledger_ik, "--type",
-                                 type_, "--ik", ik, "--posted", posted, *args,
-                                 "--json").stdout)
+    def at(text):
+        return datetime.fromisoformat(text)
 
-    post("deposit", "s-1", "2025-02-01T09:00:00Z", "user_id=ana", "amount=1000")
-    post("transfer", "s-2", "2025-02-10T12:30:00Z", "from_id=ana", "to_id=bo", "amount=250")
-    post("deposit", "s-3", "2025-03-01T08:00:00Z", "user_id=ana", "amount=40")
-    post("deposit", "s-4", "2025-02-05T10:00:00Z", "user_id=ana", "amount=5")  # backdated
-    wrong = post("deposit", "s-5", "2025-02-20T10:00:00Z", "user_id=ana", "amount=7")
-    ledger(env, "reverse-ledger-entry", "--id", wrong["id"])
+    post(db, ledger_ik, "deposit", at("2025-02-01T09:00:00+00:00"), user_id="ana", amount=1000)
+    post(db, ledger_ik, "transfer", at("2025-02-10T12:30:00+00:00"),
+         from_id="ana", to_id="bo", amount=250)
+    post(db, ledger_ik, "deposit", at("2025-03-01T08:00:00+00:00"), user_id="ana", amount=40)
+    post(db, ledger_ik, "deposit", at("2025-02-05T10:00:00+00:00"), user_id="ana", amount=5)
+    wrong = post(db, ledger_ik, "deposit", at("2025-02-20T10:00:00+00:00"), user_id="ana",
+                 amount=7)
+    service.reverse_ledger_entry(db, id=wrong.entry.id)
     path = "liabilities/users:ana/available"
 
     every = json.loads(ledger(env, "statement", path, "--ledger", ledger_ik, "--json").stdout)
