@@ -373,6 +373,7 @@ __all__ += ["OpenedAccount", "open_ledger_account"]
 
 
 from ledger.history.account_lines import AccountLines, EntryRef, account_lines  # noqa: E402
+from ledger.ledgers import parse_id  # noqa: E402
 
 
 def list_account_lines(db: Database, ledger_ik: str, path: str, *, first: int | None = None,
@@ -385,4 +386,13 @@ def list_account_lines(db: Database, ledger_ik: str, path: str, *, first: int | 
         return account_lines(conn, load_ledger(conn, ledger_ik), path, first, after, period)
 
 
-__all__ += ["AccountLines", "EntryRef", "list_account_lines"]
+def line_running_balances(db: Database, line_ids: list[str]) -> dict[str, int]:
+    """``line_running_balances(db, line_ids) -> {line id: running balance}``: the own balance
+    of each line's account in its currency right after the line, in (posted, id) order,
+    counting every committed line; ids of no line are left out."""
+    ids = [n for n in map(parse_id, line_ids) if n is not None]
+    with db.transaction() as conn:
+        return {str(k): v for k, v in _rollup.running_balances(conn, ids).items()}
+
+
+__all__ += ["AccountLines", "EntryRef", "line_running_balances", "list_account_lines"]

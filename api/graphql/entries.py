@@ -98,7 +98,12 @@ class LedgerLine:
                                   "after this line, in (posted, id) order: a backdated line "
                                   "shows the balance as of its time, and the lines after it "
                                   "theirs.")
-    def running_balance(self) -> Optional[Int96]:
+    def running_balance(self, info: Info) -> Optional[Int96]:
+        if self._line.running_balance is None:
+            # A posting result whose line's total was not free at posting (backdated, or of
+            # an eventual account): read now, after commit, holding no balance row.
+            ctx: Context = info.context
+            return service.line_running_balances(ctx.db, [self._line.id]).get(self._line.id)
         return self._line.running_balance
 
 

@@ -170,20 +170,19 @@ def _apply(conn: Connection, ledger: Ledger, schema: Schema, entries: list[Compi
             results[index] = Posted(str(entry_id), False)
         return
     # The accepted entries' lines were inserted in order, and ``ids`` is aligned with them.
+    # Running totals known without a query; the others (backdated lines, eventual accounts)
+    # stay None, to be read after commit by whoever asks (service.line_running_balances),
+    # rather than cost every batch a query while it holds its balance rows.
     line_ids, line_totals = iter(ids), iter(totals)
-    made = []
     for e, entry_id, index in moved.accepted:
         posted = e.request.posted or now
         eid = str(entry_id)
         lines = [Line(str(next(line_ids)), eid, l.key, l.path, l.amount, l.currency, posted,
                       now, l.tx, l.description, l.account.type, next(line_totals))
                  for l in e.lines]
-        made += lines
         entry = Entry(eid, ledger.ik, e.request.ik, e.type, e.description, posted, now,
                       e.tags, e.groups, lines)
         results[index] = PostResult(entry, lines, False)
-    # Backdated lines and those of eventual accounts: their totals are read back.
-    fill_running_balances(conn, made)
 
 
 class _Moves:

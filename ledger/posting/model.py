@@ -21,7 +21,8 @@ class Line:
     # looking the account up again.
     account_type: str | None = None
     # The own balance of the account in this currency right after this line, in (posted,
-    # id) order; None until read (see ledger.posting.rollup.running_balances).
+    # id) order (ledger.posting.rollup.running_balances). Lines read back carry it; a posting
+    # result only where it came free (not for a backdated line or an eventual account's).
     running_balance: int | None = None
 
 

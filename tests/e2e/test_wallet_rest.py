@@ -154,3 +154,20 @@ def test_wallet_routes_share_the_auth_and_errors_of_v1(api, rest, read_token, le
                  "/v1/ledgers/{ledger_ik}/accounts/{path}/lines",
                  "/v1/ledgers/{ledger_ik}/entries/{entry_ik}", "/v1/ledgers/{ledger_ik}/accounts"):
         assert path in paths
+
+
+ADD = """mutation($ik: SafeString!, $entry: LedgerEntryInput!) { addLedgerEntry(ik: $ik, entry: $entry) {
+  ... on AddLedgerEntryResult { lines { account { path } amount runningBalance } } } }"""
+
+
+def test_mutation_results_carry_the_running_balance_backdated_too(db, gql, ledger):
+    def add(ik, posted, amount):
+        entry = {"ledger": {"ik": ledger}, "type": "deposit", "posted": posted,
+                 "parameters": {"user": "dora", "amount": str(amount)}}
+        lines = gql(ADD, {"ik": ik, "entry": entry}).json()["data"]["addLedgerEntry"]["lines"]
+        return {x["account"]["path"]: x["runningBalance"] for x in lines}
+
+    assert add("m-1", "2025-03-01T00:00:00Z", 10)["liabilities/users:dora/available"] == "10"
+    assert add("m-2", "2025-03-03T00:00:00Z", 20)["liabilities/users:dora/available"] == "30"
+    # Backdated between the two: the balance as of its time.
+    assert add("m-3", "2025-03-02T00:00:00Z", 5)["liabilities/users:dora/available"] == "15"
