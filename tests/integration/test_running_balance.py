@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from ledger import service
 from ledger.errors import BadRequestError
-from ledger.service import EntryRequest
+from ledger.service import EntryRequest, GroupCommitter
 from tests.integration.test_history import ALICE, day, make_ledger, post
 
 USERS = ("alice", "bob", "carol")
@@ -65,17 +65,20 @@ def _at(hour: int | None):
     return None if hour is None else day(1) + timedelta(hours=hour)
 
 
-def _apply(db, ledger: str, op: tuple, posted: list[str]) -> None:
+def _apply(db, ledger: str, op: tuple, posted: list[str], committer=None) -> None:
     """One operation; refusals (a transfer overdrawing, a reversal crossing a condition)
     write nothing and are part of the game."""
+    def add(type_: str, hour: int | None, **parameters) -> None:
+        r = service.add_ledger_entry(db, ledger, EntryRequest(
+            ik=secrets.token_hex(8), type=type_, posted=_at(hour),
+            parameters={k: str(v) for k, v in parameters.items()}), committer)
+        posted.append(r.entry.id)
+
     try:
         if op[0] == "deposit":
-            r = post(db, ledger, "deposit", posted=_at(op[3]), user=op[1], amount=op[2])
-            posted.append(r.entry.id)
+            add("deposit", op[3], user=op[1], amount=op[2])
         elif op[0] == "transfer":
-            r = post(db, ledger, "transfer", posted=_at(op[4]),
-                     **{"from": op[1], "to": op[2], "amount": op[3]})
-            posted.append(r.entry.id)
+            add("transfer", op[4], **{"from": op[1], "to": op[2], "amount": op[3]})
         elif op[0] == "reverse" and posted:
             service.reverse_ledger_entry(db, id=posted[op[1] % len(posted)])
         elif op[0] == "rollup":
@@ -96,10 +99,16 @@ def test_running_balance_is_the_sum_up_to_the_line_under_backdating_reversal_con
     ledger = make_ledger(db, unique, bank="eventual")
     posted: list[str] = []
     # Four threads at once, each taking every fourth operation: the posting order differs
-    # from the (posted, id) order and from one run to the next.
+    # from the (posted, id) order and from one run to the next. Two of them post through
+    # a group committer, so batches of several entries share one transaction.
+    committer = GroupCommitter(db, window_ms=2)
+
+    def run(part: list[tuple], group: bool) -> None:
+        for op in part:
+            _apply(db, ledger, op, posted, committer if group else None)
+
     with ThreadPoolExecutor(4) as pool:
-        for f in [pool.submit(lambda part: [_apply(db, ledger, op, posted) for op in part],
-                              ops[i::4]) for i in range(4)]:
+        for f in [pool.submit(run, ops[i::4], i < 2) for i in range(4)]:
             f.result()
     assert assert_running_balances(db, ledger) >= 200
     service.rollup(db)
