@@ -23,7 +23,8 @@ from ledger.errors import BadRequestError, LedgerError
 
 router = APIRouter(prefix="/v1", tags=["wallet reads"])
 
-_NOT_FOUND = {"description": "No such ledger (or entry)", "content": _TYPED_ERROR}
+_NOT_FOUND = {"description": "No such ledger, entry, or account in the schema",
+              "content": _TYPED_ERROR}
 _BAD = {"description": "A bad path, time, period, page size or cursor; the field is named",
         "content": _TYPED_ERROR}
 
