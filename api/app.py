@@ -150,7 +150,9 @@ def _include_rest(app: FastAPI) -> None:
         if exc.name != "api.v1":
             raise
     else:
+        from api.wallet import router as wallet_router
         app.include_router(v1_router)
+        app.include_router(wallet_router)
 
 
 def app_from_env() -> FastAPI:

@@ -368,11 +368,51 @@ __all__ = [
     "queue_snapshot", "trace_database_clients", "tracer_provider", "use_json_logs",
 ]
 
-# `ledger status`: the posting queue's backlog and lag.
-from ledger.jobs.status import PartitionBacklog, QueueStatus, queue_status  # noqa: E402
-
-__all__ += ["PartitionBacklog", "QueueStatus", "queue_status"]
-
 from ledger.stripe.config import missing_for_sync as stripe_missing_for_sync  # noqa: E402
 
 __all__ += ["stripe_missing_for_sync"]
+
+# ---------------------------------------------------------------------------- accounts opened ahead (seed 004)
+from ledger.posting.accounts import OpenedAccount, open_account  # noqa: E402
+
+
+def open_ledger_account(db: Database, ledger_ik: str, path: Any,
+                        currency: Any = None) -> OpenedAccount:
+    """``open_ledger_account(db, ledger_ik, path, currency=None) -> OpenedAccount``: the
+    account at ``path`` with a zero balance in ``currency``, before any entry touches it
+    (``ledger/posting/accounts.py``). Idempotent (``is_new`` False the second time); a path
+    the schema does not allow or a currency the account cannot hold is ``invalid_input`` /
+    ``account_not_found`` naming the field."""
+    def run(conn: Connection) -> OpenedAccount:
+        ledger = load_ledger(conn, ledger_ik)
+        return open_account(conn, ledger, load_schema(conn, ledger.id), path, currency)
+    return db.run(run)
+
+
+__all__ += ["OpenedAccount", "open_ledger_account"]
+
+
+from ledger.history.account_lines import AccountLines, EntryRef, account_lines  # noqa: E402
+from ledger.ledgers import parse_id  # noqa: E402
+
+
+def list_account_lines(db: Database, ledger_ik: str, path: str, *, first: int | None = None,
+                       after: str | None = None, period: str | None = None) -> AccountLines:
+    """``list_account_lines(db, ledger_ik, path, *, first, after, period) -> AccountLines``:
+    one page of the account's lines, newest posted first, reversed ones included, each with
+    its running balance, and the entries they belong to (id, ik, type, description).
+    Pages, cursors and errors as in ``list_lines``."""
+    with db.transaction() as conn:
+        return account_lines(conn, load_ledger(conn, ledger_ik), path, first, after, period)
+
+
+def line_running_balances(db: Database, line_ids: list[str]) -> dict[str, int]:
+    """``line_running_balances(db, line_ids) -> {line id: running balance}``: the own balance
+    of each line's account in its currency right after the line, in (posted, id) order,
+    counting every committed line; ids of no line are left out."""
+    ids = [n for n in map(parse_id, line_ids) if n is not None]
+    with db.transaction() as conn:
+        return {str(k): v for k, v in _rollup.running_balances(conn, ids).items()}
+
+
+__all__ += ["AccountLines", "EntryRef", "line_running_balances", "list_account_lines"]

@@ -3,7 +3,7 @@
 ERROR_FIELDS = "... on Error { code message retryable }"
 
 LINE_FIELDS = """id key amount type description posted created
-  currency { code } account { path }"""
+  currency { code } account { path } runningBalance ledgerEntryId"""
 
 ENTRY_FIELDS = "id ik type description posted created ledger { ik } tags { key value } groups { key value }"
 

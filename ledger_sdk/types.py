@@ -66,13 +66,19 @@ class LedgerLine:
     description: str | None
     posted: datetime
     created: datetime
+    # The account's own balance in this currency right after the line, (posted, id) order.
+    running_balance: int | None = None
+    entry_id: str | None = None
 
     @classmethod
     def from_wire(cls, data: dict) -> "LedgerLine":
+        running = data.get("runningBalance")
         return cls(id=data["id"], key=data["key"], amount=int(data["amount"]),
                    currency=data["currency"]["code"], account_path=data["account"]["path"],
                    type=data.get("type"), description=data.get("description"),
-                   posted=parse_time(data["posted"]), created=parse_time(data["created"]))
+                   posted=parse_time(data["posted"]), created=parse_time(data["created"]),
+                   running_balance=int(running) if running is not None else None,
+                   entry_id=data.get("ledgerEntryId"))
 
 
 @dataclass

@@ -49,7 +49,7 @@ def _process(pid: Optional[int]) -> str:
     return f"gone (was pid {pid})"
 
 
-def _database(url: str) -> dict[str, Any]:
+def _database(url: str, partitions: int) -> dict[str, Any]:
     """The server's version and the queue's backlog, or why they could not be read."""
     import sqlalchemy.exc
 
@@ -61,7 +61,7 @@ def _database(url: str) -> dict[str, Any]:
     try:
         with db.engine.connect() as conn:
             found["version"] = f"PostgreSQL {conn.exec_driver_sql('SHOW server_version').scalar()}"
-        return dict(found, queue=service.queue_status(db).to_dict())
+        return dict(found, queue=service.queue_snapshot(db, partitions, with_failed=True).to_dict())
     except sqlalchemy.exc.ProgrammingError:
         return dict(found, error="the tables are missing: run `ledger migrate`")
     except sqlalchemy.exc.SQLAlchemyError as exc:
@@ -83,7 +83,8 @@ def _redis_version(url: Optional[str]) -> str:
     return f"Redis {info.get('redis_version', '?')}"
 
 
-def _status(record: runtime.Record | None, database_url: str) -> dict[str, Any]:
+def _status(record: runtime.Record | None, database_url: str,
+            partitions: int) -> dict[str, Any]:
     value: dict[str, Any] = {"version": runtime.version()}
     if record is not None:
         v = record.values
@@ -99,7 +100,10 @@ def _status(record: runtime.Record | None, database_url: str) -> dict[str, Any]:
     else:
         value["running"] = False
     value["database_url"] = _redacted(database_url)
-    value["database"] = _database(database_url)
+    # The running `ledger up`'s partition count, since jobs are spread by it.
+    if record is not None:
+        partitions = int(record.values.get("partitions") or partitions)
+    value["database"] = _database(database_url, partitions)
     return value
 
 
@@ -151,7 +155,8 @@ def status(ctx: typer.Context, data_dir: DataDir = None, as_json: JsonOut = Fals
             if not settings.database_url:
                 fail(str(exc), EXIT_REFUSED)
             record = None
-        value = _status(record, record.database_url if record else settings.database_url)
+        value = _status(record, record.database_url if record else settings.database_url,
+                        settings.partitions)
         if as_json:
             emit_json(value)
         else:

@@ -18,7 +18,7 @@ from typing import Annotated
 import typer
 
 from api.cli import (admin, clients, codegen, credentials, entries, ledgers, lifecycle,
-                     links, secret_keys, stripe_link)
+                     links, secret_keys, statement, stripe_link)
 from api.cli.common import EXIT_USAGE, err
 from ledger.settings import Settings, SettingsError
 
@@ -44,6 +44,7 @@ app.add_typer(clients.clients_app, name="api-client")
 app.add_typer(stripe_link.stripe_app, name="stripe")
 app.add_typer(links.link_app, name="link")
 app.add_typer(secret_keys.secrets_app, name="secrets")
+app.add_typer(statement.app)
 
 
 @app.command("up")

@@ -94,6 +94,18 @@ class LedgerLine:
     def external_tx_id(self) -> Optional[str]:
         return self._line.tx_external_id
 
+    @strawberry.field(description="The account's own balance in this line's currency right "
+                                  "after this line, in (posted, id) order: a backdated line "
+                                  "shows the balance as of its time, and the lines after it "
+                                  "theirs.")
+    def running_balance(self, info: Info) -> Optional[Int96]:
+        if self._line.running_balance is None:
+            # A posting result whose line's total was not free at posting (backdated, or of
+            # an eventual account): read now, after commit, holding no balance row.
+            ctx: Context = info.context
+            return service.line_running_balances(ctx.db, [self._line.id]).get(self._line.id)
+        return self._line.running_balance
+
 
 @strawberry.type
 class LedgerLinesConnection:

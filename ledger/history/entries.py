@@ -13,6 +13,7 @@ from ledger.history.model import EntryChange, HistoryEntry, UpdateEntryResult
 from ledger.ledgers import Ledger, load_ledger, parse_id
 from ledger.posting.engine import line_from_row, with_entry_description
 from ledger.posting.model import Line
+from ledger.posting.rollup import fill_running_balances
 from ledger.text import check_storable
 
 
@@ -40,6 +41,7 @@ def load_history_entries(conn: Connection, ledger: Ledger, rows) -> list[History
                 .join(t.accounts, t.accounts.c.id == t.lines.c.account_id)
                 .where(t.lines.c.entry_id.in_(ids)).order_by(t.lines.c.id)).mappings():
             by_entry.setdefault(r["entry_id"], []).append(line_from_row(r))
+    fill_running_balances(conn, [line for lines in by_entry.values() for line in lines])
     return [_history_entry(r, ledger.ik, by_entry.get(r["id"], [])) for r in rows]
 
 

@@ -24,7 +24,8 @@ from ledger.history.model import (
 from ledger.history.periods import _range
 from ledger.ledgers import Ledger, load_ledger, parse_id
 from ledger.posting.engine import line_from_row
-from ledger.schema.model import Schema, resolve_queried_path
+from ledger.posting.rollup import fill_running_balances
+from ledger.schema.model import Schema, resolve_path, resolve_queried_path
 from ledger.schema.store import load_schema
 from ledger.text import check_storable, unstorable
 
@@ -219,7 +220,7 @@ def list_lines(conn: Connection, ledger: Ledger, account: str | None = None,
             q = q.where(
             ln.c.account_id == sa.any_(sa.literal(list(ids), sa.ARRAY(sa.BigInteger))))
     rows, info = _paginate(conn, "line", q, ln.c.posted, ln.c.id, first, after, last, before)
-    return Page([line_from_row(r) for r in rows], info)
+    return Page(fill_running_balances(conn, [line_from_row(r) for r in rows]), info)
 
 
 def _group_key(key: Any, value: Any) -> tuple[str, str]:

@@ -38,6 +38,32 @@ class Snapshot:
     # Per Stripe link id: seconds since the end of its last complete sync window (None: it
     # has never completed one).
     stripe_cursor_age_seconds: dict[str, float | None] = field(default_factory=dict)
+    # Jobs failed within the last hour, counted up to FAILED_COUNT_CAP; only `ledger status`
+    # asks for it (None otherwise), since no index serves it and /metrics is scraped often.
+    failed_last_hour: int | None = None
+
+    @property
+    def pending(self) -> int:
+        return sum(p.pending for p in self.partitions)
+
+    @property
+    def lag_seconds(self) -> float:
+        return max((p.oldest_seconds for p in self.partitions), default=0.0)
+
+    def to_dict(self) -> dict:
+        """What `ledger status --json` prints: partitions with something pending only."""
+        return {"pending": self.pending, "lag_seconds": round(self.lag_seconds, 3),
+                "failed_last_hour": self.failed_last_hour,
+                "unfolded_deltas": self.rollup_pending,
+                "rollup_lag_seconds": round(self.rollup_lag_seconds, 3),
+                "partitions": [{"partition": p.partition, "pending": p.pending,
+                                "oldest_seconds": round(p.oldest_seconds, 3)}
+                               for p in self.partitions if p.pending]}
+
+
+# Counting failures stops here: past it the number only says "a lot", and counting a
+# runaway table would make the status command itself slow.
+FAILED_COUNT_CAP = 100_000
 
 
 _PARTITIONS = sa.text("""
@@ -70,8 +96,9 @@ _STRIPE = sa.text("""
 """)
 
 
-def read_snapshot(conn: Connection, partitions: int) -> Snapshot:
-    """The backlog of the ``partitions`` posting partitions and of the other queues."""
+def read_snapshot(conn: Connection, partitions: int, with_failed: bool = False) -> Snapshot:
+    """The backlog of the ``partitions`` posting partitions and of the other queues; with
+    ``with_failed``, also the jobs failed in the last hour."""
     rows = conn.execute(_PARTITIONS, {"last": partitions - 1}).all()
     # A job accepted under a larger LEDGER_PARTITIONS than this process's still waits.
     extra = conn.execute(sa.text(
@@ -80,16 +107,21 @@ def read_snapshot(conn: Connection, partitions: int) -> Snapshot:
         "GROUP BY partition ORDER BY partition"), {"n": partitions}).all()
     deltas, lag = conn.execute(_ROLLUP).one()
     inbox, inbox_age = conn.execute(_INBOX).one()
+    failed = conn.execute(sa.text(
+        "SELECT count(*) FROM (SELECT 1 FROM posting_jobs WHERE status = 'failed' "
+        "AND created > clock_timestamp() - interval '1 hour' LIMIT :cap) f"),
+        {"cap": FAILED_COUNT_CAP}).scalar_one() if with_failed else None
     return Snapshot(
         partitions=[PartitionBacklog(int(p), int(n), float(age)) for p, n, age in rows + extra],
         rollup_pending=int(deltas), rollup_lag_seconds=float(lag),
         inbox_pending=int(inbox), inbox_oldest_seconds=float(inbox_age),
         stripe_cursor_age_seconds={link: None if age is None else float(age)
-                                   for link, age in conn.execute(_STRIPE)})
+                                   for link, age in conn.execute(_STRIPE)},
+        failed_last_hour=None if failed is None else int(failed))
 
 
-def snapshot(db: Database, partitions: int) -> Snapshot:
+def snapshot(db: Database, partitions: int, with_failed: bool = False) -> Snapshot:
     """``read_snapshot`` in a read-only transaction of its own."""
     with db.transaction() as conn:
         conn.execute(sa.text("SET TRANSACTION READ ONLY"))
-        return read_snapshot(conn, partitions)
+        return read_snapshot(conn, partitions, with_failed)

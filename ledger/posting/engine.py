@@ -32,7 +32,12 @@ from ledger.posting.idempotency import (
     fingerprint,
 )
 from ledger.posting.model import Entry, Line, Posted, PostResult
-from ledger.posting.rollup import _NewLine, _running_totals, number_lines
+from ledger.posting.rollup import (
+    _NewLine,
+    _running_totals,
+    fill_running_balances,
+    number_lines,
+)
 from ledger.schema.compile import CompiledEntry, compile_entry
 from ledger.schema.model import Schema
 from ledger.schema.store import load_schema
@@ -157,20 +162,25 @@ def _apply(conn: Connection, ledger: Ledger, schema: Schema, entries: list[Compi
         moved.accepted.append((entry, entry_id, index))
     if not moved.accepted:
         return
-    ids, until = _insert_lines(conn, ledger, moved.accepted, account_ids, now, before, lines_until)
+    ids, until, totals = _insert_lines(conn, ledger, moved.accepted, account_ids, now, before,
+                                       lines_until)
     _move_balances(conn, ledger, moved, until)
     if not detail:
         for _, entry_id, index in moved.accepted:
             results[index] = Posted(str(entry_id), False)
         return
     # The accepted entries' lines were inserted in order, and ``ids`` is aligned with them.
-    line_ids = iter(ids)
+    # Running totals known without a query; the others (backdated lines, eventual accounts)
+    # stay None, to be read after commit by whoever asks (service.line_running_balances),
+    # rather than cost every batch a query while it holds its balance rows.
+    line_ids, line_totals = iter(ids), iter(totals)
     for e, entry_id, index in moved.accepted:
         posted = e.request.posted or now
         eid = str(entry_id)
         # A line without a description of its own reads its entry's, on every path.
         lines = [Line(str(next(line_ids)), eid, l.key, l.path, l.amount, l.currency, posted,
-                      now, l.tx, l.description or e.description, l.account.type)
+                      now, l.tx, l.description or e.description, l.account.type,
+                      next(line_totals))
                  for l in e.lines]
         entry = Entry(eid, ledger.ik, e.request.ik, e.type, e.description, posted, now,
                       e.tags, e.groups, lines)
@@ -246,7 +256,8 @@ def _read_balances(conn: Connection, keys: list[tuple[int, str]]) -> dict[tuple[
 def _insert_lines(conn: Connection, ledger: Ledger, accepted: list, account_ids: dict,
                   now: datetime, before: dict, lines_until: dict):
     """Insert the lines of the accepted entries, with running totals where known. Returns
-    (line ids in the entries' line order, latest posted time per strong key)."""
+    (line ids in the entries' line order, latest posted time per strong key, the running
+    totals known without a query, aligned with the ids)."""
     flat = [_NewLine(entry_id, l, (account_ids[l.path], l.currency), e.request.posted or now)
             for e, entry_id, _ in accepted for l in e.lines]
     # Lines posted "now" (most) send no time of their own: the statement's :created is it.
@@ -262,7 +273,7 @@ def _insert_lines(conn: Connection, ledger: Ledger, accepted: list, account_ids:
         for f, line_id, total in zip(flat, ids, totals)])})
     if slow:
         number_lines(conn, [k[0] for k in slow], [k[1] for k in slow])
-    return ids, until
+    return ids, until, totals
 
 
 def _move_balances(conn: Connection, ledger: Ledger, moved: _Moves, until: dict) -> None:
@@ -332,6 +343,7 @@ def load_entries(conn: Connection, ledger: Ledger, ids: Iterable[int]) -> dict[i
     by_entry: dict[int, list[Line]] = {}
     for r in line_rows:
         by_entry.setdefault(r["entry_id"], []).append(line_from_row(r))
+    fill_running_balances(conn, [line for lines in by_entry.values() for line in lines])
     return {r["id"]: entry_from_row(r, ledger.ik, by_entry.get(r["id"], [])) for r in rows}
 
 

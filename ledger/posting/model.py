@@ -20,6 +20,10 @@ class Line:
     # asset, liability, income or expense: lets a reader tell debit from credit without
     # looking the account up again.
     account_type: str | None = None
+    # The own balance of the account in this currency right after this line, in (posted,
+    # id) order (ledger.posting.rollup.running_balances). Lines read back carry it; a posting
+    # result only where it came free (not for a backdated line or an eventual account's).
+    running_balance: int | None = None
 
 
 @dataclass
