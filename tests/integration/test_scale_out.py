@@ -190,7 +190,7 @@ def test_two_apis_four_workers_sixteen_partitions_and_a_killed_worker(pipeline):
         # maintenance queue (the settings, not -Q, chose them: the banner lists them).
         prefix = pipeline.env["LEDGER_QUEUE_PREFIX"]
         for i, w in enumerate(workers):
-            banner = set(re.findall(rf"\.> ({re.escape(prefix)}\.\S+)", w.log_path.read_text()))
+            banner = banner_queues(w, prefix)
             expected = {f"{prefix}.{p}" for p in GROUPS[i]} | (
                 {f"{prefix}.maintenance"} if i == 0 else set())
             assert banner == expected, (w.name, banner)
@@ -250,3 +250,18 @@ def test_two_apis_four_workers_sixteen_partitions_and_a_killed_worker(pipeline):
     finally:
         for api in apis:
             api.stop()
+
+
+def banner_queues(worker: Worker, prefix: str) -> set[str]:
+    """The queues the worker's startup banner says it consumes."""
+    return set(re.findall(rf"\.> ({re.escape(prefix)}\.\S+)", worker.log_path.read_text()))
+
+
+def test_an_explicit_queue_list_wins_over_the_settings(pipeline):
+    prefix = pipeline.env["LEDGER_QUEUE_PREFIX"]
+    worker = Worker(env={**pipeline.env, "LEDGER_WORKER_PARTITIONS": "0-3"},
+                    log_path=pipeline.tmp / "explicit.log", queues=[f"{prefix}.9"],
+                    name="explicit")
+    pipeline.workers.append(worker)
+    worker.start()
+    assert banner_queues(worker, prefix) == {f"{prefix}.9"}
