@@ -2,9 +2,11 @@
 1,000) until posted by a Celery worker, beside pgbench's TPC-B on the same PostgreSQL.
 
     python bench/pipeline.py [--seconds 20] [--clients 2] [--concurrency 2]
+                             [--workers 1] [--api-processes 1]
 
-Runs the real processes: the API (uvicorn) and one worker (`celery worker`, every partition
-queue), on DATABASE_URL / REDIS_URL or else embedded servers, in a scratch database that is
+Runs the real processes: the API (uvicorn, --api-processes) and the workers (`celery
+worker`: one on every partition queue, or --workers splitting the partitions between them
+through LEDGER_WORKER_PARTITIONS, the first also on the maintenance queue), on DATABASE_URL / REDIS_URL or else embedded servers, in a scratch database that is
 dropped at the end. Prints progress while it runs, then entries/s from the first accepted
 job to the last posted one, pgbench's tps (half its time measured before the pipeline runs,
 half after, so a machine whose speed drifts during the run weighs on both figures alike)
@@ -219,7 +221,10 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--seconds", type=float, default=20, help="how long to submit")
     ap.add_argument("--clients", type=int, default=2, help="concurrent submitters")
-    ap.add_argument("--concurrency", type=int, default=2, help="worker processes")
+    ap.add_argument("--concurrency", type=int, default=2, help="processes of each worker")
+    ap.add_argument("--workers", type=int, default=1,
+                    help="workers, each on its own share of the partitions")
+    ap.add_argument("--api-processes", type=int, default=1, help="uvicorn --workers")
     ap.add_argument("--users", type=int, default=10_000)
     ap.add_argument("--steady-seconds", type=float, default=10,
                     help="then submit at half the measured rate for this long, to measure "
@@ -286,28 +291,47 @@ def main() -> None:
 
 
 def _start_pipeline(env: dict, created, tmp: Path, args) -> tuple[list, str, dict]:
-    """Start the API and a worker; wait until the API answers. Returns (processes, base
-    URL, authorization headers)."""
+    """Start the API and the workers; wait until the API answers. Returns (processes: the
+    API, then the workers; base URL; authorization headers)."""
     port = free_port()
     py = sys.executable
     api = start([py, "-m", "uvicorn", "api.app:app_from_env", "--factory", "--port", str(port),
-                 "--log-level", "warning"], env, tmp / "api.log")
-    worker = start([py, "-m", "celery", "-A", "workers.app", "worker", "--loglevel",
-                    "WARNING", "--concurrency", str(args.concurrency), "--without-gossip",
-                    "--without-mingle", "--without-heartbeat"], env, tmp / "worker.log")
+                 "--workers", str(args.api_processes), "--log-level", "warning"],
+                {**env, "LEDGER_API_PROCESSES": str(args.api_processes)}, tmp / "api.log")
+    workers = [start([py, "-m", "celery", "-A", "workers.app", "worker", "--loglevel",
+                      "WARNING", "--concurrency", str(args.concurrency), "--without-gossip",
+                      "--without-mingle", "--without-heartbeat", "--hostname", f"w{i}@%h"],
+                     {**env, **share}, tmp / f"worker{i}.log")
+               for i, share in enumerate(worker_shares(args.workers,
+                                                       Settings.from_env(env).partitions))]
     base = f"http://127.0.0.1:{port}"
     wait_healthy(base, api, tmp / "api.log")
     token = httpx.post(f"{base}/oauth2/token", data={"grant_type": "client_credentials"},
                        auth=(created.client_id, created.client_secret)).json()["access_token"]
-    time.sleep(2)  # the worker connects to the broker
-    return [api, worker], base, {"Authorization": f"Bearer {token}"}
+    time.sleep(2 + args.workers)  # the workers connect to the broker
+    return [api, *workers], base, {"Authorization": f"Bearer {token}"}
+
+
+def worker_shares(workers: int, partitions: int) -> list[dict]:
+    """The environment of each worker: a contiguous share of the partitions, the
+    maintenance queue on the first. One worker: every partition, as `ledger up` runs it."""
+    if workers <= 1:
+        return [{}]
+    if workers > partitions:
+        sys.exit(f"--workers {workers}: more workers than the {partitions} partitions")
+    shares = []
+    for i in range(workers):
+        first, last = i * partitions // workers, (i + 1) * partitions // workers - 1
+        shares.append({"LEDGER_WORKER_PARTITIONS": f"{first}-{last}",
+                       "LEDGER_WORKER_MAINTENANCE": "true" if i == 0 else "false"})
+    return shares
 
 
 def _measure(db: Database, url: str, base: str, headers: dict, procs: list, tmp: Path,
              args) -> dict:
     """Submit from ``args.clients`` threads for ``args.seconds``, log progress until every
     job is done, and return what was measured."""
-    api, worker = procs
+    api, *workers = procs
     accepted = [0] * args.clients
     peak = {"one": 0, "all": 0}
     stop_at = time.monotonic() + args.seconds
@@ -321,11 +345,12 @@ def _measure(db: Database, url: str, base: str, headers: dict, procs: list, tmp:
                 r += 1
 
     log(f"[2/4] submitting batches of {BATCH} with {args.clients} clients for "
-        f"{args.seconds:.0f}s; one worker, concurrency {args.concurrency} ...")
+        f"{args.seconds:.0f}s; {args.api_processes} API process(es), {args.workers} "
+        f"worker(s) of concurrency {args.concurrency} ...")
     threads = [threading.Thread(target=submitter, args=(c,), daemon=True)
                for c in range(args.clients)]
     database = url.rsplit("/", 1)[-1].split("?")[0]
-    cpu0 = (tree_cpu(api.pid), tree_cpu(worker.pid))
+    cpu0 = (tree_cpu(api.pid), sum(tree_cpu(w.pid) for w in workers))
     t0 = time.monotonic()
     for th in threads:
         th.start()
@@ -334,7 +359,8 @@ def _measure(db: Database, url: str, base: str, headers: dict, procs: list, tmp:
     while True:
         time.sleep(1)
         pending = pending_jobs(db)
-        one, total = tree_memory(worker.pid)
+        sizes = [tree_memory(w.pid) for w in workers]
+        one, total = max(m[0] for m in sizes), sum(m[1] for m in sizes)
         peak["one"], peak["all"] = max(peak["one"], one), max(peak["all"], total)
         done = sum(accepted) - pending
         now = time.monotonic()
@@ -344,12 +370,13 @@ def _measure(db: Database, url: str, base: str, headers: dict, procs: list, tmp:
         log(f"  {now - t0:5.1f}s  accepted {sum(accepted):>7}  posted/failed {done:>7}  "
             f"pending {pending:>6}  {rate:8.0f}/s  worker memory "
             f"{peak['all'] / 2**20:.0f} MB")
-        if worker.poll() is not None:
-            sys.exit(f"the worker died; see {tmp / 'worker.log'}")
+        if any(w.poll() is not None for w in workers):
+            sys.exit(f"a worker died; see {tmp}/worker*.log")
         if all(not th.is_alive() for th in threads) and pending == 0 \
                 and done >= sum(accepted):
             break
-    cpu = (tree_cpu(api.pid) - cpu0[0], tree_cpu(worker.pid) - cpu0[1], pg_cpu)
+    cpu = (tree_cpu(api.pid) - cpu0[0], sum(tree_cpu(w.pid) for w in workers) - cpu0[1],
+           pg_cpu)
     with db.transaction() as conn:
         first, last_posted, total, failed, p50, p95 = conn.execute(sa.text(
             "SELECT min(created), max(finished), count(*), "
@@ -359,13 +386,16 @@ def _measure(db: Database, url: str, base: str, headers: dict, procs: list, tmp:
             "FROM posting_jobs")).one()
     span = (last_posted - first).total_seconds()
     return {"total": total, "failed": failed, "span": span, "eps": total / span, "p50": p50,
-            "p95": p95, "cpu": cpu, "peak": peak, "steady": None}
+            "p95": p95, "cpu": cpu, "peak": peak, "steady": None,
+            "topology": f"{args.api_processes} API process(es), {args.workers} worker(s) of "
+                        f"{args.concurrency} process(es)"}
 
 
 def _print_report(run: dict, pg_before: float, pg_after: float) -> None:
     pg_tps = (pg_before + pg_after) / 2
     eps, total, peak, cpu, steady = run["eps"], run["total"], run["peak"], run["cpu"], run["steady"]
     ratio = eps / pg_tps
+    print(f"topology: {run['topology']}")
     print(f"entries accepted and posted: {total} ({run['failed']} failed) in {run['span']:.1f}s")
     print(f"end to end (API accept -> posted): {eps:10.0f} entries/s")
     print(f"pgbench TPC-B, same PostgreSQL:    {pg_tps:10.0f} tps  (before {pg_before:.0f}, "
@@ -377,7 +407,7 @@ def _print_report(run: dict, pg_before: float, pg_after: float) -> None:
     if steady is not None:
         print(f"lag at {steady[0]:.0f} entries/s, half that rate, in requests of "
               f"{STEADY_BATCH}: p50 {steady[1]:.2f}s  p95 {steady[2]:.2f}s")
-    print(f"worker memory peak (PSS): {peak['all'] / 2**20:.0f} MB for main + pool, largest "
+    print(f"worker memory peak (PSS): {peak['all'] / 2**20:.0f} MB for mains + pools, largest "
           f"process {peak['one'] / 2**20:.0f} MB (limit 250 MB)")
     k = total / 1000
     print(f"CPU seconds per 1,000 entries: API {cpu[0] / k:.3f}, worker {cpu[1] / k:.3f}, "

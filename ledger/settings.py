@@ -118,6 +118,10 @@ class Settings:
     rollup_every_seconds: float = 2.0
     job_retention_days: float = 7.0
     worker_max_memory_kb: int = 200_000
+    # The partitions a worker consumes (None: every one) and whether it also consumes the
+    # maintenance queue; each partition should have exactly one worker (README, "Deploying").
+    worker_partitions: tuple[int, ...] | None = None
+    worker_maintenance: bool = True
     # Stripe. The environment's key and secret win over the ones stored by
     # `ledger stripe configure`.
     stripe_link_id: str = DEFAULT_STRIPE_LINK_ID
@@ -158,6 +162,7 @@ class Settings:
     def from_env(cls, environ: Mapping[str, str] | None = None) -> "Settings":
         env = dict(os.environ if environ is None else environ)
         read = _Reader(env)
+        partitions = read.integer("LEDGER_PARTITIONS", DEFAULT_PARTITIONS, 1)
         settings = cls(
             database_url=read.text("DATABASE_URL"),
             redis_url=read.text("REDIS_URL"),
@@ -186,7 +191,7 @@ class Settings:
             token_failure_window_seconds=read.number("LEDGER_TOKEN_FAILURE_WINDOW_SECONDS",
                                                      300.0),
             hash_concurrency=read.integer("LEDGER_HASH_CONCURRENCY", 2, 1),
-            partitions=read.integer("LEDGER_PARTITIONS", DEFAULT_PARTITIONS, 1),
+            partitions=partitions,
             queue_prefix=read.text("LEDGER_QUEUE_PREFIX") or DEFAULT_QUEUE_PREFIX,
             batch=read.integer("LEDGER_BATCH", DEFAULT_BATCH, 1),
             relay_after_seconds=read.number("LEDGER_RELAY_AFTER_SECONDS", 30.0),
@@ -194,6 +199,8 @@ class Settings:
             rollup_every_seconds=read.number("LEDGER_ROLLUP_EVERY_SECONDS", 2.0),
             job_retention_days=read.number("LEDGER_JOB_RETENTION_DAYS", 7.0),
             worker_max_memory_kb=read.integer("LEDGER_WORKER_MAX_MEMORY_KB", 200_000, 1),
+            worker_partitions=read.partitions("LEDGER_WORKER_PARTITIONS", partitions),
+            worker_maintenance=read.flag("LEDGER_WORKER_MAINTENANCE") is not False,
             stripe_link_id=read.text("STRIPE_LINK_ID") or DEFAULT_STRIPE_LINK_ID,
             stripe_api_key=read.secret("STRIPE_API_KEY"),
             stripe_webhook_secret=read.secret("STRIPE_WEBHOOK_SECRET"),
@@ -230,6 +237,15 @@ class Settings:
 
     def partition_queues(self) -> list[str]:
         return [self.queue_name(p) for p in range(self.partitions)]
+
+    def worker_queues(self) -> list[str]:
+        """The queues a worker started with these settings consumes: its partitions'
+        (``LEDGER_WORKER_PARTITIONS``, else all), then the maintenance queue unless
+        ``LEDGER_WORKER_MAINTENANCE`` is false."""
+        partitions = range(self.partitions) if self.worker_partitions is None \
+            else self.worker_partitions
+        queues = [self.queue_name(p) for p in partitions]
+        return queues + [self.maintenance_queue] if self.worker_maintenance else queues
 
     def child_environ(self, **overrides: str) -> dict[str, str]:
         """The environment of a child process (`ledger up`'s API, worker and beat): ours,
@@ -306,6 +322,27 @@ class _Reader:
         if raw.lower() not in choices:
             raise SettingsError(f"{name}={raw!r}: use one of {', '.join(choices)}")
         return raw.lower()
+    def partitions(self, name: str, count: int) -> tuple[int, ...] | None:
+        """A set of partitions written as numbers and ranges (``0-3,8,10-11``), each below
+        ``count``; sorted, without repeats. None when the variable is unset."""
+        raw = self.text(name)
+        if raw is None:
+            return None
+        chosen: set[int] = set()
+        for part in (p.strip() for p in raw.split(",")):
+            first, dash, last = part.partition("-")
+            try:
+                low, high = int(first), int(last if dash else first)
+            except ValueError:
+                raise SettingsError(f"{name}={raw!r}: {part!r} is not a partition number "
+                                    "or a range such as 0-3") from None
+            if low > high:
+                raise SettingsError(f"{name}={raw!r}: the range {part!r} is empty")
+            if not 0 <= low <= high < count:
+                raise SettingsError(f"{name}={raw!r}: {part!r} is not within the "
+                                    f"{count} partitions 0-{count - 1} (LEDGER_PARTITIONS)")
+            chosen.update(range(low, high + 1))
+        return tuple(sorted(chosen))
 
     def flag(self, name: str) -> bool | None:
         raw = self.text(name)

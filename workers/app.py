@@ -1,16 +1,20 @@
 """The Celery application: partitioned posting workers, the outbox relay, balance rollup and
 job pruning, on a Redis broker.
 
-Without ``-Q`` a worker consumes every partition queue and the maintenance queue (what
-`ledger up` runs):
+Without ``-Q`` a worker consumes the queues its settings name: the partitions of
+``LEDGER_WORKER_PARTITIONS`` (default: every one) and, unless ``LEDGER_WORKER_MAINTENANCE``
+is false, the maintenance queue:
 
     celery -A workers.app worker --concurrency 2
 
-To spread partitions over machines, give each worker its own queues, every partition queue
-to exactly one worker (``-Q ledger.post.0,...,ledger.post.7,ledger.post.maintenance`` on
-one, ``-Q ledger.post.8,...`` on the other), and run exactly one beat:
+To spread partitions over machines, give every partition to exactly one worker and run
+exactly one beat, for example:
 
+    LEDGER_WORKER_PARTITIONS=0-7 celery -A workers.app worker
+    LEDGER_WORKER_PARTITIONS=8-15 LEDGER_WORKER_MAINTENANCE=false celery -A workers.app worker
     celery -A workers.app beat
+
+An explicit ``-Q`` wins over the settings.
 
 Settings come from the environment (`ledger.settings`), read once when Celery first needs
 its configuration (a worker or beat starting, a task applied in-process), not at import:
@@ -123,6 +127,13 @@ def configure(sender: Celery, **_kwargs) -> None:
     if runtime.settings is None:
         runtime.settings, runtime.keepalive = resolve_servers(Settings.from_env())
     sender.config_from_object(celery_config(runtime.settings))
+
+
+@signals.celeryd_init.connect
+def select_queues(instance, **_kwargs) -> None:
+    """Consume the queues the settings name. The worker applies ``-Q`` right after this
+    signal and only when it was given, so the command line still wins."""
+    instance.app.amqp.queues.select(settings().worker_queues())
 
 
 @signals.worker_init.connect

@@ -10,6 +10,8 @@ import random
 import time
 from datetime import timedelta
 
+from celery import signals
+
 from ledger import service
 from ledger.db import Database
 from workers.app import MAX_COUNTDOWN_SECONDS, app, settings
@@ -119,6 +121,31 @@ def post_partition(self, partition: int) -> str:
     posted = sum(r.posted for r in done)
     failed = sum(r.failed for r in done)
     return f"partition {partition}: {posted} posted, {failed} failed"
+
+
+@signals.worker_ready.connect
+def ring_own_partitions(sender, **_kwargs) -> None:
+    """A worker (re)starting rings each of its partitions that has jobs pending, bypassing
+    the waiting keys: a worker killed after taking a doorbell leaves that message
+    unacknowledged in Redis until the visibility timeout, and its waiting key stops every
+    sender and the relay from ringing again until the key expires, so without this its
+    partitions would stay idle for up to a minute after it came back."""
+    config = settings()
+    consumed = set(sender.app.amqp.queues.consume_from)
+    mine = [p for p in range(config.partitions) if config.queue_name(p) in consumed]
+    if not mine:
+        return
+    db = Database(config.database_url, pool_size=1, max_overflow=0)
+    try:
+        pending = set(service.stale_partitions(db, timedelta(0)))
+        rung = doorbell().ring([p for p in mine if p in pending], coalesce=False)
+    except Exception:  # noqa: BLE001 - the relay rings them once their waiting keys expire
+        log.warning("could not ring this worker's partitions at start", exc_info=True)
+        return
+    finally:
+        db.dispose()
+    if rung:
+        log.info("rang partitions %s with jobs pending at start", rung)
 
 
 @app.task(name="ledger.relay")

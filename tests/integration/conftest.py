@@ -100,7 +100,10 @@ class Worker:
         args = [sys.executable, "-m", "celery", "-A", "workers.app", "worker",
                 "--loglevel", "INFO", "--concurrency", str(self.concurrency),
                 "--hostname", f"{self.name}@%h", "--without-gossip", "--without-mingle",
-                "--without-heartbeat", "-Q", ",".join(self.queues)]
+                "--without-heartbeat"]
+        # No queues: the worker consumes what its settings name (LEDGER_WORKER_PARTITIONS).
+        if self.queues:
+            args += ["-Q", ",".join(self.queues)]
         if self.beat:
             args += ["--beat", "--schedule", str(self.log_path.with_suffix(".schedule"))]
         self._log = open(self.log_path, "ab")

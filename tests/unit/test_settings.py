@@ -86,6 +86,12 @@ CORES_VARIABLES = {
     "LEDGER_CLIENT_CACHE_SECONDS": ("0.25", "client_cache_seconds", 0.25),
 }
 
+# Which partitions a worker consumes (issue 14, "Scale-out").
+WORKER_QUEUES_VARIABLES = {
+    "LEDGER_WORKER_PARTITIONS": ("0-3,7", "worker_partitions", (0, 1, 2, 3, 7)),
+    "LEDGER_WORKER_MAINTENANCE": ("no", "worker_maintenance", False),
+}
+
 
 @pytest.mark.parametrize("variable, raw, field, value", [
     ("DATABASE_URL", "postgresql://db/ledger", "database_url", "postgresql://db/ledger"),
@@ -121,6 +127,8 @@ CORES_VARIABLES = {
     ("XDG_STATE_HOME", "/home/u/.state", "state_dir", Path("/home/u/.state/ledger")),
     *[(variable, raw, field, value) for variable, (raw, field, value) in STALLS_VARIABLES.items()],
     *[(variable, raw, field, value) for variable, (raw, field, value) in CORES_VARIABLES.items()],
+    *[(variable, raw, field, value)
+      for variable, (raw, field, value) in WORKER_QUEUES_VARIABLES.items()],
     ("LEDGER_SECRET_KEY", " k1 ", "secret_key", Secret("k1")),
     ("LEDGER_OLD_SECRET_KEYS", "k0, k-1,", "old_secret_keys", (Secret("k0"), Secret("k-1"))),
     ("LEDGER_WORKSPACE_NAME", " Acme wallet ", "workspace_name", "Acme wallet"),
@@ -155,6 +163,7 @@ def test_every_field_is_read_from_some_variable():
     env.update({variable: raw for variable, (raw, _, _) in STALLS_VARIABLES.items()})
     env.update({variable: raw for variable, (raw, _, _) in CORES_VARIABLES.items()})
     env.update({variable: raw for variable, (raw, _, _) in OBSERVABILITY_VARIABLES.items()})
+    env.update({variable: raw for variable, (raw, _, _) in WORKER_QUEUES_VARIABLES.items()})
     settings, default = Settings.from_env(env), Settings()
 
     unchanged = [f.name for f in dataclasses.fields(Settings)
@@ -303,3 +312,47 @@ def test_surrounding_spaces_are_not_part_of_a_value():
 def test_the_state_folder_of_ledger_up_prefers_its_own_variable():
     settings = Settings.from_env({"LEDGER_STATE_DIR": "/a", "XDG_STATE_HOME": "/b"})
     assert settings.state_dir == Path("/a")
+
+
+# Which queues a worker consumes (issue 14, "Scale-out").
+
+def test_a_worker_consumes_every_partition_and_maintenance_by_default():
+    settings = Settings.from_env({"LEDGER_QUEUE_PREFIX": "q", "LEDGER_PARTITIONS": "3"})
+    assert (settings.worker_partitions, settings.worker_maintenance) == (None, True)
+    assert settings.worker_queues() == ["q.0", "q.1", "q.2", "q.maintenance"]
+
+
+def test_worker_partitions_take_numbers_and_ranges():
+    settings = Settings.from_env({"LEDGER_QUEUE_PREFIX": "q",
+                                  "LEDGER_WORKER_PARTITIONS": " 12-15, 3 ,0-1,3",
+                                  "LEDGER_WORKER_MAINTENANCE": "false"})
+    assert settings.worker_partitions == (0, 1, 3, 12, 13, 14, 15)
+    assert settings.worker_queues() == ["q.0", "q.1", "q.3", "q.12", "q.13", "q.14", "q.15"]
+    with_maintenance = Settings.from_env({"LEDGER_QUEUE_PREFIX": "q",
+                                          "LEDGER_WORKER_PARTITIONS": "4-7"})
+    assert with_maintenance.worker_queues() == ["q.4", "q.5", "q.6", "q.7", "q.maintenance"]
+
+
+@pytest.mark.parametrize("value, says", [
+    ("16", "not within the 16 partitions 0-15"),
+    ("0-16", "not within the 16 partitions 0-15"),
+    ("-1", "not a partition number"),
+    ("3-1", "the range '3-1' is empty"),
+    ("a-b", "not a partition number"),
+    ("0-3,", "not a partition number"),
+    ("1.5", "not a partition number"),
+])
+def test_unusable_worker_partitions_are_refused_by_name(value, says):
+    with pytest.raises(SettingsError) as refused:
+        Settings.from_env({"LEDGER_WORKER_PARTITIONS": value})
+    assert "LEDGER_WORKER_PARTITIONS" in str(refused.value) and says in str(refused.value)
+
+
+def test_worker_partitions_are_checked_against_the_partition_count():
+    assert Settings.from_env({"LEDGER_PARTITIONS": "32",
+                              "LEDGER_WORKER_PARTITIONS": "16-31"}).worker_partitions \
+        == tuple(range(16, 32))
+    with pytest.raises(SettingsError, match="0-3"):
+        Settings.from_env({"LEDGER_PARTITIONS": "4", "LEDGER_WORKER_PARTITIONS": "4"})
+    with pytest.raises(SettingsError, match="LEDGER_WORKER_MAINTENANCE"):
+        Settings.from_env({"LEDGER_WORKER_MAINTENANCE": "sometimes"})
