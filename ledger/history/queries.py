@@ -201,7 +201,8 @@ def list_lines(conn: Connection, ledger: Ledger, account: str | None = None,
     # and a mutation's result: the same line says the same thing on every path.
     columns = [c for c in ln.c if c.name != "description"]
     description = sa.func.coalesce(ln.c.description, e.c.description).label("description")
-    q = (sa.select(*columns, description, a.c.path, a.c.type.label("account_type"))
+    q = (sa.select(*columns, description, a.c.path, a.c.type.label("account_type"),
+                   a.c.consistency)
          .join_from(ln, a, a.c.id == ln.c.account_id).join(e, e.c.id == ln.c.entry_id)
          .where(ln.c.ledger_id == ledger.id, *_entry_conditions(ledger, flt, e, ln)))
     if flt.currency is not None:

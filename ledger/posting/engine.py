@@ -357,9 +357,13 @@ def with_entry_description(lines: list[Line], description: str | None) -> list[L
 
 
 def line_from_row(r) -> Line:
+    # A strong account's stored running total is kept exact by every posting (a backdated
+    # line renumbers the later ones under the balance lock); an eventual one's may trail
+    # the rollup, so fill_running_balances works it out.
+    stored = r.get("balance_after") if r.get("consistency") == "strong" else None
     return Line(str(r["id"]), str(r["entry_id"]), r["key"], r["path"], int(r["amount"]),
                 r["currency"], r["posted"], r["created"], r["tx_external_id"], r["description"],
-                r.get("account_type"))
+                r.get("account_type"), None if stored is None else int(stored))
 
 
 def entry_from_row(r, ledger_ik: str, lines: list[Line]) -> Entry:

@@ -167,10 +167,14 @@ def test_a_page_of_lines_reads_one_page_of_lines_on_200k_lines(db, big_ledger):
     21st says whether there is a next page), one more for has_previous_page after a cursor,
     for one account, a pattern of 50 accounts, or the whole ledger."""
     for account in ("assets/bank", "liabilities/users:u7/available", "liabilities/users:*/available", None):
+        # Lines of the eventual bank account may trail the rollup: each is read once more
+        # to work out its running balance; a strong account's stored one is exact.
+        extra = 0 if account and account.startswith("liabilities") else 20
         page, rows, _ = measured(db, lambda: service.list_lines(db, big_ledger, account, first=20))
-        assert len(page.nodes) == 20 and rows <= 21, (account, rows)
+        assert len(page.nodes) == 20 and rows <= 21 + extra, (account, rows)
+        assert all(line.running_balance is not None for line in page.nodes)
         following, rows, _ = measured(db, lambda: service.list_lines(
             db, big_ledger, account, first=20, after=page.page_info.end_cursor))
-        assert len(following.nodes) == 20 and rows <= 22, (account, rows)
+        assert len(following.nodes) == 20 and rows <= 22 + extra, (account, rows)
         older, rows, _ = measured(db, lambda: service.list_lines(db, big_ledger, account, last=20))
-        assert len(older.nodes) == 20 and rows <= 21, (account, rows)
+        assert len(older.nodes) == 20 and rows <= 21 + extra, (account, rows)

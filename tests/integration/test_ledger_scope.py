@@ -54,6 +54,8 @@ ENGINE_UNSCOPED = {
     "ledger.posting.engine.load_entries": "reads replayed entries and their lines by id",
     "ledger.posting.rollup.rollup": "folds the pending deltas of every ledger at once",
     "ledger.posting.rollup.number_lines": "numbers lines by (account_id, currency)",
+    "ledger.posting.rollup.running_balances":
+        "reads lines by id, then an account's unnumbered lines by (account_id, currency)",
     "ledger.jobs.claims.work": "claims a partition's jobs, which span ledgers; marks by id",
     "ledger.jobs.claims.read": "the relay looks for stale partitions across ledgers",
     "ledger.jobs.outbox.read": "a job is read by its id alone (GET /v1/jobs/{id}, waits)",
