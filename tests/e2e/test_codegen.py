@@ -38,10 +38,25 @@ def stripe_wallet() -> dict:
     return json5.loads((FIXTURES / "seed001_wallet.jsonc").read_text())
 
 
+# Seed 001 calls ``client.loan_disbursement_entry(idemp_key=tx_id, borrower_id=borrower_id,
+# amount=amount, currency="USD")`` of a schema it does not show: one it fits.
+LOAN = {"key": "seed001-loans", "chartOfAccounts": {"defaultCurrencyMode": "multi", "accounts": [
+    {"key": "assets", "type": "asset", "children": [
+        {"key": "cash"}, {"key": "loans", "children": [{"key": "borrower", "template": True}]}]}]},
+    "ledgerEntries": {"types": [{
+        "type": "LoanDisbursementEntry", "description": "Lend {{amount}} to {{borrower_id}}",
+        "lines": [{"key": "cash_out", "account": {"path": "assets/cash"}, "amount": "-{{amount}}",
+                   "currency": {"code": "{{currency}}"}},
+                  {"key": "loan", "account": {"path": "assets/loans/borrower:{{borrower_id}}"},
+                   "amount": "{{amount}}", "currency": {"code": "{{currency}}"}}]}]}}
+
+
 def all_schemas() -> dict[str, dict]:
-    """Module name -> schema: every seed schema, the Stripe wallet of seed 001."""
+    """Module name -> schema: every seed schema, the Stripe wallet and the loan schema of
+    seed 001."""
     schemas = {f"{name}_client": doc for name, doc in every_seed_schema().items()}
     schemas["seed001_stripe_client"] = stripe_wallet()
+    schemas["seed001_loan_client"] = LOAN
     return schemas
 
 
@@ -73,6 +88,11 @@ def test_names_and_signatures_follow_the_schema():
     assert [(p.arg, p.annotation) for p in via_link.params] == [
         ("user_id", "str"), ("funding_amount", "str"), ("bank_transaction_id", "str | None")]
     # Names a Python keyword argument cannot be, and the base client's own methods.
+    loan = read_entry_types(LOAN)[0]
+    assert loan.method == "loan_disbursement_entry"
+    assert [(p.arg, p.annotation) for p in loan.params] == [
+        ("amount", "int"), ("borrower_id", "str"), ("currency", "str")]
+    assert "currency: str, a currency code (USD)" in generate(LOAN)
     odd = read_entry_types({"key": "k", "chartOfAccounts": {}, "ledgerEntries": {"types": [
         {"type": "query", "description": "{{class}} {{ledger}} {{a.b}} {{a_b}}",
          "parameters": {"limit": {"min": "1", "max": "10"}}}]}})[0]
@@ -121,11 +141,13 @@ from seed002_block13_client import SyncClient as ReconcilingClient
 from seed002_block19_client import Client as RuntimeClient
 from seed003_block3_client import Client as LinkedClient
 from seed003_block2_client import Client as ChartOnlyClient
+from seed001_loan_client import Client as LoanClient
 
 
 async def wallet(client: Client, stripe: StripeClient, linked: LinkedClient,
                  processor: ProcessorClient, runtime: RuntimeClient,
-                 chart_only: ChartOnlyClient, lines: list[dict[str, Any]]) -> int:
+                 chart_only: ChartOnlyClient, loans: LoanClient,
+                 lines: list[dict[str, Any]]) -> int:
     result = await client.deposit_entry(idemp_key="tx123", user_id="user_1", cents=1000)
     await client.transfer_entry(idemp_key="t1", from_id="a", to_id="b", cents=5)
     await stripe.stripe_charge_entry(external_ref="ch_1", user_id="user_1")
@@ -135,6 +157,8 @@ async def wallet(client: Client, stripe: StripeClient, linked: LinkedClient,
     await processor.transfer(idemp_key="t2", from_id="a", to_id="b", amount=5)
     await runtime.runtime_entry(idemp_key="r1", lines=lines)
     await chart_only.store_schema({"key": "k"})
+    await loans.loan_disbursement_entry(idemp_key="tx_9", borrower_id="b", amount=5000,
+                                        currency="USD")
     return result.lines[0].amount
 
 
@@ -192,10 +216,10 @@ def test_cli_writes_the_module_and_refuses_an_invalid_schema(tmp_path):
 
 
 # What the generic calls below send: a parameter the schema uses as an amount is 100, a
-# name is "ann" except the receiving side of a transfer, a value only shown in the
-# description is the text below.
+# name is "ann" except the receiving side of a transfer; a value only shown in the
+# description, and a currency, are the texts below.
 RECEIVERS = {"to_id": "ben", "to_user_id": "ben"}
-SHOWN = {"funding_amount": "100"}
+TEXTS = {"funding_amount": "100", "currency": "USD"}
 
 # The txs each reconciling schema needs, per external account (a tx of seed 002/003's
 # "multiple Txs" type arrives in the operating account and leaves the holding one).
@@ -230,6 +254,7 @@ BALANCES = {
     "seed002_block30": {"assets/operating-bank-account": 100,
                         "assets/holding-bank-account": -100},
     "seed003_block3": {"assets/operating": 100, "liabilities/users:ann/available": 100},
+    "seed001_loan": {"assets/loans/borrower:ann": 100, "assets/cash": -100},
 }
 
 
@@ -238,7 +263,7 @@ def test_posting_through_generated_clients(api, full_client, db, unique, tmp_pat
     (and again: a replay), the linked ones through reconcileTx."""
     fake = FakeStripe().start()
     try:
-        for name, document in every_seed_schema().items():
+        for name, document in [*every_seed_schema().items(), ("seed001_loan", LOAN)]:
             _post_every_type(api, full_client, db, unique, tmp_path, name, document, fake)
         link = unique("stripe")
         _post_seed001(api, full_client, db, unique, tmp_path, stripe_wallet(), link,
@@ -256,7 +281,7 @@ def _arguments(et: EntryType, tx: str | None) -> dict:
         if p.amount:
             kwargs[p.arg] = 100
         else:
-            kwargs[p.arg] = SHOWN.get(p.name) or RECEIVERS.get(p.name, "ann")
+            kwargs[p.arg] = TEXTS.get(p.name) or RECEIVERS.get(p.name, "ann")
     if et.runtime:  # seed 002's AddRuntimeLedgerEntry variables give the lines
         kwargs["lines"] = copy.deepcopy(BLOCKS[("002", 21)].value["entry"]["lines"])
     return kwargs
@@ -280,14 +305,19 @@ def _linked_to(db, unique, fake, name: str, document: dict, ledger: str) -> tupl
                                        f'"linkedAccount": "{link}"')), charge["charge"]["id"]
     link, tx = unique("link"), unique("tx")
     if name in TXS:
-        service.create_custom_link(db, link, "Seed bank")
-        service.sync_custom_accounts(db, {"id": link}, [{"externalId": "bank-account-1"},
-                                                        {"externalId": "bank-account-2"}])
-        service.sync_custom_txs(db, {"id": link}, [
-            {"account": {"linkId": link, "externalId": account}, "externalId": tx,
-             "amount": str(amount), "posted": "2025-03-01T10:00:00Z"}
-            for account, amount in TXS[name]])
+        _custom_bank(db, link, [(account, tx, amount) for account, amount in TXS[name]])
     return json.loads(text.replace(json.dumps(LINK), json.dumps(link))), tx
+
+
+def _custom_bank(db, link: str, txs: list[tuple[str, str, int]]) -> None:
+    """A custom link whose external accounts hold ``txs``: (account, tx id, amount)."""
+    service.create_custom_link(db, link, "Test bank")
+    service.sync_custom_accounts(db, {"id": link}, [{"externalId": account} for account
+                                                    in sorted({t[0] for t in txs})])
+    service.sync_custom_txs(db, {"id": link}, [
+        {"account": {"linkId": link, "externalId": account}, "externalId": ext,
+         "amount": str(amount), "posted": "2025-03-01T10:00:00Z"}
+        for account, ext, amount in txs])
 
 
 def _post_every_type(api, creds, db, unique, tmp_path, name, document, fake):
@@ -299,6 +329,7 @@ def _post_every_type(api, creds, db, unique, tmp_path, name, document, fake):
     generated = load(path)
     types = read_entry_types(document)
     assert list(generated.ENTRY_TYPES) == [et.type for et in types]
+    running: dict[str, int | None] = {}  # account -> runningBalance of its latest line
     with generated.SyncClient(**_client_options(api, creds, ledger)) as client:
         client.store_schema(document)
         client.create_ledger(ledger, name, document["key"])
@@ -316,9 +347,13 @@ def _post_every_type(api, creds, db, unique, tmp_path, name, document, fake):
             assert "{{" not in (posted.entry.description or ""), (name, posted.entry)
             if et.reconciled:
                 assert posted.entry.ik == tx, name
+            running.update({line.account_path: line.running_balance for line in posted.lines})
             assert method(**kwargs).is_ik_replay, (name, et.type)
     for path, balance in BALANCES.get(name, {}).items():
         assert own(db, ledger, path) == balance, (name, path)
+        # Each entry posts after the one before: the latest line's running balance is the
+        # balance (the SDK's line of an addLedgerEntry / reconcileTx result).
+        assert running[path] == balance, (name, path, running)
 
 
 def _client_options(api, creds, ledger):
@@ -368,13 +403,7 @@ def _post_custom_link(api, creds, db, unique, tmp_path):
     """Reconciling types of a custom link: the line's tx parameter defaults to
     external_ref, the amount comes from the tx."""
     link, ledger = unique("link"), unique("codegen-link")
-    service.create_custom_link(db, link, "Test bank")
-    service.sync_custom_accounts(db, {"id": link}, [{"externalId": "acct-op"},
-                                                    {"externalId": "acct-hold"}])
-    service.sync_custom_txs(db, {"id": link}, [
-        {"account": {"linkId": link, "externalId": account}, "externalId": ext,
-         "amount": str(amount), "posted": "2025-03-01T10:00:00Z"}
-        for account, ext, amount in (("acct-op", "op-1", 400), ("acct-hold", "hold-1", 250))])
+    _custom_bank(db, link, [("acct-op", "op-1", 400), ("acct-hold", "hold-1", 250)])
     document = bank_schema(unique("codegen-link"), link)
     path = tmp_path / "custom_link_client.py"
     path.write_text(generate(document))
