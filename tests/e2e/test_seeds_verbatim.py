@@ -7,8 +7,9 @@ create. What this test supplies is written out below, block by block, with the r
 
 - ``{...}`` elisions: the chart of accounts a schema snippet elides is the quickstart's
   (seed 002's storeSchema variables), plus the accounts its lines name; an elided line
-  (``{...other line}``) is the balancing line named in ``OTHER_LINES``; the ledger a query's
-  variables elide is the quickstart ledger.
+  (``{...other line}``) is the balancing line named in ``OTHER_LINES`` (both in
+  tests/seed_schemas.py, which the codegen test shares); the ledger a query's variables
+  elide is the quickstart ledger.
 - Entry-type snippets (a ``{"type": ...}`` object) are stored inside a schema: the
   quickstart chart for seed 002, the chart seed 001 implies by its paths, and seed 000's
   own document, which grows step by step as that guide says.
