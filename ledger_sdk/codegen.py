@@ -55,6 +55,7 @@ class Parameter:
     shown_only: bool  # used only to fill the description or tags
     from_tx: bool  # the reconciled tx can supply it: optional
     rule: dict = field(default_factory=dict)
+    currency: bool = False  # names a line's currency (seed 001: ``currency="USD"``)
 
     @property
     def annotation(self) -> str:
@@ -151,6 +152,7 @@ class _Uses:
 
     order: list[str] = field(default_factory=list)  # in order of first use
     amounts: set[str] = field(default_factory=set)
+    currencies: set[str] = field(default_factory=set)
     used: set[str] = field(default_factory=set)  # by anything but descriptions and tags
     from_tx: set[str] = field(default_factory=set)  # the reconciled tx can supply them
     tx_params: list[str] = field(default_factory=list)  # name a line's tx
@@ -181,7 +183,9 @@ def _see_line(uses: _Uses, line: dict, linked: dict[str, Any]) -> None:
         uses.see([p for v in link.values() for p in _params(v)])
     amount = str(line["amount"]) if line.get("amount") is not None else None
     uses.see(_params(amount), amount=True)
-    uses.see(_text_params(line.get("currency")))
+    currencies = _text_params(line.get("currency"))
+    uses.see(currencies)
+    uses.currencies.update(currencies)
     tx_names = _text_params(line.get("tx"))
     uses.see(tx_names)
     uses.see(_params(line.get("description")), shown=True)
@@ -235,7 +239,8 @@ def read_entry_types(document: dict) -> list[EntryType]:
         rules = spec.get("parameters") if isinstance(spec.get("parameters"), dict) else {}
         params = [Parameter(p, args.make(p, "_"), p in uses.amounts, p not in uses.used,
                             uses.reconciled and p in uses.from_tx,
-                            rules.get(p) if isinstance(rules.get(p), dict) else {})
+                            rules.get(p) if isinstance(rules.get(p), dict) else {},
+                            p in uses.currencies)
                   for p in uses.order]
         conditions = [t for c in spec.get("conditions") or () if isinstance(c, dict)
                       for t in _condition_text(c)]
@@ -271,6 +276,8 @@ def _doc(text: str, indent: str) -> str:
 
 def _constraint(p: Parameter) -> str:
     if not p.amount:
+        if p.currency:
+            return "a currency code (USD)"
         return "text for the description or tags" if p.shown_only else "a name"
     parts = ["an amount in minor units"]
     if p.rule.get("min") is not None:

@@ -130,13 +130,14 @@ def delete_txs(ctx: typer.Context, link: LinkId, file: FileOption, api_url: ApiU
 @link_app.command("reconcile-tx")
 def reconcile_tx(ctx: typer.Context,
         ledger: Annotated[str, typer.Option("--ledger", help="The ledger's ik.")],
-        type: Annotated[str, typer.Option("--type", help="Entry type posting to the linked account.")],
+        type: Annotated[Optional[str], typer.Option("--type", help="Entry type posting to the linked account. Default: the server picks the schema's one type whose linked line can take the tx (an error names the candidates).")] = None,
         param: Annotated[Optional[list[str]], typer.Option("--param", "-p", help="KEY=VALUE (repeatable).")] = None,
-        tx: Annotated[Optional[str], typer.Option("--tx", help="External id of the tx, when the entry type does not name it.")] = None,
+        tx: Annotated[Optional[str], typer.Option("--tx", help="External id of the tx: needed without --type, and when the entry type does not name it.")] = None,
         ik: Annotated[Optional[str], typer.Option("--ik", help="Default: the tx's external id.")] = None,
         api_url: ApiUrl = None, client_id: ClientId = None, client_secret: ClientSecret = None,
         auth_url: AuthUrl = None, auth_scope: AuthScope = None, as_json: JsonOut = False):
-    """Reconcile a synced tx: post the entry with the tx's amount and posted time."""
+    """Reconcile a synced tx: post the entry with the tx's amount and posted time. Without
+    --type the server chooses the entry type from the schema (name the tx with --tx)."""
     def body():
         with _client(ctx.obj, api_url, client_id, client_secret, auth_url, auth_scope) as client:
             result = client.reconcile_tx(type=type, parameters=key_values(param, "--param"),

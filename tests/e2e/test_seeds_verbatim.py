@@ -7,8 +7,9 @@ create. What this test supplies is written out below, block by block, with the r
 
 - ``{...}`` elisions: the chart of accounts a schema snippet elides is the quickstart's
   (seed 002's storeSchema variables), plus the accounts its lines name; an elided line
-  (``{...other line}``) is the balancing line named in ``OTHER_LINES``; the ledger a query's
-  variables elide is the quickstart ledger.
+  (``{...other line}``) is the balancing line named in ``OTHER_LINES`` (both in
+  tests/seed_schemas.py, which the codegen test shares); the ledger a query's variables
+  elide is the quickstart ledger.
 - Entry-type snippets (a ``{"type": ...}`` object) are stored inside a schema: the
   quickstart chart for seed 002, the chart seed 001 implies by its paths, and seed 000's
   own document, which grows step by step as that guide says.
@@ -47,10 +48,11 @@ from ledger.migrate import upgrade
 from ledger.settings import Settings
 from tests.conftest import RUN_ID
 from tests.keys import SECRET_KEY
-from tests.seed_blocks import ELIDED, Block, all_blocks, seed_files
+from tests.seed_blocks import Block, seed_files
+from tests.seed_schemas import (BANK, BLOCKS, LINK, OPERATING, SEED001_CHART, SNIPPET_CHARTS,
+                                 quickstart_chart, quickstart_schema, whole_schema)
 from tests.serving import serve
 
-BLOCKS = {(b.seed, b.index): b for b in all_blocks()}
 RAN: set[tuple[str, int]] = set()
 
 NOT_RUN = {
@@ -60,17 +62,6 @@ NOT_RUN = {
     ("002", 8): "the error-handling sketch elides its selection set (`...`): not a document "
                 "a server can run; the same operation runs as block 4 and block 11",
 }
-
-# The line each ``{...other line}`` stands for: the one that balances the snippet.
-OTHER_LINES = {
-    ("002", 13): {"key": "record_income", "account": {"path": "income"},
-                  "amount": "{{some_amount}}"},
-    ("002", 18): {"key": "increase_user_pending",
-                  "account": {"path": "liabilities/users:{{user_id}}/pending"},
-                  "amount": "{{withdraw_amount}}"},
-}
-
-LINK = "some-link-id"  # seed 002's syncCustomTxs variables name this link
 
 
 def block(seed: str, index: int) -> Block:
@@ -82,52 +73,8 @@ def value(seed: str, index: int):
     return copy.deepcopy(block(seed, index).value)
 
 
-def quickstart_schema() -> dict:
-    return copy.deepcopy(BLOCKS[("002", 1)].value["schema"])
-
-
-def quickstart_chart(*extra_assets: dict, extra_roots: tuple = (), income: tuple = ()) -> dict:
-    chart = quickstart_schema()["chartOfAccounts"]
-    roots = {a["key"]: a for a in chart["accounts"]}
-    roots["assets"]["children"].extend(copy.deepcopy(list(extra_assets)))
-    roots["income"].setdefault("children", []).extend(copy.deepcopy(list(income)))
-    chart["accounts"].extend(copy.deepcopy(list(extra_roots)))
-    return chart
-
-
-def linked(key: str, external_id: str) -> dict:
-    return {"key": key, "linkedAccount": {"linkId": LINK, "externalId": external_id}}
-
-
-# The accounts the seeds' linked snippets name, mirroring the seed's bank accounts.
-OPERATING = linked("operating", "bank-account-1")
-BANK = {**linked("bank", "bank-account-2"), "type": "asset"}
-
-
-def elided(x) -> bool:
-    return isinstance(x, dict) and set(x) == {ELIDED}
-
-
-def fill_lines(key: tuple[str, int], types: list[dict]) -> None:
-    for et in types:
-        if "lines" in et:
-            et["lines"] = [copy.deepcopy(OTHER_LINES[key]) if elided(line) else line
-                           for line in et["lines"]]
-
-
 def in_schema(seed: str, index: int, key: str, chart: dict) -> dict:
-    """A block as a whole schema: its elided chart (or, for an entry-type snippet, the
-    missing schema around it) supplied, its elided lines filled."""
-    document = value(seed, index)
-    if "type" in document:  # an entry-type snippet
-        document = {"key": key, "chartOfAccounts": chart, "ledgerEntries": {"types": [document]}}
-    document.setdefault("key", key)
-    if elided(document.get("chartOfAccounts")):
-        document["chartOfAccounts"] = chart
-    if "ledgerEntries" in document:
-        fill_lines((seed, index), document["ledgerEntries"]["types"])
-    assert ELIDED not in json.dumps(document), document
-    return document
+    return whole_schema(block(seed, index), key, chart)
 
 
 # ------------------------------------------------------------------ workspaces
@@ -270,13 +217,6 @@ def test_seed000_the_wallet_schema_grows_step_by_step(ws):
 
 # ------------------------------------------------------------------ seed 001
 
-SEED001_CHART = {"accounts": [
-    {"key": "asset", "type": "asset", "children": [{"key": "cash"}]},
-    {"key": "liability", "type": "liability", "children": [{"key": "wallets", "children": [
-        {"key": "wallet", "template": True,
-         "consistencyConfig": {"ownBalanceUpdates": "strong"}}]}]}]}
-
-
 def test_seed001_deposit_and_transfer_entry_types(ws):
     """Seed 001 shows its entry types and not its chart: the chart is the one their paths
     name (``asset/cash``, ``liability/wallets/wallet:{{user_id}}``)."""
@@ -345,18 +285,9 @@ def test_seed002_response_union_is_in_our_sdl(ws):
     assert " ".join(doc("002", 7).split()) in " ".join(sdl.split())
 
 
-@pytest.mark.parametrize("index, chart", [
-    (9, quickstart_chart()),
-    (10, quickstart_chart(income=({"key": "funding-fees"},))),
-    (16, quickstart_chart()),
-    (17, quickstart_chart()),
-    (18, quickstart_chart()),
-    (19, quickstart_chart()),
-    (30, quickstart_chart(linked("operating-bank-account", "bank-account-1"),
-                          linked("holding-bank-account", "bank-account-2"))),
-])
-def test_seed002_entry_type_snippets_store(ws, index, chart):
-    stored = store(ws, in_schema("002", index, f"seed002-block{index}", chart))
+@pytest.mark.parametrize("index", [9, 10, 16, 17, 18, 19, 30])
+def test_seed002_entry_type_snippets_store(ws, index):
+    stored = store(ws, in_schema("002", index, f"seed002-block{index}", SNIPPET_CHARTS[("002", index)]))
     assert stored["version"]["version"] >= 1
 
 
@@ -482,10 +413,7 @@ def test_seed002_user_funds_account_via_link_stores_and_reconciles(ws):
 
 @pytest.mark.parametrize("index", [3, 6])
 def test_seed003_entry_type_snippets_store(ws, index):
-    chart = quickstart_chart(OPERATING) if index == 3 else quickstart_chart(
-        linked("operating-bank-account", "bank-account-1"),
-        linked("holding-bank-account", "bank-account-2"))
-    store(ws, in_schema("003", index, f"seed003-block{index}", chart))
+    store(ws, in_schema("003", index, f"seed003-block{index}", SNIPPET_CHARTS[("003", index)]))
 
 
 def test_seed003_reconcile_tx_names_a_tx_seed002_reconciled(ws):
