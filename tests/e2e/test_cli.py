@@ -18,8 +18,9 @@ WALLET = Path(__file__).resolve().parent.parent / "fixtures" / "seed000_wallet.j
 def cli_env(database_url, tmp_path_factory):
     home = tmp_path_factory.mktemp("cli")
     env = {k: v for k, v in os.environ.items() if not k.startswith("LEDGER_")}
+    # Its own state folder: a `ledger up` running on this machine is not this test's server.
     env.update({"DATABASE_URL": database_url, "LEDGER_CONFIG": str(home / "config.json"),
-                "NO_COLOR": "1", "COLUMNS": "200"})
+                "LEDGER_STATE_DIR": str(home / "state"), "NO_COLOR": "1", "COLUMNS": "200"})
     return env, home
 
 
