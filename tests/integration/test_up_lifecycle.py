@@ -219,6 +219,12 @@ def test_status_admin_and_down_from_elsewhere_then_sighup_then_sigkill(place):
         assert "ledger: stopping (SIGTERM)" in up.text()
         assert not (place / "data" / "runtime.json").exists()
         assert ledger(place, "status").returncode == 1
+        # Stopped, the folder still holds the database: an admin command starts it for
+        # itself (and stops it), and says nothing of Redis, which it does not use.
+        for args in (["audit", "--ledger", "no-such-ledger"], ["migrate"]):
+            r = ledger(place, *args, "--data-dir", str(place / "data"))
+            assert r.returncode == (1 if args[0] == "audit" else 0), r.stderr
+            assert "Redis" not in r.stdout + r.stderr and "redis" not in r.stdout + r.stderr
 
     # The terminal closes: SIGHUP stops everything, embedded servers included.
     with running(place, port) as (up, pids):
