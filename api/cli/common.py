@@ -13,7 +13,7 @@ import os
 import re
 import stat
 from collections.abc import Mapping
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
@@ -54,6 +54,7 @@ def emit_json(value: Any) -> None:
 
 def run(fn, *args, **kwargs):
     """Run a command body, turning every expected failure into a message and an exit code."""
+    _talking_to.clear()
     try:
         return fn(*args, **kwargs)
     except Failure as exc:
@@ -67,6 +68,9 @@ def run(fn, *args, **kwargs):
         else:
             code = EXIT_REFUSED
         err.print(f"error: {exc.code}: {exc.message}", highlight=False, markup=False)
+        if _talking_to:
+            err.print(f"  talking to the {_talking_to[0].describe()}", highlight=False,
+                      markup=False)
         raise typer.Exit(code)
 
 
@@ -214,18 +218,83 @@ AuthScope = Annotated[Optional[str], typer.Option("--oauth-scope", "--auth-scope
 JsonOut = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
 
 
+@dataclass(frozen=True)
+class ApiTarget:
+    """The server an API command talks to, with where its URL and credentials came from:
+    an error from a server the user did not name must say which one it was."""
+
+    url: str
+    client_id: Optional[str]
+    client_secret: Optional[str]
+    url_from: str
+    credentials_from: str
+
+    def describe(self) -> str:
+        return (f"API {self.url} (from {self.url_from}; credentials from "
+                f"{self.credentials_from})")
+
+
+# The target of the command running in this process, for `run`'s error messages.
+_talking_to: list[ApiTarget] = []
+
+
+def _running_up_target(settings: Settings, client_id, client_secret,
+                       config: Path) -> ApiTarget:
+    """The API of the `ledger up` running on this machine (LEDGER_DATA_DIR's, ./.ledger's,
+    or the only one), with the client it created on its first start."""
+    from api.cli import runtime
+
+    chosen = settings.environ.get("LEDGER_DATA_DIR")
+    try:
+        record = runtime.find_running(settings, Path(chosen) if chosen else None)
+    except runtime.NotFound as exc:
+        fail(f"no API to talk to: no --api-url / LEDGER_API_URL, no login saved in {config}, "
+             f"and {exc}. Start `ledger up`, or run `ledger login --api-url URL "
+             "--client-id ID --client-secret SECRET`.", EXIT_USAGE)
+    url = record.values.get("api_url")
+    if not url:
+        fail(f"the `ledger up` running on {record.data_dir} recorded no API URL; give "
+             "--api-url or run `ledger login`", EXIT_USAGE)
+    url_from = f"the `ledger up` running on {record.data_dir}"
+    if client_id and client_secret:
+        return ApiTarget(url, client_id, client_secret, url_from,
+                         "--client-id / LEDGER_CLIENT_ID")
+    kept = runtime.first_client(record.data_dir)
+    if kept is None:
+        fail(f"no API credentials for {url} ({url_from}): {record.data_dir / runtime.CLIENT_NAME} "
+             "does not exist (the data folder predates it). Create a client with `ledger "
+             f"api-client create --name cli`, then `ledger login --api-url {url} "
+             "--client-id ID --client-secret SECRET`.", EXIT_USAGE)
+    return ApiTarget(url, kept["client_id"], kept["client_secret"], url_from,
+                     str(record.data_dir / runtime.CLIENT_NAME))
+
+
+def api_target(settings: Settings, api_url, client_id, client_secret) -> ApiTarget:
+    """Flags / LEDGER_* variables, else the saved login, else the running `ledger up`."""
+    saved = load_config(settings)
+    config = config_path(settings)
+    if not api_url and not saved.get("api_url"):
+        return _running_up_target(settings, client_id, client_secret, config)
+    url_from = "--api-url / LEDGER_API_URL" if api_url else f"the login saved in {config}"
+    given = bool(client_id and client_secret)
+    target = ApiTarget(api_url or saved["api_url"], client_id or saved.get("client_id"),
+                       client_secret or saved.get("client_secret"), url_from,
+                       "--client-id / LEDGER_CLIENT_ID" if given
+                       else f"the login saved in {config}")
+    if not (target.client_id and target.client_secret):
+        fail(f"no API credentials for {target.url} (from {url_from}): run `ledger login "
+             "--api-url URL --client-id ID --client-secret SECRET`, or set LEDGER_CLIENT_ID "
+             "and LEDGER_CLIENT_SECRET", EXIT_USAGE)
+    return target
+
+
 def api_client(settings: Settings, api_url, client_id, client_secret, auth_url,
                auth_scope) -> ledger_sdk.SyncClient:
     saved = load_config(settings)
-    api_url = api_url or saved.get("api_url")
-    client_id = client_id or saved.get("client_id")
-    client_secret = client_secret or saved.get("client_secret")
-    if not (api_url and client_id and client_secret):
-        fail("no API credentials: run `ledger login --api-url URL --client-id ID "
-             "--client-secret SECRET`, or set LEDGER_API_URL, LEDGER_CLIENT_ID and "
-             "LEDGER_CLIENT_SECRET", EXIT_USAGE)
-    return ledger_sdk.SyncClient(client_id=client_id, client_secret=client_secret,
-                                 api_url=api_url, auth_url=auth_url or saved.get("auth_url"),
+    target = api_target(settings, api_url, client_id, client_secret)
+    _talking_to[:] = [target]
+    return ledger_sdk.SyncClient(client_id=target.client_id, client_secret=target.client_secret,
+                                 api_url=target.url, auth_url=auth_url or saved.get("auth_url"),
                                  auth_scope=auth_scope or saved.get("auth_scope"),
                                  max_retries=3)
 
@@ -280,13 +349,40 @@ class AdminDatabase:
                 upgrade(url)
         self.url = url
         self.db = Database(url)
+        _admin_open[:] = [self]
         return self
 
     def __exit__(self, *exc):
+        _admin_open.clear()
         if self.db is not None:
             self.db.dispose()
         if self.keepalive is not None:
             self.keepalive.stop()
+
+    def unreachable(self, reason: object) -> str:
+        """Why the database could not be used, which one it was (the URL, its password
+        hidden, and where it came from), and what to do next."""
+        from sqlalchemy.engine import make_url
+
+        url = make_url(self.url).render_as_string(hide_password=True)
+        folder = self.located.data_dir
+        if self.keepalive is not None:
+            where = f"the embedded PostgreSQL of {folder}, started for this command"
+            then = f"its log is in {folder / 'logs'}"
+        elif self.located.record is not None:
+            where = f"the `ledger up` running on {folder}"
+            then = "is it still running? `ledger status` says"
+        else:
+            where = "DATABASE_URL"
+            then = ("check that PostgreSQL runs and accepts connections there, and the URL's "
+                    "user, password and database; or unset DATABASE_URL to use this "
+                    "machine's `ledger up`")
+        reason = " ".join(str(reason).split())
+        return f"cannot reach the database at {url} (from {where}): {reason}\n  next: {then}."
+
+
+# The database of the admin command running in this process, for `run_admin`'s messages.
+_admin_open: list[AdminDatabase] = []
 
 
 def run_admin(fn):
@@ -299,10 +395,15 @@ def run_admin(fn):
         return fn()
     except LedgerError as exc:
         code = EXIT_TRANSIENT if exc.retryable else EXIT_REFUSED
+        cause = exc.__cause__
+        if _admin_open and isinstance(cause, sqlalchemy.exc.OperationalError):
+            fail(_admin_open[0].unreachable(cause.orig), code)
         fail(f"{exc.code}: {exc.message}", code)
     except sqlalchemy.exc.ProgrammingError as exc:
         if getattr(exc.orig, "sqlstate", None) == "42P01":
             fail("the database has no API client tables yet: run `ledger migrate`")
         raise
     except sqlalchemy.exc.OperationalError as exc:
+        if _admin_open:
+            fail(_admin_open[0].unreachable(exc.orig), EXIT_TRANSIENT)
         fail(f"cannot reach the database: {exc.orig}", EXIT_TRANSIENT)

@@ -22,6 +22,9 @@ from pathlib import Path
 from ledger.settings import Settings
 
 RECORD_NAME = "runtime.json"
+# The API client `ledger up` creates on its first start, kept (0600) beside the database it
+# belongs to, so the API commands of this machine's user work without `ledger login`.
+CLIENT_NAME = "api-client.json"
 DEFAULT_DATA_DIR = Path(".ledger")
 
 
@@ -43,6 +46,22 @@ def _write_private(path: Path, value: dict) -> None:
     with os.fdopen(fd, "w") as fh:
         json.dump(value, fh, indent=2)
     os.replace(tmp, path)
+
+
+def save_first_client(data_dir: Path, client_id: str, client_secret: str) -> Path:
+    path = data_dir / CLIENT_NAME
+    _write_private(path, {"client_id": client_id, "client_secret": client_secret})
+    return path
+
+
+def first_client(data_dir: Path) -> dict | None:
+    """The credentials `save_first_client` kept in ``data_dir``, if it holds them."""
+    try:
+        values = json.loads((data_dir / CLIENT_NAME).read_text())
+        return {"client_id": str(values["client_id"]),
+                "client_secret": str(values["client_secret"])}
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def _process_started(pid: int) -> float | None:

@@ -124,13 +124,14 @@ def _first_client(database_url: str):
         db.dispose()
 
 
-def _print_client(created, api: str) -> None:
+def _print_client(created, api: str, data_dir: Path) -> None:
     _say()
-    _say("An API client was created (this is the only time its secret is shown):")
+    _say("An API client was created:")
     _say(f"  client id:     {created.client_id}")
     _say(f"  client secret: {created.client_secret}")
     _say()
-    _say("Use it from the CLI:")
+    _say(f"The `ledger` commands of this machine use it while `ledger up` runs (it is kept, "
+         f"mode 0600, in {data_dir / runtime.CLIENT_NAME}). Elsewhere, log in with it:")
     _say(f"  ledger login --api-url {api} --client-id {created.client_id} "
          f"--client-secret {created.client_secret}")
     _say("or over HTTP:")
@@ -343,6 +344,8 @@ def _serve(settings: Settings, host: str, port: int, children: list[Child],
     upgrade(database_url)
     api_url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
     created = _first_client(database_url)
+    if created is not None:
+        runtime.save_first_client(data_dir, created.client_id, created.client_secret)
 
     env = settings.child_environ(PYTHONUNBUFFERED="1",
                                  LEDGER_SECRET_KEY=settings.secret_key.reveal())
@@ -380,7 +383,7 @@ def _serve(settings: Settings, host: str, port: int, children: list[Child],
              f"{children[0].tail()}")
         return 1
     if created is not None:
-        _print_client(created, api_url)
+        _print_client(created, api_url, data_dir)
     _say()
     _say(f"ledger: up. API      {api_url}  (GraphQL {api_url}/graphql, REST {api_url}/v1; "
          f"{settings.api_processes} processes)")

@@ -239,10 +239,12 @@ def _jobs_by_id(db: Database, ids: Iterable[int]) -> list[Job]:
 
 
 def _parse_job_id(job_id: Any) -> int | None:
-    try:
-        value = int(str(job_id))
-    except ValueError:
+    # Only the id as the API writes it: int() would also take " 7", "+7", "07", "7_0" and
+    # other scripts' digits, so several spellings would name one job.
+    text = str(job_id)
+    if not (text.isascii() and text.isdigit()) or text.startswith("0"):
         return None
+    value = int(text)
     return value if 0 < value < 2**63 else None
 
 

@@ -18,8 +18,9 @@ WALLET = Path(__file__).resolve().parent.parent / "fixtures" / "seed000_wallet.j
 def cli_env(database_url, tmp_path_factory):
     home = tmp_path_factory.mktemp("cli")
     env = {k: v for k, v in os.environ.items() if not k.startswith("LEDGER_")}
+    # Its own state folder: a `ledger up` running on this machine is not this test's server.
     env.update({"DATABASE_URL": database_url, "LEDGER_CONFIG": str(home / "config.json"),
-                "NO_COLOR": "1", "COLUMNS": "200"})
+                "LEDGER_STATE_DIR": str(home / "state"), "NO_COLOR": "1", "COLUMNS": "200"})
     return env, home
 
 
@@ -191,3 +192,17 @@ def test_audit(cli_env, db, unique):
 
     missing = ledger(env, "audit", "--ledger", unique("no-such-ledger"), check=1)
     assert "ledger_not_found" in missing.stderr
+
+
+def test_stripe_says_what_it_lacks_before_anything_else(cli_env, unique):
+    env = {k: v for k, v in cli_env[0].items() if not k.startswith("STRIPE_")}
+    link = unique("unconfigured")
+    problems = ledger(env, "stripe", "problems", "--link-id", link, check=2)
+    assert f"Stripe link {link} is not configured" in problems.stderr
+    assert "STRIPE_API_KEY" in problems.stderr and "No problems" not in problems.stdout
+    backfill = ledger(env, "stripe", "backfill", "--since", "2025-01-01", "--link-id", link,
+                      check=2)
+    # The message, and no progress bar drawn before it.
+    assert backfill.stderr.startswith(f"error: Stripe link {link} is not configured")
+    assert "Stripe backfill" not in backfill.stderr and "%" not in backfill.stderr
+    assert "Redis" not in backfill.stderr + problems.stderr

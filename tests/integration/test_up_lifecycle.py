@@ -12,6 +12,7 @@ import select
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import tempfile
@@ -45,10 +46,13 @@ def place():
 
 def environment(root: Path) -> dict:
     env = {k: v for k, v in os.environ.items()
-           if k not in ("DATABASE_URL", "REDIS_URL", "LEDGER_DATA_DIR")}
+           if k not in ("DATABASE_URL", "REDIS_URL", "LEDGER_DATA_DIR", "LEDGER_API_URL",
+                        "LEDGER_CLIENT_ID", "LEDGER_CLIENT_SECRET")}
     # The commands run in other folders than the checkout; they must still be its code.
+    # No saved login: API commands must find the running `ledger up` on their own.
     env.update({"LEDGER_STATE_DIR": str(root / "state"), "PYTHONUNBUFFERED": "1",
-                "PYTHONPATH": str(REPO), "NO_COLOR": "1", "COLUMNS": "80"})
+                "PYTHONPATH": str(REPO), "NO_COLOR": "1", "COLUMNS": "80",
+                "LEDGER_CONFIG": str(root / "no-login.json")})
     return env
 
 
@@ -62,7 +66,7 @@ class Terminal:
     """`ledger up` in a terminal of its own (a pty it has as controlling terminal), so that
     closing the terminal hangs it up as closing a window would."""
 
-    def __init__(self, root: Path, port: int):
+    def __init__(self, root: Path, port: int, env: dict | None = None):
         self.master, slave = os.openpty()
 
         def controlling_terminal():
@@ -71,7 +75,7 @@ class Terminal:
 
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "api.cli", "up", "--data-dir", str(root / "data"),
-             "--port", str(port)], cwd=root, env=environment(root), stdin=slave,
+             "--port", str(port)], cwd=root, env=env or environment(root), stdin=slave,
             stdout=slave, stderr=slave, preexec_fn=controlling_terminal)
         os.close(slave)
         self.output = b""
@@ -109,9 +113,9 @@ class Terminal:
 
 
 @contextmanager
-def running(root: Path, port: int):
+def running(root: Path, port: int, env: dict | None = None):
     """``(terminal, pids)`` of a `ledger up` that is up; killed after, whatever happened."""
-    up = Terminal(root, port)
+    up = Terminal(root, port, env)
     try:
         wait_until_up(up)
         yield up, recorded_pids(root)
@@ -191,6 +195,16 @@ def test_status_admin_and_down_from_elsewhere_then_sighup_then_sigkill(place):
         assert token.status_code == 200, "the running server rejects the new client"
         listed = ledger(place, "api-client", "list")
         assert client_id in listed.stdout.split()
+        # API commands without `ledger login`: the running server, with the client it made.
+        kept = place / "data" / "api-client.json"
+        assert stat.S_IMODE(kept.stat().st_mode) == 0o600
+        assert json.loads(kept.read_text())["client_id"] in up.text()
+        token = ledger(place, "token")
+        assert token.returncode == 0 and token.stdout.strip().count(".") == 2, token.stderr
+        refused = ledger(place, "balance", "assets", "--ledger", "no-such-ledger")
+        assert refused.returncode == 1 and "ledger_not_found" in refused.stderr
+        assert (f"API http://127.0.0.1:{port} (from the `ledger up` running on "
+                f"{place / 'data'}") in " ".join(refused.stderr.split())
         migrated = ledger(place, "migrate")
         assert migrated.returncode == 0 and "Redis" not in migrated.stdout + migrated.stderr
         assert list((place / "elsewhere").iterdir()) == []
@@ -205,6 +219,12 @@ def test_status_admin_and_down_from_elsewhere_then_sighup_then_sigkill(place):
         assert "ledger: stopping (SIGTERM)" in up.text()
         assert not (place / "data" / "runtime.json").exists()
         assert ledger(place, "status").returncode == 1
+        # Stopped, the folder still holds the database: an admin command starts it for
+        # itself (and stops it), and says nothing of Redis, which it does not use.
+        for args in (["audit", "--ledger", "no-such-ledger"], ["migrate"]):
+            r = ledger(place, *args, "--data-dir", str(place / "data"))
+            assert r.returncode == (1 if args[0] == "audit" else 0), r.stderr
+            assert "Redis" not in r.stdout + r.stderr and "redis" not in r.stdout + r.stderr
 
     # The terminal closes: SIGHUP stops everything, embedded servers included.
     with running(place, port) as (up, pids):
@@ -218,3 +238,43 @@ def test_status_admin_and_down_from_elsewhere_then_sighup_then_sigkill(place):
         up.proc.wait(5)
         assert gone(pids, 30) == [], (place / "data" / "logs" / "watchdog.log").read_text()
         assert ledger(place, "status").returncode == 1
+
+
+# sitecustomize.py of the `ledger up` below (on PYTHONPATH, so every Python process of it
+# loads it): in the Celery worker only (`python -m celery -A workers.app worker ...`), SIGTERM
+# is ignored and stays ignored whatever handler Celery installs: a worker that never
+# answers the stop.
+STUBBORN_WORKER = """
+import signal, sys
+
+if "-A" in sys.argv and "worker" in sys.argv:
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    _install = signal.signal
+
+    def _keep_ignoring(signum, handler):
+        return signal.SIG_IGN if signum == signal.SIGTERM else _install(signum, handler)
+
+    signal.signal = _keep_ignoring
+"""
+
+
+@pytest.mark.slow
+def test_a_child_ignoring_sigterm_is_killed_at_the_deadline_and_nothing_is_left(place):
+    from api.cli.up import STOP_TIMEOUT_SECONDS
+
+    (place / "stubborn").mkdir()
+    (place / "stubborn" / "sitecustomize.py").write_text(STUBBORN_WORKER)
+    env = environment(place)
+    env["PYTHONPATH"] = f"{place / 'stubborn'}{os.pathsep}{REPO}"
+    with running(place, free_port(), env) as (up, pids):
+        t0 = time.monotonic()
+        up.proc.send_signal(signal.SIGTERM)
+        assert up.proc.wait(STOP_TIMEOUT_SECONDS + 20) == 0
+        took = time.monotonic() - t0
+        text = up.text()
+        assert "ledger: worker did not stop in time; killing it" in text, text[-2000:]
+        # Killed at the deadline, not before; then the embedded servers stop as always.
+        assert STOP_TIMEOUT_SECONDS - 1 < took < STOP_TIMEOUT_SECONDS + 10, f"took {took:.1f}s"
+        assert "embedded servers" in text.rsplit("ledger: stopped in", 1)[1]
+        assert gone(pids, 5) == []
+        assert not (place / "data" / "runtime.json").exists()

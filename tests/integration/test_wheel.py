@@ -168,16 +168,18 @@ def add_console_scripts(venv: Path, names: tuple[str, ...] = ("celery", "uvicorn
 
 class Compose:
     """The services of docker-compose.yml, their commands and health checks made to run on
-    this machine: the API on a free port of 127.0.0.1, the image's working directory a
-    temporary one, compose's `$$` a shell's `$`."""
+    this machine: the API and the worker's metrics on free ports of 127.0.0.1, the image's
+    working directory a temporary one, compose's `$$` a shell's `$`."""
 
     def __init__(self, port: int, home: Path):
         self.services = yaml.safe_load(COMPOSE.read_text())["services"]
         self.port, self.home = port, home
+        self.worker_metrics_port = free_port()
 
     def local(self, text: str) -> str:
         return (text.replace("$$", "$").replace("0.0.0.0", "127.0.0.1")
-                .replace("8000", str(self.port)).replace(IMAGE_HOME, str(self.home)))
+                .replace("8000", str(self.port)).replace("9100", str(self.worker_metrics_port))
+                .replace(IMAGE_HOME, str(self.home)))
 
     def command(self, service: str) -> list[str]:
         return [self.local(arg) for arg in self.services[service]["command"]]
@@ -279,3 +281,9 @@ def test_the_installed_wheel_runs_the_cli_and_the_compose_services(
                                    elsewhere, env, logs)
             health = httpx.get(f"http://127.0.0.1:{compose.port}/healthz", timeout=5)
             assert health.json() == {"status": "ok", "database": "ok"}
+            # The worker serves its metrics on the port the compose file gives it (empty
+            # until it has posted a batch: its counters are made on first use).
+            worker = httpx.get(f"http://127.0.0.1:{compose.worker_metrics_port}/metrics",
+                               timeout=5)
+            assert worker.status_code == 200, worker.text
+            assert worker.headers["content-type"].startswith("text/plain")
