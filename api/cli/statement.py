@@ -7,10 +7,8 @@ import sys
 from typing import Annotated, Optional
 
 import typer
-from rich.table import Table
-
 from api.cli.common import (ApiUrl, AuthScope, AuthUrl, ClientId, ClientSecret, JsonOut,
-                            api_client, emit_json, out, run)
+                            api_client, emit_json, folding_table, out, run)
 
 app = typer.Typer()
 
@@ -89,7 +87,8 @@ def statement(ctx: typer.Context,
 def _print_table(account: str, period: Optional[str], rows: list[dict],
                  opening: dict[str, str], closing: dict[str, str]) -> None:
     title = f"{account}" + (f" ({period})" if period else "")
-    table = Table("posted", "description", "amount", "currency", "balance", title=title)
+    table = folding_table("posted", "description", "amount", "currency", "balance",
+                          title=title)
     for row in rows:
         table.add_row(row["posted"], row["description"] or "", row["amount"], row["currency"],
                       row["balance"] or "")
