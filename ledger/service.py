@@ -416,3 +416,21 @@ def line_running_balances(db: Database, line_ids: list[str]) -> dict[str, int]:
 
 
 __all__ += ["AccountLines", "EntryRef", "line_running_balances", "list_account_lines"]
+
+
+# ---------------------------------------------------------------------------- events
+from ledger.events.store import TYPES as EVENT_TYPES  # noqa: E402
+from ledger.events.store import Event, EventPage, read_events  # noqa: E402
+
+
+def list_events(db: Database, *, after: str | None = None, types: list[str] | None = None,
+                ledger_ik: str | None = None, first: int = 100) -> EventPage:
+    """``list_events(db, *, after, types, ledger_ik, first) -> EventPage``: the events after
+    the cursor ``after``, oldest first, gap-free (ledger/events/store.py); of one ledger when
+    ``ledger_ik`` is given. A bad cursor, type or page size is ``invalid_input`` naming it."""
+    with db.transaction() as conn:
+        ledger_id = load_ledger(conn, ledger_ik).id if ledger_ik is not None else None
+        return read_events(conn, after=after, types=types, ledger_id=ledger_id, first=first)
+
+
+__all__ += ["EVENT_TYPES", "Event", "EventPage", "list_events"]
