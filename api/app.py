@@ -104,6 +104,7 @@ def create_app(settings: Settings, db: Database | None = None) -> FastAPI:
         openapi_url=None, docs_url=None, redoc_url=None,
     )
     app.state.settings = settings
+    service.configure_events(settings.events)
     if settings.metrics_dir:
         settings.metrics_dir.mkdir(parents=True, exist_ok=True)
     app.state.metrics = Metrics(settings, lambda: app.state.db)
@@ -151,8 +152,10 @@ def _include_rest(app: FastAPI) -> None:
             raise
     else:
         from api.wallet import router as wallet_router
+        from api.events import router as events_router
         app.include_router(v1_router)
         app.include_router(wallet_router)
+        app.include_router(events_router)
 
 
 def app_from_env() -> FastAPI:

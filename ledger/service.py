@@ -434,3 +434,59 @@ def list_events(db: Database, *, after: str | None = None, types: list[str] | No
 
 
 __all__ += ["EVENT_TYPES", "Event", "EventPage", "list_events"]
+
+
+# ------------------------------------------------------------ webhooks and alerts
+from datetime import timedelta as _timedelta  # noqa: E402
+
+from ledger.settings import Settings  # noqa: E402
+
+from ledger.events.delivery import DeliveryRun, backoff_seconds, body_of  # noqa: E402
+from ledger.events.delivery import deliver_endpoint as _deliver_endpoint  # noqa: E402
+from ledger.events.delivery import due_endpoints as due_webhook_endpoints  # noqa: E402
+from ledger.events.delivery import redeliver as _redeliver  # noqa: E402
+from ledger.events.delivery import signed_headers  # noqa: E402
+from ledger.events.store import configure_events  # noqa: E402
+from ledger.events.webhooks import CreatedEndpoint, Delivery, WebhookEndpoint  # noqa: E402
+from ledger.events.webhooks import create_endpoint as _create_endpoint  # noqa: E402
+from ledger.events.webhooks import delete_endpoint as delete_webhook_endpoint  # noqa: E402
+from ledger.events.webhooks import enable_endpoint as enable_webhook_endpoint  # noqa: E402
+from ledger.events.webhooks import list_deliveries as list_webhook_deliveries  # noqa: E402
+from ledger.events.webhooks import list_endpoints as list_webhook_endpoints  # noqa: E402
+from ledger.reconcile.alerts import raise_unreconciled_alerts as _unreconciled  # noqa: E402
+
+
+def create_webhook_endpoint(db: Database, config: Settings, *, url, events,
+                            description=None) -> CreatedEndpoint:
+    """``create_webhook_endpoint(db, config, *, url, events, description) -> CreatedEndpoint``:
+    a new endpoint receiving the events of the types ``events`` (``["*"]``: all) raised from
+    now on; ``.secret`` (``whsec_...``) is shown this once and stored encrypted with
+    ``LEDGER_SECRET_KEY``. A bad URL (not http/https; private or loopback unless
+    ``LEDGER_WEBHOOK_ALLOW_PRIVATE``) is ``invalid_url`` naming ``url``."""
+    return _create_endpoint(db, Keyring.of(config), url=url, events=events,
+                            description=description, allow_private=config.webhook_allow_private)
+
+
+def deliver_webhook_endpoint(db: Database, config: Settings, endpoint, *,
+                             budget_seconds: float = 20.0) -> DeliveryRun:
+    """Deliver the endpoint's pending events, in order (ledger/events/delivery.py)."""
+    return _deliver_endpoint(db, Keyring.of(config), config, endpoint,
+                             budget_seconds=budget_seconds)
+
+
+def redeliver_webhook_event(db: Database, config: Settings, endpoint, event) -> Delivery:
+    """Send one event to the endpoint again now, logged as a manual attempt."""
+    return _redeliver(db, Keyring.of(config), config, endpoint, event)
+
+
+def raise_unreconciled_alerts(db: Database, config: Settings) -> int:
+    """tx.unreconciled_for for synced txs unreconciled longer than
+    ``LEDGER_UNRECONCILED_ALERT_SECONDS``, once each; returns how many."""
+    return _unreconciled(db, _timedelta(seconds=config.unreconciled_alert_seconds))
+
+
+__all__ += ["CreatedEndpoint", "Delivery", "DeliveryRun", "WebhookEndpoint", "backoff_seconds",
+            "body_of", "configure_events", "create_webhook_endpoint", "delete_webhook_endpoint",
+            "deliver_webhook_endpoint", "due_webhook_endpoints", "enable_webhook_endpoint",
+            "list_webhook_deliveries", "list_webhook_endpoints", "raise_unreconciled_alerts",
+            "redeliver_webhook_event", "signed_headers"]

@@ -154,6 +154,22 @@ class Settings:
     # `ledger down` and the admin commands started in any folder. None: the home folder's
     # ~/.local/state/ledger (XDG_STATE_HOME/ledger when that is set).
     state_dir: Path | None = None
+    # Events and outbound webhooks (ledger/events/). ``events``: whether posting raises
+    # entry.posted (off only to measure what events cost: bench/post.py).
+    events: bool = True
+    # A synced tx still unreconciled this long after it was synced raises
+    # tx.unreconciled_for, once; beat looks this often.
+    unreconciled_alert_seconds: float = 86400.0
+    unreconciled_every_seconds: float = 60.0
+    # How often beat looks for webhook endpoints with events to deliver; the first retry
+    # waits this many seconds, each next one four times as long (capped at 12 hours), and
+    # an endpoint is disabled after this many failures in a row (12: about three days).
+    webhook_every_seconds: float = 1.0
+    webhook_backoff_seconds: float = 5.0
+    webhook_disable_after: int = 12
+    # Whether webhook URLs may name private, loopback or link-local addresses (tests,
+    # a receiver on the same machine). False in production: no SSRF into the network.
+    webhook_allow_private: bool = False
     # The whole environment, for what must see variables by name: `${VAR}` substitution
     # in schema files, and the environment handed to child processes.
     environ: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
@@ -218,6 +234,14 @@ class Settings:
             log_format=read.choice("LEDGER_LOG_FORMAT", ("text", "json")),
             otel=read.choice("LEDGER_OTEL", ("off", "otlp", "console")),
             state_dir=_state_dir(read),
+            events=read.flag("LEDGER_EVENTS") is not False,
+            unreconciled_alert_seconds=read.number("LEDGER_UNRECONCILED_ALERT_SECONDS",
+                                                   86400.0),
+            unreconciled_every_seconds=read.number("LEDGER_UNRECONCILED_EVERY_SECONDS", 60.0),
+            webhook_every_seconds=read.number("LEDGER_WEBHOOK_EVERY_SECONDS", 1.0),
+            webhook_backoff_seconds=read.number("LEDGER_WEBHOOK_BACKOFF_SECONDS", 5.0),
+            webhook_disable_after=read.integer("LEDGER_WEBHOOK_DISABLE_AFTER", 12, 1),
+            webhook_allow_private=read.flag("LEDGER_WEBHOOK_ALLOW_PRIVATE") is True,
             environ=env,
         )
         return settings

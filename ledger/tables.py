@@ -165,6 +165,8 @@ external_txs = sa.Table(
     sa.Column("entry_id", sa.BigInteger, sa.ForeignKey("entries.id")),
     sa.Column("line_id", sa.BigInteger),
     sa.Column("reconciled", sa.DateTime(timezone=True)),
+    # When tx.unreconciled_for was raised for it (migration 0015).
+    sa.Column("unreconciled_alerted", sa.DateTime(timezone=True)),
 )
 
 linked_accounts = sa.Table(

@@ -55,7 +55,8 @@ class Runtime:
 runtime = Runtime()
 log = logging.getLogger(__name__)
 
-app = Celery("ledger", include=["workers.tasks", "workers.stripe_tasks"])
+app = Celery("ledger", include=["workers.tasks", "workers.stripe_tasks",
+                                    "workers.webhook_tasks"])
 
 
 def settings() -> Settings:
@@ -102,7 +103,9 @@ def celery_config(settings: Settings) -> dict:
         task_default_queue=maintenance,
         task_queues=[Queue(q) for q in settings.partition_queues()] + [Queue(maintenance)],
         task_routes={name: {"queue": maintenance}
-                     for name in ("ledger.relay", "ledger.rollup", "ledger.prune")},
+                     for name in ("ledger.relay", "ledger.rollup", "ledger.prune",
+                                  "ledger.webhooks.dispatch", "ledger.webhooks.deliver",
+                                  "ledger.events.unreconciled")},
         # Bounds a worker process's memory: a child is replaced after it grows past this.
         worker_max_memory_per_child=settings.worker_max_memory_kb,
         worker_hijack_root_logger=False,
@@ -115,6 +118,10 @@ def celery_config(settings: Settings) -> dict:
             "stripe-backfill": _every("ledger.stripe.backfill",
                                       settings.stripe_backfill_every_seconds),
             "stripe-inbox": _every("ledger.stripe.inbox", settings.stripe_inbox_every_seconds),
+            # Events: webhook delivery (workers/webhook_tasks.py) and the unreconciled sweep.
+            "webhooks": _every("ledger.webhooks.dispatch", settings.webhook_every_seconds),
+            "unreconciled": _every("ledger.events.unreconciled",
+                                   settings.unreconciled_every_seconds),
         },
     )
 
@@ -126,6 +133,7 @@ def configure(sender: Celery, **_kwargs) -> None:
     none, and configure the app for them. Runs once per process tree."""
     if runtime.settings is None:
         runtime.settings, runtime.keepalive = resolve_servers(Settings.from_env())
+        service.configure_events(runtime.settings.events)
     sender.config_from_object(celery_config(runtime.settings))
 
 

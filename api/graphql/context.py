@@ -7,7 +7,7 @@ from typing import Any
 
 from ledger import service
 from ledger.db import Database
-from ledger.settings import DEFAULT_WORKSPACE_NAME
+from ledger.settings import DEFAULT_WORKSPACE_NAME, Settings
 
 FORCE_ERROR_HEADER = "x-fragment-return-error"
 FORCEABLE_ERRORS = {"internalerror": "InternalError", "badrequesterror": "BadRequestError"}
@@ -43,6 +43,8 @@ class Context:
     timeout_seconds: float = 0.0
     # The deployment's name (LEDGER_WORKSPACE_NAME), for `workspace { name }`.
     workspace_name: str = DEFAULT_WORKSPACE_NAME
+    # The app's settings, for what needs more of them (webhook endpoints: the secret key).
+    settings: Settings = field(default_factory=Settings)
 
     def cached(self, key: Any, load):
         if key not in self.cache:

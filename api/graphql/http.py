@@ -103,7 +103,8 @@ async def graphql_endpoint(request: Request):
                           committer=committer_for(request.app),
                           force_error=force_error, document=parsed.document,
                           deadline=deadline, timeout_seconds=runner.timeout_seconds,
-                          workspace_name=request.app.state.settings.workspace_name)
+                          workspace_name=request.app.state.settings.workspace_name,
+                          settings=request.app.state.settings)
         result = schema.execute_sync(parsed_body.query, variable_values=parsed_body.variables,
                                      context_value=context,
                                      operation_name=parsed_body.operation_name)

@@ -32,6 +32,25 @@ TYPES = frozenset({
 MAX_PAGE = 500
 
 
+class _Switch:
+    """Whether posting raises entry.posted (``LEDGER_EVENTS``): set once by each process's
+    edge from its settings (``configure_events``); on unless turned off, so a process that
+    never configured it still writes its events."""
+
+    posted = True
+
+
+_switch = _Switch()
+
+
+def configure_events(enabled: bool) -> None:
+    _switch.posted = bool(enabled)
+
+
+def posting_raises_events() -> bool:
+    return _switch.posted
+
+
 @dataclass(frozen=True)
 class Event:
     id: str          # "evt_<n>"
@@ -56,16 +75,21 @@ def raise_event(conn: Connection, *, ledger_id: int | None, type: str,
 
 
 def raise_events(conn: Connection, events: Iterable[tuple[int | None, str, dict]]) -> None:
-    """Write several events, in order, with one statement."""
-    rows = [{"l": ledger_id, "t": type_, "p": fastjson.dumps(payload)}
-            for ledger_id, type_, payload in events]
+    """Write several events, in order, with one statement (one for a whole posting batch)."""
+    rows = [{"l": ledger_id, "t": type_, "p": payload} for ledger_id, type_, payload in events]
     for row in rows:
         if row["t"] not in TYPES:
             raise ValueError(f"unknown event type {row['t']!r}")
     if rows:
-        conn.execute(sa.text(
-            "INSERT INTO events (ledger_id, type, payload) "
-            "VALUES (:l, :t, CAST(:p AS jsonb))"), rows)
+        conn.execute(_INSERT_EVENTS, {"rows": fastjson.dumps(rows)})
+
+
+# Ids follow the order of the rows given: the events of one transaction read in that order.
+_INSERT_EVENTS = sa.text(
+    "INSERT INTO events (ledger_id, type, payload) "
+    "SELECT CAST(r.value->>'l' AS bigint), r.value->>'t', r.value->'p' "
+    "FROM jsonb_array_elements(CAST(:rows AS jsonb)) WITH ORDINALITY AS r(value, n) "
+    "ORDER BY r.n")
 
 
 def _cursor(xid: int, id_: int) -> str:
@@ -85,6 +109,14 @@ def _decode(cursor: Any) -> tuple[int, int]:
         return int(xid), int(id_)
     except (ValueError, binascii.Error, UnicodeDecodeError):
         raise bad from None
+
+
+def feed_head(conn: Connection) -> str:
+    """A cursor after every event that is final now: what follows it is only what commits
+    later (a new webhook endpoint starts here, not at the first event ever raised)."""
+    xmin = conn.execute(sa.text(
+        "SELECT CAST(pg_snapshot_xmin(pg_current_snapshot()) AS text)")).scalar_one()
+    return _cursor(int(xmin), 0)
 
 
 def read_events(conn: Connection, *, after: str | None = None, types: list[str] | None = None,

@@ -11,6 +11,7 @@ from sqlalchemy.engine import Connection
 from ledger import tables as t
 from ledger.commands import EntryRequest
 from ledger.errors import BadRequestError
+from ledger.events.store import raise_event
 from ledger.history.entries import _entry_id, _entry_row, load_history_entries
 from ledger.history.model import ReverseResult
 from ledger.ledgers import Ledger
@@ -71,6 +72,9 @@ def reverse_entry(conn: Connection, ledger: Ledger, entry_id: Any) -> ReverseRes
                 field=exc.field) from None
         conn.execute(t.entries.update().where(t.entries.c.id == original["id"])
                      .values(reversed_by_id=reversing_id, reversed_at=now))
+        raise_event(conn, ledger_id=ledger.id, type="entry.reversed", payload={
+            "id": str(original["id"]), "ik": original["ik"], "type": original["type"],
+            "reversedBy": str(reversing_id), "reversedAt": now})
     found = load_history_entries(conn, ledger, [
         _entry_row(conn, ledger, original["id"]), _entry_row(conn, ledger, reversing_id)])
     return ReverseResult(found[0], found[1], False)

@@ -14,6 +14,7 @@ from ledger import fastjson
 from ledger.commands import EntryRequest
 from ledger.db import Database, is_retryable
 from ledger.errors import LedgerError, NotFoundError
+from ledger.events.store import raise_events
 from ledger.jobs.model import DEFAULT_BATCH, FAILED, POSTED, WorkResult
 from ledger.ledgers import Ledger, get_ledger
 from ledger.posting.engine import post_entries
@@ -198,6 +199,11 @@ def work_partition(db: Database, partition: int, *, limit: int = DEFAULT_BATCH) 
         result.failed = result.claimed - result.posted
         if result.failed:
             _log_failures(claimed)
+            # In the batch's transaction: the event exists exactly when the failure does.
+            raise_events(conn, [(j.ledger_id, "job.failed", {
+                "id": str(j.id), "ik": j.request.get("ik") if isinstance(j.request, dict)
+                else None, "error": j.outcome["error"]})
+                for j in claimed if j.outcome["status"] == FAILED])
         return result
 
     return db.run(work)

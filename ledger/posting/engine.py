@@ -19,6 +19,7 @@ from ledger import tables as t
 from ledger.amounts import MAX_AMOUNT
 from ledger.commands import EntryRequest
 from ledger.errors import BadRequestError, LedgerError
+from ledger.events.store import posting_raises_events, raise_events
 from ledger.ledgers import Ledger
 from ledger.posting.conditions import (
     _check_conditions,
@@ -122,6 +123,11 @@ def post_entries(conn: Connection, ledger: Ledger, requests: list[EntryRequest],
                 if isinstance(results[i], LedgerError)]
         if gone:  # refused under the lock: release their ik claims
             conn.execute(sa.text("DELETE FROM entries WHERE id = ANY(:ids)"), {"ids": gone})
+        if posting_raises_events():  # in this transaction: one statement for the batch
+            raise_events(conn, [(ledger.id, "entry.posted", {
+                "id": str(inserted[e.request.ik]), "ik": e.request.ik, "type": e.type,
+                "posted": e.request.posted or now}) for e in (
+                    compiled_by[i] for i in fresh if not isinstance(results[i], LedgerError))])
     if replays and not detail:
         results.update((i, Posted(str(entry_id), True)) for i, entry_id in replays.items())
     elif replays:

@@ -12,6 +12,7 @@ from ledger import tables as t
 from ledger.amounts import parse_amount, parse_time
 from ledger.db import Database
 from ledger.errors import BadRequestError, NotFoundError
+from ledger.events.store import raise_events
 from ledger.ledgers import load_ledger, parse_id
 from ledger.reconcile.links import _find_link, _match_account, _resolve_linked
 from ledger.reconcile.model import (
@@ -85,20 +86,21 @@ def sync_txs(conn: Connection, link_row, items: list[TxInput], field: str = "txs
     now = datetime.now(timezone.utc)
     # Sorted, so two syncs sharing txs wait on each other in one order.
     order = sorted(range(len(items)), key=lambda i: (items[i].account_id, items[i].external_id))
-    conn.execute(sa.text(
+    new_ids = conn.execute(sa.text(
         "INSERT INTO external_txs (link_id, account_id, external_id, description, amount, "
         "posted, created, updated) "
         "SELECT :link, u.a, u.e, u.d, u.amount, u.p, :now, :now FROM unnest("
         "CAST(:accounts AS bigint[]), CAST(:exts AS text[]), CAST(:descs AS text[]), "
         "CAST(:amounts AS numeric[]), CAST(:posted AS timestamptz[])) AS u(a, e, d, amount, p) "
         "ORDER BY u.a, u.e "
-        "ON CONFLICT (account_id, external_id) WHERE deleted IS NULL DO NOTHING"),
+        "ON CONFLICT (account_id, external_id) WHERE deleted IS NULL DO NOTHING RETURNING id"),
         {"link": link_row.id, "now": now,
          "accounts": [items[i].account_id for i in order],
          "exts": [items[i].external_id for i in order],
          "descs": [items[i].description for i in order],
          "amounts": [str(items[i].amount) for i in order],
-         "posted": [items[i].posted for i in order]})
+         "posted": [items[i].posted for i in order]}).scalars().all()
+    raise_tx_events(conn, "tx.synced", new_ids)
     rows = {(r.account_id, r.external_id): r for r in conn.execute(sa.text(
         "SELECT x.id, x.account_id, x.external_id, x.description, x.amount, x.posted, "
         "a.external_id AS account_external_id FROM external_txs x "
@@ -122,6 +124,25 @@ def sync_txs(conn: Connection, link_row, items: list[TxInput], field: str = "txs
                      .values(description=description, updated=now))
     loaded = _load_txs(conn, [r.id for r in rows.values()])
     return [loaded[rows[(it.account_id, it.external_id)].id] for it in items]
+
+
+def raise_tx_events(conn: Connection, type_: str, tx_ids: list[int]) -> None:
+    """``type_`` (tx.synced, tx.unreconciled_for) for each tx, in this transaction: one event
+    per ledger with an account known to mirror the tx's external account (a ledger account
+    becomes known so at its first reconciliation); none known: one event of no ledger."""
+    if tx_ids:
+        raise_events(conn, [(r.ledger_id, type_, {
+            "id": str(r.id), "link": r.link, "externalId": r.external_id, "account": r.account,
+            "amount": str(r.amount), "posted": r.posted, "path": r.path})
+            for r in conn.execute(_SYNCED, {"ids": tx_ids})])
+
+
+_SYNCED = sa.text(
+    "SELECT x.id, x.external_id, a.external_id AS account, x.amount, x.posted, "
+    "  l.ledger_id, l.path, k.public_id AS link FROM external_txs x "
+    "JOIN external_accounts a ON a.id = x.account_id JOIN links k ON k.id = x.link_id "
+    "LEFT JOIN linked_accounts l ON l.external_account_id = x.account_id "
+    "WHERE x.id = ANY(:ids) ORDER BY x.id, l.ledger_id")
 
 
 def delete_custom_txs(db: Database, link: Any, txs: list[dict]) -> list[Tx]:

@@ -92,6 +92,17 @@ WORKER_QUEUES_VARIABLES = {
     "LEDGER_WORKER_MAINTENANCE": ("no", "worker_maintenance", False),
 }
 
+# Events and outbound webhooks (issue 15).
+EVENTS_VARIABLES = {
+    "LEDGER_EVENTS": ("off", "events", False),
+    "LEDGER_UNRECONCILED_ALERT_SECONDS": ("3600", "unreconciled_alert_seconds", 3600.0),
+    "LEDGER_UNRECONCILED_EVERY_SECONDS": ("5", "unreconciled_every_seconds", 5.0),
+    "LEDGER_WEBHOOK_EVERY_SECONDS": ("0.5", "webhook_every_seconds", 0.5),
+    "LEDGER_WEBHOOK_BACKOFF_SECONDS": ("0.1", "webhook_backoff_seconds", 0.1),
+    "LEDGER_WEBHOOK_DISABLE_AFTER": ("3", "webhook_disable_after", 3),
+    "LEDGER_WEBHOOK_ALLOW_PRIVATE": ("true", "webhook_allow_private", True),
+}
+
 
 @pytest.mark.parametrize("variable, raw, field, value", [
     ("DATABASE_URL", "postgresql://db/ledger", "database_url", "postgresql://db/ledger"),
@@ -136,6 +147,8 @@ WORKER_QUEUES_VARIABLES = {
       for variable, (raw, field, value) in OBSERVABILITY_VARIABLES.items()],
     ("LEDGER_LOG_FORMAT", "JSON", "log_format", "json"),
     ("LEDGER_OTEL", "console", "otel", "console"),
+    *[(variable, raw, field, value)
+      for variable, (raw, field, value) in EVENTS_VARIABLES.items()],
 ])
 def test_each_variable_is_parsed(variable, raw, field, value):
     settings = Settings.from_env({variable: raw})
@@ -164,6 +177,7 @@ def test_every_field_is_read_from_some_variable():
     env.update({variable: raw for variable, (raw, _, _) in CORES_VARIABLES.items()})
     env.update({variable: raw for variable, (raw, _, _) in OBSERVABILITY_VARIABLES.items()})
     env.update({variable: raw for variable, (raw, _, _) in WORKER_QUEUES_VARIABLES.items()})
+    env.update({variable: raw for variable, (raw, _, _) in EVENTS_VARIABLES.items()})
     settings, default = Settings.from_env(env), Settings()
 
     unchanged = [f.name for f in dataclasses.fields(Settings)
@@ -204,6 +218,10 @@ def test_empty_values_mean_unset():
     ("LEDGER_WORKER_METRICS_PORT", "70000"),
     ("LEDGER_LOG_FORMAT", "yaml"),
     ("LEDGER_OTEL", "jaeger"),
+    ("LEDGER_EVENTS", "sometimes"),
+    ("LEDGER_WEBHOOK_DISABLE_AFTER", "0"),
+    ("LEDGER_WEBHOOK_BACKOFF_SECONDS", "-1"),
+    ("LEDGER_WEBHOOK_ALLOW_PRIVATE", "maybe"),
 ])
 def test_bad_values_raise_naming_the_variable(variable, raw):
     with pytest.raises(SettingsError, match=variable):
