@@ -2,7 +2,10 @@
 of 1,000, beside pgbench's TPC-B on the same PostgreSQL as the ceiling of one transaction
 per operation.
 
-    python bench/post.py [--seconds 15] [--clients 2]
+    python bench/post.py [--seconds 15] [--clients 2] [--compare-events]
+
+``--compare-events`` runs the batch phase with events off and on alternately (on, off,
+off, on) and prints the throughput with events on against off (``LEDGER_EVENTS``).
 
 Uses DATABASE_URL, else an embedded PostgreSQL. Figures are ratios to pgbench measured in
 the same run, so they compare across machines.
@@ -70,10 +73,14 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--seconds", type=float, default=15)
     ap.add_argument("--clients", type=int, default=2)
+    ap.add_argument("--compare-events", action="store_true",
+                    help="batches with events on against off, alternately, in this run")
     args = ap.parse_args()
 
     keep = None
-    server = Settings.from_env().database_url
+    settings = Settings.from_env()
+    service.configure_events(settings.events)  # LEDGER_EVENTS=off: the whole run without
+    server = settings.database_url
     if not server:
         from ledger.embedded import embedded_postgres
         keep = Path(tempfile.mkdtemp(prefix="ledger-bench-"))
@@ -114,6 +121,7 @@ def main() -> None:
             service.add_ledger_entries(db, "bench", reqs)
             return len(reqs)
         batch_n, batch_t = timed_run(args.clients, args.seconds, batch)
+        compared = _compare_events(args, batch) if args.compare_events else None
     finally:
         db.dispose()
         drop_database(url)
@@ -127,6 +135,26 @@ def main() -> None:
     print(f"single posts:        {single_eps:10.0f} entries/s  = {single_eps / pg_tps:5.2f}x pgbench")
     print(f"batches of 1,000:    {batch_eps:10.0f} entries/s  = {batch_eps / pg_tps:5.2f}x pgbench"
           f"  (target >= 4x: {'met' if batch_eps >= 4 * pg_tps else 'NOT met'})")
+    if compared:
+        on, off = compared
+        print(f"batches, events on:  {on:10.0f} entries/s; off: {off:10.0f} entries/s; "
+              f"on/off = {on / off:.3f} (events cost {(1 - on / off) * 100:.1f}%)")
+
+
+def _compare_events(args, batch) -> tuple[float, float]:
+    """Entries/s of batches with events on and off, alternately (on, off, off, on), so a
+    drift of the machine's speed weighs on both alike."""
+    done = {True: [0, 0.0], False: [0, 0.0]}
+    for n, enabled in enumerate((True, False, False, True)):
+        log(f"[events] batches with events {'on' if enabled else 'off'}, "
+            f"{args.seconds:.0f}s ...")
+        service.configure_events(enabled)
+        count, elapsed = timed_run(args.clients, args.seconds,
+                                   lambda c, r, n=n: batch(c, 10_000 * (n + 1) + r))
+        done[enabled][0] += count
+        done[enabled][1] += elapsed
+    service.configure_events(True)
+    return done[True][0] / done[True][1], done[False][0] / done[False][1]
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """Every secret the database keeps, checked at start and rotated in one transaction.
 
-The stored secrets are the Stripe links' API keys and webhook signing secrets and the
-token signing key (ledger/secrets.py says how they are encrypted). A process checks at
+The stored secrets are the Stripe links' API keys and webhook signing secrets, the
+outbound webhook endpoints' signing secrets and the token signing key (ledger/secrets.py says how they are encrypted). A process checks at
 start that it can decrypt them (``check_secrets``): a key that is missing or wrong is
 found then, with what to do, not on the first webhook. ``rotate_secrets`` is what
 `ledger secrets rotate` runs.
@@ -30,6 +30,7 @@ STORED_SECRETS = (
     StoredSecret(t.stripe_links.c.api_key, t.stripe_links.c.link_id),
     StoredSecret(t.stripe_links.c.webhook_secret, t.stripe_links.c.link_id),
     StoredSecret(api_signing_keys.c.secret, api_signing_keys.c.kid),
+    StoredSecret(t.webhook_endpoints.c.secret, t.webhook_endpoints.c.id),
 )
 
 

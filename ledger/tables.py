@@ -236,3 +236,21 @@ events = sa.Table(
     sa.Column("created", sa.DateTime(timezone=True), nullable=False),
     sa.Column("payload", JSONB, nullable=False),
 )
+
+# ---------------------------------------------------------------- webhooks (ledger/events/)
+
+webhook_endpoints = sa.Table(
+    "webhook_endpoints", metadata,
+    sa.Column("id", sa.BigInteger, primary_key=True),
+    sa.Column("url", sa.Text, nullable=False),
+    sa.Column("types", sa.ARRAY(sa.Text), nullable=False),
+    sa.Column("description", sa.Text),
+    sa.Column("secret", sa.Text, nullable=False),  # encrypted (ledger/secrets.py)
+    sa.Column("enabled", sa.Boolean, nullable=False),
+    sa.Column("disabled_reason", sa.Text),
+    sa.Column("cursor", sa.Text, nullable=False),
+    sa.Column("failures", sa.Integer, nullable=False),
+    sa.Column("next_attempt", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("created", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("deleted", sa.DateTime(timezone=True)),
+)
