@@ -68,36 +68,34 @@ def list_(ctx: typer.Context, data_dir: DataDir = None, as_json: JsonOut = False
     run(body)
 
 
+def _change(ctx: typer.Context, change, data_dir, as_json: bool, say) -> None:
+    """Run ``change(db, endpoint)`` and print what it answers."""
+
+    def body():
+        with AdminDatabase(ctx.obj, data_dir) as admin:
+            found = run_admin(lambda: change(admin.db))
+        if as_json:
+            emit_json(asdict(found))
+        else:
+            out.print(say(found), highlight=False, markup=False, soft_wrap=True)
+
+    run(body)
+
+
 @webhooks_app.command("delete")
 def delete(ctx: typer.Context, endpoint: EndpointId, data_dir: DataDir = None,
            as_json: JsonOut = False):
     """Stop delivering to an endpoint; its delivery log stays."""
-
-    def body():
-        with AdminDatabase(ctx.obj, data_dir) as admin:
-            gone = run_admin(lambda: service.delete_webhook_endpoint(admin.db, endpoint))
-        if as_json:
-            emit_json(asdict(gone))
-        else:
-            out.print(f"Deleted {gone.id} ({gone.url})", highlight=False, markup=False)
-
-    run(body)
+    _change(ctx, lambda db: service.delete_webhook_endpoint(db, endpoint), data_dir, as_json,
+            lambda gone: f"Deleted {gone.id} ({gone.url})")
 
 
 @webhooks_app.command("enable")
 def enable(ctx: typer.Context, endpoint: EndpointId, data_dir: DataDir = None,
            as_json: JsonOut = False):
     """Enable a disabled endpoint: delivery resumes at the event that failed."""
-
-    def body():
-        with AdminDatabase(ctx.obj, data_dir) as admin:
-            found = run_admin(lambda: service.enable_webhook_endpoint(admin.db, endpoint))
-        if as_json:
-            emit_json(asdict(found))
-        else:
-            out.print(_line(found), highlight=False, markup=False, soft_wrap=True)
-
-    run(body)
+    _change(ctx, lambda db: service.enable_webhook_endpoint(db, endpoint), data_dir, as_json,
+            _line)
 
 
 @webhooks_app.command("deliveries")

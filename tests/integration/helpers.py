@@ -40,3 +40,17 @@ def post(db, ledger_ik, type_, ik=None, **parameters):
 
 def own(db, ledger_ik, path, currency="USD") -> int:
     return service.account_balances(db, ledger_ik, path).own.get(currency, 0)
+
+
+def scoped_tokens(client, db, name: str) -> dict[str, dict[str, str]]:
+    """Authorization headers of a new read client and a new write client, by scope, from
+    the app behind ``client`` (a TestClient)."""
+    from ledger import clients
+
+    tokens = {}
+    for scope in ("read", "write"):
+        made = clients.create_client(db, f"{name} {scope}", scope)
+        r = client.post("/oauth2/token", data={"grant_type": "client_credentials"},
+                        auth=(made.client_id, made.client_secret))
+        tokens[scope] = {"Authorization": f"Bearer {r.json()['access_token']}"}
+    return tokens

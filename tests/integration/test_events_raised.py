@@ -9,11 +9,11 @@ import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
 from api.app import create_app
-from ledger import clients, service
+from ledger import service
 from ledger.errors import BadRequestError
 from ledger.service import EntryRequest
 from ledger.settings import Settings
-from tests.integration.helpers import new_ledger, seed000_schema
+from tests.integration.helpers import new_ledger, scoped_tokens, seed000_schema
 from tests.integration.test_reconcile import bank, bank_schema, funding, tx  # noqa: F401
 from tests.keys import SECRET_KEY
 
@@ -170,12 +170,7 @@ def test_tx_synced_once_and_unreconciled_alert_once(db, bank):  # noqa: F811
 def api(database_url, db):
     app = create_app(Settings(database_url=database_url, secret_key=SECRET_KEY))
     with TestClient(app) as client:
-        tokens = {}
-        for scope in ("read", "write"):
-            made = clients.create_client(db, f"events {scope}", scope)
-            r = client.post("/oauth2/token", data={"grant_type": "client_credentials"},
-                            auth=(made.client_id, made.client_secret))
-            tokens[scope] = {"Authorization": f"Bearer {r.json()['access_token']}"}
+        tokens = scoped_tokens(client, db, "events")
         yield client, tokens
 
 

@@ -11,11 +11,11 @@ from fastapi.testclient import TestClient
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from api.app import create_app
-from ledger import clients, service
+from ledger import service
 from ledger.errors import BadRequestError, NotFoundError
 from ledger.service import EntryRequest
 from ledger.settings import Settings
-from tests.integration.helpers import new_ledger, seed000_schema
+from tests.integration.helpers import new_ledger, scoped_tokens, seed000_schema
 from tests.integration.webhook_receiver import Receiver, start_receiver
 from tests.keys import SECRET_KEY
 
@@ -234,12 +234,7 @@ def test_graphql_creates_endpoints_with_write_scope_and_shows_the_secret_once(
     app = create_app(Settings(database_url=database_url, secret_key=SECRET_KEY,
                               webhook_allow_private=True))
     with TestClient(app) as client:
-        tokens = {}
-        for scope in ("read", "write"):
-            made = clients.create_client(db, f"hooks {scope}", scope)
-            r = client.post("/oauth2/token", data={"grant_type": "client_credentials"},
-                            auth=(made.client_id, made.client_secret))
-            tokens[scope] = {"Authorization": f"Bearer {r.json()['access_token']}"}
+        tokens = scoped_tokens(client, db, "hooks")
         create = """mutation($u: String!) { createWebhookEndpoint(url: $u,
             events: ["entry.posted", "job.failed"], description: "mine") {
             __typename ... on CreateWebhookEndpointResult { secret
