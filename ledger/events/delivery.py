@@ -73,8 +73,9 @@ def backoff_seconds(failures: int, base: float) -> float:
 
 
 def body_of(event: Event) -> bytes:
-    return fastjson.dumps({"type": event.type, "timestamp": event.created, "data": {
-        "id": event.id, "ledger": event.ledger_ik, **event.payload}}).encode()
+    # The event's id beside type and timestamp: data.id is the payload's own (an entry's).
+    return fastjson.dumps({"id": event.id, "type": event.type, "timestamp": event.created,
+                           "data": {"ledger": event.ledger_ik, **event.payload}}).encode()
 
 
 def signed_headers(secret: str, event_id: str, body: bytes,
@@ -146,7 +147,9 @@ def _deliver_locked(db: Database, keyring: Keyring, settings: Settings, ident: i
     while time.monotonic() < deadline:
         with db.transaction() as conn:
             row = get_endpoint(conn, ident)
-            if not row.enabled or row.next_attempt > datetime.now(timezone.utc):
+            # The database's clock, the one that set next_attempt (see _record).
+            if not row.enabled or conn.execute(sa.text("SELECT :t > now()"),
+                                               {"t": row.next_attempt}).scalar():
                 return
             page = read_events(conn, after=row.cursor, first=PAGE)
         if not page.events:

@@ -80,6 +80,8 @@ def test_deliveries_are_signed_and_in_feed_order(db, config, receiver, wallet):
     assert all(r.verified for r in receiver.requests)
     assert [r.body["data"]["ik"] for r in got] == [f"w{i}" for i in range(5)]
     assert got[0].body["type"] == "entry.posted" and got[0].body["data"]["ledger"] == wallet
+    assert got[0].body["id"] == got[0].webhook_id
+    assert got[0].body["data"]["id"] == posted[0].entry.id
     assert got[0].headers["webhook-signature"].startswith("v1,")
     # The signature binds the secret, the id, the time and the body.
     Webhook(receiver.secret).verify(got[0].raw, got[0].headers)
