@@ -457,14 +457,16 @@ from ledger.reconcile.alerts import raise_unreconciled_alerts as _unreconciled  
 
 
 def create_webhook_endpoint(db: Database, config: Settings, *, url, events,
-                            description=None) -> CreatedEndpoint:
-    """``create_webhook_endpoint(db, config, *, url, events, description) -> CreatedEndpoint``:
-    a new endpoint receiving the events of the types ``events`` (``["*"]``: all) raised from
-    now on; ``.secret`` (``whsec_...``) is shown this once and stored encrypted with
+                            description=None, ledger_ik=None) -> CreatedEndpoint:
+    """``create_webhook_endpoint(db, config, *, url, events, description, ledger_ik)
+    -> CreatedEndpoint``: a new endpoint receiving the events of the types ``events``
+    (``["*"]``: all) raised from now on, of the ledger ``ledger_ik`` only when given;
+    ``.secret`` (``whsec_...``) is shown this once and stored encrypted with
     ``LEDGER_SECRET_KEY``. A bad URL (not http/https; private or loopback unless
     ``LEDGER_WEBHOOK_ALLOW_PRIVATE``) is ``invalid_url`` naming ``url``."""
     return _create_endpoint(db, Keyring.of(config), url=url, events=events,
-                            description=description, allow_private=config.webhook_allow_private)
+                            description=description, ledger_ik=ledger_ik,
+                            allow_private=config.webhook_allow_private)
 
 
 def deliver_webhook_endpoint(db: Database, config: Settings, endpoint, *,

@@ -249,6 +249,7 @@ webhook_endpoints = sa.Table(
     sa.Column("enabled", sa.Boolean, nullable=False),
     sa.Column("disabled_reason", sa.Text),
     sa.Column("cursor", sa.Text, nullable=False),
+    sa.Column("ledger_id", sa.BigInteger, sa.ForeignKey("ledgers.id")),
     sa.Column("failures", sa.Integer, nullable=False),
     sa.Column("next_attempt", sa.DateTime(timezone=True), nullable=False),
     sa.Column("created", sa.DateTime(timezone=True), nullable=False),

@@ -18,7 +18,7 @@ EndpointId = Annotated[str, typer.Argument(help="The endpoint's id (we_...).")]
 
 def _line(e) -> str:
     state = "enabled" if e.enabled else f"disabled ({e.disabled_reason})"
-    return (f"{e.id}  {state}  {','.join(e.events)}  {e.url}"
+    return (f"{e.id}  {state}  {','.join(e.events)}  {e.ledger_ik or '*'}  {e.url}"
             + (f"  {e.description}" if e.description else ""))
 
 
@@ -28,13 +28,16 @@ def create(ctx: typer.Context, url: Annotated[str, typer.Option("--url", help="W
            events: Annotated[list[str], typer.Option(
                "--event", help="An event type to deliver (repeatable); * for every type.")],
            description: Annotated[Optional[str], typer.Option("--description")] = None,
+           ledger: Annotated[Optional[str], typer.Option(
+               "--ledger", help="Only this ledger's events (its ik); default: every event.")] = None,
            data_dir: DataDir = None, as_json: JsonOut = False):
     """Create an endpoint; its signing secret is printed once, here, and never again."""
 
     def body():
         with AdminDatabase(ctx.obj, data_dir) as admin:
             made = run_admin(lambda: service.create_webhook_endpoint(
-                admin.db, admin.config, url=url, events=list(events), description=description))
+                admin.db, admin.config, url=url, events=list(events), description=description,
+                ledger_ik=ledger))
         if as_json:
             emit_json({**asdict(made.endpoint), "secret": made.secret})
             return

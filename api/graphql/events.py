@@ -46,13 +46,15 @@ class WebhookEndpoint:
     disabled_reason: Optional[str]
     failures: int
     created: datetime
+    ledger: Optional[EventLedger]
 
 
 def endpoint_type(found: service.WebhookEndpoint) -> WebhookEndpoint:
     return WebhookEndpoint(id=strawberry.ID(found.id), url=found.url, events=found.events,
                            description=found.description, enabled=found.enabled,
                            disabled_reason=found.disabled_reason, failures=found.failures,
-                           created=found.created)
+                           created=found.created,
+                           ledger=EventLedger(ik=found.ledger_ik) if found.ledger_ik else None)
 
 
 @strawberry.type
@@ -99,15 +101,17 @@ class EventQuery:
 @strawberry.type
 class WebhookMutation:
     @strawberry.mutation(description="Deliver events of the types `events` ([\"*\"]: all) "
-                                     "raised from now on to `url`, signed (Standard Webhooks).")
+                                     "raised from now on (of one ledger when `ledger` is "
+                                     "given) to `url`, signed (Standard Webhooks).")
     def create_webhook_endpoint(self, info: Info, url: str, events: list[str],
-                                description: Optional[str] = None
-                                ) -> CreateWebhookEndpointResponse:
+                                description: Optional[str] = None,
+                                ledger: Optional[str] = None) -> CreateWebhookEndpointResponse:
         ctx: Context = info.context
 
         def run():
             made = service.create_webhook_endpoint(ctx.db, ctx.settings, url=url,
-                                                   events=events, description=description)
+                                                   events=events, description=description,
+                                                   ledger_ik=ledger)
             return CreateWebhookEndpointResult(webhook_endpoint=endpoint_type(made.endpoint),
                                                secret=made.secret)
 

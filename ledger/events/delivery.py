@@ -151,7 +151,7 @@ def _deliver_locked(db: Database, keyring: Keyring, settings: Settings, ident: i
             if not row.enabled or conn.execute(sa.text("SELECT :t > now()"),
                                                {"t": row.next_attempt}).scalar():
                 return
-            page = read_events(conn, after=row.cursor, first=PAGE)
+            page = read_events(conn, after=row.cursor, ledger_id=row.ledger_id, first=PAGE)
         if not page.events:
             return
         wanted, secret = set(row.types), keyring.decrypt(row.secret)

@@ -1,7 +1,9 @@
 """Webhook endpoints: where events are delivered (ledger/events/delivery.py says how).
 
-An endpoint subscribes to event types ("*": every type) and starts at the head of the feed:
-it receives what is raised after it was created. Its signing secret (Standard Webhooks,
+An endpoint subscribes to event types ("*": every type) and starts at the head of the feed
+(``feed_head``): it receives what is raised after it was created, and may receive events
+committed shortly before, which the feed could not call final yet (a transaction older than
+theirs was still running, in any database of the server). Its signing secret (Standard Webhooks,
 ``whsec_<base64>``) is returned once, when it is created, and kept encrypted with the
 deployment's key (ledger/secrets.py); it is never shown again.
 """
@@ -22,6 +24,7 @@ from sqlalchemy.engine import Connection
 from ledger.db import Database
 from ledger.errors import BadRequestError, NotFoundError
 from ledger.events.store import TYPES, feed_head, raise_event
+from ledger.ledgers import load_ledger
 from ledger.secrets import Keyring
 from ledger.text import check_storable
 
@@ -42,6 +45,7 @@ class WebhookEndpoint:
     failures: int
     next_attempt: datetime
     created: datetime
+    ledger_ik: str | None = None   # only this ledger's events; None: every event
 
 
 @dataclass(frozen=True)
@@ -126,16 +130,19 @@ def check_types(events: Any, field: str = "events") -> list[str]:
 
 
 _ENDPOINT_COLUMNS = ("id, url, types, description, enabled, disabled_reason, failures, "
-                     "next_attempt, created")
+                     "next_attempt, created, (SELECT g.ik FROM ledgers g "
+                     "WHERE g.id = webhook_endpoints.ledger_id) AS ledger_ik")
 
 
 def _endpoint(r) -> WebhookEndpoint:
     return WebhookEndpoint(f"we_{r.id}", r.url, list(r.types), r.description, r.enabled,
-                           r.disabled_reason, r.failures, r.next_attempt, r.created)
+                           r.disabled_reason, r.failures, r.next_attempt, r.created,
+                           r.ledger_ik)
 
 
 def create_endpoint(db: Database, keyring: Keyring, *, url: Any, events: Any,
-                    description: Any = None, allow_private: bool = False) -> CreatedEndpoint:
+                    description: Any = None, ledger_ik: Any = None,
+                    allow_private: bool = False) -> CreatedEndpoint:
     url = check_url(url, allow_private)
     types = check_types(events)
     if description is not None and (not isinstance(description, str)
@@ -148,11 +155,12 @@ def create_endpoint(db: Database, keyring: Keyring, *, url: Any, events: Any,
     stored = keyring.encrypt(secret)
 
     def run(conn: Connection) -> WebhookEndpoint:
+        ledger = load_ledger(conn, ledger_ik) if ledger_ik is not None else None
         row = conn.execute(sa.text(
-            "INSERT INTO webhook_endpoints (url, types, description, secret, cursor) "
-            "VALUES (:url, :types, :d, :s, :c) RETURNING " + _ENDPOINT_COLUMNS),
+            "INSERT INTO webhook_endpoints (url, types, description, secret, cursor, ledger_id) "
+            "VALUES (:url, :types, :d, :s, :c, :l) RETURNING " + _ENDPOINT_COLUMNS),
             {"url": url, "types": types, "d": description, "s": stored,
-             "c": feed_head(conn)}).one()
+             "c": feed_head(conn), "l": ledger.id if ledger else None}).one()
         return _endpoint(row)
 
     return CreatedEndpoint(db.run(run), secret)

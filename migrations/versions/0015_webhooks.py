@@ -15,7 +15,7 @@ depends_on = ("0005_links",)
 
 
 def upgrade() -> None:
-    # cursor: the feed position (ledger/events/store.py) after the last event delivered,
+    # ledger_id: only that ledger's events (NULL: every event); cursor: the feed position (ledger/events/store.py) after the last event delivered,
     # or passed over as not subscribed; failures: attempts failed in a row.
     op.execute("""
         CREATE TABLE webhook_endpoints (
@@ -27,6 +27,7 @@ def upgrade() -> None:
             enabled boolean NOT NULL DEFAULT true,
             disabled_reason text,
             cursor text NOT NULL,
+            ledger_id bigint REFERENCES ledgers (id),
             failures integer NOT NULL DEFAULT 0,
             next_attempt timestamptz NOT NULL DEFAULT now(),
             created timestamptz NOT NULL DEFAULT now(),

@@ -39,8 +39,11 @@ def test_webhooks_commands(env, db, database_url, unique):
     receiver = Receiver()
     server = start_receiver(receiver)
     try:
+        wallet = new_ledger(db, unique, seed000_schema(unique("cliwh")))
         made = json.loads(ledger(env, "create", "--url", receiver.url, "--event",
-                                 "entry.posted", "--description", "cli", "--json").stdout)
+                                 "entry.posted", "--description", "cli", "--ledger", wallet,
+                                 "--json").stdout)
+        assert made["ledger_ik"] == wallet
         assert made["secret"].startswith("whsec_") and made["id"].startswith("we_")
         receiver.secret = made["secret"]
         plain = ledger(env, "create", "--url", receiver.url, "--event", "*")
@@ -48,9 +51,8 @@ def test_webhooks_commands(env, db, database_url, unique):
         other = plain.stdout.split("id:")[1].split()[0]
 
         listed = ledger(env, "list").stdout
-        assert made["id"] in listed and other in listed and made["secret"] not in listed
+        assert wallet in listed and made["id"] in listed and other in listed and made["secret"] not in listed
 
-        wallet = new_ledger(db, unique, seed000_schema(unique("cliwh")))
         service.add_ledger_entry(db, wallet, EntryRequest(
             ik="c1", type="deposit", parameters={"user_id": "cy", "amount": "3"}))
         config = Settings(database_url=database_url, secret_key=SECRET_KEY,

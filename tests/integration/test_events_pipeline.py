@@ -97,7 +97,7 @@ def test_a_worker_killed_mid_delivery_redelivers_with_the_same_webhook_id(pipeli
                       webhook_allow_private=True)
     ledger = pipeline.new_ledger()
     made = service.create_webhook_endpoint(db, config, url=receiver.url,
-                                           events=["entry.posted"])
+                                           events=["entry.posted"], ledger_ik=ledger)
     receiver.secret = made.secret
     for i in range(3):
         service.add_ledger_entry(db, ledger, service.EntryRequest(
