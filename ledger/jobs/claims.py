@@ -145,6 +145,23 @@ def _log_failures(claimed: list[_Claimed]) -> None:
                             "code": error.get("code")})
 
 
+def _ik_of(job: _Claimed) -> str | None:
+    if job.parsed is not None:
+        return job.parsed.ik
+    ik = job.request.get("ik") if isinstance(job.request, dict) else None
+    return ik if isinstance(ik, str) else None
+
+
+def _raise_failures(conn: Connection, claimed: list[_Claimed]) -> None:
+    """job.failed for each failed job, in the batch's transaction: the event exists exactly
+    when the failure does. A job whose ledger is gone names none (the event's reference to
+    it would fail the whole batch)."""
+    raise_events(conn, [
+        (None if job.outcome["error"].get("code") == "ledger_not_found" else job.ledger_id,
+         "job.failed", {"id": str(job.id), "ik": _ik_of(job), "error": job.outcome["error"]})
+        for job in claimed if job.outcome["status"] == FAILED])
+
+
 def work_partition(db: Database, partition: int, *, limit: int = DEFAULT_BATCH) -> WorkResult:
     """Post up to ``limit`` pending jobs of ``partition``, oldest first, in one transaction.
 
@@ -199,11 +216,7 @@ def work_partition(db: Database, partition: int, *, limit: int = DEFAULT_BATCH) 
         result.failed = result.claimed - result.posted
         if result.failed:
             _log_failures(claimed)
-            # In the batch's transaction: the event exists exactly when the failure does.
-            raise_events(conn, [(j.ledger_id, "job.failed", {
-                "id": str(j.id), "ik": j.request.get("ik") if isinstance(j.request, dict)
-                else None, "error": j.outcome["error"]})
-                for j in claimed if j.outcome["status"] == FAILED])
+            _raise_failures(conn, claimed)
         return result
 
     return db.run(work)
