@@ -9,7 +9,7 @@ from ledger_sdk.operations import Operations
 from ledger_sdk.types import parse_time
 
 _ERR = "... on Error { code message retryable }"
-_MONITOR = ("id account balance description created updated ledger { ik } "
+_MONITOR = ("id account balance description created updated ledgerIk "
             "condition { op amount currency { code } }")
 _RESULT = f"__typename ... on BalanceMonitorResult {{ balanceMonitor {{ {_MONITOR} }} }} {_ERR}"
 _CONDITION = "$condition: BalanceMonitorConditionInput"
@@ -55,7 +55,7 @@ class BalanceMonitor:
     @classmethod
     def from_wire(cls, d: dict) -> "BalanceMonitor":
         c = d["condition"]
-        return cls(id=d["id"], ledger_ik=d["ledger"]["ik"], account=d["account"],
+        return cls(id=d["id"], ledger_ik=d["ledgerIk"], account=d["account"],
                    balance=d["balance"], op=c["op"], amount=int(c["amount"]),
                    currency=(c.get("currency") or {}).get("code"),
                    description=d.get("description"), created=parse_time(d.get("created")),

@@ -13,8 +13,7 @@ from api.graphql.common import Currency
 from api.graphql.context import Context
 from api.graphql.errors import BadRequestError, InternalError, bad, mutate
 from api.graphql.inputs import CurrencyMatchInput, LedgerMatchInput
-from api.graphql.ledgers import Ledger
-from api.graphql.scalars import Int96
+from api.graphql.scalars import Int96, SafeString
 from ledger import service
 
 _KIND = ("The balance watched: `own`, `child` (the sum of its descendants') or `total` "
@@ -35,19 +34,15 @@ class BalanceMonitorCondition:
 @strawberry.type
 class BalanceMonitor:
     id: strawberry.ID
-    ledger_ik: strawberry.Private[str]
+    # The ledger's ik, not the Ledger: a list of monitors must not fan out into a ledger's
+    # entries per monitor, past what the cost limits measure.
+    ledger_ik: SafeString
     account: str = strawberry.field(description=_ACCOUNT)
     balance: str = strawberry.field(description=_KIND)
     condition: BalanceMonitorCondition
     description: Optional[str]
     created: datetime
     updated: datetime
-
-    @strawberry.field
-    def ledger(self, info: Info) -> Ledger:
-        ctx: Context = info.context
-        return ctx.cached(("ledger", self.ledger_ik),
-                          lambda: service.get_ledger(ctx.db, self.ledger_ik))
 
 
 def monitor_type(m: service.BalanceMonitor) -> BalanceMonitor:

@@ -10,7 +10,7 @@ from typing import Any
 from ledger.amounts import CURRENCY_CODE, parse_amount
 from ledger.errors import BadRequestError, LedgerError
 from ledger.history.balances import resolve_read_path
-from ledger.schema.model import Schema
+from ledger.schema.model import Schema, path_is_too_long, path_too_long_error
 from ledger.text import check_storable
 
 KINDS = ("own", "child", "total")
@@ -98,6 +98,8 @@ def check_account(schema: Schema, account: Any, balance: str) -> str:
     if not isinstance(account, str) or not account.strip():
         raise _bad("account", "expected an account path or pattern")
     check_storable(account, "account")
+    if path_is_too_long(account):
+        raise path_too_long_error("account")
     if "*" in account:
         pattern_regex(account)
         return account

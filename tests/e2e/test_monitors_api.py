@@ -10,9 +10,10 @@ import pytest
 from ledger import service
 from ledger_sdk import BadRequestError, NotFoundError, PermissionDeniedError, SyncClient
 from tests.e2e.test_cli import cli_env, ledger, logged_in  # noqa: F401 (fixtures)
+from tests.e2e.test_graphql_api import result_of as data
 from tests.integration.test_monitors import SCHEMA, crossings
 
-MONITOR = "id account balance description ledger { ik } condition { op amount currency { code } }"
+MONITOR = "id account balance description ledgerIk condition { op amount currency { code } }"
 CREATE = f"""mutation($ledger: LedgerMatchInput!, $account: String!, $balance: String!,
   $condition: BalanceMonitorConditionInput!, $description: String) {{
   createBalanceMonitor(ledger: $ledger, account: $account, balance: $balance,
@@ -39,20 +40,13 @@ def wallet(db, unique):
     return ik
 
 
-def data(r, field):
-    assert r.status_code == 200, r.text
-    body = r.json()
-    assert "errors" not in body, body
-    return body["data"][field]
-
-
 def test_graphql_crud_and_a_crossing(gql, db, wallet):
     made = data(gql(CREATE, {"ledger": {"ik": wallet}, "account": "liabilities/users:*/available",
                              "balance": "own", "condition": {"gte": "100", "currency": {"code": "USD"}},
                              "description": "rich"}), "createBalanceMonitor")
     m = made["balanceMonitor"]
     assert m["condition"] == {"op": "gte", "amount": "100", "currency": {"code": "USD"}}
-    assert m["ledger"] == {"ik": wallet} and m["description"] == "rich"
+    assert m["ledgerIk"] == wallet and m["description"] == "rich"
     r = data(gql(ADD, {"ik": "d1", "entry": {"ledger": {"ik": wallet}, "type": "deposit",
                                               "parameters": {"user": "ann", "amount": "150"}}}),
              "addLedgerEntry")
