@@ -22,6 +22,8 @@ from ledger.schema.store import load_schema
 _COLUMNS = ("m.id, m.account, m.balance, m.op, m.amount, m.currency, m.description, "
             "m.created, m.updated")
 
+_COUNT = sa.text("UPDATE ledgers SET monitors = monitors + :d WHERE id = :l RETURNING monitors")
+
 
 def _monitor(row, ledger_ik: str) -> BalanceMonitor:
     return BalanceMonitor(str(row.id), ledger_ik, row.account, row.balance,
@@ -35,14 +37,13 @@ def create_monitor(conn: Connection, ledger: Ledger, account: Any, balance: Any,
     cond = check_condition(condition)
     path = check_account(load_schema(conn, ledger.id), account, kind)
     text = check_description(description)
-    # Serializes creations per ledger, so the bound holds under concurrent creates.
-    conn.execute(sa.text("SELECT 1 FROM ledgers WHERE id = :l FOR NO KEY UPDATE"),
-                 {"l": ledger.id})
-    count = conn.execute(sa.text("SELECT count(*) FROM balance_monitors WHERE ledger_id = :l"),
-                         {"l": ledger.id}).scalar_one()
-    if count >= MAX_PER_LEDGER:
-        raise BadRequestError("invalid_input", f"ledger: already has {count} balance monitors, "
-                              f"the most one ledger may have; delete some first", field="ledger")
+    # The ledger's count (which postings read with its schema) moves with its monitors; the
+    # row lock also holds the bound under concurrent creates.
+    count = conn.execute(_COUNT, {"l": ledger.id, "d": 1}).scalar_one()
+    if count > MAX_PER_LEDGER:
+        raise BadRequestError("invalid_input", f"ledger: already has {count - 1} balance "
+                              f"monitors, the most one ledger may have; delete some first",
+                              field="ledger")
     row = conn.execute(sa.text(
         "INSERT INTO balance_monitors AS m (ledger_id, account, balance, op, amount, currency, "
         "  description) VALUES (:l, :a, :b, :op, :amount, :c, :d) RETURNING " + _COLUMNS),
@@ -104,5 +105,7 @@ def update_monitor(conn: Connection, id: Any, *, account: Any = None, balance: A
 def delete_monitor(conn: Connection, id: Any) -> BalanceMonitor:
     """Delete a monitor; returns it as it was."""
     row, ledger = _locked(conn, id)
-    conn.execute(sa.text("DELETE FROM balance_monitors WHERE id = :i"), {"i": row.id})
+    ledger_id = conn.execute(sa.text("DELETE FROM balance_monitors WHERE id = :i "
+                                     "RETURNING ledger_id"), {"i": row.id}).scalar_one()
+    conn.execute(_COUNT, {"l": ledger_id, "d": -1})
     return _monitor(row, ledger.ik)

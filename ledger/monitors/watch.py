@@ -32,6 +32,7 @@ from ledger import fastjson
 from ledger.events.store import raise_events
 from ledger.history.balances import child_range
 from ledger.monitors.model import Condition, pattern_regex, watched_paths
+from ledger.schema.store import monitors_seen
 
 # First key of the two-int advisory locks of monitored sums ("LM"), apart from the jobs'.
 _LOCK_NAMESPACE = 0x4C4D
@@ -56,7 +57,7 @@ _SUMS = sa.text(
 
 _FOLDED_LEDGERS = sa.text(
     "SELECT a.id, a.ledger_id, a.path FROM accounts a WHERE a.id = ANY(CAST(:ids AS bigint[])) "
-    "AND EXISTS (SELECT 1 FROM balance_monitors m WHERE m.ledger_id = a.ledger_id)")
+    "AND EXISTS (SELECT 1 FROM ledgers g WHERE g.id = a.ledger_id AND g.monitors > 0)")
 
 
 @dataclass(frozen=True)
@@ -93,10 +94,10 @@ def watch_moves(conn: Connection, ledger_id: int, moves: dict[tuple[int, str], t
     """After the engine moved strongly consistent balances (``{(account id, currency):
     (before, after)}``, exact under their row locks; ``paths`` by account id): raise an
     event for each monitor of the ledger whose condition these moves made true or false.
-    One indexed query when the batch moved anything; nothing more when the ledger has no
-    monitors."""
+    No query for a ledger that had none when the posting loaded its schema; else one
+    indexed query."""
     moves = {k: v for k, v in moves.items() if v[0] != v[1]}
-    if not moves:
+    if not moves or monitors_seen(conn, ledger_id) == 0:
         return
     rows = conn.execute(_MONITORS, {"l": ledger_id}).all()
     if rows:

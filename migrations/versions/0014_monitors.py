@@ -29,7 +29,11 @@ def upgrade() -> None:
         )""")
     # The engine reads a ledger's monitors once per batch: one probe of this index.
     op.execute("CREATE INDEX balance_monitors_ledger ON balance_monitors (ledger_id, id)")
+    # How many a ledger has, read with its schema by every posting (ledger/schema/store.py),
+    # so that the engine asks for the monitors of a ledger that has some only.
+    op.execute("ALTER TABLE ledgers ADD COLUMN monitors integer NOT NULL DEFAULT 0")
 
 
 def downgrade() -> None:
+    op.execute("ALTER TABLE ledgers DROP COLUMN monitors")
     op.execute("DROP TABLE balance_monitors")

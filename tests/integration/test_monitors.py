@@ -276,3 +276,25 @@ def test_concurrent_posts_raise_one_event_per_crossing(db, ledger):
     assert summed and _alternates(summed, initially=False)
     balances = service.account_balances(db, ledger, "liabilities/users")
     assert summed[-1]["isTrue"] == (balances.child.get("USD", 0) > 0)
+
+
+def test_the_engine_asks_for_monitors_only_of_a_ledger_that_has_some(db, ledger):
+    seen: list[str] = []
+
+    def record(conn, cursor, statement, *_):
+        seen.append(statement)
+
+    def monitor_queries() -> int:
+        seen.clear()
+        sa.event.listen(db.engine, "before_cursor_execute", record)
+        try:
+            post(db, ledger, "deposit", user="alice", amount="1")
+        finally:
+            sa.event.remove(db.engine, "before_cursor_execute", record)
+        return sum("FROM balance_monitors" in s for s in seen)
+
+    assert monitor_queries() == 0
+    m = service.create_balance_monitor(db, ledger, alice(), "own", {"gt": "1000"})
+    assert monitor_queries() == 1
+    service.delete_balance_monitor(db, m.id)
+    assert monitor_queries() == 0
