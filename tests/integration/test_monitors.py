@@ -298,3 +298,28 @@ def test_the_engine_asks_for_monitors_only_of_a_ledger_that_has_some(db, ledger)
     assert monitor_queries() == 1
     service.delete_balance_monitor(db, m.id)
     assert monitor_queries() == 0
+
+
+def test_async_jobs_cross_per_batch_and_refused_jobs_move_nothing(db, unique):
+    from tests.integration.conftest import PIPELINE_SCHEMA, user_path
+
+    ik = new_ledger(db, unique, {**PIPELINE_SCHEMA, "key": unique("monitors-jobs")})
+    m = service.create_balance_monitor(db, ik, "liabilities/users:*/available", "own",
+                                       {"gte": "500"})
+
+    def run(jobs):
+        service.submit_entries(db, ik, [
+            {"ik": secrets.token_hex(6), "type": t, "parameters": {"user": "ann", "amount": a}}
+            for t, a in jobs], partitions=16)
+        for partition in range(16):
+            service.work_partition(db, partition)
+
+    run([("deposit", "300"), ("deposit", "300")])
+    # The withdrawal of 9999 is refused (ownBalance >= 0): it moves nothing, so the batch
+    # is 600 -> 400, one crossing.
+    run([("withdraw", "9999"), ("withdraw", "200")])
+    # Within one batch a crossing and its way back net out: 400 -> 700 -> 400 raises nothing.
+    run([("deposit", "300"), ("withdraw", "300")])
+    got = crossings(db, ik, m.id)
+    assert [(p["account"], p["before"], p["after"], p["isTrue"]) for p in got] == [
+        (user_path("ann"), "0", "600", True), (user_path("ann"), "600", "400", False)]
