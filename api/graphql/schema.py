@@ -9,6 +9,7 @@ from api.graphql.accounts import AccountQuery
 from api.graphql.entries import EntryQuery
 from api.graphql.errors import BadRequestError, InternalError, NotFoundError
 from api.graphql.ledgers import LedgerMutation, LedgerQuery
+from api.graphql.monitors import MonitorMutation, MonitorQuery
 from api.graphql.posting import PostingMutation
 from api.graphql.prepared import PreparedDocument
 from api.graphql.reconcile import ReconcileMutation
@@ -27,9 +28,9 @@ class LedgerSchema(strawberry.Schema):
 schema = LedgerSchema(
     # In the order the seeds' documentation lists them.
     query=merge_types("Query", (SchemaQuery, LedgerQuery, AccountQuery, EntryQuery,
-                                WorkspaceQuery)),
+                                WorkspaceQuery, MonitorQuery)),
     mutation=merge_types("Mutation", (SchemaMutation, LedgerMutation, PostingMutation,
-                                      ReconcileMutation)),
+                                      ReconcileMutation, MonitorMutation)),
     # Reachable only through the Error interface or by name in fragments: list them so they
     # are part of the schema (introspection, `... on NotFoundError`).
     types=[BadRequestError, InternalError, NotFoundError],
