@@ -416,3 +416,18 @@ def line_running_balances(db: Database, line_ids: list[str]) -> dict[str, int]:
 
 
 __all__ += ["AccountLines", "EntryRef", "line_running_balances", "list_account_lines"]
+
+
+# ---------------------------------------------------------------------------- the dashboard (api/ui)
+from ledger.history.overview import (  # noqa: E402
+    BalancePoint,
+    LedgerActivity,
+    balance_series,
+    balances_of,
+    ledgers_activity,
+)
+from ledger.jobs.retry import retry_job  # noqa: E402
+from ledger.reconcile.overview import linked_paths, list_links, txs_by_external_id  # noqa: E402
+
+__all__ += ["BalancePoint", "LedgerActivity", "balance_series", "balances_of", "ledgers_activity",
+            "retry_job", "linked_paths", "list_links", "txs_by_external_id"]
