@@ -28,14 +28,14 @@ def world(db, unique):
     return build(db, unique)
 
 
-@pytest.fixture(scope="module")
-def writer_client(db):
-    return clients.create_client(db, "ui writer", "write")
+@pytest.fixture
+def writer_client(full_client):
+    return full_client
 
 
-@pytest.fixture(scope="module")
-def reader_client(db):
-    return clients.create_client(db, "ui reader", "read")
+@pytest.fixture
+def reader_client(read_client):
+    return read_client
 
 
 def signed_in(app, client: clients.CreatedClient) -> TestClient:
