@@ -11,6 +11,8 @@ import sqlalchemy as sa
 from ledger import tables as t
 from ledger.db import Database
 from ledger.ledgers import load_ledger
+from ledger.schema.model import Schema
+from ledger.schema.store import load_schema
 from ledger.reconcile.model import _TX_COLUMNS, _TX_FROM, Link, Tx, _link, _tx
 from ledger.text import check_storable
 
@@ -26,13 +28,28 @@ def list_links(db: Database) -> list[Link]:
     return [_link(r) for r in rows]
 
 
+def _declared(schema: Schema) -> list[str]:
+    """Linked accounts of the chart that name one account (no template on their path)."""
+    found = []
+    for account in schema.accounts.values():
+        parts = account.path.split("/")
+        chain = ("/".join(parts[:n]) for n in range(1, len(parts) + 1))
+        if account.linked is not None and not any(
+                schema.accounts[p].template for p in chain if p in schema.accounts):
+            found.append(account.path)
+    return found
+
+
 def linked_paths(db: Database, ledger_ik: str) -> list[str]:
-    """The ledger's account paths that mirror an external account, by path."""
+    """The ledger's account paths that mirror an external account, by path: those the chart
+    declares, and the instances of linked templates that entries have named."""
     c = t.linked_accounts.c
     with db.transaction() as conn:
         ledger = load_ledger(conn, ledger_ik)
-        return list(conn.execute(sa.select(c.path).where(c.ledger_id == ledger.id)
-                                 .order_by(c.path).limit(MAX_LISTED)).scalars())
+        recorded = conn.execute(sa.select(c.path).where(c.ledger_id == ledger.id)
+                                .order_by(c.path).limit(MAX_LISTED)).scalars()
+        paths = set(recorded) | set(_declared(load_schema(conn, ledger.id)))
+    return sorted(paths)[:MAX_LISTED]
 
 
 def txs_by_external_id(db: Database, external_id: str, limit: int = 20) -> list[Tx]:

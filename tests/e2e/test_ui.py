@@ -207,3 +207,28 @@ def test_reverse_and_retry_change_what_the_pages_show(app, db, unique, writer_cl
 def test_static_files_are_served(app):
     r = TestClient(app).get("/ui/static/ui.css")
     assert r.status_code == 200 and "prefers-color-scheme: dark" in r.text
+
+
+def test_reconciliation_and_tx_search(app, db, unique, writer_client):
+    from tests.integration.test_reconcile import bank_schema, funding, tx
+    link = unique("link")
+    service.create_custom_link(db, link, "Test bank")
+    service.sync_custom_accounts(db, {"id": link}, [
+        {"externalId": "bank-account-1", "name": "Operating"},
+        {"externalId": "bank-account-2", "name": "Holding"}])
+    key = service.store_schema(db, bank_schema(unique("bank"), link)).key
+    ledger = unique("ledger")
+    service.create_ledger(db, ledger, "Bank ledger", key)
+    service.sync_custom_txs(db, {"id": link}, [tx(link, "bank-account-1", "ui-t1", 500),
+                                               tx(link, "bank-account-1", "ui-t2", 70)])
+    browser = signed_in(app, writer_client)
+    page_ = browser.get(f"/ui/ledgers/{ledger}/reconciliation").text
+    assert link in page_ and "assets-root/operating" in page_
+    assert "ui-t1" in page_ and "ui-t2" in page_
+    service.reconcile_tx(db, ledger, funding(ledger, "ui-t1"))
+    page_ = browser.get(f"/ui/ledgers/{ledger}/reconciliation").text
+    unreconciled = page_.split("Unreconciled txs")[1].split("Stripe sync")[0]
+    assert "ui-t1" not in unreconciled and "ui-t2" in unreconciled
+    found = browser.get("/ui/search", params={"q": "ui-t1", "ledger": ledger}).text
+    assert "reconciled by entry" in found and "unreconciled" not in found
+    assert "unreconciled" in browser.get("/ui/search", params={"q": "ui-t2"}).text
