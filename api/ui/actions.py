@@ -13,7 +13,7 @@ from api import deps
 from api.auth import client_token, token_service
 from api.ui.render import page
 from api.ui.routing import UiRoute
-from api.ui.session import COOKIE, PREFIX, safe_next, writer
+from api.ui.session import COOKIE, PREFIX, check_origin, safe_next, writer
 from ledger import service
 
 router = APIRouter(prefix="/ui", route_class=UiRoute, include_in_schema=False)
@@ -28,6 +28,7 @@ def sign_in_form(request: Request, next: str = ""):
 @router.post("/signin")
 async def sign_in(request: Request, client_id: str = Form(""), client_secret: str = Form(""),
                   next: str = Form("")):
+    check_origin(request)
     target = safe_next(next)
     if not client_id or not client_secret:
         return page(request, "signin.html", 400, viewer=None, next=target, client_id=client_id,

@@ -8,7 +8,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 from dataclasses import dataclass
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 from fastapi import HTTPException, Request
 
@@ -56,9 +56,20 @@ def viewer(request: Request) -> Viewer:
     return Viewer(principal.client_id, principal.scope, csrf_of(token))
 
 
+def check_origin(request: Request) -> None:
+    """Browsers name the page a form was posted from: a form of another site is refused
+    even where the cookie's SameSite rule would let it through (an old browser), and the
+    sign-in form, which has no session to tie a token to, cannot be posted from elsewhere
+    (signing a victim in as the attacker's client)."""
+    origin = request.headers.get("origin")
+    if origin and origin != "null" and urlsplit(origin).netloc != request.headers.get("host"):
+        raise HTTPException(403, "this form was posted from another site")
+
+
 def writer(request: Request, csrf: str) -> Viewer:
     """The viewer of a form that acts: a write client whose form carries its CSRF token.
     403 otherwise (read-only client, or a form this session did not render)."""
+    check_origin(request)
     found = viewer(request)
     if not hmac.compare_digest(found.csrf, csrf or ""):
         raise HTTPException(403, "this form is stale or was not sent by the dashboard; "

@@ -77,6 +77,19 @@ def test_no_cookie_redirects_to_sign_in_and_back(app, world, writer_client):
     assert other.get("/ui/ledgers", follow_redirects=False).status_code == 303
 
 
+def test_forms_posted_from_another_site_are_refused(app, db, world, writer_client):
+    r = TestClient(app).post("/ui/signin", headers={"Origin": "https://evil.example"},
+                             data={"client_id": writer_client.client_id,
+                                   "client_secret": writer_client.client_secret})
+    assert r.status_code == 403 and "ledger_ui" not in r.cookies
+    browser = signed_in(app, writer_client)
+    page_ = browser.get(f"/ui/ledgers/{world.ledger}/entries/{world.deposit_id}/reverse")
+    r = browser.post(f"/ui/ledgers/{world.ledger}/entries/{world.deposit_id}/reverse",
+                     data={"csrf": csrf(page_.text)}, headers={"Origin": "https://evil.example"})
+    assert r.status_code == 403 and "another site" in r.text
+    assert service.get_ledger_entry(db, id=world.deposit_id).reversed_by_id is None
+
+
 def test_wrong_secret_and_foreign_next(app, writer_client):
     browser = TestClient(app)
     r = browser.post("/ui/signin", data={"client_id": writer_client.client_id,

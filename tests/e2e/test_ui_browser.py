@@ -18,6 +18,8 @@ import pytest
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
+from selenium.webdriver.support.expected_conditions import staleness_of
 from selenium.webdriver.support.ui import WebDriverWait
 
 from api.app import create_app
@@ -90,9 +92,15 @@ def shoot(driver, name: str) -> None:
 def sign_in(driver, client: clients.CreatedClient) -> None:
     driver.find_element(By.ID, "client_id").send_keys(client.client_id)
     driver.find_element(By.ID, "client_secret").send_keys(client.client_secret)
-    driver.find_element(By.CSS_SELECTOR, "main form button[type=submit]").click()
-    WebDriverWait(driver, 10).until(lambda d: "/ui/signin" not in d.current_url,
-                                    "still on the sign-in form")
+    follow(driver, driver.find_element(By.CSS_SELECTOR, "main form button[type=submit]"))
+    assert "/ui/signin" not in driver.current_url, text(driver)
+
+
+def follow(driver, element) -> None:
+    """Click ``element`` and wait until the next page has replaced this one."""
+    old = driver.find_element(By.TAG_NAME, "html")
+    element.click()
+    WebDriverWait(driver, 10).until(staleness_of(old), "the click did not load a page")
 
 
 def text(driver) -> str:
@@ -108,15 +116,15 @@ def test_walk_balance_at_a_date_reverse_and_retry(browser, url, db, world):
     assert browser.current_url.endswith("/ui/ledgers")
     shoot(browser, "ledgers")
 
-    browser.find_element(By.LINK_TEXT, world.ledger).click()
+    follow(browser, browser.find_element(By.LINK_TEXT, world.ledger))
     assert "Chart of accounts" in text(browser)
     shoot(browser, "ledger")
-    browser.find_element(By.CSS_SELECTOR, "a[href*='users%3Aalice%2Favailable'],"
-                                          "a[href*='users%3Aalice/available']").click()
+    follow(browser, browser.find_element(By.CSS_SELECTOR, "a[href*='users%3Aalice%2Favailable'],"
+                                                          "a[href*='users%3Aalice/available']"))
     assert ALICE in text(browser)
     assert browser.find_elements(By.CSS_SELECTOR, "svg polyline")
     shoot(browser, "account")
-    browser.find_element(By.LINK_TEXT, "tr-1").click()
+    follow(browser, browser.find_element(By.LINK_TEXT, "tr-1"))
     assert "Entry tr-1" in text(browser)
     shoot(browser, "entry")
 
@@ -124,15 +132,15 @@ def test_walk_balance_at_a_date_reverse_and_retry(browser, url, db, world):
     browser.get(f"{url}/ui/ledgers/{world.ledger}/account?path={ALICE}")
     picker = browser.find_element(By.ID, "at")
     browser.execute_script("arguments[0].value = '2025-03-02'", picker)
-    picker.find_element(By.XPATH, "./following-sibling::button").click()
+    follow(browser, picker.find_element(By.XPATH, "./following-sibling::button"))
     assert "at=2025-03-02" in browser.current_url
     assert browser.find_element(By.ID, "own").text.startswith("500")
 
     # Reverse bob's deposit, confirming.
     browser.get(f"{url}/ui/ledgers/{world.ledger}/entries/{world.deposit_id}")
-    browser.find_element(By.ID, "reverse").click()
+    follow(browser, browser.find_element(By.ID, "reverse"))
     shoot(browser, "reverse-confirm")
-    browser.find_element(By.ID, "confirm-reverse").click()
+    follow(browser, browser.find_element(By.ID, "confirm-reverse"))
     assert "This entry is reversed" in text(browser)
     assert browser.find_elements(By.ID, "reversed-by") and not browser.find_elements(By.ID, "reverse")
     assert service.get_ledger_entry(db, id=world.deposit_id).reversed_by_id is not None
@@ -142,7 +150,7 @@ def test_walk_balance_at_a_date_reverse_and_retry(browser, url, db, world):
     browser.get(f"{url}/ui/ledgers/{world.ledger}/jobs")
     shoot(browser, "jobs")
     assert "tr-carol" in text(browser)
-    browser.find_element(By.CSS_SELECTOR, "button.retry").click()
+    follow(browser, browser.find_element(By.CSS_SELECTOR, "button.retry"))
     assert "is pending again" in browser.find_element(By.ID, "retried").text
     service.work_partition(db, world.failed_job.partition)
     browser.refresh()
@@ -164,6 +172,12 @@ def test_read_only_client_sees_no_action_and_is_refused(browser, url, db, world)
     sign_in(browser, reader)
     assert "Entry tr-1" in text(browser)  # back where it was sent from
     assert not browser.find_elements(By.ID, "reverse")
+    # Keyboard: the first Tab reaches the skip link, which moves the focus to the content.
+    browser.find_element(By.TAG_NAME, "body").send_keys(Keys.TAB)
+    skip = browser.switch_to.active_element
+    assert skip.text == "Skip to content"
+    skip.send_keys(Keys.ENTER)
+    assert browser.switch_to.active_element.get_attribute("id") == "main"
     browser.get(f"{url}/ui/ledgers/{world.ledger}/jobs")
     assert not browser.find_elements(By.CSS_SELECTOR, "button.retry")
     # The form posted anyway, with this session's own CSRF token.
@@ -176,5 +190,6 @@ def test_read_only_client_sees_no_action_and_is_refused(browser, url, db, world)
         c.value = document.querySelector('meta[name=csrf-token]').content;
         f.appendChild(c); document.body.appendChild(f); f.submit();""",
         f"/ui/ledgers/{world.ledger}/entries/{entry.id}/reverse")
+    WebDriverWait(browser, 10).until(lambda d: "Not allowed" in d.title or "read-only" in text(d))
     assert "read-only" in text(browser)
     assert service.get_ledger_entry(db, id=entry.id).reversed_by_id is None
