@@ -428,6 +428,9 @@ from ledger.history.overview import (  # noqa: E402
 )
 from ledger.jobs.retry import retry_job  # noqa: E402
 from ledger.reconcile.overview import linked_paths, list_links, txs_by_external_id  # noqa: E402
+from ledger.stripe.status import SyncState as StripeSyncState  # noqa: E402
+from ledger.stripe.status import sync_state as stripe_sync_state  # noqa: E402
 
 __all__ += ["BalancePoint", "LedgerActivity", "balance_series", "balances_of", "ledgers_activity",
-            "retry_job", "linked_paths", "list_links", "txs_by_external_id"]
+            "retry_job", "linked_paths", "list_links", "txs_by_external_id",
+            "StripeSyncState", "stripe_sync_state"]

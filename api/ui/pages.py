@@ -140,7 +140,8 @@ def reconciliation(request: Request, ledger_ik: str, who: Viewer = Depends(viewe
     return page(request, "reconciliation.html", viewer=who, ledger=found,
                 links=service.list_links(db), unreconciled=unreconciled, stripe=stripe,
                 problems=problems[:50], problem_count=len(problems), cursor_ages=ages,
-                missing=service.stripe_missing_for_sync(stripe))
+                missing=service.stripe_missing_for_sync(stripe),
+                sync=service.stripe_sync_state(db, stripe.link_id))
 
 
 @router.get("/search")

@@ -245,3 +245,18 @@ def test_reconciliation_and_tx_search(app, db, unique, writer_client):
     found = browser.get("/ui/search", params={"q": "ui-t1", "ledger": ledger}).text
     assert "reconciled by entry" in found and "unreconciled" not in found
     assert "unreconciled" in browser.get("/ui/search", params={"q": "ui-t2"}).text
+
+
+def test_stripe_sync_status(db, database_url, unique, writer_client):
+    from tests.integration.stripe_helpers import stripe_wallet
+    ledger, link_id = stripe_wallet(db, unique)
+    app = create_app(Settings(database_url=database_url, secret_key=SECRET_KEY,
+                              stripe_link_id=link_id), db=db)
+    page_ = signed_in(app, writer_client).get(f"/ui/ledgers/{ledger}/reconciliation").text
+    stripe = page_.split('id="stripe"')[1]
+    assert link_id in stripe and ledger in stripe
+    assert "Synced up to (cursor)</dt><dd>never" in stripe.replace("\n", "")
+    last_run = re.search(r'id="last-run">([^<]*)<', stripe).group(1)
+    assert last_run.endswith("UTC")  # configured just now
+    assert "<dt>Missing</dt><dd>nothing" in stripe
+    assert "Problems (0)" in page_
