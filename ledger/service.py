@@ -421,9 +421,11 @@ __all__ += ["AccountLines", "EntryRef", "line_running_balances", "list_account_l
 # ---------------------------------------------------------------------------- the dashboard (api/ui)
 from ledger.history.overview import (  # noqa: E402
     BalancePoint,
+    ChartNode,
     LedgerActivity,
     balance_series,
     balances_of,
+    chart_nodes,
     ledgers_activity,
 )
 from ledger.jobs.retry import retry_job  # noqa: E402
@@ -431,6 +433,7 @@ from ledger.reconcile.overview import linked_paths, list_links, txs_by_external_
 from ledger.stripe.status import SyncState as StripeSyncState  # noqa: E402
 from ledger.stripe.status import sync_state as stripe_sync_state  # noqa: E402
 
-__all__ += ["BalancePoint", "LedgerActivity", "balance_series", "balances_of", "ledgers_activity",
+__all__ += ["BalancePoint", "ChartNode", "LedgerActivity", "balance_series", "balances_of",
+            "chart_nodes", "ledgers_activity",
             "retry_job", "linked_paths", "list_links", "txs_by_external_id",
             "StripeSyncState", "stripe_sync_state"]

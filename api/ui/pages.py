@@ -34,16 +34,19 @@ def ledgers(request: Request, who: Viewer = Depends(viewer)):
     return page(request, "ledgers.html", viewer=who, ledgers=found)
 
 
-def chart_tree(accounts: list[service.AccountInfo]) -> list[tuple[str, int, bool]]:
-    """(path, depth, is an account holding lines) for the accounts of a page and every
-    node above them (templates and their instances), each once, in path order."""
-    nodes: dict[str, bool] = {}
+def chart_tree(chart: list[service.ChartNode],
+               accounts: list[service.AccountInfo]) -> list[tuple[str, int, str]]:
+    """(path, depth, kind) in path order: the schema's chart down to its template nodes
+    (``chart``, on the first page only) and a page of the ledger's accounts, with every node
+    above them (the instances of templates). ``kind``: ``account`` (holds lines),
+    ``template`` or ``group``."""
+    nodes = {n.path: ("template" if n.template else "group") for n in chart}
     for account in accounts:
         parts = account.path.split("/")
         for depth in range(1, len(parts)):
-            nodes.setdefault("/".join(parts[:depth]), False)
-        nodes["/".join(parts)] = True
-    return [(path, path.count("/"), held) for path, held in nodes.items()]
+            nodes.setdefault("/".join(parts[:depth]), "group")
+        nodes["/".join(parts)] = "account"
+    return [(path, path.count("/"), kind) for path, kind in sorted(nodes.items())]
 
 
 @router.get("/ledgers/{ledger_ik}")
@@ -52,7 +55,8 @@ def ledger(request: Request, ledger_ik: str, at: Optional[str] = Query(None),
     db = deps.database(request)
     found = service.get_ledger(db, ledger_ik)
     accounts = service.list_ledger_accounts(db, ledger_ik, first=ACCOUNTS_PER_PAGE, after=after)
-    tree = chart_tree(accounts.nodes)
+    chart = service.chart_nodes(db, ledger_ik) if after is None else []
+    tree = chart_tree(chart, accounts.nodes)
     balances = service.balances_of(db, ledger_ik, [p for p, _, _ in tree], at or None)
     return page(request, "ledger.html", viewer=who, ledger=found, tree=tree,
                 balances=balances, at=at or "", page_info=accounts.page_info)

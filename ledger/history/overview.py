@@ -109,3 +109,25 @@ def balances_of(db: Database, ledger_ik: str, paths: list[str],
         return found
 
     return db.run(read)
+
+
+@dataclass(frozen=True)
+class ChartNode:
+    path: str
+    template: bool  # a template node: its accounts are its instances (users:alice, ...)
+
+
+def chart_nodes(db: Database, ledger_ik: str) -> list[ChartNode]:
+    """The schema's chart of accounts down to its template nodes, by path: the accounts
+    that exist without a template value, and each template node (its instances are the
+    ledger's accounts below it, listed by ``list_ledger_accounts``). As many as the
+    schema declares, whatever the ledger holds."""
+    with db.transaction() as conn:
+        schema = load_schema(conn, load_ledger(conn, ledger_ik).id)
+    nodes = []
+    for account in schema.accounts.values():
+        parts = account.path.split("/")
+        above = ("/".join(parts[:n]) for n in range(1, len(parts)))
+        if not any(schema.accounts[p].template for p in above if p in schema.accounts):
+            nodes.append(ChartNode(account.path, account.template))
+    return sorted(nodes, key=lambda n: n.path)
