@@ -14,7 +14,7 @@ from api.ui.render import charts, page
 from api.ui.routing import UiRoute
 from api.ui.session import Viewer, viewer
 from ledger import service
-from ledger.errors import LedgerError, NotFoundError
+from ledger.errors import BadRequestError, LedgerError, NotFoundError
 
 router = APIRouter(prefix="/ui", route_class=UiRoute, include_in_schema=False)
 
@@ -62,6 +62,18 @@ def ledger(request: Request, ledger_ik: str, at: Optional[str] = Query(None),
                 balances=balances, at=at or "", page_info=accounts.page_info)
 
 
+def account_lines(db, ledger_ik: str, path: str, after: Optional[str]):
+    """A page of the account's lines; None for a template node (``liabilities/users``),
+    which has balances (its instances') but no lines of its own."""
+    try:
+        return service.list_account_lines(db, ledger_ik, path, first=LINES_PER_PAGE,
+                                          after=after)
+    except BadRequestError as exc:
+        if exc.field != "account":
+            raise
+        return None
+
+
 @router.get("/ledgers/{ledger_ik}/account")
 def account(request: Request, ledger_ik: str, path: str = Query(...),
             after: Optional[str] = Query(None), scale: str = Query("daily"),
@@ -69,9 +81,10 @@ def account(request: Request, ledger_ik: str, path: str = Query(...),
     db = deps.database(request)
     found = service.get_ledger(db, ledger_ik)
     balances = service.account_balances(db, ledger_ik, path, at=at or None)
-    lines = service.list_account_lines(db, ledger_ik, path, first=LINES_PER_PAGE, after=after)
+    lines = account_lines(db, ledger_ik, path, after)
     # The chart ends at the newest line, so an account of past data still shows its history.
-    end = lines.lines[0].posted.date() if lines.lines and after is None else date.today()
+    end = lines.lines[0].posted.date() if lines and lines.lines and after is None \
+        else date.today()
     points = 30 if scale == "daily" else 12
     series = service.balance_series(db, ledger_ik, path, end=end, scale=scale, points=points)
     return page(request, "account.html", viewer=who, ledger=found, path=path,

@@ -118,6 +118,12 @@ def test_every_page_renders(app, world, writer_client):
     lines = account.text[account.text.index('id="lines"'):]
     assert lines.index("380") < lines.index("500")
     assert browser.get(f"{base}/account", params={"path": ALICE, "scale": "monthly"}).status_code == 200
+    # Every node of the tree opens: a template node shows its instances' balances.
+    for path in ("liabilities", "liabilities/users", "liabilities/users:alice", "income/fees"):
+        r = browser.get(f"{base}/account", params={"path": path})
+        assert r.status_code == 200, (path, r.text)
+    template = browser.get(f"{base}/account", params={"path": "liabilities/users"}).text
+    assert 'id="no-lines"' in template and "700" in template  # alice 380 + bob 320
     entry = browser.get(f"{base}/entries/{world.transfer_id}")
     assert entry.status_code == 200 and "tr-1" in entry.text and 'id="reverse"' in entry.text
     schema = browser.get(f"{base}/schema")
