@@ -38,13 +38,14 @@ def chart_tree(chart: list[service.ChartNode],
                accounts: list[service.AccountInfo]) -> list[tuple[str, int, str]]:
     """(path, depth, kind) in path order: the schema's chart down to its template nodes
     (``chart``, on the first page only) and a page of the ledger's accounts, with every node
-    above them (the instances of templates). ``kind``: ``account`` (holds lines),
-    ``template`` or ``group``."""
-    nodes = {n.path: ("template" if n.template else "group") for n in chart}
+    above them. ``kind``: ``account`` (holds lines), ``template``, ``instance`` (of a
+    template, above its accounts) or ``chart`` (an account of the schema)."""
+    nodes = {n.path: ("template" if n.template else "chart") for n in chart}
     for account in accounts:
         parts = account.path.split("/")
         for depth in range(1, len(parts)):
-            nodes.setdefault("/".join(parts[:depth]), "group")
+            above = "/".join(parts[:depth])
+            nodes.setdefault(above, "instance" if ":" in parts[depth - 1] else "chart")
         nodes["/".join(parts)] = "account"
     return [(path, path.count("/"), kind) for path, kind in sorted(nodes.items())]
 

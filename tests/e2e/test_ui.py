@@ -108,9 +108,9 @@ def test_every_page_renders(app, world, writer_client):
     assert ledgers.status_code == 200 and world.ledger in ledgers.text
     chart = browser.get(base)
     assert chart.status_code == 200
-    assert "users:alice" in chart.text and "(group)" in chart.text
+    assert "users:alice" in chart.text and "(instance)" in chart.text
     # The schema's accounts no line touched yet are in the tree too.
-    assert 'path=income/fees"' in chart.text and "(template: its instances below)" in chart.text
+    assert 'path=income/fees"' in chart.text and "(template)" in chart.text
     account = browser.get(f"{base}/account", params={"path": ALICE})
     assert account.status_code == 200
     assert "<svg" in account.text and "polyline" in account.text
