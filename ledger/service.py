@@ -486,3 +486,22 @@ def delete_balance_monitor(db: Database, id: Any) -> BalanceMonitor:
 __all__ += ["BalanceMonitor", "MonitorCondition", "MONITOR_KINDS", "MONITOR_OPS",
             "create_balance_monitor", "delete_balance_monitor", "get_balance_monitor",
             "list_balance_monitors", "update_balance_monitor"]
+# ---------------------------------------------------------------------------- the dashboard (api/ui)
+from ledger.history.overview import (  # noqa: E402
+    BalancePoint,
+    ChartNode,
+    LedgerActivity,
+    balance_series,
+    balances_of,
+    chart_nodes,
+    ledgers_activity,
+)
+from ledger.jobs.retry import retry_job  # noqa: E402
+from ledger.reconcile.overview import linked_paths, list_links, txs_by_external_id  # noqa: E402
+from ledger.stripe.status import SyncState as StripeSyncState  # noqa: E402
+from ledger.stripe.status import sync_state as stripe_sync_state  # noqa: E402
+
+__all__ += ["BalancePoint", "ChartNode", "LedgerActivity", "balance_series", "balances_of",
+            "chart_nodes", "ledgers_activity",
+            "retry_job", "linked_paths", "list_links", "txs_by_external_id",
+            "StripeSyncState", "stripe_sync_state"]
