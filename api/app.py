@@ -1,5 +1,5 @@
 """The FastAPI application: GraphQL at /graphql, OAuth2 at /oauth2/token, REST at /v1 (when
-present), the Stripe webhook, /healthz and /metrics.
+present), the Stripe webhook, /healthz, /metrics and the dashboard at /ui.
 
 ``create_app(settings)`` builds one; building it starts nothing. For uvicorn,
 ``uvicorn api.app:app_from_env --factory`` reads the settings from the environment once.
@@ -16,7 +16,7 @@ from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
 from starlette.concurrency import run_in_threadpool
 
-from api import auth, errors, ops, telemetry
+from api import auth, errors, ops, telemetry, ui
 from api.broker import Broker
 from api.graphql.http import router as graphql_router
 from api.metrics import Metrics
@@ -139,6 +139,7 @@ def create_app(settings: Settings, db: Database | None = None) -> FastAPI:
     app.include_router(webhooks_router)  # no token: the Stripe signature authenticates
     app.include_router(ops.router)
     _include_rest(app)
+    ui.install(app)
     return app
 
 

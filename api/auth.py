@@ -14,6 +14,7 @@ import base64
 import binascii
 import secrets
 import time
+from dataclasses import dataclass, field
 from typing import Callable
 
 import anyio
@@ -158,6 +159,11 @@ def _tokens(request: Request) -> TokenService:
     return request.app.state.tokens
 
 
+def token_service(request: Request) -> TokenService:
+    """The app's `TokenService`: other routers (the dashboard) verify tokens with it."""
+    return _tokens(request)
+
+
 def bearer_token(request: Request) -> str:
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
@@ -288,29 +294,52 @@ async def token(request: Request):
                             "client credentials are required (HTTP Basic client_id:secret)",
                             **{"WWW-Authenticate": 'Basic realm="ledger"'})
 
+    outcome = await client_token(request, str(client_id), str(secret), form.get("scope"))
+    if outcome.token is None:
+        return _oauth_error(outcome.status, outcome.error, outcome.message, **outcome.headers)
+    return JSONResponse(
+        {"access_token": outcome.token, "expires_in": _tokens(request).ttl_seconds,
+         "token_type": "Bearer", "scope": outcome.scope},
+        headers={"Cache-Control": "no-store", "Pragma": "no-cache"})
+
+
+@dataclass
+class TokenOutcome:
+    """An access token and its scope, or why none was issued (an OAuth2 error)."""
+
+    token: str | None = None
+    scope: str | None = None
+    status: int = 200
+    error: str = ""
+    message: str = ""
+    headers: dict = field(default_factory=dict)
+
+
+async def client_token(request: Request, client_id: str, secret: str,
+                       requested_scope: str | None) -> TokenOutcome:
+    """A token for a client's credentials, with the token endpoint's rules (failed-attempt
+    limits, the hashing gate, scopes); the dashboard's sign-in uses it too."""
     tokens = _tokens(request)
     guard = _guard(request)
-    keys = guard.failures.keys(str(client_id), request.client.host if request.client else None)
+    keys = guard.failures.keys(client_id, request.client.host if request.client else None)
     wait = await run_in_threadpool(guard.failures.retry_after, keys)
     if wait is not None:
-        return _oauth_error(429, "too_many_attempts",
-                            f"too many failed attempts; retry in {wait} seconds",
-                            **{"Retry-After": str(wait)})
-    client = await guard.authenticate(tokens.db, str(client_id), str(secret))
+        return TokenOutcome(status=429, error="too_many_attempts",
+                            message=f"too many failed attempts; retry in {wait} seconds",
+                            headers={"Retry-After": str(wait)})
+    client = await guard.authenticate(tokens.db, client_id, secret)
     if client is _BUSY:
-        return _oauth_error(503, "temporarily_unavailable",
-                            "too many token requests at once; retry in a second",
-                            **{"Retry-After": "1"})
+        return TokenOutcome(status=503, error="temporarily_unavailable",
+                            message="too many token requests at once; retry in a second",
+                            headers={"Retry-After": "1"})
     if client is None:
         await run_in_threadpool(guard.failures.failed, keys)
-        return _oauth_error(401, "invalid_client", "unknown client or wrong secret",
-                            **{"WWW-Authenticate": 'Basic realm="ledger"'})
+        return TokenOutcome(status=401, error="invalid_client",
+                            message="unknown client or wrong secret",
+                            headers={"WWW-Authenticate": 'Basic realm="ledger"'})
     await run_in_threadpool(guard.failures.succeeded, keys)
-    scope = granted_scope(client.scope, form.get("scope"))
+    scope = granted_scope(client.scope, requested_scope)
     if scope is None:
-        return _oauth_error(400, "invalid_scope", "this client is read-only")
+        return TokenOutcome(status=400, error="invalid_scope", message="this client is read-only")
     access_token = await run_in_threadpool(tokens.issue, client, scope)
-    return JSONResponse(
-        {"access_token": access_token, "expires_in": tokens.ttl_seconds,
-         "token_type": "Bearer", "scope": scope},
-        headers={"Cache-Control": "no-store", "Pragma": "no-cache"})
+    return TokenOutcome(token=access_token, scope=scope)

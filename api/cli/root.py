@@ -18,7 +18,7 @@ from typing import Annotated
 import typer
 
 from api.cli import (admin, clients, codegen, credentials, entries, ledgers, lifecycle,
-                     links, secret_keys, statement, stripe_link, webhooks)
+                     links, monitors, secret_keys, statement, stripe_link, webhooks)
 from api.cli.common import EXIT_USAGE, err
 from ledger.settings import Settings, SettingsError
 
@@ -45,6 +45,7 @@ app.add_typer(stripe_link.stripe_app, name="stripe")
 app.add_typer(links.link_app, name="link")
 app.add_typer(secret_keys.secrets_app, name="secrets")
 app.add_typer(statement.app)
+app.add_typer(monitors.monitors_app, name="monitors")
 app.add_typer(webhooks.webhooks_app, name="webhooks")
 
 

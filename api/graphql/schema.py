@@ -10,6 +10,7 @@ from api.graphql.entries import EntryQuery
 from api.graphql.errors import BadRequestError, InternalError, NotFoundError
 from api.graphql.events import EventQuery, WebhookMutation
 from api.graphql.ledgers import LedgerMutation, LedgerQuery
+from api.graphql.monitors import MonitorMutation, MonitorQuery
 from api.graphql.posting import PostingMutation
 from api.graphql.prepared import PreparedDocument
 from api.graphql.reconcile import ReconcileMutation
@@ -28,9 +29,9 @@ class LedgerSchema(strawberry.Schema):
 schema = LedgerSchema(
     # In the order the seeds' documentation lists them.
     query=merge_types("Query", (SchemaQuery, LedgerQuery, AccountQuery, EntryQuery,
-                                WorkspaceQuery, EventQuery)),
+                                WorkspaceQuery, MonitorQuery, EventQuery)),
     mutation=merge_types("Mutation", (SchemaMutation, LedgerMutation, PostingMutation,
-                                      ReconcileMutation, WebhookMutation)),
+                                      ReconcileMutation, MonitorMutation, WebhookMutation)),
     # Reachable only through the Error interface or by name in fragments: list them so they
     # are part of the schema (introspection, `... on NotFoundError`).
     types=[BadRequestError, InternalError, NotFoundError],

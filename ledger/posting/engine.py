@@ -21,6 +21,7 @@ from ledger.commands import EntryRequest
 from ledger.errors import BadRequestError, LedgerError
 from ledger.events.store import posting_raises_events, raise_events
 from ledger.ledgers import Ledger
+from ledger.monitors.watch import watch_moves
 from ledger.posting.conditions import (
     _check_conditions,
     _ensure_accounts,
@@ -171,6 +172,9 @@ def _apply(conn: Connection, ledger: Ledger, schema: Schema, entries: list[Compi
     ids, until, totals = _insert_lines(conn, ledger, moved.accepted, account_ids, now, before,
                                        lines_until)
     _move_balances(conn, ledger, moved, until)
+    # Balance monitors, in this transaction: judged on the locked balances before and after.
+    watch_moves(conn, ledger.id, {k: (before[k], before[k] + d) for k, d in moved.deltas.items()},
+                paths_by_id)
     if not detail:
         for _, entry_id, index in moved.accepted:
             results[index] = Posted(str(entry_id), False)

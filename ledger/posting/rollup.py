@@ -7,6 +7,7 @@ from typing import NamedTuple
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from ledger.monitors.watch import watch_folded
 from ledger.schema.compile import CompiledLine
 
 
@@ -67,13 +68,19 @@ def rollup(conn: Connection, limit: int = 50_000) -> int:
         "  GROUP BY account_id, currency ORDER BY account_id, currency "
         "  ON CONFLICT (account_id, currency) DO UPDATE SET own = balances.own + EXCLUDED.own, "
         "    lines_until = NULL "
-        "  RETURNING account_id, currency) "
+        "  RETURNING account_id, currency, own) "
         "SELECT (SELECT count(*) FROM taken), "
         "  (SELECT array_agg(account_id ORDER BY account_id, currency) FROM folded), "
-        "  (SELECT array_agg(currency ORDER BY account_id, currency) FROM folded)"),
+        "  (SELECT array_agg(currency ORDER BY account_id, currency) FROM folded), "
+        "  (SELECT array_agg(own ORDER BY account_id, currency) FROM folded), "
+        "  (SELECT array_agg(s ORDER BY account_id, currency) FROM ("
+        "    SELECT account_id, currency, sum(amount) AS s FROM taken GROUP BY 1, 2) g)"),
         {"n": limit}).first()
     if row[1]:
         number_lines(conn, row[1], row[2])
+        # Balance monitors of the folded accounts and their parents, in this transaction.
+        watch_folded(conn, [(a, c, int(own), int(d))
+                            for a, c, own, d in zip(row[1], row[2], row[3], row[4])])
     return int(row[0])
 
 

@@ -4,6 +4,7 @@ already posted, and the parsed schema a ledger follows.
 from __future__ import annotations
 
 import threading
+import weakref
 from datetime import datetime, timezone
 from typing import Any
 
@@ -25,15 +26,29 @@ _schema_cache: dict[tuple[object, int, int], Schema] = {}
 
 _cache_lock = threading.Lock()
 
+# How many balance monitors each ledger had when this transaction's Connection last loaded
+# its schema (every posting does, first): the engine then skips looking for monitors of a
+# ledger that has none (ledger/monitors/watch.py) at no cost of its own.
+_monitors_seen: "weakref.WeakKeyDictionary[Connection, dict[int, int]]" = weakref.WeakKeyDictionary()
+
+
+def monitors_seen(conn: Connection, ledger_id: int) -> int | None:
+    """The ledger's count of balance monitors as this Connection's last ``load_schema`` of it
+    read it (in this transaction, since each transaction has its own Connection), or None."""
+    with _cache_lock:
+        return _monitors_seen.get(conn, {}).get(ledger_id)
+
 
 def load_schema(conn: Connection, ledger_id: int) -> Schema:
     """The latest schema version of a ledger (a ledger follows its schema's updates)."""
     row = conn.execute(sa.text(
-        "SELECT l.schema_id, max(v.version) FROM ledgers l "
+        "SELECT l.schema_id, max(v.version), l.monitors FROM ledgers l "
         "JOIN schema_versions v ON v.schema_id = l.schema_id WHERE l.id = :id "
-        "GROUP BY l.schema_id"), {"id": ledger_id}).first()
+        "GROUP BY l.schema_id, l.monitors"), {"id": ledger_id}).first()
     if row is None:
         raise NotFoundError("ledger_not_found", "the ledger has no schema")
+    with _cache_lock:
+        _monitors_seen.setdefault(conn, {})[ledger_id] = row[2]
     key = (conn.engine.url, row[0], row[1])
     schema = _schema_cache.get(key)
     if schema is None:

@@ -3,12 +3,12 @@ delivery attempt, and the mark that a synced tx was reported unreconciled
 (ledger/events/webhooks.py, ledger/events/delivery.py, ledger/events/alerts.py).
 
 Revision ID: 0015_webhooks
-Revises: 0012_events (and needs 0005_links)
+Revises: 0014_monitors (and needs 0005_links)
 """
 from alembic import op
 
 revision = "0015_webhooks"
-down_revision = "0012_events"
+down_revision = "0014_monitors"
 branch_labels = None
 # external_txs comes from 0005_links, a branch of its own.
 depends_on = ("0005_links",)

@@ -1,0 +1,133 @@
+"""Reads the dashboard needs beyond the API's: each ledger's size and latest activity, and an
+account's balance at the end of a run of periods (the points of its chart).
+
+Each read is bounded by an index: the count of a ledger's entries is an index-only scan of
+its entries, the latest activity the first row of the (ledger, posted) index, and a point of
+the series one probe per (account, currency) into the stored running totals."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from ledger.db import Database
+from ledger.errors import BadRequestError, NotFoundError
+from ledger.history.balances import account_balances, account_balances_at
+from ledger.history.model import AccountBalances
+from ledger.ledgers import Ledger, list_ledgers, load_ledger
+from ledger.schema.store import load_schema
+
+# Points a series may hold: a year of days, or a century of months.
+MAX_POINTS = 366
+SCALES = ("daily", "monthly")
+
+
+@dataclass(frozen=True)
+class LedgerActivity:
+    ledger: Ledger
+    entries: int
+    latest_posted: datetime | None
+
+
+@dataclass(frozen=True)
+class BalancePoint:
+    period: str  # 2025-03-05 (daily) or 2025-03 (monthly), in the ledger's balanceUTCOffset
+    balances: AccountBalances
+
+
+_ACTIVITY = sa.text(
+    "SELECT (SELECT count(*) FROM entries WHERE ledger_id = :id) AS n, "
+    "(SELECT posted FROM entries WHERE ledger_id = :id ORDER BY posted DESC LIMIT 1) AS latest")
+
+
+def ledgers_activity(db: Database) -> list[LedgerActivity]:
+    """Every ledger with its number of entries (reversed and reversing ones included) and
+    the ``posted`` time of its newest entry (None when it has none)."""
+    ledgers = list_ledgers(db)
+    with db.transaction() as conn:
+        conn.execute(sa.text("SET TRANSACTION READ ONLY"))
+        found = []
+        for ledger in ledgers:
+            row = conn.execute(_ACTIVITY, {"id": ledger.id}).one()
+            found.append(LedgerActivity(ledger, int(row.n), row.latest))
+    return found
+
+
+def _periods(end: date, scale: str, points: int) -> list[str]:
+    if scale == "daily":
+        return [(end - timedelta(days=n)).isoformat() for n in range(points - 1, -1, -1)]
+    months = end.year * 12 + end.month - 1
+    return [f"{m // 12:04d}-{m % 12 + 1:02d}" for m in range(months - points + 1, months + 1)]
+
+
+def balance_series(db: Database, ledger_ik: str, path: str, *, end: date,
+                   scale: str = "daily", points: int = 30) -> list[BalancePoint]:
+    """``path``'s own, child and total balances at the end of each of ``points`` days or
+    months, the last one holding ``end``, oldest first, read in one snapshot."""
+    if scale not in SCALES:
+        raise BadRequestError("invalid_input", f"scale: expected one of {', '.join(SCALES)}, "
+                              f"got {scale!r}", field="scale")
+    if isinstance(points, bool) or not isinstance(points, int) or not 1 <= points <= MAX_POINTS:
+        raise BadRequestError("invalid_input", f"points: expected 1 to {MAX_POINTS}",
+                              field="points")
+    periods = _periods(end, scale, points)
+
+    def read(conn: Connection) -> list[BalancePoint]:
+        conn.execute(sa.text("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY"))
+        ledger = load_ledger(conn, ledger_ik)
+        schema = load_schema(conn, ledger.id)
+        return [BalancePoint(p, account_balances_at(conn, ledger, schema, path, p))
+                for p in periods]
+
+    return db.run(read)
+
+
+MAX_PATHS = 200
+
+
+def balances_of(db: Database, ledger_ik: str, paths: list[str],
+                at: str | datetime | None = None) -> dict[str, AccountBalances | None]:
+    """Own, child and total balances of each of ``paths`` (at most ``MAX_PATHS``), now or
+    ``at`` (a time or period, as in ``account_balances``), read in one snapshot. A path the
+    schema has no account for maps to None; a bad ``at`` is ``invalid_input``."""
+    if len(paths) > MAX_PATHS:
+        raise BadRequestError("invalid_input", f"paths: at most {MAX_PATHS}", field="paths")
+
+    def read(conn: Connection) -> dict[str, AccountBalances | None]:
+        conn.execute(sa.text("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY"))
+        ledger = load_ledger(conn, ledger_ik)
+        schema = load_schema(conn, ledger.id)
+        found: dict[str, AccountBalances | None] = {}
+        for path in dict.fromkeys(paths):
+            try:
+                found[path] = (account_balances(conn, ledger, schema, path) if at is None
+                               else account_balances_at(conn, ledger, schema, path, at))
+            except NotFoundError:
+                found[path] = None
+        return found
+
+    return db.run(read)
+
+
+@dataclass(frozen=True)
+class ChartNode:
+    path: str
+    template: bool  # a template node: its accounts are its instances (users:alice, ...)
+
+
+def chart_nodes(db: Database, ledger_ik: str) -> list[ChartNode]:
+    """The schema's chart of accounts down to its template nodes, by path: the accounts
+    that exist without a template value, and each template node (its instances are the
+    ledger's accounts below it, listed by ``list_ledger_accounts``). As many as the
+    schema declares, whatever the ledger holds."""
+    with db.transaction() as conn:
+        schema = load_schema(conn, load_ledger(conn, ledger_ik).id)
+    nodes = []
+    for account in schema.accounts.values():
+        parts = account.path.split("/")
+        above = ("/".join(parts[:n]) for n in range(1, len(parts)))
+        if not any(schema.accounts[p].template for p in above if p in schema.accounts):
+            nodes.append(ChartNode(account.path, account.template))
+    return sorted(nodes, key=lambda n: n.path)
