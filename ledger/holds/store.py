@@ -1,0 +1,84 @@
+"""Reading holds back, and moving what they reserve on the balance rows."""
+from __future__ import annotations
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from ledger import fastjson
+from ledger.errors import NotFoundError
+from ledger.holds.model import Hold, HoldResult
+from ledger.ledgers import Ledger
+from ledger.posting.engine import load_entries
+from ledger.posting.model import Line
+
+_HOLDS = sa.text(
+    "SELECT entry_id, status, expires_at, created, resolved FROM holds "
+    "WHERE ledger_id = :l AND entry_id = ANY(:ids)")
+
+_HOLD_LINES = sa.text(
+    "SELECT hl.id, hl.entry_id, hl.key, a.path, a.type, hl.amount, hl.currency, "
+    "  hl.description, hl.tx_external_id "
+    "FROM hold_lines hl JOIN accounts a ON a.id = hl.account_id "
+    "WHERE hl.ledger_id = :l AND hl.entry_id = ANY(:ids) ORDER BY hl.id")
+
+
+def load_holds(conn: Connection, ledger: Ledger, entry_ids: list[int]) -> dict[int, Hold]:
+    """The holds among these entries, by entry id (an entry that is no hold is absent)."""
+    holds = {r.entry_id: Hold(str(r.entry_id), r.status, r.expires_at, r.created, r.resolved, [])
+             for r in conn.execute(_HOLDS, {"l": ledger.id, "ids": entry_ids})}
+    if holds:
+        for r in conn.execute(_HOLD_LINES, {"l": ledger.id, "ids": list(holds)}):
+            hold = holds[r.entry_id]
+            # Pending lines are no lines of the books: their ids say so ("h" + hold line id).
+            hold.lines.append(Line(f"h{r.id}", str(r.entry_id), r.key, r.path, int(r.amount),
+                                   r.currency, hold.created, hold.created, r.tx_external_id,
+                                   r.description, r.type, None))
+    return holds
+
+
+def hold_result(conn: Connection, ledger: Ledger, entry_id: int, replay: bool) -> HoldResult:
+    entry = load_entries(conn, ledger, [entry_id])[entry_id]
+    hold = load_holds(conn, ledger, [entry_id]).get(entry_id)
+    if hold is None:
+        raise NotFoundError("hold_not_found", f"id: entry {entry_id} is not a hold", field="id")
+    for line in hold.lines:
+        if line.description is None:
+            line.description = entry.description
+    return HoldResult(entry, hold, replay)
+
+
+_LOCK_ROWS = sa.text(
+    "SELECT b.account_id FROM balances b "
+    "JOIN json_to_recordset(CAST(:rows AS json)) AS d(a bigint, c text) "
+    "ON b.account_id = d.a AND b.currency = d.c "
+    "ORDER BY b.account_id, b.currency FOR UPDATE OF b")
+
+_MOVE = sa.text(
+    "UPDATE balances b SET held = b.held + d.held, pending_in = b.pending_in + d.pin "
+    "FROM json_to_recordset(CAST(:rows AS json)) AS d(a bigint, c text, held numeric, "
+    "pin numeric) WHERE b.account_id = d.a AND b.currency = d.c")
+
+_RESERVED = sa.text(
+    "SELECT account_id, currency, sum(least(amount, 0)), sum(greatest(amount, 0)) "
+    "FROM hold_lines WHERE ledger_id = ANY(:ls) AND entry_id = ANY(:ids) "
+    "GROUP BY account_id, currency ORDER BY account_id, currency")
+
+
+def move_reserved(conn: Connection, moves: dict[tuple[int, str], tuple[int, int]],
+                  locked: bool) -> None:
+    """Add (held, pending_in) to balance rows; ``locked``: the caller holds their locks,
+    else they are taken here in the engine's one order."""
+    rows = fastjson.dumps([{"a": k[0], "c": k[1], "held": v[0], "pin": v[1]}
+                           for k, v in sorted(moves.items()) if v != (0, 0)])
+    if rows == "[]":
+        return
+    if not locked:
+        conn.execute(_LOCK_ROWS, {"rows": rows})
+    conn.execute(_MOVE, {"rows": rows})
+
+
+def release(conn: Connection, ledger_ids: list[int], entry_ids: list[int]) -> None:
+    """Give back what these holds reserve (they are committed, voided or expired)."""
+    moves = {(r[0], r[1]): (-int(r[2]), -int(r[3]))
+             for r in conn.execute(_RESERVED, {"ls": ledger_ids, "ids": entry_ids})}
+    move_reserved(conn, moves, locked=False)
