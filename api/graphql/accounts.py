@@ -53,6 +53,12 @@ def _balances(info: Info, ref: AccountRef, at: Optional[str]) -> service.Account
     return balances_of(info, ref.ledger_ik, ref.path, at)
 
 
+def _held(info: Info, ref: AccountRef, at: Optional[str]) -> service.HoldBalances:
+    ctx: Context = info.context
+    return ctx.cached(("held", ref.ledger_ik, ref.path, at),
+                      lambda: service.hold_balances(ctx.db, ref.ledger_ik, ref.path, at))
+
+
 @strawberry.type
 class LedgerAccount:
     @strawberry.field
@@ -107,6 +113,80 @@ class LedgerAccount:
     def balances(self, root: Account, info: Info,
                  at: Optional[LastMoment] = None) -> CurrencyAmountConnection:
         return amounts(_balances(info, root, at).total)
+
+    # ---- with holds: pending (posted + every pending line of pending holds) and available
+    # (posted + their pending decreases only: what conditions are checked against).
+
+    @strawberry.field(description="ownBalance plus every pending line of pending holds.")
+    def own_pending_balance(self, root: Account, info: Info,
+                            currency: Optional[CurrencyMatchInput] = None,
+                            at: Optional[LastMoment] = None) -> Int96:
+        return _pick_currency(_held(info, root, at).own_pending, currency, "ownPendingBalance")
+
+    @strawberry.field(description="ownBalance less what pending holds reserve (their "
+                                  "decreases): what conditions are checked against.")
+    def own_available_balance(self, root: Account, info: Info,
+                              currency: Optional[CurrencyMatchInput] = None,
+                              at: Optional[LastMoment] = None) -> Int96:
+        return _pick_currency(_held(info, root, at).own_available, currency,
+                              "ownAvailableBalance")
+
+    @strawberry.field
+    def child_pending_balance(self, root: Account, info: Info,
+                              currency: Optional[CurrencyMatchInput] = None,
+                              at: Optional[LastMoment] = None) -> Int96:
+        return _pick_currency(_held(info, root, at).child_pending, currency,
+                              "childPendingBalance")
+
+    @strawberry.field
+    def child_available_balance(self, root: Account, info: Info,
+                                currency: Optional[CurrencyMatchInput] = None,
+                                at: Optional[LastMoment] = None) -> Int96:
+        return _pick_currency(_held(info, root, at).child_available, currency,
+                              "childAvailableBalance")
+
+    @strawberry.field(description="ownPendingBalance + childPendingBalance.")
+    def pending_balance(self, root: Account, info: Info,
+                        currency: Optional[CurrencyMatchInput] = None,
+                        at: Optional[LastMoment] = None) -> Int96:
+        return _pick_currency(_held(info, root, at).total_pending, currency, "pendingBalance")
+
+    @strawberry.field(description="ownAvailableBalance + childAvailableBalance.")
+    def available_balance(self, root: Account, info: Info,
+                          currency: Optional[CurrencyMatchInput] = None,
+                          at: Optional[LastMoment] = None) -> Int96:
+        return _pick_currency(_held(info, root, at).total_available, currency,
+                              "availableBalance")
+
+    @strawberry.field
+    def own_pending_balances(self, root: Account, info: Info,
+                             at: Optional[LastMoment] = None) -> CurrencyAmountConnection:
+        return amounts(_held(info, root, at).own_pending)
+
+    @strawberry.field
+    def own_available_balances(self, root: Account, info: Info,
+                               at: Optional[LastMoment] = None) -> CurrencyAmountConnection:
+        return amounts(_held(info, root, at).own_available)
+
+    @strawberry.field
+    def child_pending_balances(self, root: Account, info: Info,
+                               at: Optional[LastMoment] = None) -> CurrencyAmountConnection:
+        return amounts(_held(info, root, at).child_pending)
+
+    @strawberry.field
+    def child_available_balances(self, root: Account, info: Info,
+                                 at: Optional[LastMoment] = None) -> CurrencyAmountConnection:
+        return amounts(_held(info, root, at).child_available)
+
+    @strawberry.field
+    def pending_balances(self, root: Account, info: Info,
+                         at: Optional[LastMoment] = None) -> CurrencyAmountConnection:
+        return amounts(_held(info, root, at).total_pending)
+
+    @strawberry.field
+    def available_balances(self, root: Account, info: Info,
+                           at: Optional[LastMoment] = None) -> CurrencyAmountConnection:
+        return amounts(_held(info, root, at).total_available)
 
     @strawberry.field(description="How ownBalance changed over the period (in the ledger's "
                                   "balanceUTCOffset).")

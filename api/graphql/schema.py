@@ -8,6 +8,7 @@ from strawberry.tools import merge_types
 from api.graphql.accounts import AccountQuery
 from api.graphql.entries import EntryQuery
 from api.graphql.errors import BadRequestError, InternalError, NotFoundError
+from api.graphql.holds import HoldMutation
 from api.graphql.ledgers import LedgerMutation, LedgerQuery
 from api.graphql.posting import PostingMutation
 from api.graphql.prepared import PreparedDocument
@@ -29,7 +30,7 @@ schema = LedgerSchema(
     query=merge_types("Query", (SchemaQuery, LedgerQuery, AccountQuery, EntryQuery,
                                 WorkspaceQuery)),
     mutation=merge_types("Mutation", (SchemaMutation, LedgerMutation, PostingMutation,
-                                      ReconcileMutation)),
+                                      ReconcileMutation, HoldMutation)),
     # Reachable only through the Error interface or by name in fragments: list them so they
     # are part of the schema (introspection, `... on NotFoundError`).
     types=[BadRequestError, InternalError, NotFoundError],
