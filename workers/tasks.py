@@ -174,6 +174,18 @@ def rollup(limit: int = 50_000, budget_seconds: float = 5.0) -> int:
             return total
 
 
+@app.task(name="ledger.holds.expire")
+def expire_holds(limit: int = 1000, budget_seconds: float = 5.0) -> int:
+    """Expire pending holds past their expiresAt, in sweeps of ``limit``."""
+    deadline = time.monotonic() + budget_seconds
+    total = 0
+    while True:
+        expired = service.expire_holds(database(), limit=limit)
+        total += expired
+        if expired < limit or time.monotonic() > deadline:
+            return total
+
+
 @app.task(name="ledger.prune")
 def prune() -> int:
     days = settings().job_retention_days
