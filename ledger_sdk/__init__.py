@@ -12,6 +12,7 @@ from ledger_sdk.errors import (AuthenticationError, BadRequestError, GraphQLRequ
                                PermissionDeniedError, TransportError)
 from ledger_sdk.history import (AccountSummary, BalanceChange, EntryGroup, GroupBalance,
                                 HistoryEntry, Page, PageInfo, ReverseResult, UpdateResult)
+from ledger_sdk.holds import Hold, HoldBalances, HoldResult
 from ledger_sdk.workspace import GetWorkspaceResult, Workspace
 from ledger_sdk.types import (AddLedgerEntryResult, CreateLedgerResult, Ledger, LedgerAccount,
                               LedgerEntry, LedgerLine, SchemaVersion)
@@ -24,4 +25,5 @@ __all__ = [
     "LedgerLine", "SchemaVersion",
     "AccountSummary", "BalanceChange", "EntryGroup", "GroupBalance", "HistoryEntry", "Page",
     "PageInfo", "ReverseResult", "UpdateResult", "GetWorkspaceResult", "Workspace",
+    "Hold", "HoldBalances", "HoldResult",
 ]

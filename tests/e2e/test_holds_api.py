@@ -133,3 +133,37 @@ def test_rest_holds(api, token, read_token, ledger):
                                       "entry": {"ik": "r2", **transfer(1)}})
         assert r.status_code == 422 and r.json()["field"] == "hold.expiresAt"
         assert rest.get(f"/accounts/{PAYER}").json()["ownBalances"] == {"USD": "380"}
+
+
+def test_sdk_holds_sync_and_async(api, full_client, ledger):
+    import asyncio
+
+    from ledger_sdk import BadRequestError as SdkBadRequest
+    from ledger_sdk import Client, SyncClient
+
+    creds = dict(client_id=full_client.client_id, client_secret=full_client.client_secret,
+                 api_url=api.url, ledger_ik=ledger)
+    with SyncClient(**creds) as client:
+        held = client.add_ledger_hold("s1", "transfer", {"from_id": "payer", "to_id": "shop",
+                                                         "amount": 150}, expires_at=later())
+        assert held.hold.status == "pending" and held.entry.lines == []
+        assert sorted(x.amount for x in held.hold.lines) == [-150, 150]
+        b = client.get_hold_balances(PAYER)
+        assert (b.own, b.own_pending, b.own_available) == ({"USD": 500}, {"USD": 350}, {"USD": 350})
+        done = client.commit_ledger_entry(ik="s1", amount=100)
+        assert done.hold.status == "committed" and done.hold.resolved_at is not None
+        assert sorted(x.amount for x in done.entry.lines) == [-100, 100]
+        with pytest.raises(SdkBadRequest) as err:
+            client.void_ledger_entry(held.entry.id)
+        assert err.value.code == "hold_committed"
+
+    async def main():
+        async with Client(**creds) as client:
+            both = await client.add_ledger_holds(
+                [{"ik": f"a{i}", "type": "transfer",
+                  "parameters": {"from_id": "payer", "to_id": "shop", "amount": "100"}}
+                 for i in range(2)], expires_at=later())
+            voided = await client.void_ledger_entry(both[0].entry.id)
+            assert voided.hold.status == "voided"
+            return (await client.get_hold_balances(PAYER)).own_available
+    assert asyncio.run(main()) == {"USD": 300}  # 400 posted, one hold of 100 pending

@@ -104,6 +104,12 @@ def test_commit_void_and_their_refusals(db, unique):
         service.commit_ledger_entry(db, id=second.entry.id)
     assert err.value.code == "hold_voided"
     assert balances(db, ledger) == (460, 460)
+    with pytest.raises(BadRequestError) as err:
+        service.reverse_ledger_entry(db, id=second.entry.id)
+    assert err.value.code == "hold_not_committed"
+    reversal = service.reverse_ledger_entry(db, id=first.entry.id)  # a committed hold posted
+    assert sorted(l.amount for l in reversal.reversing_entry.lines) == [-40, 40]
+    assert balances(db, ledger) == (500, 500)
     with pytest.raises(NotFoundError) as err:
         service.commit_ledger_entry(db, id=post(db, ledger, "deposit", user_id="z", amount="1").entry.id)
     assert err.value.code == "hold_not_found"
