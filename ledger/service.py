@@ -505,3 +505,20 @@ def hold_balances(db: Database, ledger_ik: str, path: str, at: Any = None) -> Ho
 __all__ += ["Hold", "HoldBalances", "HoldResult", "add_ledger_hold", "add_ledger_holds",
             "commit_ledger_entry", "expire_holds", "get_ledger_hold", "hold_balances",
             "void_ledger_entry"]
+
+# ---------------------------------------------------------------------------- events
+from ledger.events.store import TYPES as EVENT_TYPES  # noqa: E402
+from ledger.events.store import Event, EventPage, read_events  # noqa: E402
+
+
+def list_events(db: Database, *, after: str | None = None, types: list[str] | None = None,
+                ledger_ik: str | None = None, first: int = 100) -> EventPage:
+    """``list_events(db, *, after, types, ledger_ik, first) -> EventPage``: the events after
+    the cursor ``after``, oldest first, gap-free (ledger/events/store.py); of one ledger when
+    ``ledger_ik`` is given. A bad cursor, type or page size is ``invalid_input`` naming it."""
+    with db.transaction() as conn:
+        ledger_id = load_ledger(conn, ledger_ik).id if ledger_ik is not None else None
+        return read_events(conn, after=after, types=types, ledger_id=ledger_id, first=first)
+
+
+__all__ += ["EVENT_TYPES", "Event", "EventPage", "list_events"]

@@ -224,3 +224,13 @@ workspace = sa.Table(
     sa.Column("singleton", sa.Boolean, nullable=False, unique=True),
     sa.Column("created", sa.DateTime(timezone=True), nullable=False),
 )
+
+events = sa.Table(
+    "events", metadata,
+    sa.Column("id", sa.BigInteger, primary_key=True),
+    sa.Column("xid", sa.Text, nullable=False),  # xid8 in the database (migration 0012)
+    sa.Column("ledger_id", sa.BigInteger, sa.ForeignKey("ledgers.id")),
+    sa.Column("type", sa.Text, nullable=False),
+    sa.Column("created", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("payload", JSONB, nullable=False),
+)

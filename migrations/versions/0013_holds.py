@@ -7,12 +7,12 @@ engine checks conditions against the available balance (own + held) without read
 Columns with a constant default: added without rewriting the balances table.
 
 Revision ID: 0013_holds
-Revises: 0011_job_trace_context
+Revises: 0012_events
 """
 from alembic import op
 
 revision = "0013_holds"
-down_revision = "0011_job_trace_context"
+down_revision = "0012_events"
 branch_labels = None
 depends_on = None
 
