@@ -14,7 +14,7 @@ from ledger.amounts import parse_time
 from ledger.commands import EntryRequest
 from ledger.errors import BadRequestError, LedgerError
 from ledger.holds.model import HoldResult
-from ledger.holds.store import hold_result, move_reserved
+from ledger.holds.store import hold_result, move_reserved, raise_hold_events
 from ledger.ledgers import Ledger
 from ledger.posting.conditions import (
     check_conditions,
@@ -73,6 +73,7 @@ def create_holds(conn: Connection, ledger: Ledger, requests: list[EntryRequest],
     for i, c in enumerate(compiled):
         entry_id = replays[i] if i in replays else inserted[c.request.ik]
         out.append(hold_result(conn, ledger, entry_id, i in replays))
+    raise_hold_events(conn, ledger, "hold.created", [r for r in out if not r.is_ik_replay])
     return out
 
 

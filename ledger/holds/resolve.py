@@ -14,7 +14,7 @@ from ledger.amounts import parse_amount
 from ledger.commands import EntryRequest, LineInput
 from ledger.errors import BadRequestError, NotFoundError
 from ledger.holds.model import HoldResult, expired_error, resolved_error
-from ledger.holds.store import hold_result, release
+from ledger.holds.store import hold_result, raise_expired_events, raise_hold_events, release
 from ledger.ledgers import Ledger
 from ledger.posting.engine import apply_compiled
 from ledger.schema.compile import CompiledEntry, compile_entry
@@ -52,7 +52,9 @@ def void_hold(conn: Connection, ledger: Ledger, entry_id: int) -> HoldResult:
         raise expired_error(str(entry_id), row.expires_at)
     release(conn, [ledger.id], [entry_id])
     conn.execute(_RESOLVE, {"s": "voided", "now": now, "c": None, "e": entry_id, "l": ledger.id})
-    return hold_result(conn, ledger, entry_id, False)
+    result = hold_result(conn, ledger, entry_id, False)
+    raise_hold_events(conn, ledger, "hold.voided", [result])
+    return result
 
 
 def commit_hold(conn: Connection, ledger: Ledger, entry_id: int, amount: Any = None,
@@ -88,7 +90,9 @@ def commit_hold(conn: Connection, ledger: Ledger, entry_id: int, amount: Any = N
     apply_compiled(conn, ledger, schema, [compiled], [entry_id], now)
     conn.execute(_RESOLVE, {"s": "committed", "now": now, "c": fastjson.dumps(captured),
                             "e": entry_id, "l": ledger.id})
-    return hold_result(conn, ledger, entry_id, False)
+    result = hold_result(conn, ledger, entry_id, False)
+    raise_hold_events(conn, ledger, "hold.committed", [result])
+    return result
 
 
 def _captured(amount: Any, parameters: Any) -> dict:
@@ -171,4 +175,5 @@ def expire_holds(conn: Connection, limit: int = 1000) -> list[tuple[int, int]]:
     conn.execute(sa.text(
         "UPDATE holds SET status = 'expired', resolved = :now WHERE entry_id = ANY(:ids)"),
         {"now": now, "ids": ids})
+    raise_expired_events(conn, ids)
     return [(r.ledger_id, r.entry_id) for r in rows]

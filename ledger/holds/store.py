@@ -6,6 +6,7 @@ from sqlalchemy.engine import Connection
 
 from ledger import fastjson
 from ledger.errors import NotFoundError
+from ledger.events.store import raise_events
 from ledger.holds.model import Hold, HoldResult
 from ledger.ledgers import Ledger
 from ledger.posting.engine import load_entries
@@ -82,3 +83,31 @@ def release(conn: Connection, ledger_ids: list[int], entry_ids: list[int]) -> No
     moves = {(r[0], r[1]): (-int(r[2]), -int(r[3]))
              for r in conn.execute(_RESERVED, {"ls": ledger_ids, "ids": entry_ids})}
     move_reserved(conn, moves, locked=False)
+
+
+def _lines(lines: list[Line]) -> list[dict]:
+    return [{"key": x.key, "account": {"path": x.account_path}, "amount": str(x.amount),
+             "currency": x.currency} for x in lines]
+
+
+def raise_hold_events(conn: Connection, ledger: Ledger, type_: str,
+                      results: list[HoldResult]) -> None:
+    """hold.created | hold.committed | hold.voided for these holds, in the caller's
+    transaction: the event exists exactly when the change does. Their lines: what was
+    reserved (created, voided), or what the commit posted (committed)."""
+    raise_events(conn, [(ledger.id, type_, {
+        "entry": {"id": r.entry.id, "ik": r.entry.ik, "type": r.entry.type},
+        "status": r.hold.status, "expiresAt": r.hold.expires_at.isoformat(),
+        "lines": _lines(r.entry.lines if type_ == "hold.committed" else r.hold.lines)})
+        for r in results])
+
+
+def raise_expired_events(conn: Connection, entry_ids: list[int]) -> None:
+    """hold.expired for holds the sweep just expired, in its transaction."""
+    rows = conn.execute(sa.text(
+        "SELECT h.ledger_id, h.entry_id, h.expires_at, e.ik, e.type FROM holds h "
+        "JOIN entries e ON e.id = h.entry_id WHERE h.entry_id = ANY(:ids) "
+        "ORDER BY h.expires_at, h.entry_id"), {"ids": entry_ids}).all()
+    raise_events(conn, [(r.ledger_id, "hold.expired", {
+        "entry": {"id": str(r.entry_id), "ik": r.ik, "type": r.type}, "status": "expired",
+        "expiresAt": r.expires_at.isoformat()}) for r in rows])

@@ -34,6 +34,11 @@ def hold(db, ledger, amount, ik=None, expires_at=None, to="shop", payer="payer")
         expires_at or later())
 
 
+def hold_events(db, ledger):
+    types = ["hold.created", "hold.committed", "hold.voided", "hold.expired"]
+    return service.list_events(db, ledger_ik=ledger, types=types, first=500).events
+
+
 def race(n, fn):
     barrier = threading.Barrier(n)
 
@@ -114,6 +119,13 @@ def test_commit_void_and_their_refusals(db, unique):
         service.commit_ledger_entry(db, id=post(db, ledger, "deposit", user_id="z", amount="1").entry.id)
     assert err.value.code == "hold_not_found"
     assert service.audit(db, ledger) == []
+    # One event per change, none for replays or refusals, in the order they happened.
+    events = hold_events(db, ledger)
+    assert [(e.type, e.payload["entry"]["id"]) for e in events] == [
+        ("hold.created", first.entry.id), ("hold.committed", first.entry.id),
+        ("hold.created", second.entry.id), ("hold.voided", second.entry.id)]
+    assert sorted(x["amount"] for x in events[1].payload["lines"]) == ["-40", "40"]
+    assert events[0].payload["expiresAt"] == expiry.isoformat()
 
 
 def test_expiry_refuses_a_commit_before_the_beat_and_history_keeps_what_was_pending(db, unique):
@@ -129,6 +141,7 @@ def test_expiry_refuses_a_commit_before_the_beat_and_history_keeps_what_was_pend
     assert service.get_ledger_hold(db, short.entry.id).status == "pending"
     assert service.expire_holds(db) >= 1
     assert service.get_ledger_hold(db, short.entry.id).status == "expired"
+    assert [e.type for e in hold_events(db, ledger)] == ["hold.created", "hold.expired"]
     with pytest.raises(BadRequestError) as err:
         service.void_ledger_entry(db, id=short.entry.id)
     assert err.value.code == "hold_expired"
@@ -178,6 +191,8 @@ def test_commit_racing_expiry_ends_one_way_only(db, unique):
             assert status == "committed" and outcome.hold.status == "committed"
             committed += 1
     assert committed + expired == 20
+    tally = [e.type for e in hold_events(db, ledger)]
+    assert (tally.count("hold.committed"), tally.count("hold.expired")) == (committed, expired)
     assert own(db, ledger, PAYER) == 10000 - 10 * committed
     assert balances(db, ledger) == (10000 - 10 * committed,) * 2
     assert service.audit(db, ledger) == []
@@ -215,7 +230,7 @@ class HoldMachine(RuleBasedStateMachine):
     @precondition(lambda self: self.pending)
     @rule(data=st.data())
     def commit(self, data):
-        entry_id = data.draw(st.sampled_from(sorted(self.pending)))
+        entry_id = data.draw(st.sampled_from(list(self.pending)))
         amount = data.draw(st.integers(min_value=1, max_value=self.pending[entry_id]))
         service.commit_ledger_entry(self.db, id=entry_id, amount=str(amount))
         assert service.commit_ledger_entry(self.db, id=entry_id, amount=str(amount)).is_ik_replay
@@ -226,7 +241,7 @@ class HoldMachine(RuleBasedStateMachine):
     @precondition(lambda self: self.pending)
     @rule(data=st.data())
     def void(self, data):
-        entry_id = data.draw(st.sampled_from(sorted(self.pending)))
+        entry_id = data.draw(st.sampled_from(list(self.pending)))
         service.void_ledger_entry(self.db, id=entry_id)
         del self.pending[entry_id]
         self.resolved[entry_id] = "voided"
@@ -234,7 +249,7 @@ class HoldMachine(RuleBasedStateMachine):
     @precondition(lambda self: self.pending)
     @rule(data=st.data())
     def expire(self, data):
-        entry_id = data.draw(st.sampled_from(sorted(self.pending)))
+        entry_id = data.draw(st.sampled_from(list(self.pending)))
         with self.db.transaction() as conn:  # its time has come
             conn.execute(sa.text("UPDATE holds SET expires_at = now() - interval '1 second' "
                                  "WHERE entry_id = :e"), {"e": int(entry_id)})
@@ -245,7 +260,7 @@ class HoldMachine(RuleBasedStateMachine):
     @precondition(lambda self: self.resolved)
     @rule(data=st.data())
     def resolved_again(self, data):
-        entry_id = data.draw(st.sampled_from(sorted(self.resolved)))
+        entry_id = data.draw(st.sampled_from(list(self.resolved)))
         status = self.resolved[entry_id]
         with pytest.raises(BadRequestError) as err:
             service.commit_ledger_entry(self.db, id=entry_id, amount="1000000")
@@ -261,6 +276,10 @@ class HoldMachine(RuleBasedStateMachine):
         shop = service.hold_balances(self.db, self.ledger, "liabilities/users:shop/available")
         assert shop.own_pending.get("USD", 0) == START - self.posted + held
         assert service.audit(self.db, self.ledger) == []
+        events = [(e.type, e.payload["entry"]["id"]) for e in hold_events(self.db, self.ledger)]
+        assert sorted(events) == sorted(
+            [("hold.created", i) for i in [*self.pending, *self.resolved]]
+            + [(f"hold.{status}", i) for i, status in self.resolved.items()])
 
 
 def test_hold_state_machine(db, unique):
