@@ -77,6 +77,12 @@ def test_graphql_hold_commit_void(gql, read_token, ledger, db):
     assert (b["ownBalance"], b["ownPendingBalance"], b["ownAvailableBalance"]) == ("500", "400", "400")
     assert b["availableBalances"]["nodes"] == [{"amount": "400", "currency": {"code": "USD"}}]
 
+    read = data(gql("""query($e: LedgerEntryMatchInput!) { ledgerEntry(ledgerEntry: $e) {
+        status lines { nodes { id } } hold { status lines { nodes { amount status account { path } } } } } }""",
+                    {"e": {"ik": "auth-1", "ledger": {"ik": ledger}}}))["ledgerEntry"]
+    assert read["status"] == "pending" and read["lines"]["nodes"] == []
+    assert sorted((x["amount"], x["status"]) for x in read["hold"]["lines"]["nodes"]) == [
+        ("-100", "pending"), ("100", "pending")]
     refused = gql(COMMIT, {"id": held["entry"]["id"], "a": "1"}, token_=read_token)
     assert refused.status_code == 403, refused.text
     done = data(gql(COMMIT, {"m": {"ik": "auth-1", "ledger": {"ik": ledger}}, "a": "60"}))[

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import time
 from datetime import datetime, timedelta, timezone
 
+import json5
 import pytest
 import sqlalchemy as sa
 from hypothesis import HealthCheck, settings
@@ -16,7 +17,7 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, pr
 
 from ledger import service
 from ledger.errors import BadRequestError, NotFoundError
-from ledger.service import EntryRequest
+from ledger.service import EntryRequest, LineInput
 from tests.integration.helpers import new_ledger, own, post, seed000_schema
 from tests.integration.test_races import race
 
@@ -286,3 +287,28 @@ def test_hold_state_machine(db, unique):
     machine.settings = settings(max_examples=12, stateful_step_count=12, deadline=None,
                                 suppress_health_check=list(HealthCheck))
     machine().runTest()
+
+
+def test_runtime_lines_held_and_captured_in_part(db, unique):
+    doc = json5.loads(seed000_schema(unique("wallet")))
+    doc["ledgerEntries"]["types"].append({"type": "manual"})  # lines come with the post
+    ledger = new_ledger(db, unique, doc)
+    post(db, ledger, "deposit", user_id="payer", amount="500")
+    lines = [LineInput("user", PAYER, -80), LineInput("bank", "assets/banks/user-cash", -80)]
+    h = service.add_ledger_hold(db, ledger, EntryRequest(ik="m1", type="manual", lines=tuple(lines)),
+                                later())
+    assert balances(db, ledger) == (420, 420)
+    with pytest.raises(BadRequestError) as err:
+        service.commit_ledger_entry(db, id=h.entry.id, parameters={"amount": "1"})
+    assert err.value.code == "invalid_input"
+    done = service.commit_ledger_entry(db, id=h.entry.id, amount=30)
+    assert sorted((l.key, l.amount) for l in done.entry.lines) == [("bank", -30), ("user", -30)]
+    assert own(db, ledger, PAYER) == 470 and balances(db, ledger) == (470, 470)
+    uneven = service.add_ledger_hold(db, ledger, EntryRequest(ik="m2", type="manual", lines=(
+        LineInput("user", PAYER, -10), LineInput("shop", "liabilities/users:shop/available", 4),
+        LineInput("bank", "assets/banks/user-cash", -6))), later())
+    with pytest.raises(BadRequestError) as err:
+        service.commit_ledger_entry(db, id=uneven.entry.id, amount=5)
+    assert err.value.code == "invalid_input" and "differ in size" in err.value.message
+    assert service.commit_ledger_entry(db, id=uneven.entry.id).hold.status == "committed"
+    assert service.audit(db, ledger) == []
