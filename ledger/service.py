@@ -502,9 +502,20 @@ def hold_balances(db: Database, ledger_ik: str, path: str, at: Any = None) -> Ho
         return _hold_balances.hold_balances(conn, ledger, load_schema(conn, ledger.id), path, at)
 
 
+def list_hold_lines(db: Database, ledger_ik: str, path: str, *, status: str | None = "pending",
+                    first: int = 50) -> list[tuple[Line, str]]:
+    """``list_hold_lines(db, ledger_ik, path, *, status="pending", first=50) -> [(Line,
+    status)]``: the lines holds reserved on one account, newest hold first, with their
+    hold's status (None: every status); ``first`` at most 200. Line lists (``list_lines``)
+    hold posted lines only."""
+    with db.transaction() as conn:
+        return _hold_store.account_hold_lines(conn, load_ledger(conn, ledger_ik), path, status,
+                                              first)
+
+
 __all__ += ["Hold", "HoldBalances", "HoldResult", "add_ledger_hold", "add_ledger_holds",
             "commit_ledger_entry", "expire_holds", "get_ledger_hold", "hold_balances",
-            "void_ledger_entry"]
+            "list_hold_lines", "void_ledger_entry"]
 
 # ---------------------------------------------------------------------------- events
 from ledger.events.store import TYPES as EVENT_TYPES  # noqa: E402

@@ -14,7 +14,7 @@ from strawberry.types import Info
 from api.graphql.common import CurrencyAmountConnection, PageInfo, amounts
 from api.graphql.context import Context
 from api.graphql.entries import (LedgerEntriesConnection, LedgerLinesConnection, entries_connection,
-                                 lines_connection)
+                                 line_type, lines_connection)
 from api.graphql.errors import bad
 from api.graphql.inputs import (CurrencyMatchInput, LedgerAccountMatchInput, LedgerEntriesFilter,
                                 LedgerLinesFilter, filter_input)
@@ -227,6 +227,18 @@ class LedgerAccount:
         page = service.list_lines(ctx.db, root.ledger_ik, root.path, filter_input(filter),
                                   first=first, after=after, last=last, before=before)
         return lines_connection(page, root.ledger_ik)
+
+    @strawberry.field(description="The lines holds reserved on this account, newest hold "
+                                  "first, each with its hold's status (status: pending by "
+                                  "default, null for every status); first at most 200. "
+                                  "`lines` lists posted lines only.")
+    def hold_lines(self, root: Account, info: Info, status: Optional[str] = "pending",
+                   first: int = 50) -> LedgerLinesConnection:
+        ctx: Context = info.context
+        found = service.list_hold_lines(ctx.db, root.ledger_ik, root.path, status=status,
+                                        first=first)
+        return LedgerLinesConnection(nodes=[line_type(line, root.ledger_ik, None, s)
+                                            for line, s in found])
 
     @strawberry.field(description="The entries with a line in this account, newest posted first.")
     def ledger_entries(self, root: Account, info: Info,

@@ -5,9 +5,9 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from ledger import fastjson
-from ledger.errors import NotFoundError
+from ledger.errors import BadRequestError, NotFoundError
 from ledger.events.store import raise_events
-from ledger.holds.model import Hold, HoldResult
+from ledger.holds.model import STATUSES, Hold, HoldResult
 from ledger.ledgers import Ledger
 from ledger.posting.engine import load_entries
 from ledger.posting.model import Line
@@ -111,3 +111,32 @@ def raise_expired_events(conn: Connection, entry_ids: list[int]) -> None:
     raise_events(conn, [(r.ledger_id, "hold.expired", {
         "entry": {"id": str(r.entry_id), "ik": r.ik, "type": r.type}, "status": "expired",
         "expiresAt": r.expires_at.isoformat()}) for r in rows])
+
+
+MAX_HOLD_LINES = 200
+
+_ACCOUNT_HOLD_LINES = sa.text(
+    "SELECT hl.id, hl.entry_id, hl.key, a.path, a.type, hl.amount, hl.currency, "
+    "  coalesce(hl.description, e.description) AS description, hl.tx_external_id, "
+    "  h.status, h.created "
+    "FROM accounts a JOIN hold_lines hl ON hl.account_id = a.id "
+    "JOIN holds h ON h.entry_id = hl.entry_id JOIN entries e ON e.id = hl.entry_id "
+    "WHERE a.ledger_id = :l AND a.path = :p AND hl.ledger_id = :l "
+    "  AND (CAST(:s AS text) IS NULL OR h.status = :s) "
+    "ORDER BY h.created DESC, hl.id DESC LIMIT :n")
+
+
+def account_hold_lines(conn: Connection, ledger: Ledger, path: str, status: str | None,
+                       first: int) -> list[tuple[Line, str]]:
+    """The lines holds reserved on the account at ``path``, newest hold first, with their
+    hold's status (``status`` None: every status), at most ``first``."""
+    if status is not None and status not in STATUSES:
+        raise BadRequestError("invalid_input", f"status: one of {', '.join(STATUSES)}, got "
+                              f"{status!r}", field="status")
+    if not isinstance(first, int) or not 1 <= first <= MAX_HOLD_LINES:
+        raise BadRequestError("invalid_input", f"first: between 1 and {MAX_HOLD_LINES}",
+                              field="first")
+    return [(Line(f"h{r.id}", str(r.entry_id), r.key, r.path, int(r.amount), r.currency,
+                  r.created, r.created, r.tx_external_id, r.description, r.type, None), r.status)
+            for r in conn.execute(_ACCOUNT_HOLD_LINES, {"l": ledger.id, "p": path, "s": status,
+                                                        "n": first})]

@@ -83,6 +83,12 @@ def test_graphql_hold_commit_void(gql, read_token, ledger, db):
     assert read["status"] == "pending" and read["lines"]["nodes"] == []
     assert sorted((x["amount"], x["status"]) for x in read["hold"]["lines"]["nodes"]) == [
         ("-100", "pending"), ("100", "pending")]
+    held_lines = """query($a: LedgerAccountMatchInput!, $s: String) { ledgerAccount(ledgerAccount: $a) {
+        lines { nodes { id } } holdLines(status: $s) { nodes { amount status ledgerEntryId } } } }"""
+    seen = data(gql(held_lines, {"a": account, "s": "pending"}))["ledgerAccount"]
+    assert seen["holdLines"]["nodes"] == [
+        {"amount": "-100", "status": "pending", "ledgerEntryId": held["entry"]["id"]}]
+    assert len(seen["lines"]["nodes"]) == 1  # the deposit: posted lines only
     refused = gql(COMMIT, {"id": held["entry"]["id"], "a": "1"}, token_=read_token)
     assert refused.status_code == 403, refused.text
     done = data(gql(COMMIT, {"m": {"ik": "auth-1", "ledger": {"ik": ledger}}, "a": "60"}))[
@@ -91,6 +97,9 @@ def test_graphql_hold_commit_void(gql, read_token, ledger, db):
     assert sorted(x["amount"] for x in done["entry"]["lines"]["nodes"]) == ["-60", "60"]
     assert {x["status"] for x in done["entry"]["lines"]["nodes"]} == {"committed"}
     assert {x["status"] for x in done["hold"]["lines"]["nodes"]} == {"committed"}
+    after = data(gql(held_lines, {"a": account, "s": None}))["ledgerAccount"]
+    assert [x["status"] for x in after["holdLines"]["nodes"]] == ["committed"]
+    assert data(gql(held_lines, {"a": account}))["ledgerAccount"]["holdLines"]["nodes"] == []
     again = data(gql(VOID, {"id": held["entry"]["id"]}))["voidLedgerEntry"]
     assert again == {"__typename": "BadRequestError", "code": "hold_committed",
                      "message": again["message"]}
