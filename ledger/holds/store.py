@@ -23,6 +23,12 @@ _HOLD_LINES = sa.text(
     "WHERE hl.ledger_id = :l AND hl.entry_id = ANY(:ids) ORDER BY hl.id")
 
 
+def _line(r, created) -> Line:
+    # Reserved lines are no lines of the books: their ids say so ("h" + hold line id).
+    return Line(f"h{r.id}", str(r.entry_id), r.key, r.path, int(r.amount), r.currency,
+                created, created, r.tx_external_id, r.description, r.type, None)
+
+
 def load_holds(conn: Connection, ledger: Ledger, entry_ids: list[int]) -> dict[int, Hold]:
     """The holds among these entries, by entry id (an entry that is no hold is absent)."""
     holds = {r.entry_id: Hold(str(r.entry_id), r.status, r.expires_at, r.created, r.resolved, [])
@@ -30,10 +36,7 @@ def load_holds(conn: Connection, ledger: Ledger, entry_ids: list[int]) -> dict[i
     if holds:
         for r in conn.execute(_HOLD_LINES, {"l": ledger.id, "ids": list(holds)}):
             hold = holds[r.entry_id]
-            # Pending lines are no lines of the books: their ids say so ("h" + hold line id).
-            hold.lines.append(Line(f"h{r.id}", str(r.entry_id), r.key, r.path, int(r.amount),
-                                   r.currency, hold.created, hold.created, r.tx_external_id,
-                                   r.description, r.type, None))
+            hold.lines.append(_line(r, hold.created))
     return holds
 
 
@@ -136,7 +139,6 @@ def account_hold_lines(conn: Connection, ledger: Ledger, path: str, status: str 
     if not isinstance(first, int) or not 1 <= first <= MAX_HOLD_LINES:
         raise BadRequestError("invalid_input", f"first: between 1 and {MAX_HOLD_LINES}",
                               field="first")
-    return [(Line(f"h{r.id}", str(r.entry_id), r.key, r.path, int(r.amount), r.currency,
-                  r.created, r.created, r.tx_external_id, r.description, r.type, None), r.status)
-            for r in conn.execute(_ACCOUNT_HOLD_LINES, {"l": ledger.id, "p": path, "s": status,
-                                                        "n": first})]
+    rows = conn.execute(_ACCOUNT_HOLD_LINES, {"l": ledger.id, "p": path, "s": status,
+                                              "n": first})
+    return [(_line(r, r.created), r.status) for r in rows]
