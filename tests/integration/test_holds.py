@@ -171,7 +171,7 @@ def test_commit_racing_expiry_ends_one_way_only(db, unique):
     ledger = new_ledger(db, unique, seed000_schema(unique("wallet")))
     post(db, ledger, "deposit", user_id="payer", amount="10000")
     holds = [hold(db, ledger, 10, expires_at=later(0.6)) for _ in range(20)]
-    time.sleep(max(0.0, (holds[-1].hold.expires_at - datetime.now(timezone.utc)).total_seconds() - 0.05))
+    time.sleep(max(0.0, (holds[-1].hold.expires_at - datetime.now(timezone.utc)).total_seconds() - 0.15))
 
     def go(i):
         if i == 0:
