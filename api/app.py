@@ -152,11 +152,13 @@ def _include_rest(app: FastAPI) -> None:
         if exc.name != "api.v1":
             raise
     else:
+        from api.holds import router as holds_router
         from api.wallet import router as wallet_router
         from api.events import router as events_router
         app.include_router(v1_router)
         app.include_router(wallet_router)
         app.include_router(events_router)
+        app.include_router(holds_router)
 
 
 def app_from_env() -> FastAPI:

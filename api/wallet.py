@@ -93,7 +93,8 @@ def account_lines(ledger_ik: str, path: str, request: Request,
 
 
 @router.get("/ledgers/{ledger_ik}/accounts/{path:path}",
-            summary="An account's own, child and total balances per currency",
+            summary="An account's own, child and total balances per currency, posted, "
+                    "pending and available (holds)",
             responses={404: _NOT_FOUND, 422: _BAD})
 def account(ledger_ik: str, path: str, request: Request,
             at: Optional[str] = Query(None, description="A time (ISO 8601): the balances "
@@ -101,11 +102,18 @@ def account(ledger_ik: str, path: str, request: Request,
             _principal=Depends(require_scope("read"))):
     try:
         b = service.account_balances(deps.database(request), ledger_ik, path, at=at)
+        h = service.hold_balances(deps.database(request), ledger_ik, path, at=at)
     except LedgerError as exc:
         return error_response(exc)
     return {"ledger": {"ik": ledger_ik}, "path": b.path, "type": b.type, "at": at,
             "ownBalances": _amounts(b.own), "childBalances": _amounts(b.child),
-            "balances": _amounts(b.total)}
+            "balances": _amounts(b.total),
+            # With holds (ledger/holds/): pending counts every pending line, available
+            # only their decreases.
+            "ownPendingBalances": _amounts(h.own_pending),
+            "ownAvailableBalances": _amounts(h.own_available),
+            "pendingBalances": _amounts(h.total_pending),
+            "availableBalances": _amounts(h.total_available)}
 
 
 @router.get("/ledgers/{ledger_ik}/entries/{entry_ik}",

@@ -44,12 +44,32 @@ _CHECKS: dict[str, str] = {
         FROM lines l LEFT JOIN accounts a ON a.id = l.account_id AND a.ledger_id = l.ledger_id
         WHERE l.ledger_id = :l AND a.id IS NULL ORDER BY l.id LIMIT :n""",
     # Every entry has lines, and they balance in each currency:
-    # assets - liabilities - income + expense = 0.
+    # assets - liabilities - income + expense = 0. A hold has lines once committed; until
+    # then (and voided or expired for good) they are pending lines (hold_lines).
     "entry_without_lines": """
         SELECT 'entry ' || e.id || ' (ik ' || e.ik || ')'
         FROM entries e WHERE e.ledger_id = :l
           AND NOT EXISTS (SELECT 1 FROM lines l WHERE l.entry_id = e.id)
+          AND NOT EXISTS (SELECT 1 FROM holds h WHERE h.entry_id = e.id
+                          AND h.status <> 'committed')
         ORDER BY e.id LIMIT :n""",
+    # What a balance row says holds reserve (held, pending_in) is what its pending holds'
+    # lines add up to (ledger/holds/).
+    "hold_reservation_wrong": """
+        WITH pending AS (
+            SELECT hl.account_id, hl.currency, sum(least(hl.amount, 0)) AS held,
+                   sum(greatest(hl.amount, 0)) AS pending_in
+            FROM hold_lines hl JOIN holds h ON h.entry_id = hl.entry_id
+            WHERE h.ledger_id = :l AND h.status = 'pending'
+            GROUP BY hl.account_id, hl.currency)
+        SELECT 'account ' || b.account_id || ' ' || b.currency || ': held ' || b.held
+               || ' and pending_in ' || b.pending_in || ', its pending holds sum to '
+               || coalesce(p.held, 0) || ' and ' || coalesce(p.pending_in, 0)
+        FROM balances b LEFT JOIN pending p
+          ON p.account_id = b.account_id AND p.currency = b.currency
+        WHERE b.ledger_id = :l AND (b.held <> coalesce(p.held, 0)
+                                    OR b.pending_in <> coalesce(p.pending_in, 0))
+        ORDER BY 1 LIMIT :n""",
     "entry_unbalanced": """
         SELECT 'entry ' || l.entry_id || ' is off by ' || sum(
                  CASE WHEN a.type IN ('asset', 'expense') THEN l.amount ELSE -l.amount END)
@@ -159,18 +179,19 @@ def _instance_pattern(path: PathTemplate) -> re.Pattern:
                               for i, p in enumerate(parts)))
 
 
+# Conditions are kept on available balances (own less what holds reserve).
 _OWN_BREAKS = """
-    SELECT a.path, b.currency, b.own FROM balances b JOIN accounts a ON a.id = b.account_id
+    SELECT a.path, b.currency, b.own + b.held FROM balances b JOIN accounts a ON a.id = b.account_id
     WHERE a.ledger_id = :l AND a.chart_path = :chart
       AND (CAST(:cur AS text) IS NULL OR b.currency = :cur)
-      AND b.own {breaks} CAST(:v AS numeric)
+      AND b.own + b.held {breaks} CAST(:v AS numeric)
     ORDER BY a.path, b.currency"""
 
 
 _TOTAL_BREAKS = """
     SELECT path, currency, total FROM (
-        SELECT a.path, b.currency, b.own + coalesce((
-            SELECT sum(d.own) FROM balances d JOIN accounts x ON x.id = d.account_id
+        SELECT a.path, b.currency, b.own + b.held + coalesce((
+            SELECT sum(d.own + d.held) FROM balances d JOIN accounts x ON x.id = d.account_id
             WHERE x.ledger_id = a.ledger_id AND d.currency = b.currency
               AND x.path > a.path || '/' AND x.path < a.path || '0'), 0) AS total
         FROM balances b JOIN accounts a ON a.id = b.account_id

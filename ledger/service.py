@@ -417,131 +417,80 @@ def line_running_balances(db: Database, line_ids: list[str]) -> dict[str, int]:
 
 __all__ += ["AccountLines", "EntryRef", "line_running_balances", "list_account_lines"]
 
+# ---------------------------------------------------------------------------- holds
+from ledger.holds.facade import (  # noqa: E402
+    Hold,
+    HoldBalances,
+    HoldResult,
+    add_ledger_hold,
+    add_ledger_holds,
+    commit_ledger_entry,
+    expire_holds,
+    get_ledger_hold,
+    hold_balances,
+    list_hold_lines,
+    void_ledger_entry,
+)
+
+__all__ += [
+    "Hold", "HoldBalances", "HoldResult", "add_ledger_hold", "add_ledger_holds",
+    "commit_ledger_entry", "expire_holds", "get_ledger_hold", "hold_balances", "list_hold_lines",
+    "void_ledger_entry"
+]
 
 # ---------------------------------------------------------------------------- events
-from ledger.events.store import TYPES as EVENT_TYPES  # noqa: E402
-from ledger.events.store import Event, EventPage, read_events  # noqa: E402
+from ledger.events.facade import (  # noqa: E402
+    EVENT_TYPES,
+    Event,
+    EventPage,
+    list_events,
+    CreatedEndpoint,
+    Delivery,
+    DeliveryRun,
+    WebhookEndpoint,
+    backoff_seconds,
+    body_of,
+    configure_events,
+    create_webhook_endpoint,
+    delete_webhook_endpoint,
+    deliver_webhook_endpoint,
+    due_webhook_endpoints,
+    enable_webhook_endpoint,
+    list_webhook_deliveries,
+    list_webhook_endpoints,
+    raise_unreconciled_alerts,
+    redeliver_webhook_event,
+    signed_headers,
+)
 
+__all__ += [
+    "EVENT_TYPES", "Event", "EventPage", "list_events", "CreatedEndpoint", "Delivery",
+    "DeliveryRun", "WebhookEndpoint", "backoff_seconds", "body_of", "configure_events",
+    "create_webhook_endpoint", "delete_webhook_endpoint", "deliver_webhook_endpoint",
+    "due_webhook_endpoints", "enable_webhook_endpoint", "list_webhook_deliveries",
+    "list_webhook_endpoints", "raise_unreconciled_alerts", "redeliver_webhook_event",
+    "signed_headers"
+]
 
-def list_events(db: Database, *, after: str | None = None, types: list[str] | None = None,
-                ledger_ik: str | None = None, first: int = 100) -> EventPage:
-    """``list_events(db, *, after, types, ledger_ik, first) -> EventPage``: the events after
-    the cursor ``after``, oldest first, gap-free (ledger/events/store.py); of one ledger when
-    ``ledger_ik`` is given. A bad cursor, type or page size is ``invalid_input`` naming it."""
-    with db.transaction() as conn:
-        ledger_id = load_ledger(conn, ledger_ik).id if ledger_ik is not None else None
-        return read_events(conn, after=after, types=types, ledger_id=ledger_id, first=first)
+# ---------------------------------------------------------------------------- monitors
+from ledger.monitors.facade import (  # noqa: E402
+    BalanceMonitor,
+    MonitorCondition,
+    MONITOR_KINDS,
+    MONITOR_OPS,
+    create_balance_monitor,
+    delete_balance_monitor,
+    get_balance_monitor,
+    list_balance_monitors,
+    update_balance_monitor,
+)
 
+__all__ += [
+    "BalanceMonitor", "MonitorCondition", "MONITOR_KINDS", "MONITOR_OPS", "create_balance_monitor",
+    "delete_balance_monitor", "get_balance_monitor", "list_balance_monitors",
+    "update_balance_monitor"
+]
 
-__all__ += ["EVENT_TYPES", "Event", "EventPage", "list_events"]
-
-
-# ------------------------------------------------------------ webhooks and alerts
-from datetime import timedelta as _timedelta  # noqa: E402
-
-from ledger.settings import Settings  # noqa: E402
-
-from ledger.events.delivery import DeliveryRun, backoff_seconds, body_of  # noqa: E402
-from ledger.events.delivery import deliver_endpoint as _deliver_endpoint  # noqa: E402
-from ledger.events.delivery import due_endpoints as due_webhook_endpoints  # noqa: E402
-from ledger.events.delivery import redeliver as _redeliver  # noqa: E402
-from ledger.events.delivery import signed_headers  # noqa: E402
-from ledger.events.store import configure_events  # noqa: E402
-from ledger.events.webhooks import CreatedEndpoint, Delivery, WebhookEndpoint  # noqa: E402
-from ledger.events.webhooks import create_endpoint as _create_endpoint  # noqa: E402
-from ledger.events.webhooks import delete_endpoint as delete_webhook_endpoint  # noqa: E402
-from ledger.events.webhooks import enable_endpoint as enable_webhook_endpoint  # noqa: E402
-from ledger.events.webhooks import list_deliveries as list_webhook_deliveries  # noqa: E402
-from ledger.events.webhooks import list_endpoints as list_webhook_endpoints  # noqa: E402
-from ledger.reconcile.alerts import raise_unreconciled_alerts as _unreconciled  # noqa: E402
-
-
-def create_webhook_endpoint(db: Database, config: Settings, *, url, events,
-                            description=None, ledger_ik=None) -> CreatedEndpoint:
-    """``create_webhook_endpoint(db, config, *, url, events, description, ledger_ik)
-    -> CreatedEndpoint``: a new endpoint receiving the events of the types ``events``
-    (``["*"]``: all) raised from now on, of the ledger ``ledger_ik`` only when given;
-    ``.secret`` (``whsec_...``) is shown this once and stored encrypted with
-    ``LEDGER_SECRET_KEY``. A bad URL (not http/https; private or loopback unless
-    ``LEDGER_WEBHOOK_ALLOW_PRIVATE``) is ``invalid_url`` naming ``url``."""
-    return _create_endpoint(db, Keyring.of(config), url=url, events=events,
-                            description=description, ledger_ik=ledger_ik,
-                            allow_private=config.webhook_allow_private)
-
-
-def deliver_webhook_endpoint(db: Database, config: Settings, endpoint, *,
-                             budget_seconds: float = 20.0) -> DeliveryRun:
-    """Deliver the endpoint's pending events, in order (ledger/events/delivery.py)."""
-    return _deliver_endpoint(db, Keyring.of(config), config, endpoint,
-                             budget_seconds=budget_seconds)
-
-
-def redeliver_webhook_event(db: Database, config: Settings, endpoint, event) -> Delivery:
-    """Send one event to the endpoint again now, logged as a manual attempt."""
-    return _redeliver(db, Keyring.of(config), config, endpoint, event)
-
-
-def raise_unreconciled_alerts(db: Database, config: Settings) -> int:
-    """tx.unreconciled_for for synced txs unreconciled longer than
-    ``LEDGER_UNRECONCILED_ALERT_SECONDS``, once each; returns how many."""
-    return _unreconciled(db, _timedelta(seconds=config.unreconciled_alert_seconds))
-
-
-__all__ += ["CreatedEndpoint", "Delivery", "DeliveryRun", "WebhookEndpoint", "backoff_seconds",
-            "body_of", "configure_events", "create_webhook_endpoint", "delete_webhook_endpoint",
-            "deliver_webhook_endpoint", "due_webhook_endpoints", "enable_webhook_endpoint",
-            "list_webhook_deliveries", "list_webhook_endpoints", "raise_unreconciled_alerts",
-            "redeliver_webhook_event", "signed_headers"]
-# ---------------------------------------------------------------------------- balance monitors
-from ledger.monitors import store as _monitors  # noqa: E402
-from ledger.monitors.model import BalanceMonitor, Condition as MonitorCondition  # noqa: E402
-from ledger.monitors.model import KINDS as MONITOR_KINDS, OPS as MONITOR_OPS  # noqa: E402
-
-
-def create_balance_monitor(db: Database, ledger_ik: str, account: Any, balance: Any,
-                           condition: Any, description: Any = None) -> BalanceMonitor:
-    """``create_balance_monitor(db, ledger_ik, account, balance, condition, description=None)
-    -> BalanceMonitor``: watch the ``balance`` (own | child | total) of ``account`` (a path,
-    a template node, or a pattern like ``liabilities/users:*/available``) against
-    ``condition`` (``{"lt"|"lte"|"gt"|"gte"|"eq": amount, "currency": code?}``). Each post,
-    reversal or rollup that makes it true, or false again, raises ``balance.crossed`` in its
-    own transaction (ledger/monitors/watch.py). Bad input: ``invalid_input`` naming the field."""
-    def run(conn: Connection) -> BalanceMonitor:
-        return _monitors.create_monitor(conn, load_ledger(conn, ledger_ik), account, balance,
-                                        condition, description)
-    return db.run(run)
-
-
-def list_balance_monitors(db: Database, ledger_ik: str) -> list[BalanceMonitor]:
-    """Every balance monitor of a ledger, oldest first (a ledger has at most 1,000)."""
-    with db.transaction() as conn:
-        return _monitors.list_monitors(conn, load_ledger(conn, ledger_ik))
-
-
-def get_balance_monitor(db: Database, id: Any) -> BalanceMonitor:
-    """A balance monitor by id; NotFoundError ``monitor_not_found``."""
-    with db.transaction() as conn:
-        return _monitors.get_monitor(conn, id)
-
-
-def update_balance_monitor(db: Database, id: Any, *, account: Any = None, balance: Any = None,
-                           condition: Any = None, description: Any = None,
-                           clear_description: bool = False) -> BalanceMonitor:
-    """Change the given parts of a monitor (None: unchanged); ``monitor_not_found`` or
-    ``invalid_input`` naming the field."""
-    return db.run(lambda conn: _monitors.update_monitor(
-        conn, id, account=account, balance=balance, condition=condition,
-        description=description, clear_description=clear_description))
-
-
-def delete_balance_monitor(db: Database, id: Any) -> BalanceMonitor:
-    """Delete a monitor and return it as it was; ``monitor_not_found``."""
-    return db.run(lambda conn: _monitors.delete_monitor(conn, id))
-
-
-__all__ += ["BalanceMonitor", "MonitorCondition", "MONITOR_KINDS", "MONITOR_OPS",
-            "create_balance_monitor", "delete_balance_monitor", "get_balance_monitor",
-            "list_balance_monitors", "update_balance_monitor"]
 # ---------------------------------------------------------------------------- the dashboard (api/ui)
 from ledger.history.overview import (  # noqa: E402
     BalancePoint,

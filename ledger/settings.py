@@ -116,6 +116,8 @@ class Settings:
     relay_after_seconds: float = 30.0
     relay_every_seconds: float = 10.0
     rollup_every_seconds: float = 2.0
+    # How often the beat expires holds past their expiresAt (ledger/holds/).
+    hold_expiry_every_seconds: float = 1.0
     job_retention_days: float = 7.0
     worker_max_memory_kb: int = 200_000
     # The partitions a worker consumes (None: every one) and whether it also consumes the
@@ -213,6 +215,7 @@ class Settings:
             relay_after_seconds=read.number("LEDGER_RELAY_AFTER_SECONDS", 30.0),
             relay_every_seconds=read.number("LEDGER_RELAY_EVERY_SECONDS", 10.0),
             rollup_every_seconds=read.number("LEDGER_ROLLUP_EVERY_SECONDS", 2.0),
+            hold_expiry_every_seconds=read.number("LEDGER_HOLD_EXPIRY_EVERY_SECONDS", 1.0),
             job_retention_days=read.number("LEDGER_JOB_RETENTION_DAYS", 7.0),
             worker_max_memory_kb=read.integer("LEDGER_WORKER_MAX_MEMORY_KB", 200_000, 1),
             worker_partitions=read.partitions("LEDGER_WORKER_PARTITIONS", partitions),

@@ -255,3 +255,33 @@ webhook_endpoints = sa.Table(
     sa.Column("created", sa.DateTime(timezone=True), nullable=False),
     sa.Column("deleted", sa.DateTime(timezone=True)),
 )
+
+# ---------------------------------------------------------------- holds (0013_holds, ledger/holds/)
+
+# What pending holds reserve of a balance: their decreases (<= 0) and their increases.
+balances.append_column(sa.Column("held", sa.Numeric, nullable=False, server_default="0"))
+balances.append_column(sa.Column("pending_in", sa.Numeric, nullable=False, server_default="0"))
+
+holds = sa.Table(
+    "holds", metadata,
+    sa.Column("entry_id", sa.BigInteger, sa.ForeignKey("entries.id"), primary_key=True),
+    sa.Column("ledger_id", sa.BigInteger, sa.ForeignKey("ledgers.id"), nullable=False),
+    sa.Column("status", sa.Text, nullable=False),  # pending, committed, voided, expired
+    sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("created", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("resolved", sa.DateTime(timezone=True)),
+    sa.Column("captured", JSONB),  # what the commit asked for: its replays must match
+)
+
+hold_lines = sa.Table(
+    "hold_lines", metadata,
+    sa.Column("id", sa.BigInteger, primary_key=True),
+    sa.Column("ledger_id", sa.BigInteger, nullable=False),
+    sa.Column("entry_id", sa.BigInteger, sa.ForeignKey("holds.entry_id"), nullable=False),
+    sa.Column("account_id", sa.BigInteger, sa.ForeignKey("accounts.id"), nullable=False),
+    sa.Column("key", sa.Text, nullable=False),
+    sa.Column("amount", sa.Numeric, nullable=False),
+    sa.Column("currency", sa.Text, nullable=False),
+    sa.Column("description", sa.Text),
+    sa.Column("tx_external_id", sa.Text),
+)

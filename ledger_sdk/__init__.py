@@ -13,6 +13,7 @@ from ledger_sdk.errors import (AuthenticationError, BadRequestError, GraphQLRequ
 from ledger_sdk.history import (AccountSummary, BalanceChange, EntryGroup, GroupBalance,
                                 HistoryEntry, Page, PageInfo, ReverseResult, UpdateResult)
 from ledger_sdk.monitors import BalanceMonitor, condition_input
+from ledger_sdk.holds import Hold, HoldBalances, HoldResult
 from ledger_sdk.workspace import GetWorkspaceResult, Workspace
 from ledger_sdk.types import (AddLedgerEntryResult, CreateLedgerResult, Ledger, LedgerAccount,
                               LedgerEntry, LedgerLine, SchemaVersion)
@@ -26,4 +27,5 @@ __all__ = [
     "AccountSummary", "BalanceChange", "EntryGroup", "GroupBalance", "HistoryEntry", "Page",
     "PageInfo", "ReverseResult", "UpdateResult", "GetWorkspaceResult", "Workspace",
     "BalanceMonitor", "condition_input",
+    "Hold", "HoldBalances", "HoldResult",
 ]

@@ -21,6 +21,7 @@ import httpx
 from ledger_sdk import documents as d
 from ledger_sdk.errors import BadRequestError, network_error
 from ledger_sdk.history import HistoryMixin
+from ledger_sdk.holds import HoldsMixin
 from ledger_sdk.links import LinksMixin
 from ledger_sdk.monitors import MonitorsMixin
 from ledger_sdk.operations import Operation
@@ -78,7 +79,7 @@ def _entry_input(ledger: str | None, type: str | None, parameters: dict | None, 
     return entry
 
 
-class _Core(WorkspaceMixin, LinksMixin, HistoryMixin, MonitorsMixin, Transport):
+class _Core(WorkspaceMixin, LinksMixin, HistoryMixin, HoldsMixin, MonitorsMixin, Transport):
     """The operations both clients offer, each built as one `Operation`."""
 
     # -------------------------------------------------------------- operations

@@ -105,7 +105,7 @@ def celery_config(settings: Settings) -> dict:
         task_routes={name: {"queue": maintenance}
                      for name in ("ledger.relay", "ledger.rollup", "ledger.prune",
                                   "ledger.webhooks.dispatch", "ledger.webhooks.deliver",
-                                  "ledger.events.unreconciled")},
+                                  "ledger.events.unreconciled", "ledger.holds.expire")},
         # Bounds a worker process's memory: a child is replaced after it grows past this.
         worker_max_memory_per_child=settings.worker_max_memory_kb,
         worker_hijack_root_logger=False,
@@ -113,6 +113,7 @@ def celery_config(settings: Settings) -> dict:
             "relay": _every("ledger.relay", settings.relay_every_seconds),
             "rollup": _every("ledger.rollup", settings.rollup_every_seconds),
             "prune": _every("ledger.prune", 3600.0),
+            "holds-expire": _every("ledger.holds.expire", settings.hold_expiry_every_seconds),
             # Stripe: the trailing-window backfill (a no-op until an API key is configured)
             # and the sweep of webhook events whose task never ran.
             "stripe-backfill": _every("ledger.stripe.backfill",

@@ -162,16 +162,28 @@ def relay() -> list[int]:
     return rung
 
 
-@app.task(name="ledger.rollup")
-def rollup(limit: int = 50_000, budget_seconds: float = 5.0) -> int:
-    """Fold pending balance deltas of eventually consistent accounts into their balances."""
+def _sweep(step, limit: int, budget_seconds: float) -> int:
+    """Run ``step(db, limit=limit)`` until it does less than ``limit`` or the budget is
+    spent; returns how much it did in all."""
     deadline = time.monotonic() + budget_seconds
     total = 0
     while True:
-        folded = service.rollup(database(), limit=limit)
-        total += folded
-        if folded < limit or time.monotonic() > deadline:
+        done = step(database(), limit=limit)
+        total += done
+        if done < limit or time.monotonic() > deadline:
             return total
+
+
+@app.task(name="ledger.rollup")
+def rollup(limit: int = 50_000, budget_seconds: float = 5.0) -> int:
+    """Fold pending balance deltas of eventually consistent accounts into their balances."""
+    return _sweep(service.rollup, limit, budget_seconds)
+
+
+@app.task(name="ledger.holds.expire")
+def expire_holds(limit: int = 1000, budget_seconds: float = 5.0) -> int:
+    """Expire pending holds past their expiresAt, in sweeps of ``limit``."""
+    return _sweep(service.expire_holds, limit, budget_seconds)
 
 
 @app.task(name="ledger.prune")

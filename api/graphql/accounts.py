@@ -14,7 +14,7 @@ from strawberry.types import Info
 from api.graphql.common import CurrencyAmountConnection, PageInfo, amounts
 from api.graphql.context import Context
 from api.graphql.entries import (LedgerEntriesConnection, LedgerLinesConnection, entries_connection,
-                                 lines_connection)
+                                 line_type, lines_connection)
 from api.graphql.errors import bad
 from api.graphql.inputs import (CurrencyMatchInput, LedgerAccountMatchInput, LedgerEntriesFilter,
                                 LedgerLinesFilter, filter_input)
@@ -51,6 +51,12 @@ def _change(info: Info, ref: AccountRef, period: str) -> service.BalanceChange:
 
 def _balances(info: Info, ref: AccountRef, at: Optional[str]) -> service.AccountBalances:
     return balances_of(info, ref.ledger_ik, ref.path, at)
+
+
+def _held(info: Info, ref: AccountRef, at: Optional[str]) -> service.HoldBalances:
+    ctx: Context = info.context
+    return ctx.cached(("held", ref.ledger_ik, ref.path, at),
+                      lambda: service.hold_balances(ctx.db, ref.ledger_ik, ref.path, at))
 
 
 @strawberry.type
@@ -108,6 +114,80 @@ class LedgerAccount:
                  at: Optional[LastMoment] = None) -> CurrencyAmountConnection:
         return amounts(_balances(info, root, at).total)
 
+    # ---- with holds: pending (posted + every pending line of pending holds) and available
+    # (posted + their pending decreases only: what conditions are checked against).
+
+    @strawberry.field(description="ownBalance plus every pending line of pending holds.")
+    def own_pending_balance(self, root: Account, info: Info,
+                            currency: Optional[CurrencyMatchInput] = None,
+                            at: Optional[LastMoment] = None) -> Int96:
+        return _pick_currency(_held(info, root, at).own_pending, currency, "ownPendingBalance")
+
+    @strawberry.field(description="ownBalance less what pending holds reserve (their "
+                                  "decreases): what conditions are checked against.")
+    def own_available_balance(self, root: Account, info: Info,
+                              currency: Optional[CurrencyMatchInput] = None,
+                              at: Optional[LastMoment] = None) -> Int96:
+        return _pick_currency(_held(info, root, at).own_available, currency,
+                              "ownAvailableBalance")
+
+    @strawberry.field
+    def child_pending_balance(self, root: Account, info: Info,
+                              currency: Optional[CurrencyMatchInput] = None,
+                              at: Optional[LastMoment] = None) -> Int96:
+        return _pick_currency(_held(info, root, at).child_pending, currency,
+                              "childPendingBalance")
+
+    @strawberry.field
+    def child_available_balance(self, root: Account, info: Info,
+                                currency: Optional[CurrencyMatchInput] = None,
+                                at: Optional[LastMoment] = None) -> Int96:
+        return _pick_currency(_held(info, root, at).child_available, currency,
+                              "childAvailableBalance")
+
+    @strawberry.field(description="ownPendingBalance + childPendingBalance.")
+    def pending_balance(self, root: Account, info: Info,
+                        currency: Optional[CurrencyMatchInput] = None,
+                        at: Optional[LastMoment] = None) -> Int96:
+        return _pick_currency(_held(info, root, at).total_pending, currency, "pendingBalance")
+
+    @strawberry.field(description="ownAvailableBalance + childAvailableBalance.")
+    def available_balance(self, root: Account, info: Info,
+                          currency: Optional[CurrencyMatchInput] = None,
+                          at: Optional[LastMoment] = None) -> Int96:
+        return _pick_currency(_held(info, root, at).total_available, currency,
+                              "availableBalance")
+
+    @strawberry.field
+    def own_pending_balances(self, root: Account, info: Info,
+                             at: Optional[LastMoment] = None) -> CurrencyAmountConnection:
+        return amounts(_held(info, root, at).own_pending)
+
+    @strawberry.field
+    def own_available_balances(self, root: Account, info: Info,
+                               at: Optional[LastMoment] = None) -> CurrencyAmountConnection:
+        return amounts(_held(info, root, at).own_available)
+
+    @strawberry.field
+    def child_pending_balances(self, root: Account, info: Info,
+                               at: Optional[LastMoment] = None) -> CurrencyAmountConnection:
+        return amounts(_held(info, root, at).child_pending)
+
+    @strawberry.field
+    def child_available_balances(self, root: Account, info: Info,
+                                 at: Optional[LastMoment] = None) -> CurrencyAmountConnection:
+        return amounts(_held(info, root, at).child_available)
+
+    @strawberry.field
+    def pending_balances(self, root: Account, info: Info,
+                         at: Optional[LastMoment] = None) -> CurrencyAmountConnection:
+        return amounts(_held(info, root, at).total_pending)
+
+    @strawberry.field
+    def available_balances(self, root: Account, info: Info,
+                           at: Optional[LastMoment] = None) -> CurrencyAmountConnection:
+        return amounts(_held(info, root, at).total_available)
+
     @strawberry.field(description="How ownBalance changed over the period (in the ledger's "
                                   "balanceUTCOffset).")
     def own_balance_change(self, root: Account, info: Info, period: Period,
@@ -147,6 +227,18 @@ class LedgerAccount:
         page = service.list_lines(ctx.db, root.ledger_ik, root.path, filter_input(filter),
                                   first=first, after=after, last=last, before=before)
         return lines_connection(page, root.ledger_ik)
+
+    @strawberry.field(description="The lines holds reserved on this account, newest hold "
+                                  "first, each with its hold's status (status: pending by "
+                                  "default, null for every status); first at most 200. "
+                                  "`lines` lists posted lines only.")
+    def hold_lines(self, root: Account, info: Info, status: Optional[str] = "pending",
+                   first: int = 50) -> LedgerLinesConnection:
+        ctx: Context = info.context
+        found = service.list_hold_lines(ctx.db, root.ledger_ik, root.path, status=status,
+                                        first=first)
+        return LedgerLinesConnection(nodes=[line_type(line, root.ledger_ik, None, s)
+                                            for line, s in found])
 
     @strawberry.field(description="The entries with a line in this account, newest posted first.")
     def ledger_entries(self, root: Account, info: Info,

@@ -26,15 +26,30 @@ LedgerAccountType = Annotated["LedgerAccount",  # noqa: F821
                               strawberry.lazy("api.graphql.accounts")]
 
 
+def _hold_of(info: Info, entry_id: str) -> Optional[service.Hold]:
+    ctx: Context = info.context
+    return ctx.cached(("hold", entry_id), lambda: service.get_ledger_hold(ctx.db, entry_id))
+
+
 @strawberry.type
 class LedgerLine:
     _line: strawberry.Private[service.Line]
     _ledger_ik: strawberry.Private[str]
     _entry_description: strawberry.Private[Optional[str]] = None
+    # A hold's line: its hold's status (pending, voided, expired, committed).
+    _status: strawberry.Private[Optional[str]] = None
 
     @strawberry.field
     def id(self) -> strawberry.ID:
         return strawberry.ID(str(self._line.id))
+
+    @strawberry.field(description="posted; committed for a line a hold's commit posted; "
+                                  "pending, committed, voided or expired for a hold's "
+                                  "reserved line (LedgerHold.lines).")
+    def status(self, info: Info) -> str:
+        if self._status is not None:
+            return self._status
+        return "committed" if _hold_of(info, self._line.entry_id) is not None else "posted"
 
     @strawberry.field
     def key(self) -> str:
@@ -113,13 +128,48 @@ class LedgerLinesConnection:
     page_info: PageInfo = strawberry.field(default_factory=PageInfo)
 
 
-def line_type(line: service.Line, ledger_ik: str, entry_description: Optional[str]) -> LedgerLine:
-    return LedgerLine(_line=line, _ledger_ik=ledger_ik, _entry_description=entry_description)
+def line_type(line: service.Line, ledger_ik: str, entry_description: Optional[str],
+              status: Optional[str] = None) -> LedgerLine:
+    return LedgerLine(_line=line, _ledger_ik=ledger_ik, _entry_description=entry_description,
+                      _status=status)
 
 
 def lines_connection(page: service.Page, ledger_ik: str) -> LedgerLinesConnection:
     return LedgerLinesConnection(nodes=[line_type(x, ledger_ik, None) for x in page.nodes],
                                  page_info=page_info(page.page_info))
+
+
+@strawberry.type(description="A hold: an entry whose lines were reserved before posting.")
+class LedgerHold:
+    _hold: strawberry.Private[service.Hold]
+    _ledger_ik: strawberry.Private[str]
+
+    @strawberry.field(description="pending, committed, voided or expired.")
+    def status(self) -> str:
+        return self._hold.status
+
+    @strawberry.field
+    def expires_at(self) -> datetime:
+        return self._hold.expires_at
+
+    @strawberry.field
+    def created(self) -> datetime:
+        return self._hold.created
+
+    @strawberry.field(description="When it was committed, voided or expired.")
+    def resolved_at(self) -> Optional[datetime]:
+        return self._hold.resolved
+
+    @strawberry.field(description="The lines it reserved (pending while the hold is), kept "
+                                  "after it resolves; a commit posts them, or a part, as "
+                                  "the entry's lines.")
+    def lines(self) -> LedgerLinesConnection:
+        return LedgerLinesConnection(nodes=[line_type(line, self._ledger_ik, None, self._hold.status)
+                                            for line in self._hold.lines])
+
+
+def hold_type(hold: service.Hold, ledger_ik: str) -> LedgerHold:
+    return LedgerHold(_hold=hold, _ledger_ik=ledger_ik)
 
 
 @strawberry.type(description="One recorded update of an entry's tags and groups.")
@@ -193,6 +243,17 @@ class LedgerEntry:
         return LedgerLinesConnection(nodes=[
             line_type(line, self._entry.ledger_ik, self._entry.description)
             for line in self._entry.lines])
+
+    @strawberry.field(description="posted for an entry posted outright; for a hold its "
+                                  "status: pending, committed, voided or expired.")
+    def status(self, info: Info) -> str:
+        hold = _hold_of(info, self._entry.id)
+        return "posted" if hold is None else hold.status
+
+    @strawberry.field(description="The hold this entry was posted as, if it was.")
+    def hold(self, info: Info) -> Optional[LedgerHold]:
+        hold = _hold_of(info, self._entry.id)
+        return None if hold is None else hold_type(hold, self._entry.ledger_ik)
 
     def history(self, info: Info) -> service.HistoryEntry:
         # A freshly posted entry is a plain Entry; its place in history is read on demand.

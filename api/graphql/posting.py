@@ -11,6 +11,7 @@ from strawberry.types import Info
 from api.graphql.context import Context
 from api.graphql.entries import LedgerEntry, LedgerEntryChange, LedgerLine, change_type, entry_type, line_type
 from api.graphql.errors import BadRequestError, InternalError, bad, mutate
+from api.graphql.holds import HoldInput
 from api.graphql.inputs import (AddLedgerEntryInput, LedgerEntryInput, LedgerEntryMatchInput,
                                 UpdateLedgerEntryInput)
 from api.graphql.refs import account_ref, entry_ledger_ik, entry_ref
@@ -25,7 +26,14 @@ class AddLedgerEntryResult:
     is_ik_replay: bool
 
 
-def add_entry_result(result: service.PostResult) -> AddLedgerEntryResult:
+def add_entry_result(result: service.PostResult | service.HoldResult) -> AddLedgerEntryResult:
+    if isinstance(result, service.HoldResult):
+        # A hold posted no line yet: its reserved lines, pending, stand for them.
+        entry = result.entry
+        return AddLedgerEntryResult(
+            entry=entry_type(entry), is_ik_replay=result.is_ik_replay,
+            lines=[line_type(line, entry.ledger_ik, entry.description, result.hold.status)
+                   for line in result.hold.lines])
     entry = result.entry
     return AddLedgerEntryResult(
         entry=entry_type(entry),
@@ -112,21 +120,26 @@ def _updates(items: Optional[list]) -> Optional[list[dict]]:
 
 @strawberry.type
 class PostingMutation:
-    @strawberry.mutation(description="Post one ledger entry; the same ik never posts twice.")
+    @strawberry.mutation(description="Post one ledger entry; the same ik never posts twice. "
+                                     "With hold: post it as a hold (LedgerHold).")
     def add_ledger_entry(self, info: Info, entry: LedgerEntryInput,
-                         ik: Optional[SafeString] = None) -> AddLedgerEntryResponse:
+                         ik: Optional[SafeString] = None,
+                         hold: Optional[HoldInput] = None) -> AddLedgerEntryResponse:
         ctx: Context = info.context
 
         def run():
             ledger, request = entry_request(ctx, ik, entry, "entry", "ik")
+            if hold is not None:
+                return add_entry_result(service.add_ledger_hold(ctx.db, ledger, request,
+                                                                hold.expires_at))
             return add_entry_result(service.add_ledger_entry(ctx.db, ledger, request,
                                                              ctx.committer))
 
         return mutate(info, run)
 
     @strawberry.mutation(description="Post several entries of one ledger atomically: all or none.")
-    def add_ledger_entries(self, info: Info,
-                           entries: list[AddLedgerEntryInput]) -> AddLedgerEntriesResponse:
+    def add_ledger_entries(self, info: Info, entries: list[AddLedgerEntryInput],
+                           hold: Optional[HoldInput] = None) -> AddLedgerEntriesResponse:
         ctx: Context = info.context
 
         def run():
@@ -143,7 +156,10 @@ class PostingMutation:
                                                  f"same ledger ({ledger!r})")
                 ledger = this_ledger
                 requests.append(request)
-            results = service.add_ledger_entries(ctx.db, ledger, requests, ctx.committer)
+            if hold is not None:  # every entry of the batch a hold, with one expiry
+                results = service.add_ledger_holds(ctx.db, ledger, requests, hold.expires_at)
+            else:
+                results = service.add_ledger_entries(ctx.db, ledger, requests, ctx.committer)
             return AddLedgerEntriesResult(results=[add_entry_result(r) for r in results])
 
         return mutate(info, run)

@@ -9,6 +9,7 @@ from api.graphql.accounts import AccountQuery
 from api.graphql.entries import EntryQuery
 from api.graphql.errors import BadRequestError, InternalError, NotFoundError
 from api.graphql.events import EventQuery, WebhookMutation
+from api.graphql.holds import HoldMutation
 from api.graphql.ledgers import LedgerMutation, LedgerQuery
 from api.graphql.monitors import MonitorMutation, MonitorQuery
 from api.graphql.posting import PostingMutation
@@ -31,7 +32,8 @@ schema = LedgerSchema(
     query=merge_types("Query", (SchemaQuery, LedgerQuery, AccountQuery, EntryQuery,
                                 WorkspaceQuery, MonitorQuery, EventQuery)),
     mutation=merge_types("Mutation", (SchemaMutation, LedgerMutation, PostingMutation,
-                                      ReconcileMutation, MonitorMutation, WebhookMutation)),
+                                      ReconcileMutation, HoldMutation, MonitorMutation,
+                                      WebhookMutation)),
     # Reachable only through the Error interface or by name in fragments: list them so they
     # are part of the schema (introspection, `... on NotFoundError`).
     types=[BadRequestError, InternalError, NotFoundError],

@@ -48,6 +48,11 @@ def reverse_entry(conn: Connection, ledger: Ledger, entry_id: Any) -> ReverseRes
                  sa.select(t.lines, t.accounts.c.path)
                  .join(t.accounts, t.accounts.c.id == t.lines.c.account_id)
                  .where(t.lines.c.entry_id == original["id"]).order_by(t.lines.c.id)).mappings()]
+    if not lines:
+        # Only a hold has no lines of its own, until it is committed (ledger/holds/).
+        raise BadRequestError(
+            "hold_not_committed", f"id: entry {original['id']} is a hold that was not "
+            "committed, so nothing of it is posted; void it instead", field="id")
     description = f"Reversal of: {original['description'] or original['type']}"
     # A savepoint, so that a refused reversal leaves nothing behind even in a caller's
     # longer transaction.

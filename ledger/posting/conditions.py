@@ -44,7 +44,7 @@ def _ensure_accounts(conn: Connection, ledger: Ledger, wanted: dict) -> dict[str
 
 
 _LOCK_SQL = sa.text(
-    "SELECT b.account_id, b.currency, b.own, b.lines_until FROM balances b "
+    "SELECT b.account_id, b.currency, b.own, b.lines_until, b.held FROM balances b "
     "JOIN json_to_recordset(CAST(:keys AS json)) AS k(a bigint, c text) "
     "ON b.account_id = k.a AND b.currency = k.c "
     "ORDER BY b.account_id, b.currency FOR UPDATE OF b")
@@ -53,10 +53,11 @@ _LOCK_SQL = sa.text(
 def _lock_balances(conn: Connection, ledger: Ledger, keys: list[tuple[int, str]]):
     """Lock the strongly consistent balance rows an entry changes, in one sorted order so
     that concurrent postings never deadlock, creating the rows that do not exist yet.
-    Returns their balances and their ``lines_until`` (every line of the key is posted at or
-    before it; None when unknown)."""
+    Returns their balances, their ``lines_until`` (every line of the key is posted at or
+    before it; None when unknown) and what holds reserve of them (the pending decreases,
+    <= 0; only the keys where that is not 0)."""
     if not keys:
-        return {}, {}
+        return {}, {}, {}
     rows = conn.execute(_LOCK_SQL, _keys(keys)).all()
     held = {(r[0], r[1]) for r in rows}
     missing = [k for k in keys if k not in held]
@@ -68,13 +69,15 @@ def _lock_balances(conn: Connection, ledger: Ledger, keys: list[tuple[int, str]]
             "FROM json_to_recordset(CAST(:keys AS json)) AS k(a bigint, c text) "
             "ORDER BY 1, 2 ON CONFLICT DO NOTHING"), {"l": ledger.id, **_keys(missing)})
         rows += conn.execute(_LOCK_SQL, _keys(missing)).all()
-    return ({(r[0], r[1]): int(r[2]) for r in rows}, {(r[0], r[1]): r[3] for r in rows})
+    return ({(r[0], r[1]): int(r[2]) for r in rows}, {(r[0], r[1]): r[3] for r in rows},
+            {(r[0], r[1]): int(r[4]) for r in rows if r[4]})
 
 
 def _lock_descendants(conn: Connection, ledger: Ledger, paths: list[str]):
-    """Balance rows under accounts whose totalBalance a condition reads."""
+    """Balance rows under accounts whose totalBalance a condition reads, as available
+    balances (what holds reserve already taken off)."""
     return [(r[0], r[1], r[2], int(r[3])) for r in conn.execute(sa.text(
-        "SELECT b.account_id, a.path, b.currency, b.own FROM balances b "
+        "SELECT b.account_id, a.path, b.currency, b.own + b.held FROM balances b "
         "JOIN accounts a ON a.id = b.account_id "
         "JOIN unnest(CAST(:p AS text[])) AS q(path) "
         "ON a.path > q.path || '/' AND a.path < q.path || '0' "
@@ -108,3 +111,11 @@ def _check_conditions(entry: CompiledEntry, when: str, balances: dict, account_i
                     f"{phase} failed on account {cond.path!r}: {name} {state} {balance} {currency}, "
                     f"which is not {_OPS[cond.op]} {cond.value}; nothing was posted",
                     field="conditions")
+
+
+# The same functions under public names, for the other capabilities that move balances
+# under the engine's locks and rules (ledger/holds/).
+ensure_accounts = _ensure_accounts
+lock_balances = _lock_balances
+lock_descendants = _lock_descendants
+check_conditions = _check_conditions

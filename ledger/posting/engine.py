@@ -146,8 +146,12 @@ def _apply(conn: Connection, ledger: Ledger, schema: Schema, entries: list[Compi
         line.path: line.account for e in entries for line in e.lines})
     strong = sorted({(account_ids[l.path], l.currency) for e in entries for l in e.lines
                      if l.account.own_consistency == "strong"})
-    balances, lines_until = _lock_balances(conn, ledger, strong)
+    balances, lines_until, held = _lock_balances(conn, ledger, strong)
+    # Running totals start from the posted balances; conditions see the available ones
+    # (ledger/holds/: a hold's pending decreases count against them at once).
     before = dict(balances)
+    for key, amount in held.items():
+        balances[key] += amount
     total_paths = sorted({c.path for e in entries for c in e.conditions if c.balance == "total"})
     paths_by_id: dict[int, str] = {v: k for k, v in account_ids.items()}
     if total_paths:

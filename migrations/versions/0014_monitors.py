@@ -3,12 +3,12 @@ matches) that raise ``balance.crossed`` when a change makes them true or false
 (ledger/monitors/).
 
 Revision ID: 0014_monitors
-Revises: 0012_events
+Revises: 0013_holds
 """
 from alembic import op
 
 revision = "0014_monitors"
-down_revision = "0012_events"
+down_revision = "0013_holds"
 branch_labels = None
 depends_on = None
 

@@ -125,6 +125,7 @@ EVENTS_VARIABLES = {
     ("LEDGER_RELAY_AFTER_SECONDS", "2.5", "relay_after_seconds", 2.5),
     ("LEDGER_RELAY_EVERY_SECONDS", "1", "relay_every_seconds", 1.0),
     ("LEDGER_ROLLUP_EVERY_SECONDS", "0.5", "rollup_every_seconds", 0.5),
+    ("LEDGER_HOLD_EXPIRY_EVERY_SECONDS", "0.25", "hold_expiry_every_seconds", 0.25),
     ("LEDGER_JOB_RETENTION_DAYS", "30", "job_retention_days", 30.0),
     ("LEDGER_WORKER_MAX_MEMORY_KB", "500000", "worker_max_memory_kb", 500_000),
     ("STRIPE_LINK_ID", "stripe-eu", "stripe_link_id", "stripe-eu"),
@@ -172,7 +173,7 @@ def test_every_field_is_read_from_some_variable():
            "STRIPE_API_BASE": "http://b", "LEDGER_STRIPE_BACKFILL_EVERY_SECONDS": "8",
            "LEDGER_STRIPE_INBOX_EVERY_SECONDS": "8", "LEDGER_CONFIG": "c",
            "LEDGER_SECRET_KEY": "k", "LEDGER_OLD_SECRET_KEYS": "o", "LEDGER_STATE_DIR": "s",
-           "LEDGER_WORKSPACE_NAME": "w"}
+           "LEDGER_WORKSPACE_NAME": "w", "LEDGER_HOLD_EXPIRY_EVERY_SECONDS": "8"}
     env.update({variable: raw for variable, (raw, _, _) in STALLS_VARIABLES.items()})
     env.update({variable: raw for variable, (raw, _, _) in CORES_VARIABLES.items()})
     env.update({variable: raw for variable, (raw, _, _) in OBSERVABILITY_VARIABLES.items()})
@@ -208,6 +209,7 @@ def test_empty_values_mean_unset():
     ("LEDGER_RELAY_AFTER_SECONDS", "-1"),
     ("LEDGER_RELAY_EVERY_SECONDS", "0"),
     ("LEDGER_ROLLUP_EVERY_SECONDS", "soon"),
+    ("LEDGER_HOLD_EXPIRY_EVERY_SECONDS", "0"),
     ("LEDGER_JOB_RETENTION_DAYS", "inf"),
     ("LEDGER_STRIPE_BACKFILL_EVERY_SECONDS", "nan"),
     ("LEDGER_STRIPE_INBOX_EVERY_SECONDS", "-0.5"),

@@ -1,0 +1,179 @@
+"""Committing, voiding and expiring holds. Each locks the hold's row first, so a commit
+racing a void or the beat's expiry ends one way only: the second to get the lock finds the
+hold resolved."""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from ledger import fastjson
+from ledger.amounts import parse_amount
+from ledger.commands import EntryRequest, LineInput
+from ledger.errors import BadRequestError, NotFoundError
+from ledger.holds.model import HoldResult, expired_error, resolved_error
+from ledger.holds.store import hold_result, raise_expired_events, raise_hold_events, release
+from ledger.ledgers import Ledger
+from ledger.posting.engine import apply_compiled
+from ledger.schema.compile import CompiledEntry, compile_entry
+from ledger.schema.model import Schema
+from ledger.schema.store import load_schema
+
+_LOCK_HOLD = sa.text(
+    "SELECT h.status, h.expires_at, h.captured, e.ik, e.type, e.parameters, e.tags, e.groups "
+    "FROM holds h JOIN entries e ON e.id = h.entry_id "
+    "WHERE h.entry_id = :e AND h.ledger_id = :l FOR UPDATE OF h")
+
+_RESOLVE = sa.text(
+    "UPDATE holds SET status = :s, resolved = :now, captured = CAST(:c AS jsonb) "
+    "WHERE entry_id = :e AND ledger_id = :l")
+
+
+def _locked(conn: Connection, ledger: Ledger, entry_id: int):
+    row = conn.execute(_LOCK_HOLD, {"e": entry_id, "l": ledger.id}).first()
+    if row is None:
+        raise NotFoundError("hold_not_found", f"id: entry {entry_id} of ledger {ledger.ik!r} "
+                            "is not a hold", field="id")
+    return row
+
+
+def void_hold(conn: Connection, ledger: Ledger, entry_id: int) -> HoldResult:
+    """Release a pending hold. Voiding a voided hold is a replay; a committed or expired
+    one (or one past its expiry, which the beat is about to expire) is refused."""
+    now = datetime.now(timezone.utc)
+    row = _locked(conn, ledger, entry_id)
+    if row.status == "voided":
+        return hold_result(conn, ledger, entry_id, True)
+    if row.status != "pending":
+        raise resolved_error(row.status, str(entry_id))
+    if now >= row.expires_at:
+        raise expired_error(str(entry_id), row.expires_at)
+    release(conn, [ledger.id], [entry_id])
+    conn.execute(_RESOLVE, {"s": "voided", "now": now, "c": None, "e": entry_id, "l": ledger.id})
+    result = hold_result(conn, ledger, entry_id, False)
+    raise_hold_events(conn, ledger, "hold.voided", [result])
+    return result
+
+
+def commit_hold(conn: Connection, ledger: Ledger, entry_id: int, amount: Any = None,
+                parameters: Any = None) -> HoldResult:
+    """Post a pending hold: all of it, or less. ``amount`` scales every line when the
+    entry's lines are one parameter (or, for runtime lines, all of one size);
+    ``parameters`` recompute the lines, none beyond what the hold reserved. Committing again
+    with the same arguments is a replay; a voided or expired hold is refused, and so is one
+    past its expiry even before the beat expires it (``hold_expired``)."""
+    now = datetime.now(timezone.utc)
+    if amount is not None and parameters is not None:
+        raise BadRequestError("invalid_input", "amount: give an amount or parameters, not "
+                              "both", field="amount")
+    captured = _captured(amount, parameters)
+    row = _locked(conn, ledger, entry_id)
+    if row.status == "committed":
+        if row.captured != captured:
+            raise resolved_error("committed", str(entry_id))
+        return hold_result(conn, ledger, entry_id, True)
+    if row.status != "pending":
+        raise resolved_error(row.status, str(entry_id))
+    if now >= row.expires_at:
+        raise expired_error(str(entry_id), row.expires_at)
+    schema = load_schema(conn, ledger.id)
+    held = hold_result(conn, ledger, entry_id, False).hold.lines
+    request = _capture_request(schema, row, held, captured)
+    compiled = compile_entry(schema, request)
+    _check_within(compiled, held)
+    release(conn, [ledger.id], [entry_id])
+    # The entry posts now: its lines and its time say so alike.
+    conn.execute(sa.text("UPDATE entries SET posted = :now WHERE id = :e AND ledger_id = :l"),
+                 {"now": now, "e": entry_id, "l": ledger.id})
+    apply_compiled(conn, ledger, schema, [compiled], [entry_id], now)
+    conn.execute(_RESOLVE, {"s": "committed", "now": now, "c": fastjson.dumps(captured),
+                            "e": entry_id, "l": ledger.id})
+    result = hold_result(conn, ledger, entry_id, False)
+    raise_hold_events(conn, ledger, "hold.committed", [result])
+    return result
+
+
+def _captured(amount: Any, parameters: Any) -> dict:
+    """What a commit asked for, as stored: a second commit replays only the same request."""
+    if amount is not None:
+        value = parse_amount(amount, "amount")
+        if value <= 0:
+            raise BadRequestError("invalid_amount", f"amount: a capture is positive, got "
+                                  f"{value}; void the hold to release it all", field="amount")
+        return {"amount": str(value)}
+    if parameters is not None:
+        if not isinstance(parameters, dict):
+            raise BadRequestError("invalid_input", "parameters: expected an object",
+                                  field="parameters")
+        return {"parameters": EntryRequest.build(ik="x", type="x", parameters=parameters,
+                                                 field="commit").parameters}
+    return {}
+
+
+def _capture_request(schema: Schema, row, held: list, captured: dict) -> EntryRequest:
+    params = dict(row.parameters)
+    et = schema.entry_types[row.type]
+    base = dict(ik=row.ik, type=row.type, tags=dict(row.tags), groups=dict(row.groups))
+    if et.lines is None:
+        if "parameters" in captured:
+            raise BadRequestError("invalid_input", f"parameters: entry type {et.type!r} takes "
+                                  "its lines at posting; commit with an amount", field="parameters")
+        sizes = {abs(l.amount) for l in held}
+        if "amount" in captured and len(sizes) > 1:
+            raise BadRequestError("invalid_input", "amount: the hold's lines differ in size, "
+                                  "so no one amount scales them", field="amount")
+        want = int(captured["amount"]) if "amount" in captured else None
+        lines = [LineInput(l.key, l.account_path,
+                           l.amount if want is None else (want if l.amount > 0 else -want
+                                                          if l.amount < 0 else 0),
+                           l.currency, l.description) for l in held]
+        return EntryRequest(parameters=params, lines=tuple(lines), **base)
+    if "parameters" in captured:
+        params.update(captured["parameters"])
+    elif "amount" in captured:
+        used = {p for lt in et.lines if lt.amount is not None for p in lt.amount.params}
+        single = len(used) == 1 and all(lt.amount is None or lt.amount.const == 0
+                                        for lt in et.lines)
+        if not single:
+            raise BadRequestError("invalid_input", f"amount: the lines of entry type "
+                                  f"{et.type!r} are not one parameter; commit with parameters",
+                                  field="amount")
+        params[used.pop()] = captured["amount"]
+    return EntryRequest(parameters=params, **base)
+
+
+def _check_within(compiled: CompiledEntry, held: list) -> None:
+    """A commit posts at most what the hold reserved: the same lines, each of the same
+    sign and no larger."""
+    by_key = {l.key: l for l in held}
+    for line in compiled.lines:
+        h = by_key.get(line.key)
+        if (h is None or h.account_path != line.path or h.currency != line.currency
+                or line.amount * h.amount < 0 or abs(line.amount) > abs(h.amount)):
+            reserved = "nothing" if h is None else f"{h.amount} {h.currency} on {h.account_path!r}"
+            raise BadRequestError(
+                "hold_exceeded", f"entry.lines.{line.key}: the commit would post "
+                f"{line.amount} {line.currency} on {line.path!r}, the hold reserved "
+                f"{reserved}; nothing was posted", field=f"entry.lines.{line.key}")
+
+
+def expire_holds(conn: Connection, limit: int = 1000) -> list[tuple[int, int]]:
+    """Expire pending holds past their expiry, oldest first, skipping any a commit or void
+    holds locked right now (it resolves them, or the next sweep does). Returns their
+    (ledger id, entry id)."""
+    now = datetime.now(timezone.utc)
+    rows = conn.execute(sa.text(
+        "SELECT ledger_id, entry_id FROM holds WHERE status = 'pending' AND expires_at <= :now "
+        "ORDER BY expires_at, entry_id LIMIT :n FOR UPDATE SKIP LOCKED"),
+        {"now": now, "n": limit}).all()
+    if not rows:
+        return []
+    ids = [r.entry_id for r in rows]
+    release(conn, sorted({r.ledger_id for r in rows}), ids)
+    conn.execute(sa.text(
+        "UPDATE holds SET status = 'expired', resolved = :now WHERE entry_id = ANY(:ids)"),
+        {"now": now, "ids": ids})
+    raise_expired_events(conn, ids)
+    return [(r.ledger_id, r.entry_id) for r in rows]

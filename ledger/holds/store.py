@@ -1,0 +1,144 @@
+"""Reading holds back, and moving what they reserve on the balance rows."""
+from __future__ import annotations
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from ledger import fastjson
+from ledger.errors import BadRequestError, NotFoundError
+from ledger.events.store import raise_events
+from ledger.holds.model import STATUSES, Hold, HoldResult
+from ledger.ledgers import Ledger
+from ledger.posting.engine import load_entries
+from ledger.posting.model import Line
+
+_HOLDS = sa.text(
+    "SELECT entry_id, status, expires_at, created, resolved FROM holds "
+    "WHERE ledger_id = :l AND entry_id = ANY(:ids)")
+
+_HOLD_LINES = sa.text(
+    "SELECT hl.id, hl.entry_id, hl.key, a.path, a.type, hl.amount, hl.currency, "
+    "  hl.description, hl.tx_external_id "
+    "FROM hold_lines hl JOIN accounts a ON a.id = hl.account_id "
+    "WHERE hl.ledger_id = :l AND hl.entry_id = ANY(:ids) ORDER BY hl.id")
+
+
+def _line(r, created) -> Line:
+    # Reserved lines are no lines of the books: their ids say so ("h" + hold line id).
+    return Line(f"h{r.id}", str(r.entry_id), r.key, r.path, int(r.amount), r.currency,
+                created, created, r.tx_external_id, r.description, r.type, None)
+
+
+def load_holds(conn: Connection, ledger: Ledger, entry_ids: list[int]) -> dict[int, Hold]:
+    """The holds among these entries, by entry id (an entry that is no hold is absent)."""
+    holds = {r.entry_id: Hold(str(r.entry_id), r.status, r.expires_at, r.created, r.resolved, [])
+             for r in conn.execute(_HOLDS, {"l": ledger.id, "ids": entry_ids})}
+    if holds:
+        for r in conn.execute(_HOLD_LINES, {"l": ledger.id, "ids": list(holds)}):
+            hold = holds[r.entry_id]
+            hold.lines.append(_line(r, hold.created))
+    return holds
+
+
+def hold_result(conn: Connection, ledger: Ledger, entry_id: int, replay: bool) -> HoldResult:
+    entry = load_entries(conn, ledger, [entry_id])[entry_id]
+    hold = load_holds(conn, ledger, [entry_id]).get(entry_id)
+    if hold is None:
+        raise NotFoundError("hold_not_found", f"id: entry {entry_id} is not a hold", field="id")
+    for line in hold.lines:
+        if line.description is None:
+            line.description = entry.description
+    return HoldResult(entry, hold, replay)
+
+
+_LOCK_ROWS = sa.text(
+    "SELECT b.account_id FROM balances b "
+    "JOIN json_to_recordset(CAST(:rows AS json)) AS d(a bigint, c text) "
+    "ON b.account_id = d.a AND b.currency = d.c "
+    "ORDER BY b.account_id, b.currency FOR UPDATE OF b")
+
+_MOVE = sa.text(
+    "UPDATE balances b SET held = b.held + d.held, pending_in = b.pending_in + d.pin "
+    "FROM json_to_recordset(CAST(:rows AS json)) AS d(a bigint, c text, held numeric, "
+    "pin numeric) WHERE b.account_id = d.a AND b.currency = d.c")
+
+_RESERVED = sa.text(
+    "SELECT account_id, currency, sum(least(amount, 0)), sum(greatest(amount, 0)) "
+    "FROM hold_lines WHERE ledger_id = ANY(:ls) AND entry_id = ANY(:ids) "
+    "GROUP BY account_id, currency ORDER BY account_id, currency")
+
+
+def move_reserved(conn: Connection, moves: dict[tuple[int, str], tuple[int, int]],
+                  locked: bool) -> None:
+    """Add (held, pending_in) to balance rows; ``locked``: the caller holds their locks,
+    else they are taken here in the engine's one order."""
+    rows = fastjson.dumps([{"a": k[0], "c": k[1], "held": v[0], "pin": v[1]}
+                           for k, v in sorted(moves.items()) if v != (0, 0)])
+    if rows == "[]":
+        return
+    if not locked:
+        conn.execute(_LOCK_ROWS, {"rows": rows})
+    conn.execute(_MOVE, {"rows": rows})
+
+
+def release(conn: Connection, ledger_ids: list[int], entry_ids: list[int]) -> None:
+    """Give back what these holds reserve (they are committed, voided or expired)."""
+    moves = {(r[0], r[1]): (-int(r[2]), -int(r[3]))
+             for r in conn.execute(_RESERVED, {"ls": ledger_ids, "ids": entry_ids})}
+    move_reserved(conn, moves, locked=False)
+
+
+def _lines(lines: list[Line]) -> list[dict]:
+    return [{"key": x.key, "account": {"path": x.account_path}, "amount": str(x.amount),
+             "currency": x.currency} for x in lines]
+
+
+def raise_hold_events(conn: Connection, ledger: Ledger, type_: str,
+                      results: list[HoldResult]) -> None:
+    """hold.created | hold.committed | hold.voided for these holds, in the caller's
+    transaction: the event exists exactly when the change does. Their lines: what was
+    reserved (created, voided), or what the commit posted (committed)."""
+    raise_events(conn, [(ledger.id, type_, {
+        "entry": {"id": r.entry.id, "ik": r.entry.ik, "type": r.entry.type},
+        "status": r.hold.status, "expiresAt": r.hold.expires_at.isoformat(),
+        "lines": _lines(r.entry.lines if type_ == "hold.committed" else r.hold.lines)})
+        for r in results])
+
+
+def raise_expired_events(conn: Connection, entry_ids: list[int]) -> None:
+    """hold.expired for holds the sweep just expired, in its transaction."""
+    rows = conn.execute(sa.text(
+        "SELECT h.ledger_id, h.entry_id, h.expires_at, e.ik, e.type FROM holds h "
+        "JOIN entries e ON e.id = h.entry_id WHERE h.entry_id = ANY(:ids) "
+        "ORDER BY h.expires_at, h.entry_id"), {"ids": entry_ids}).all()
+    raise_events(conn, [(r.ledger_id, "hold.expired", {
+        "entry": {"id": str(r.entry_id), "ik": r.ik, "type": r.type}, "status": "expired",
+        "expiresAt": r.expires_at.isoformat()}) for r in rows])
+
+
+MAX_HOLD_LINES = 200
+
+_ACCOUNT_HOLD_LINES = sa.text(
+    "SELECT hl.id, hl.entry_id, hl.key, a.path, a.type, hl.amount, hl.currency, "
+    "  coalesce(hl.description, e.description) AS description, hl.tx_external_id, "
+    "  h.status, h.created "
+    "FROM accounts a JOIN hold_lines hl ON hl.account_id = a.id "
+    "JOIN holds h ON h.entry_id = hl.entry_id JOIN entries e ON e.id = hl.entry_id "
+    "WHERE a.ledger_id = :l AND a.path = :p AND hl.ledger_id = :l "
+    "  AND (CAST(:s AS text) IS NULL OR h.status = :s) "
+    "ORDER BY h.created DESC, hl.id DESC LIMIT :n")
+
+
+def account_hold_lines(conn: Connection, ledger: Ledger, path: str, status: str | None,
+                       first: int) -> list[tuple[Line, str]]:
+    """The lines holds reserved on the account at ``path``, newest hold first, with their
+    hold's status (``status`` None: every status), at most ``first``."""
+    if status is not None and status not in STATUSES:
+        raise BadRequestError("invalid_input", f"status: one of {', '.join(STATUSES)}, got "
+                              f"{status!r}", field="status")
+    if not isinstance(first, int) or not 1 <= first <= MAX_HOLD_LINES:
+        raise BadRequestError("invalid_input", f"first: between 1 and {MAX_HOLD_LINES}",
+                              field="first")
+    rows = conn.execute(_ACCOUNT_HOLD_LINES, {"l": ledger.id, "p": path, "s": status,
+                                              "n": first})
+    return [(_line(r, r.created), r.status) for r in rows]

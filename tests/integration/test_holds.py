@@ -1,0 +1,314 @@
+"""Holds (issue 15): reservations against available balances under concurrency, commit /
+void / expiry rules and their typed refusals, history at a past time, and a Hypothesis state
+machine of commit, void and expiry interleavings checked against a model and the audit."""
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+import time
+from datetime import datetime, timedelta, timezone
+
+import json5
+import pytest
+import sqlalchemy as sa
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
+
+from ledger import service
+from ledger.errors import BadRequestError, NotFoundError
+from ledger.service import EntryRequest, LineInput
+from tests.integration.helpers import new_ledger, own, post, seed000_schema
+from tests.integration.test_races import race
+
+PAYER = "liabilities/users:payer/available"
+
+
+def later(seconds: float = 3600) -> datetime:
+    return datetime.now(timezone.utc) + timedelta(seconds=seconds)
+
+
+def hold(db, ledger, amount, ik=None, expires_at=None, to="shop", payer="payer"):
+    return service.add_ledger_hold(db, ledger, EntryRequest(
+        ik=ik or secrets.token_hex(8), type="transfer",
+        parameters={"from_id": payer, "to_id": to, "amount": str(amount)}),
+        expires_at or later())
+
+
+@dataclass
+class Raised:
+    type: str
+    payload: dict
+
+
+def hold_events(db, ledger):
+    """The hold events of a ledger as written, in order. Read from the table: the feed
+    (service.list_events) holds back events behind any transaction running on the server,
+    which other test runs sharing it keep open; what these tests check is what was raised."""
+    with db.transaction() as conn:
+        return [Raised(r.type, r.payload) for r in conn.execute(sa.text(
+            "SELECT e.type, e.payload FROM events e JOIN ledgers l ON l.id = e.ledger_id "
+            "WHERE l.ik = :l AND e.type LIKE 'hold.%' ORDER BY e.id"), {"l": ledger})]
+
+
+def balances(db, ledger, path=PAYER, at=None):
+    b = service.hold_balances(db, ledger, path, at)
+    return b.own_pending.get("USD", 0), b.own_available.get("USD", 0)
+
+
+def test_fifty_concurrent_holds_against_one_thousand(db, unique):
+    ledger = new_ledger(db, unique, seed000_schema(unique("wallet")))
+    post(db, ledger, "deposit", user_id="payer", amount="1000")
+    outcomes = race(50, lambda i: hold(db, ledger, 30, ik=f"h{i}", to=f"shop{i}"))
+    ok = [o for o in outcomes if not isinstance(o, Exception)]
+    refused = [o for o in outcomes if isinstance(o, Exception)]
+    assert len(ok) == 33  # 33 * 30 = 990 fit under gte 0; the 34th would need 1,020
+    assert all(isinstance(e, BadRequestError) and e.code == "condition_failed" for e in refused)
+    assert all(o.hold.status == "pending" and o.entry.lines == [] for o in ok)
+    assert own(db, ledger, PAYER) == 1000  # nothing posted
+    assert balances(db, ledger) == (10, 10)
+    # The reservation binds ordinary posts too: 20 no longer fits, 10 does.
+    with pytest.raises(BadRequestError) as err:
+        post(db, ledger, "transfer", from_id="payer", to_id="x", amount="20")
+    assert err.value.code == "condition_failed"
+    post(db, ledger, "transfer", from_id="payer", to_id="x", amount="10")
+    shop = service.hold_balances(db, ledger, "liabilities/users")
+    assert shop.child_pending == {"USD": 1000} and shop.child_available == {"USD": 10}
+    assert service.audit(db, ledger) == []
+
+
+def test_commit_void_and_their_refusals(db, unique):
+    ledger = new_ledger(db, unique, seed000_schema(unique("wallet")))
+    post(db, ledger, "deposit", user_id="payer", amount="500")
+    expiry = later()
+    first = hold(db, ledger, 100, ik="card-1", expires_at=expiry)
+    assert hold(db, ledger, 100, ik="card-1", expires_at=expiry.isoformat()).is_ik_replay
+    with pytest.raises(BadRequestError) as err:  # same ik, another expiry
+        hold(db, ledger, 100, ik="card-1", expires_at=later(60))
+    assert err.value.code == "ik_conflict"
+    with pytest.raises(BadRequestError) as err:
+        service.commit_ledger_entry(db, id=first.entry.id, amount="101")
+    assert err.value.code == "hold_exceeded"
+    done = service.commit_ledger_entry(db, ledger_ik=ledger, ik="card-1", amount="40")
+    assert not done.is_ik_replay and done.hold.status == "committed"
+    assert sorted(l.amount for l in done.entry.lines) == [-40, 40]
+    assert own(db, ledger, PAYER) == 460 and own(db, ledger, "liabilities/users:shop/available") == 40
+    assert balances(db, ledger) == (460, 460)
+    assert service.commit_ledger_entry(db, id=first.entry.id, amount="40").is_ik_replay
+    for call, code in ((lambda: service.commit_ledger_entry(db, id=first.entry.id), "hold_committed"),
+                       (lambda: service.void_ledger_entry(db, id=first.entry.id), "hold_committed")):
+        with pytest.raises(BadRequestError) as err:
+            call()
+        assert err.value.code == code
+    second = hold(db, ledger, 300)
+    assert balances(db, ledger) == (160, 160)
+    assert service.void_ledger_entry(db, id=second.entry.id).hold.status == "voided"
+    assert service.void_ledger_entry(db, id=second.entry.id).is_ik_replay
+    with pytest.raises(BadRequestError) as err:
+        service.commit_ledger_entry(db, id=second.entry.id)
+    assert err.value.code == "hold_voided"
+    assert balances(db, ledger) == (460, 460)
+    with pytest.raises(BadRequestError) as err:
+        service.reverse_ledger_entry(db, id=second.entry.id)
+    assert err.value.code == "hold_not_committed"
+    reversal = service.reverse_ledger_entry(db, id=first.entry.id)  # a committed hold posted
+    assert sorted(l.amount for l in reversal.reversing_entry.lines) == [-40, 40]
+    assert balances(db, ledger) == (500, 500)
+    with pytest.raises(NotFoundError) as err:
+        service.commit_ledger_entry(db, id=post(db, ledger, "deposit", user_id="z", amount="1").entry.id)
+    assert err.value.code == "hold_not_found"
+    assert service.audit(db, ledger) == []
+    # One event per change, none for replays or refusals, in the order they happened.
+    events = hold_events(db, ledger)
+    assert [(e.type, e.payload["entry"]["id"]) for e in events] == [
+        ("hold.created", first.entry.id), ("hold.committed", first.entry.id),
+        ("hold.created", second.entry.id), ("hold.voided", second.entry.id)]
+    assert sorted(x["amount"] for x in events[1].payload["lines"]) == ["-40", "40"]
+    assert events[0].payload["expiresAt"] == expiry.isoformat()
+
+
+def test_expiry_refuses_a_commit_before_the_beat_and_history_keeps_what_was_pending(db, unique):
+    ledger = new_ledger(db, unique, seed000_schema(unique("wallet")))
+    post(db, ledger, "deposit", user_id="payer", amount="500")
+    short = hold(db, ledger, 200, expires_at=later(1.0))
+    while_pending = datetime.now(timezone.utc)
+    assert balances(db, ledger) == (300, 300)
+    time.sleep(1.1)
+    with pytest.raises(BadRequestError) as err:  # the beat has not run
+        service.commit_ledger_entry(db, id=short.entry.id)
+    assert err.value.code == "hold_expired"
+    assert service.get_ledger_hold(db, short.entry.id).status == "pending"
+    assert service.expire_holds(db) >= 1
+    assert service.get_ledger_hold(db, short.entry.id).status == "expired"
+    assert [e.type for e in hold_events(db, ledger)] == ["hold.created", "hold.expired"]
+    with pytest.raises(BadRequestError) as err:
+        service.void_ledger_entry(db, id=short.entry.id)
+    assert err.value.code == "hold_expired"
+    assert balances(db, ledger) == (500, 500)
+    assert balances(db, ledger, at=while_pending) == (300, 300)
+    shop = service.hold_balances(db, ledger, "liabilities/users:shop/available", while_pending)
+    assert shop.own_pending == {"USD": 200} and shop.own_available == {"USD": 0}
+    assert service.audit(db, ledger) == []
+
+
+def test_partial_capture_of_runtime_lines_and_with_parameters(db, unique):
+    ledger = new_ledger(db, unique, seed000_schema(unique("wallet")))
+    post(db, ledger, "deposit", user_id="payer", amount="500")
+    h = hold(db, ledger, 100)
+    with pytest.raises(BadRequestError) as err:
+        service.commit_ledger_entry(db, id=h.entry.id, parameters={"amount": "150"})
+    assert err.value.code == "hold_exceeded"
+    with pytest.raises(BadRequestError) as err:  # moves the money elsewhere
+        service.commit_ledger_entry(db, id=h.entry.id, parameters={"to_id": "other"})
+    assert err.value.code == "hold_exceeded"
+    done = service.commit_ledger_entry(db, id=h.entry.id, parameters={"amount": "70"})
+    assert own(db, ledger, PAYER) == 430
+    assert done.hold.lines and sorted(l.amount for l in done.hold.lines) == [-100, 100]
+    assert service.audit(db, ledger) == []
+
+
+def test_commit_racing_expiry_ends_one_way_only(db, unique):
+    ledger = new_ledger(db, unique, seed000_schema(unique("wallet")))
+    post(db, ledger, "deposit", user_id="payer", amount="10000")
+    holds = [hold(db, ledger, 10, expires_at=later(0.6)) for _ in range(20)]
+    time.sleep(max(0.0, (holds[-1].hold.expires_at - datetime.now(timezone.utc)).total_seconds() - 0.15))
+
+    def go(i):
+        if i == 0:
+            return [service.expire_holds(db) for _ in range(10)]
+        return service.commit_ledger_entry(db, id=holds[i - 1].entry.id)
+    outcomes = race(len(holds) + 1, go)
+    service.expire_holds(db)
+    committed = expired = 0
+    for h, outcome in zip(holds, outcomes[1:]):
+        status = service.get_ledger_hold(db, h.entry.id).status
+        if isinstance(outcome, Exception):
+            assert isinstance(outcome, BadRequestError) and outcome.code == "hold_expired"
+            assert status == "expired"
+            expired += 1
+        else:
+            assert status == "committed" and outcome.hold.status == "committed"
+            committed += 1
+    assert committed + expired == 20
+    tally = [e.type for e in hold_events(db, ledger)]
+    assert (tally.count("hold.committed"), tally.count("hold.expired")) == (committed, expired)
+    assert own(db, ledger, PAYER) == 10000 - 10 * committed
+    assert balances(db, ledger) == (10000 - 10 * committed,) * 2
+    assert service.audit(db, ledger) == []
+
+
+START = 1000
+
+
+class HoldMachine(RuleBasedStateMachine):
+    """Holds of one payer, committed (whole or in part), voided or expired in any order;
+    posted, pending and available balances follow a model and the audit stays clean."""
+
+    db = None
+    unique = None
+
+    @initialize()
+    def start(self):
+        self.ledger = new_ledger(self.db, self.unique, seed000_schema(self.unique("hm")))
+        post(self.db, self.ledger, "deposit", user_id="payer", amount=str(START))
+        self.posted = START
+        self.pending: dict[str, int] = {}
+        self.resolved: dict[str, str] = {}
+
+    @rule(amount=st.integers(min_value=1, max_value=400))
+    def create(self, amount):
+        fits = self.posted - sum(self.pending.values()) >= amount
+        try:
+            h = hold(self.db, self.ledger, amount)
+        except BadRequestError as exc:
+            assert not fits and exc.code == "condition_failed"
+            return
+        assert fits
+        self.pending[h.entry.id] = amount
+
+    @precondition(lambda self: self.pending)
+    @rule(data=st.data())
+    def commit(self, data):
+        entry_id = data.draw(st.sampled_from(list(self.pending)))
+        amount = data.draw(st.integers(min_value=1, max_value=self.pending[entry_id]))
+        service.commit_ledger_entry(self.db, id=entry_id, amount=str(amount))
+        assert service.commit_ledger_entry(self.db, id=entry_id, amount=str(amount)).is_ik_replay
+        self.posted -= amount
+        del self.pending[entry_id]
+        self.resolved[entry_id] = "committed"
+
+    @precondition(lambda self: self.pending)
+    @rule(data=st.data())
+    def void(self, data):
+        entry_id = data.draw(st.sampled_from(list(self.pending)))
+        service.void_ledger_entry(self.db, id=entry_id)
+        del self.pending[entry_id]
+        self.resolved[entry_id] = "voided"
+
+    @precondition(lambda self: self.pending)
+    @rule(data=st.data())
+    def expire(self, data):
+        entry_id = data.draw(st.sampled_from(list(self.pending)))
+        with self.db.transaction() as conn:  # its time has come
+            conn.execute(sa.text("UPDATE holds SET expires_at = now() - interval '1 second' "
+                                 "WHERE entry_id = :e"), {"e": int(entry_id)})
+        assert service.expire_holds(self.db) >= 1
+        del self.pending[entry_id]
+        self.resolved[entry_id] = "expired"
+
+    @precondition(lambda self: self.resolved)
+    @rule(data=st.data())
+    def resolved_again(self, data):
+        entry_id = data.draw(st.sampled_from(list(self.resolved)))
+        status = self.resolved[entry_id]
+        with pytest.raises(BadRequestError) as err:
+            service.commit_ledger_entry(self.db, id=entry_id, amount="1000000")
+        assert err.value.code == f"hold_{status}"
+
+    @invariant()
+    def books(self):
+        if not hasattr(self, "ledger"):
+            return
+        held = sum(self.pending.values())
+        assert own(self.db, self.ledger, PAYER) == self.posted
+        assert balances(self.db, self.ledger) == (self.posted - held,) * 2
+        shop = service.hold_balances(self.db, self.ledger, "liabilities/users:shop/available")
+        assert shop.own_pending.get("USD", 0) == START - self.posted + held
+        assert service.audit(self.db, self.ledger) == []
+        events = [(e.type, e.payload["entry"]["id"]) for e in hold_events(self.db, self.ledger)]
+        assert sorted(events) == sorted(
+            [("hold.created", i) for i in [*self.pending, *self.resolved]]
+            + [(f"hold.{status}", i) for i, status in self.resolved.items()])
+
+
+def test_hold_state_machine(db, unique):
+    HoldMachine.db, HoldMachine.unique = db, staticmethod(unique)
+    machine = HoldMachine.TestCase
+    machine.settings = settings(max_examples=12, stateful_step_count=12, deadline=None,
+                                suppress_health_check=list(HealthCheck))
+    machine().runTest()
+
+
+def test_runtime_lines_held_and_captured_in_part(db, unique):
+    doc = json5.loads(seed000_schema(unique("wallet")))
+    doc["ledgerEntries"]["types"].append({"type": "manual"})  # lines come with the post
+    ledger = new_ledger(db, unique, doc)
+    post(db, ledger, "deposit", user_id="payer", amount="500")
+    lines = [LineInput("user", PAYER, -80), LineInput("bank", "assets/banks/user-cash", -80)]
+    h = service.add_ledger_hold(db, ledger, EntryRequest(ik="m1", type="manual", lines=tuple(lines)),
+                                later())
+    assert balances(db, ledger) == (420, 420)
+    with pytest.raises(BadRequestError) as err:
+        service.commit_ledger_entry(db, id=h.entry.id, parameters={"amount": "1"})
+    assert err.value.code == "invalid_input"
+    done = service.commit_ledger_entry(db, id=h.entry.id, amount=30)
+    assert sorted((l.key, l.amount) for l in done.entry.lines) == [("bank", -30), ("user", -30)]
+    assert own(db, ledger, PAYER) == 470 and balances(db, ledger) == (470, 470)
+    uneven = service.add_ledger_hold(db, ledger, EntryRequest(ik="m2", type="manual", lines=(
+        LineInput("user", PAYER, -10), LineInput("shop", "liabilities/users:shop/available", 4),
+        LineInput("bank", "assets/banks/user-cash", -6))), later())
+    with pytest.raises(BadRequestError) as err:
+        service.commit_ledger_entry(db, id=uneven.entry.id, amount=5)
+    assert err.value.code == "invalid_input" and "differ in size" in err.value.message
+    assert service.commit_ledger_entry(db, id=uneven.entry.id).hold.status == "committed"
+    assert service.audit(db, ledger) == []
