@@ -1,0 +1,2 @@
+"""Balance monitors: conditions on a balance that raise balance.crossed, in the
+transaction of the change, each time they become true or false."""
