@@ -389,6 +389,7 @@ def _serve(settings: Settings, host: str, port: int, children: list[Child],
          f"{settings.api_processes} processes)")
     _say(f"ledger:     docs     {api_url}/openapi.json and {api_url}/schema.graphql "
          "(with a token), README.md")
+    _say(f"ledger:     dashboard {api_url}/ui (sign in with an API client's id and secret)")
     _say(f"ledger:     data     {data_dir}")
     _say(f"ledger:     database {_redacted(database_url)}")
     _say(f"ledger:     broker   {_redacted(settings.redis_url)}")
