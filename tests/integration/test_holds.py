@@ -312,3 +312,37 @@ def test_runtime_lines_held_and_captured_in_part(db, unique):
     assert err.value.code == "invalid_input" and "differ in size" in err.value.message
     assert service.commit_ledger_entry(db, id=uneven.entry.id).hold.status == "committed"
     assert service.audit(db, ledger) == []
+
+
+def test_release_must_not_carry_available_past_an_upper_bound(db, unique):
+    """Available = posted + pending decreases: a void or a partial capture raises it, so
+    the type's ``lte`` postcondition is checked on release as on posting."""
+    doc = json5.loads(seed000_schema(unique("wallet")))
+    capped = {"account": {"path": "liabilities/users:{{user_id}}/available"},
+              "postcondition": {"ownBalance": {"lte": "1000"}}}
+    types = doc["ledgerEntries"]["types"]
+    types[0]["conditions"] = [capped]
+    types.append({"type": "spend", "lines": [
+        {"key": "bank", "account": {"path": "assets/banks/user-cash"}, "amount": "-{{amount}}"},
+        {"key": "user", "account": {"path": "liabilities/users:{{user_id}}/available"},
+         "amount": "-{{amount}}"}], "conditions": [capped]})
+    ledger = new_ledger(db, unique, doc)
+    post(db, ledger, "deposit", user_id="payer", amount="900")
+    held = service.add_ledger_hold(db, ledger, EntryRequest(
+        ik="s1", type="spend", parameters={"user_id": "payer", "amount": "200"}), later())
+    post(db, ledger, "deposit", user_id="payer", amount="250")  # available 950: fits
+    assert balances(db, ledger) == (950, 950) and own(db, ledger, PAYER) == 1150
+    with pytest.raises(BadRequestError) as err:
+        service.void_ledger_entry(db, id=held.entry.id)
+    assert err.value.code == "condition_failed" and "stays pending" in err.value.message
+    with pytest.raises(BadRequestError) as err:  # captures 50, gives back 150: 1,100
+        service.commit_ledger_entry(db, id=held.entry.id, amount=50)
+    assert err.value.code == "condition_failed"
+    assert balances(db, ledger) == (950, 950)  # nothing moved
+    assert service.get_ledger_hold(db, held.entry.id).status == "pending"
+    done = service.commit_ledger_entry(db, id=held.entry.id, amount=150)  # 1,000: at the bound
+    assert done.hold.status == "committed" and balances(db, ledger) == (1000, 1000)
+    other = service.add_ledger_hold(db, ledger, EntryRequest(
+        ik="s2", type="spend", parameters={"user_id": "payer", "amount": "100"}), later())
+    assert service.void_ledger_entry(db, id=other.entry.id).hold.status == "voided"
+    assert service.audit(db, ledger) == []
