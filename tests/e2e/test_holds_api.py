@@ -182,3 +182,49 @@ def test_sdk_holds_sync_and_async(api, full_client, ledger):
             assert voided.hold.status == "voided"
             return (await client.get_hold_balances(PAYER)).own_available
     assert asyncio.run(main()) == {"USD": 300}  # 400 posted, one hold of 100 pending
+
+
+PAGED = """query($a: LedgerAccountMatchInput!, $after: String, $s: String) {
+  ledgerAccount(ledgerAccount: $a) {
+    holdLines(status: $s, first: 2, after: $after) {
+      nodes { amount status ledgerEntryId } pageInfo { hasNextPage endCursor } } } }"""
+
+STATUS_LINES = """query($l: LedgerMatchInput!, $a: LedgerAccountMatchInput!, $s: String!) {
+  ledger(ledger: $l) { lines(status: $s, first: 10) { nodes { amount status } } }
+  ledgerAccount(ledgerAccount: $a) {
+    lines(status: $s, first: 10) { nodes { amount status account { path } } } } }"""
+
+
+def test_hold_lines_paged_and_pending_lines_listed(gql, ledger):
+    ids = []
+    for i in range(5):
+        r = data(gql(ADD, {"ik": f"p{i}", "e": {**transfer(10 + i), "ledger": {"ik": ledger}},
+                           "h": {"expiresAt": later()}}))["addLedgerEntry"]
+        ids.append(r["entry"]["id"])
+    data(gql(VOID, {"id": ids[0]}))
+    account = {"ledger": {"ik": ledger}, "path": PAYER}
+    seen, after, pages = [], None, 0
+    while True:
+        page = data(gql(PAGED, {"a": account, "after": after, "s": None}))[
+            "ledgerAccount"]["holdLines"]
+        seen += page["nodes"]
+        pages += 1
+        if not page["pageInfo"]["hasNextPage"]:
+            break
+        after = page["pageInfo"]["endCursor"]
+    assert pages == 3  # 2 + 2 + 1: every hold once, newest first, across pages
+    assert [x["ledgerEntryId"] for x in seen] == ids[::-1]
+    assert [x["amount"] for x in seen] == ["-14", "-13", "-12", "-11", "-10"]
+    assert seen[-1]["status"] == "voided"
+    bad = gql(PAGED, {"a": account, "after": "not-a-cursor", "s": None}).json()
+    assert "after" in bad["errors"][0]["message"]
+
+    both = data(gql(STATUS_LINES, {"l": {"ik": ledger}, "a": account, "s": "pending"}))
+    mine = both["ledgerAccount"]["lines"]["nodes"]
+    assert [(x["amount"], x["status"]) for x in mine] == [
+        (f"-{n}", "pending") for n in (14, 13, 12, 11)]  # the voided one is no longer pending
+    assert len(both["ledger"]["lines"]["nodes"]) == 8  # both sides of the four pending holds
+    posted = data(gql(STATUS_LINES, {"l": {"ik": ledger}, "a": account, "s": "posted"}))
+    assert [x["amount"] for x in posted["ledgerAccount"]["lines"]["nodes"]] == ["500"]
+    refused = gql(STATUS_LINES, {"l": {"ik": ledger}, "a": account, "s": "everything"}).json()
+    assert "status" in refused["errors"][0]["message"]
