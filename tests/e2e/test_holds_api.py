@@ -228,3 +228,29 @@ def test_hold_lines_paged_and_pending_lines_listed(gql, ledger):
     assert [x["amount"] for x in posted["ledgerAccount"]["lines"]["nodes"]] == ["500"]
     refused = gql(STATUS_LINES, {"l": {"ik": ledger}, "a": account, "s": "everything"}).json()
     assert "status" in refused["errors"][0]["message"]
+
+
+def test_rest_async_entries_take_a_hold(api, token, ledger, db):
+    with httpx.Client(base_url=f"{api.url}/v1", timeout=30,
+                      headers={"Authorization": f"Bearer {token}"}) as rest:
+        r = rest.post(f"/ledgers/{ledger}/entries", json={
+            "entries": [{"ik": "j1", **transfer(100)},
+                        {"ik": "j2", **transfer(30), "hold": {"expiresAt": later(60)}}],
+            "hold": {"expiresAt": later()}})
+        assert r.status_code == 202, r.text
+        jobs = r.json()["jobs"]
+        for p in range(api.app.state.settings.partitions):  # the workers' part, in-process
+            service.work_partition(db, p)
+        done = [rest.get(f"/jobs/{j['id']}").json() for j in jobs]
+        assert [j["status"] for j in done] == ["posted", "posted"]
+        account = rest.get(f"/ledgers/{ledger}/accounts/{PAYER}").json()
+        assert account["ownBalances"] == {"USD": "500"}
+        assert account["ownAvailableBalances"] == {"USD": "370"}
+        r = rest.post(f"/ledgers/{ledger}/holds/j1/commit", json={"amount": "40"})
+        assert r.status_code == 200 and r.json()["status"] == "committed"
+        bad = rest.post(f"/ledgers/{ledger}/entries", json={
+            "ik": "j3", **transfer(1), "hold": {"expiresAt": "yesterday"}})
+        assert bad.status_code == 422 and bad.json()["field"] == "entries[0].hold.expiresAt"
+        spec = httpx.get(f"{api.url}/openapi.json", headers=rest.headers).json()
+        body = spec["paths"]["/v1/ledgers/{ledger_ik}/entries"]["post"]["requestBody"]
+        assert "hold" in body["content"]["application/json"]["schema"]["oneOf"][0]["properties"]

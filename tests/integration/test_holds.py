@@ -346,3 +346,52 @@ def test_release_must_not_carry_available_past_an_upper_bound(db, unique):
         ik="s2", type="spend", parameters={"user_id": "payer", "amount": "100"}), later())
     assert service.void_ledger_entry(db, id=other.entry.id).hold.status == "voided"
     assert service.audit(db, ledger) == []
+
+
+def _transfer_job(ik, amount, **extra):
+    return {"ik": ik, "type": "transfer",
+            "parameters": {"from_id": "payer", "to_id": "shop", "amount": str(amount)}, **extra}
+
+
+def test_async_jobs_post_holds_in_order(db, unique):
+    """REST /entries jobs carry ``hold``: the worker creates holds through ledger/holds in
+    submission order between entries posted outright; one that does not fit fails alone."""
+    ledger = new_ledger(db, unique, seed000_schema(unique("wallet")))
+    post(db, ledger, "deposit", user_id="payer", amount="500")
+    expiry = {"expiresAt": later().isoformat()}
+    accepted = service.submit_entries(db, ledger, [
+        _transfer_job("a1", 100, hold=expiry), _transfer_job("a2", 350),
+        _transfer_job("a3", 100, hold=expiry), _transfer_job("a4", 50, hold=expiry)],
+        partitions=1)
+    for p in accepted.pending_partitions:
+        service.work_partition(db, p)
+    jobs = {j.ik: service.get_job(db, j.id) for j in accepted.jobs}
+    assert {ik: j.status for ik, j in jobs.items()} == {
+        "a1": service.POSTED, "a2": service.POSTED, "a3": service.FAILED, "a4": service.POSTED}
+    assert jobs["a3"].error["code"] == "condition_failed"  # 500 - 100 held - 350 = 50 left
+    assert service.get_ledger_hold(db, jobs["a1"].entry_id).status == "pending"
+    assert service.get_ledger_hold(db, jobs["a2"].entry_id) is None  # posted outright
+    assert balances(db, ledger) == (0, 0) and own(db, ledger, PAYER) == 150
+    assert service.commit_ledger_entry(db, ledger_ik=ledger, ik="a4").hold.status == "committed"
+    post(db, ledger, "deposit", user_id="payer", amount="100")  # available: 100
+
+    batch = service.submit_entries(db, ledger, [_transfer_job("b1", 10),
+                                                _transfer_job("b2", 20, hold=None)],
+                                   partitions=1, hold=expiry)
+    for p in batch.pending_partitions:
+        service.work_partition(db, p)
+    assert all(service.get_ledger_hold(db, service.get_job(db, j.id).entry_id) is not None
+               for j in batch.jobs)
+    assert balances(db, ledger) == (70, 70)
+    with pytest.raises(BadRequestError) as err:  # the same ik, now without a hold
+        service.submit_entries(db, ledger, [_transfer_job("b1", 10)], partitions=1)
+    assert err.value.code == "ik_conflict"
+    with pytest.raises(BadRequestError) as err:
+        service.submit_entries(db, ledger, [_transfer_job("c1", 1, hold={
+            "expiresAt": "2001-01-01T00:00:00Z"})], partitions=1)
+    assert err.value.field == "entries[0].hold.expiresAt"
+    with pytest.raises(BadRequestError) as err:
+        service.submit_entries(db, ledger, [_transfer_job("c2", 1)], partitions=1,
+                               hold={"expires": "soon"})
+    assert err.value.code == "invalid_input" and "hold" in err.value.field
+    assert service.audit(db, ledger) == []
