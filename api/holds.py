@@ -124,3 +124,19 @@ async def void_hold(ledger_ik: str, entry_ik: str, request: Request,
     except LedgerError as exc:
         return _failed(exc)
     return _hold(result)
+
+
+def pending_lines_page(request: Request, ledger_ik: str, path: str, first: int,
+                       after: str | None) -> dict:
+    """``GET .../accounts/{path}/lines?status=pending`` (api/wallet.py): the account's lines
+    of pending holds, newest hold first, in the shape of its posted lines (no running
+    balance: they move none) with ``status``; raises LedgerError for the caller to answer."""
+    page = service.list_hold_lines(deps.database(request), ledger_ik, path, status="pending",
+                                   first=first, after=after)
+    lines = [{"id": x.id, "key": x.key, "account": {"path": x.account_path},
+              "amount": str(x.amount), "currency": x.currency, "runningBalance": None,
+              "status": status, "created": x.created.isoformat(),
+              "description": x.description, "entry": {"id": x.entry_id}}
+             for x, status in page.nodes]
+    return {"lines": lines, "pageInfo": {"endCursor": page.page_info.end_cursor,
+                                         "hasNextPage": page.page_info.has_next_page}}

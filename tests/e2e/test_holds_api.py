@@ -254,3 +254,24 @@ def test_rest_async_entries_take_a_hold(api, token, ledger, db):
         spec = httpx.get(f"{api.url}/openapi.json", headers=rest.headers).json()
         body = spec["paths"]["/v1/ledgers/{ledger_ik}/entries"]["post"]["requestBody"]
         assert "hold" in body["content"]["application/json"]["schema"]["oneOf"][0]["properties"]
+
+
+def test_rest_account_lines_by_status(api, token, ledger):
+    with httpx.Client(base_url=f"{api.url}/v1/ledgers/{ledger}", timeout=30,
+                      headers={"Authorization": f"Bearer {token}"}) as rest:
+        for i in range(3):
+            assert rest.post("/holds", json={"expiresAt": later(), "entry": {
+                "ik": f"l{i}", **transfer(10 + i)}}).status_code == 201
+        first = rest.get(f"/accounts/{PAYER}/lines", params={"status": "pending", "first": 2})
+        assert first.status_code == 200, first.text
+        page = first.json()
+        assert [(x["amount"], x["status"]) for x in page["lines"]] == [
+            ("-12", "pending"), ("-11", "pending")]
+        assert page["pageInfo"]["hasNextPage"]
+        rest_of = rest.get(f"/accounts/{PAYER}/lines", params={
+            "status": "pending", "after": page["pageInfo"]["endCursor"]}).json()
+        assert [x["amount"] for x in rest_of["lines"]] == ["-10"]
+        posted = rest.get(f"/accounts/{PAYER}/lines").json()
+        assert [x["amount"] for x in posted["lines"]] == ["500"]
+        bad = rest.get(f"/accounts/{PAYER}/lines", params={"status": "all"})
+        assert bad.status_code == 422 and bad.json()["field"] == "status"
