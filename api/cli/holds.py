@@ -82,6 +82,18 @@ def create(ctx: typer.Context,
     run(body)
 
 
+def _by_ref(ctx: typer.Context, ref: tuple, api: tuple, verb: str, as_json: bool,
+            call) -> None:
+    """Run ``call(client)`` on the hold ``ref`` = (id, ik, ledger) and print it."""
+    def body():
+        _target(*ref)
+        with api_client(ctx.obj, *api) as c:
+            found = call(c)
+        _print(found, verb, as_json)
+
+    run(body)
+
+
 @hold_app.command("commit")
 def commit(ctx: typer.Context, id: Id = None, ik: Ik = None, ledger: Ledger = None,
            amount: Annotated[Optional[str], typer.Option(
@@ -94,41 +106,25 @@ def commit(ctx: typer.Context, id: Id = None, ik: Ik = None, ledger: Ledger = No
            auth_scope: AuthScope = None, as_json: JsonOut = False):
     """Post a pending hold: all of it, or --amount / --parameters (never more than it
     reserved). Again with the same arguments: a replay."""
-    def body():
-        _target(id, ik, ledger)
-        with api_client(ctx.obj, api_url, client_id, client_secret, auth_url, auth_scope) as c:
-            done = c.commit_ledger_entry(id, ik=ik, ledger=ledger, amount=amount,
-                                         parameters=json_option(parameters, "--parameters"))
-        _print(done, "Committed", as_json)
-
-    run(body)
+    _by_ref(ctx, (id, ik, ledger), (api_url, client_id, client_secret, auth_url, auth_scope),
+            "Committed", as_json, lambda c: c.commit_ledger_entry(
+                id, ik=ik, ledger=ledger, amount=amount,
+                parameters=json_option(parameters, "--parameters")))
 
 
-@hold_app.command("void")
-def void(ctx: typer.Context, id: Id = None, ik: Ik = None, ledger: Ledger = None,
-         api_url: ApiUrl = None, client_id: ClientId = None,
-         client_secret: ClientSecret = None, auth_url: AuthUrl = None,
-         auth_scope: AuthScope = None, as_json: JsonOut = False):
-    """Release a pending hold. Again: a replay."""
-    def body():
-        _target(id, ik, ledger)
-        with api_client(ctx.obj, api_url, client_id, client_secret, auth_url, auth_scope) as c:
-            done = c.void_ledger_entry(id, ik=ik, ledger=ledger)
-        _print(done, "Voided", as_json)
-
-    run(body)
+def _plain(name: str, verb: str, doc: str, method: str) -> None:
+    """Register ``ledger hold NAME``: ``method`` of the client on the hold, no options."""
+    def command(ctx: typer.Context, id: Id = None, ik: Ik = None, ledger: Ledger = None,
+                api_url: ApiUrl = None, client_id: ClientId = None,
+                client_secret: ClientSecret = None, auth_url: AuthUrl = None,
+                auth_scope: AuthScope = None, as_json: JsonOut = False):
+        _by_ref(ctx, (id, ik, ledger), (api_url, client_id, client_secret, auth_url,
+                                        auth_scope),
+                verb, as_json, lambda c: getattr(c, method)(id, ik=ik, ledger=ledger))
+    command.__doc__ = doc
+    hold_app.command(name)(command)
 
 
-@hold_app.command("show")
-def show(ctx: typer.Context, id: Id = None, ik: Ik = None, ledger: Ledger = None,
-         api_url: ApiUrl = None, client_id: ClientId = None,
-         client_secret: ClientSecret = None, auth_url: AuthUrl = None,
-         auth_scope: AuthScope = None, as_json: JsonOut = False):
-    """A hold as it is now: status, expiry, what it reserved and what it posted."""
-    def body():
-        _target(id, ik, ledger)
-        with api_client(ctx.obj, api_url, client_id, client_secret, auth_url, auth_scope) as c:
-            found = c.get_ledger_hold(id, ik=ik, ledger=ledger)
-        _print(found, "Hold", as_json)
-
-    run(body)
+_plain("void", "Voided", "Release a pending hold. Again: a replay.", "void_ledger_entry")
+_plain("show", "Hold", "A hold as it is now: status, expiry, what it reserved and what it "
+       "posted.", "get_ledger_hold")
