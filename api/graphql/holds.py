@@ -38,24 +38,26 @@ def hold_lines_connection(ctx: Context, ledger_ik: str, path: Optional[str],
 def pending_lines(ctx: Context, ledger_ik: str, path: Optional[str], status: str,
                   pattern: bool, paged: dict) -> Optional[LedgerLinesConnection]:
     """``lines(status:)``: None for ``posted`` (the caller lists posted lines as ever);
-    for ``pending`` the lines of pending holds (status ``pending``), paged forward with
-    first/after. ``all`` mixes two keysets under one cursor and is refused, naming what
-    to ask instead."""
+    for ``pending`` the lines of pending holds (status ``pending``), for ``all`` both
+    merged newest first, paged forward with first/after."""
     if status not in LINE_STATUSES:
         raise Refused("invalid_input", f"status: one of {', '.join(LINE_STATUSES)}, got "
                       f"{status!r}", field="status")
     if status == "posted":
         return None
-    if status == "all":
-        raise Refused("invalid_input", "status: all is not listed in one page; ask for "
-                      "status: posted and status: pending", field="status")
     for name in ("filter", "last", "before"):
         if paged.get(name) is not None:
-            raise Refused("invalid_input", f"{name}: pending lines page forward with first "
+            raise Refused("invalid_input", f"{name}: {status} lines page forward with first "
                           "and after, unfiltered", field=name)
     if pattern:
-        raise Refused("invalid_input", "account: pending lines are listed for one account "
+        raise Refused("invalid_input", f"account: {status} lines are listed for one account "
                       "path or the whole ledger, not a pattern", field="account")
+    if status == "all":
+        page = service.list_all_lines(ctx.db, ledger_ik, path, first=paged.get("first"),
+                                      after=paged.get("after"))
+        return LedgerLinesConnection(nodes=[line_type(line, ledger_ik, None, s)
+                                            for line, s in page.nodes],
+                                     page_info=page_info(page.page_info))
     return hold_lines_connection(ctx, ledger_ik, path, "pending", paged.get("first"),
                                  paged.get("after"))
 

@@ -13,6 +13,7 @@ from ledger.ledgers import load_ledger, parse_id
 from ledger.history.model import Page
 from ledger.schema.store import load_schema
 from ledger.holds import balances as _hold_balances
+from ledger.holds import lines as _hold_lines
 from ledger.holds import resolve as _holds
 from ledger.holds import store as _hold_store
 from ledger.holds.create import create_holds
@@ -109,8 +110,17 @@ def list_hold_lines(db: Database, ledger_ik: str, path: str | None, *,
                                               first, after)
 
 
+def list_all_lines(db: Database, ledger_ik: str, path: str | None, *, first: int | None = None,
+                   after: str | None = None) -> Page:
+    """``list_all_lines(db, ledger_ik, path, *, first=None, after=None) -> Page`` of
+    ``(Line, status)``: posted lines (status None) and the lines of pending holds
+    (``pending``) of one account (None: the ledger), newest first, paged forward."""
+    with db.transaction() as conn:
+        return _hold_lines.all_lines(conn, load_ledger(conn, ledger_ik), path, first, after)
+
+
 __all__ = [
     "Hold", "HoldBalances", "HoldResult", "add_ledger_hold", "add_ledger_holds",
-    "commit_ledger_entry", "expire_holds", "get_ledger_hold", "hold_balances", "list_hold_lines",
+    "commit_ledger_entry", "expire_holds", "list_all_lines", "get_ledger_hold", "hold_balances", "list_hold_lines",
     "void_ledger_entry"
 ]

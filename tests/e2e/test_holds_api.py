@@ -195,6 +195,11 @@ STATUS_LINES = """query($l: LedgerMatchInput!, $a: LedgerAccountMatchInput!, $s:
     lines(status: $s, first: 10) { nodes { amount status account { path } } } } }"""
 
 
+ALL_LINES = """query($a: LedgerAccountMatchInput!, $after: String) {
+  ledgerAccount(ledgerAccount: $a) { lines(status: "all", first: 2, after: $after) {
+    nodes { amount status } pageInfo { hasNextPage endCursor } } } }"""
+
+
 def test_hold_lines_paged_and_pending_lines_listed(gql, ledger):
     ids = []
     for i in range(5):
@@ -228,6 +233,18 @@ def test_hold_lines_paged_and_pending_lines_listed(gql, ledger):
     assert [x["amount"] for x in posted["ledgerAccount"]["lines"]["nodes"]] == ["500"]
     refused = gql(STATUS_LINES, {"l": {"ik": ledger}, "a": account, "s": "everything"}).json()
     assert "status" in refused["errors"][0]["message"]
+
+    # all: posted and pending merged newest first, two at a time across both streams
+    data(gql(ADD, {"ik": "p-out", "e": {**transfer(7), "ledger": {"ik": ledger}}}))
+    walked, after = [], None
+    while True:
+        page = data(gql(ALL_LINES, {"a": account, "after": after}))["ledgerAccount"]["lines"]
+        walked += [(x["amount"], x["status"]) for x in page["nodes"]]
+        if not page["pageInfo"]["hasNextPage"]:
+            break
+        after = page["pageInfo"]["endCursor"]
+    assert walked == [("-7", "posted"), ("-14", "pending"), ("-13", "pending"),
+                      ("-12", "pending"), ("-11", "pending"), ("500", "posted")]
 
 
 def test_rest_async_entries_take_a_hold(api, token, ledger, db):
@@ -273,5 +290,9 @@ def test_rest_account_lines_by_status(api, token, ledger):
         assert [x["amount"] for x in rest_of["lines"]] == ["-10"]
         posted = rest.get(f"/accounts/{PAYER}/lines").json()
         assert [x["amount"] for x in posted["lines"]] == ["500"]
-        bad = rest.get(f"/accounts/{PAYER}/lines", params={"status": "all"})
+        both = rest.get(f"/accounts/{PAYER}/lines", params={"status": "all"}).json()
+        assert [(x["amount"], x["status"]) for x in both["lines"]] == [
+            ("-12", "pending"), ("-11", "pending"), ("-10", "pending"), ("500", "posted")]
+        assert both["lines"][-1]["runningBalance"] == "500"
+        bad = rest.get(f"/accounts/{PAYER}/lines", params={"status": "held"})
         assert bad.status_code == 422 and bad.json()["field"] == "status"

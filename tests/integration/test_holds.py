@@ -395,3 +395,29 @@ def test_async_jobs_post_holds_in_order(db, unique):
                                hold={"expires": "soon"})
     assert err.value.code == "invalid_input" and "hold" in err.value.field
     assert service.audit(db, ledger) == []
+
+
+def test_all_lines_merge_both_streams_and_refuse_foreign_cursors(db, unique):
+    ledger = new_ledger(db, unique, seed000_schema(unique("wallet")))
+    post(db, ledger, "deposit", user_id="payer", amount="100")
+    hold(db, ledger, 30)
+    post(db, ledger, "transfer", from_id="payer", to_id="x", amount="5")
+    hold(db, ledger, 20)
+    seen, after = [], None
+    while True:
+        page = service.list_all_lines(db, ledger, PAYER, first=1, after=after)
+        seen += [(l.amount, s) for l, s in page.nodes]
+        if not page.page_info.has_next_page:
+            break
+        after = page.page_info.end_cursor
+    assert seen == [(-20, "pending"), (-5, None), (-30, "pending"), (100, None)]
+    whole = service.list_all_lines(db, ledger, None, first=200)
+    assert len(whole.nodes) == 8 and not whole.page_info.has_next_page
+    hold_cursor = service.list_hold_lines(db, ledger, PAYER, first=1).page_info.end_cursor
+    for bad in ("junk", hold_cursor, "all.bm9wZQ"):
+        with pytest.raises(BadRequestError) as err:
+            service.list_all_lines(db, ledger, PAYER, after=bad)
+        assert err.value.field == "after"
+    with pytest.raises(BadRequestError) as err:
+        service.list_all_lines(db, ledger, PAYER, first=0)
+    assert err.value.field == "first"
