@@ -124,3 +124,25 @@ async def void_hold(ledger_ik: str, entry_ik: str, request: Request,
     except LedgerError as exc:
         return _failed(exc)
     return _hold(result)
+
+
+def pending_lines_page(request: Request, ledger_ik: str, path: str, status: str, first: int,
+                       after: str | None) -> dict:
+    """``GET .../accounts/{path}/lines?status=pending|all`` (api/wallet.py): the account's
+    lines of pending holds (``all``: merged with its posted lines), newest first, in the
+    shape of its posted lines with ``status`` (a pending line has no running balance: it
+    moves none); raises LedgerError for the caller to answer."""
+    db = deps.database(request)
+    page = (service.list_all_lines(db, ledger_ik, path, first=first, after=after)
+            if status == "all" else
+            service.list_hold_lines(db, ledger_ik, path, status="pending", first=first,
+                                    after=after))
+    lines = [{"id": x.id, "key": x.key, "account": {"path": x.account_path},
+              "amount": str(x.amount), "currency": x.currency,
+              "runningBalance": (None if x.running_balance is None
+                                 else str(x.running_balance)),
+              "status": s or "posted", "posted": x.posted.isoformat(),
+              "description": x.description, "entry": {"id": x.entry_id}}
+             for x, s in page.nodes]
+    return {"lines": lines, "pageInfo": {"endCursor": page.page_info.end_cursor,
+                                         "hasNextPage": page.page_info.has_next_page}}

@@ -39,6 +39,14 @@ def _prefer_wait(header: str | None) -> float:
     return 0.0
 
 
+_HOLD_SCHEMA = {
+    "type": "object", "required": ["expiresAt"],
+    "properties": {"expiresAt": {"type": "string", "format": "date-time"}},
+    "description": "Post as a hold expiring then (its lines pending until committed or "
+                   "voided, /v1/ledgers/{ik}/holds/{entry_ik}/commit|void); the job is "
+                   "posted once the hold is created.",
+}
+
 _ENTRY_SCHEMA = {
     "type": "object",
     "required": ["ik", "type"],
@@ -54,6 +62,7 @@ _ENTRY_SCHEMA = {
             "key": {"type": "string"}, "value": {"type": "string"}}}},
         "lines": {"type": "array", "items": {"type": "object"},
                   "description": "Runtime entry types only."},
+        "hold": _HOLD_SCHEMA,
     },
 }
 
@@ -65,7 +74,8 @@ _SUBMIT_BODY = {
          "maxItems": service.MAX_SUBMISSION},
         {"type": "object", "required": ["entries"], "properties": {
             "entries": {"type": "array", "items": _ENTRY_SCHEMA, "minItems": 1,
-                        "maxItems": service.MAX_SUBMISSION}}},
+                        "maxItems": service.MAX_SUBMISSION},
+            "hold": _HOLD_SCHEMA}},
     ]}}},
 }
 
@@ -107,13 +117,16 @@ async def submit_entries(ledger_ik: str, request: Request,
                          _principal=Depends(require_scope("write"))):
     """One entry, a list of up to 1,000, or ``{"entries": [...]}``. Every entry is checked
     against the ledger's schema first: one bad entry refuses the whole request (422 naming
-    its index and field). An ik that already has a job returns that job.
+    its index and field). An ik that already has a job returns that job. ``hold``
+    (``{"expiresAt"}``, per entry or for the whole ``{"entries": [...]}``) posts as holds.
     ``Prefer: wait=N`` holds the answer up to N seconds (at most 30) for the jobs to finish."""
     try:
         body = jsonbody.loads(await request.body(), deps.settings(request).max_json_depth)
     except LedgerError as exc:
         return error_response(exc, statuses=_TOO_DEEP if exc.code == "json_too_deep" else STATUS_OF)
+    hold = None
     if isinstance(body, dict) and "entries" in body and "ik" not in body:
+        hold = body.get("hold")
         body = body["entries"]
     entries = body if isinstance(body, list) else [body]
     wait = _prefer_wait(request.headers.get("prefer"))
@@ -124,7 +137,7 @@ async def submit_entries(ledger_ik: str, request: Request,
             service.submit_entries, deps.database(request), ledger_ik, entries,
             partitions=settings.partitions,
             after_commit=doorbell.ring if doorbell is not None else None, wait=wait,
-            trace_context=telemetry.trace_context(settings))
+            trace_context=telemetry.trace_context(settings), hold=hold)
     except LedgerError as exc:
         return error_response(exc)
     finished = all(j.done for j in submission.jobs)

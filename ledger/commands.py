@@ -123,6 +123,9 @@ class EntryRequest:
     tags: dict[str, str] = field(default_factory=dict)
     groups: dict[str, str] = field(default_factory=dict)
     lines: tuple[LineInput, ...] | None = None
+    # Set only on an asynchronous job (REST /entries with ``hold``): the worker posts the
+    # entry as a hold expiring then (ledger/holds/), not outright.
+    hold_expires_at: datetime | None = None
 
     @classmethod
     def build(cls, *, ik: Any, type: Any, parameters: Any = None, posted: Any = None,
@@ -186,6 +189,8 @@ class EntryRequest:
             out["groups"] = dict(self.groups)
         if self.lines is not None:
             out["lines"] = [line.to_json() for line in self.lines]
+        if self.hold_expires_at is not None:
+            out["hold"] = {"expiresAt": self.hold_expires_at.isoformat()}
         return out
 
     @classmethod
@@ -202,7 +207,9 @@ class EntryRequest:
                                           f"entry.lines[{i}]", keys)
                               for i, raw in enumerate(raw_lines))
             posted = doc.get("posted")
-            return cls(ik=doc["ik"], type=doc["type"],
+            hold = doc.get("hold")
+            expiry = parse_time(hold["expiresAt"], "hold.expiresAt") if hold else None
+            return cls(ik=doc["ik"], type=doc["type"], hold_expires_at=expiry,
                        parameters={k: str(v) for k, v in (doc.get("parameters") or {}).items()},
                        posted=parse_time(posted, "entry.posted") if posted is not None else None,
                        tags=dict(doc.get("tags") or {}), groups=dict(doc.get("groups") or {}),

@@ -428,6 +428,7 @@ from ledger.holds.facade import (  # noqa: E402
     expire_holds,
     get_ledger_hold,
     hold_balances,
+    list_all_lines,
     list_hold_lines,
     void_ledger_entry,
 )
@@ -435,7 +436,7 @@ from ledger.holds.facade import (  # noqa: E402
 __all__ += [
     "Hold", "HoldBalances", "HoldResult", "add_ledger_hold", "add_ledger_holds",
     "commit_ledger_entry", "expire_holds", "get_ledger_hold", "hold_balances", "list_hold_lines",
-    "void_ledger_entry"
+    "void_ledger_entry", "list_all_lines"
 ]
 
 # ---------------------------------------------------------------------------- events

@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from ledger_sdk import documents as d
+from ledger_sdk.errors import NotFoundError
 from ledger_sdk.operations import Operation, Operations
 from ledger_sdk.types import LedgerEntry, LedgerLine, parse_time
 
@@ -44,6 +45,10 @@ VOID_LEDGER_ENTRY = f"""mutation VoidLedgerEntry($id: ID, $ledgerEntry: LedgerEn
     ... on HoldResult {{ isIkReplay entry {{ {_ENTRY} }} }}
     {d.ERROR_FIELDS}
   }}
+}}"""
+
+GET_LEDGER_HOLD = f"""query GetLedgerHold($ledgerEntry: LedgerEntryMatchInput!) {{
+  ledgerEntry(ledgerEntry: $ledgerEntry) {{ {_ENTRY} }}
 }}"""
 
 GET_HOLD_BALANCES = f"""query GetHoldBalances($ledgerAccount: LedgerAccountMatchInput!, $at: LastMoment) {{
@@ -113,6 +118,12 @@ def _time(value: str) -> datetime:
     return parsed
 
 
+def _found_hold(entry: dict | None) -> HoldResult:
+    if entry is None or entry.get("hold") is None:
+        raise NotFoundError("hold_not_found", "ledgerEntry: no hold with that id or ik")
+    return HoldResult.from_wire({"entry": entry, "isIkReplay": False})
+
+
 def _expiry(expires_at: datetime | str) -> dict:
     return {"expiresAt": expires_at.isoformat() if isinstance(expires_at, datetime)
             else expires_at}
@@ -170,6 +181,15 @@ class HoldsMixin(Operations):
         """Release a pending hold; again: a replay."""
         return self._call(VOID_LEDGER_ENTRY, self._hold_ref(id, ik, ledger), "voidLedgerEntry",
                           HoldResult.from_wire)
+
+    def get_ledger_hold(self, id: str | None = None, *, ik: str | None = None,
+                        ledger: str | None = None) -> Any:
+        """A hold as it is now (by entry id, or by ik in a ledger): ``HoldResult``
+        (``is_ik_replay`` False). An entry posted outright, or none, raises
+        ``NotFoundError`` ``hold_not_found``."""
+        ref = {"id": str(id)} if id is not None else {"ik": ik, "ledger": {
+            "ik": self._ledger(ledger)}}
+        return self._call(GET_LEDGER_HOLD, {"ledgerEntry": ref}, "ledgerEntry", _found_hold)
 
     def get_hold_balances(self, path: str, *, ledger: str | None = None,
                           at: datetime | str | None = None) -> Any:

@@ -17,8 +17,8 @@ from typing import Annotated
 
 import typer
 
-from api.cli import (admin, clients, codegen, credentials, entries, ledgers, lifecycle,
-                     links, monitors, secret_keys, statement, stripe_link, webhooks)
+from api.cli import (admin, clients, codegen, credentials, entries, holds, ledgers,
+                     lifecycle, links, monitors, secret_keys, statement, stripe_link, webhooks)
 from api.cli.common import EXIT_USAGE, err
 from ledger.settings import Settings, SettingsError
 
@@ -47,6 +47,7 @@ app.add_typer(secret_keys.secrets_app, name="secrets")
 app.add_typer(statement.app)
 app.add_typer(monitors.monitors_app, name="monitors")
 app.add_typer(webhooks.webhooks_app, name="webhooks")
+app.add_typer(holds.hold_app, name="hold")
 
 
 @app.command("up")

@@ -16,6 +16,7 @@ from api.graphql.context import Context
 from api.graphql.entries import (LedgerEntriesConnection, LedgerLinesConnection, entries_connection,
                                  line_type, lines_connection)
 from api.graphql.errors import bad
+from api.graphql.holds import hold_lines_connection, pending_lines
 from api.graphql.inputs import (CurrencyMatchInput, LedgerAccountMatchInput, LedgerEntriesFilter,
                                 LedgerLinesFilter, filter_input)
 from api.graphql.reconcile import TxsConnection, unreconciled_txs
@@ -219,26 +220,30 @@ class LedgerAccount:
                         period: Period) -> CurrencyAmountConnection:
         return amounts(_change(info, root, period).total)
 
-    @strawberry.field(description="The lines posted to this account, newest posted first.")
+    @strawberry.field(description="The lines posted to this account, newest posted first; "
+                                  "status: pending lists the lines of its pending holds "
+                                  "instead (first/after), posted (the default) posted lines.")
     def lines(self, root: Account, info: Info, filter: Optional[LedgerLinesFilter] = None,
               first: Optional[int] = None, after: Optional[str] = None,
-              last: Optional[int] = None, before: Optional[str] = None) -> LedgerLinesConnection:
+              last: Optional[int] = None, before: Optional[str] = None,
+              status: str = "posted") -> LedgerLinesConnection:
         ctx: Context = info.context
+        held = pending_lines(ctx, root.ledger_ik, root.path, status, False, dict(
+            filter=filter, first=first, after=after, last=last, before=before))
+        if held is not None:
+            return held
         page = service.list_lines(ctx.db, root.ledger_ik, root.path, filter_input(filter),
                                   first=first, after=after, last=last, before=before)
         return lines_connection(page, root.ledger_ik)
 
     @strawberry.field(description="The lines holds reserved on this account, newest hold "
                                   "first, each with its hold's status (status: pending by "
-                                  "default, null for every status); first at most 200. "
-                                  "`lines` lists posted lines only.")
+                                  "default, null for every status); pages of first (at most "
+                                  "200) after a cursor. `lines` lists posted lines.")
     def hold_lines(self, root: Account, info: Info, status: Optional[str] = "pending",
-                   first: int = 50) -> LedgerLinesConnection:
-        ctx: Context = info.context
-        found = service.list_hold_lines(ctx.db, root.ledger_ik, root.path, status=status,
-                                        first=first)
-        return LedgerLinesConnection(nodes=[line_type(line, root.ledger_ik, None, s)
-                                            for line, s in found])
+                   first: int = 50, after: Optional[str] = None) -> LedgerLinesConnection:
+        return hold_lines_connection(info.context, root.ledger_ik, root.path, status, first,
+                                     after)
 
     @strawberry.field(description="The entries with a line in this account, newest posted first.")
     def ledger_entries(self, root: Account, info: Info,

@@ -17,6 +17,7 @@ from api.graphql.context import Context
 from api.graphql.entries import (LedgerEntriesConnection, LedgerLinesConnection, entries_connection,
                                  lines_connection)
 from api.graphql.errors import BadRequestError, InternalError, bad, mutate
+from api.graphql.holds import pending_lines
 from api.graphql.inputs import (CreateLedgerInput, LedgerAccountMatchInput, LedgerEntriesFilter,
                                 LedgerLinesFilter, LedgerMatchInput, SchemaMatchInput, filter_input)
 from api.graphql.refs import AccountRef, account_path
@@ -79,15 +80,23 @@ class Ledger:
         return entries_connection(page)
 
     @strawberry.field(description="The lines of this ledger, of one account, or of an account "
-                                  "pattern (as in ledgerEntries), newest posted first.")
+                                  "pattern (as in ledgerEntries), newest posted first; status: "
+                                  "pending lists the lines of pending holds instead (first/"
+                                  "after; one account or the ledger), posted is the default.")
     def lines(self, root: Root, info: Info, filter: Optional[LedgerLinesFilter] = None,
               account: Optional[LedgerAccountMatchInput] = None,
               first: Optional[int] = None, after: Optional[str] = None,
-              last: Optional[int] = None, before: Optional[str] = None) -> LedgerLinesConnection:
+              last: Optional[int] = None, before: Optional[str] = None,
+              status: str = "posted") -> LedgerLinesConnection:
         ctx: Context = info.context
-        page = service.list_lines(ctx.db, root.ik, account_path(root.ik, account, "account"),
-                                  filter_input(filter), first=first, after=after, last=last,
-                                  before=before)
+        path = account_path(root.ik, account, "account")
+        held = pending_lines(ctx, root.ik, path, status, path is not None and "*" in path,
+                             dict(filter=filter, first=first, after=after, last=last,
+                                  before=before))
+        if held is not None:
+            return held
+        page = service.list_lines(ctx.db, root.ik, path, filter_input(filter), first=first,
+                                  after=after, last=last, before=before)
         return lines_connection(page, root.ik)
 
     @strawberry.field(description="The accounts this ledger holds (every account a line was "

@@ -327,3 +327,9 @@ def _account_cursor(cursor: Any, field: str) -> str:
     if kind != "account" or not sep or not path or unstorable(path):
         raise bad
     return path
+
+
+# The same cursor codec under public names, for other capabilities' keyset lists
+# (ledger/holds/: hold lines paged by (created, id)).
+encode_cursor = _cursor
+decode_cursor = _decode_cursor

@@ -40,6 +40,20 @@ def parse_expiry(value: Any, now: datetime, field: str = "hold.expiresAt") -> da
     return when
 
 
+def job_hold(value: Any, request: EntryRequest, field: str) -> datetime:
+    """The expiry of a hold an asynchronous job asks for: ``{"expiresAt": ISO 8601}`` in
+    the future, on an entry without a ``posted`` time (a hold posts when committed).
+    Checked when the job is accepted; the worker checks the expiry again when it runs."""
+    if not isinstance(value, dict) or set(value) != {"expiresAt"}:
+        raise BadRequestError("invalid_input", f"{field}: expected {{\"expiresAt\": "
+                              "time}", field=field)
+    if request.posted is not None:
+        raise BadRequestError("invalid_input", "entry.posted: a hold posts when it is "
+                              "committed; send no posted time", field="entry.posted")
+    return parse_expiry(value["expiresAt"], datetime.now(timezone.utc),
+                        f"{field}.expiresAt")
+
+
 def _fingerprint(entry: CompiledEntry, expires_at: datetime) -> str:
     """A hold differs from the same entry posted outright, and from a hold with another
     expiry: its ik then conflicts rather than replays."""

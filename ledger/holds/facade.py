@@ -10,9 +10,10 @@ from ledger.commands import EntryRequest
 from ledger.db import Database
 from ledger.history.entries import entry_ledger, get_entry_by_ik
 from ledger.ledgers import load_ledger, parse_id
-from ledger.posting.model import Line
+from ledger.history.model import Page
 from ledger.schema.store import load_schema
 from ledger.holds import balances as _hold_balances
+from ledger.holds import lines as _hold_lines
 from ledger.holds import resolve as _holds
 from ledger.holds import store as _hold_store
 from ledger.holds.create import create_holds
@@ -96,19 +97,30 @@ def hold_balances(db: Database, ledger_ik: str, path: str, at: Any = None) -> Ho
         return _hold_balances.hold_balances(conn, ledger, load_schema(conn, ledger.id), path, at)
 
 
-def list_hold_lines(db: Database, ledger_ik: str, path: str, *, status: str | None = "pending",
-                    first: int = 50) -> list[tuple[Line, str]]:
-    """``list_hold_lines(db, ledger_ik, path, *, status="pending", first=50) -> [(Line,
-    status)]``: the lines holds reserved on one account, newest hold first, with their
-    hold's status (None: every status); ``first`` at most 200. Line lists (``list_lines``)
-    hold posted lines only."""
+def list_hold_lines(db: Database, ledger_ik: str, path: str | None, *,
+                    status: str | None = "pending", first: int = 50,
+                    after: str | None = None) -> Page:
+    """``list_hold_lines(db, ledger_ik, path, *, status="pending", first=50, after=None)
+    -> Page`` of ``(Line, status)``: the lines holds reserved on one account (``path``
+    None: every account of the ledger), newest hold first, with their hold's status (None:
+    every status); ``first`` at most 200 a page, ``after`` a page's ``end_cursor``. Line
+    lists (``list_lines``) hold posted lines only."""
     with db.transaction() as conn:
         return _hold_store.account_hold_lines(conn, load_ledger(conn, ledger_ik), path, status,
-                                              first)
+                                              first, after)
+
+
+def list_all_lines(db: Database, ledger_ik: str, path: str | None, *, first: int | None = None,
+                   after: str | None = None) -> Page:
+    """``list_all_lines(db, ledger_ik, path, *, first=None, after=None) -> Page`` of
+    ``(Line, status)``: posted lines (status None) and the lines of pending holds
+    (``pending``) of one account (None: the ledger), newest first, paged forward."""
+    with db.transaction() as conn:
+        return _hold_lines.all_lines(conn, load_ledger(conn, ledger_ik), path, first, after)
 
 
 __all__ = [
     "Hold", "HoldBalances", "HoldResult", "add_ledger_hold", "add_ledger_holds",
-    "commit_ledger_entry", "expire_holds", "get_ledger_hold", "hold_balances", "list_hold_lines",
+    "commit_ledger_entry", "expire_holds", "list_all_lines", "get_ledger_hold", "hold_balances", "list_hold_lines",
     "void_ledger_entry"
 ]

@@ -16,6 +16,12 @@ from ledger.errors import BadRequestError, NotFoundError
 from ledger.holds.model import HoldResult, expired_error, resolved_error
 from ledger.holds.store import hold_result, raise_expired_events, raise_hold_events, release
 from ledger.ledgers import Ledger
+from ledger.posting.conditions import (
+    check_conditions,
+    ensure_accounts,
+    lock_balances,
+    lock_descendants,
+)
 from ledger.posting.engine import apply_compiled
 from ledger.schema.compile import CompiledEntry, compile_entry
 from ledger.schema.model import Schema
@@ -51,6 +57,9 @@ def void_hold(conn: Connection, ledger: Ledger, entry_id: int) -> HoldResult:
     if now >= row.expires_at:
         raise expired_error(str(entry_id), row.expires_at)
     release(conn, [ledger.id], [entry_id])
+    schema = load_schema(conn, ledger.id)
+    held = hold_result(conn, ledger, entry_id, False).hold.lines
+    check_release(conn, ledger, compile_entry(schema, _capture_request(schema, row, held, {})))
     conn.execute(_RESOLVE, {"s": "voided", "now": now, "c": None, "e": entry_id, "l": ledger.id})
     result = hold_result(conn, ledger, entry_id, False)
     raise_hold_events(conn, ledger, "hold.voided", [result])
@@ -93,6 +102,36 @@ def commit_hold(conn: Connection, ledger: Ledger, entry_id: int, amount: Any = N
     result = hold_result(conn, ledger, entry_id, False)
     raise_hold_events(conn, ledger, "hold.committed", [result])
     return result
+
+
+def check_release(conn: Connection, ledger: Ledger, entry: CompiledEntry) -> None:
+    """After a release (already applied in this transaction), the entry type's upper
+    postconditions (``lte``, ``eq``) against the available balances: giving back a
+    reservation raises them, and must not carry one past a bound that posting enforces.
+    ``gte`` cannot be newly broken by a release, so it is not checked (a balance already
+    below it must still be releasable)."""
+    upper = [c for c in entry.conditions if c.when == "post" and c.op != "gte"]
+    if not upper:
+        return
+    account_ids = ensure_accounts(conn, ledger, {l.path: l.account for l in entry.lines})
+    keys = sorted({(account_ids[l.path], l.currency) for l in entry.lines})
+    balances, _, held = lock_balances(conn, ledger, keys)
+    for key, amount in held.items():
+        balances[key] += amount
+    paths_by_id = {v: k for k, v in account_ids.items()}
+    total_paths = sorted({c.path for c in upper if c.balance == "total"})
+    if total_paths:
+        for account_id, path, currency, available in lock_descendants(conn, ledger, total_paths):
+            balances.setdefault((account_id, currency), available)
+            paths_by_id[account_id] = path
+    checked = CompiledEntry(entry.request, entry.type, entry.description, entry.lines, upper,
+                            entry.tags, entry.groups)
+    try:
+        check_conditions(checked, "post", balances, account_ids, paths_by_id)
+    except BadRequestError as exc:
+        message = exc.message.replace("nothing was posted", "the hold stays pending")
+        raise BadRequestError("condition_failed", f"releasing the hold: {message}",
+                              field="conditions") from None
 
 
 def _captured(amount: Any, parameters: Any) -> dict:

@@ -1,6 +1,8 @@
 """Reading holds back, and moving what they reserve on the balance rows."""
 from __future__ import annotations
 
+from typing import Any
+
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
@@ -8,6 +10,8 @@ from ledger import fastjson
 from ledger.errors import BadRequestError, NotFoundError
 from ledger.events.store import raise_events
 from ledger.holds.model import STATUSES, Hold, HoldResult
+from ledger.history.model import Page, PageInfo
+from ledger.history.queries import decode_cursor, encode_cursor
 from ledger.ledgers import Ledger
 from ledger.posting.engine import load_entries
 from ledger.posting.model import Line
@@ -118,27 +122,41 @@ def raise_expired_events(conn: Connection, entry_ids: list[int]) -> None:
 
 MAX_HOLD_LINES = 200
 
-_ACCOUNT_HOLD_LINES = sa.text(
+# Newest hold first, keyset over (hold created, hold line id): a cursor is a position, so
+# holds created meanwhile never shift a page. ``:p`` NULL: every account of the ledger.
+_HOLD_LINES_PAGE = (
     "SELECT hl.id, hl.entry_id, hl.key, a.path, a.type, hl.amount, hl.currency, "
     "  coalesce(hl.description, e.description) AS description, hl.tx_external_id, "
     "  h.status, h.created "
-    "FROM accounts a JOIN hold_lines hl ON hl.account_id = a.id "
+    "FROM hold_lines hl JOIN accounts a ON a.id = hl.account_id "
     "JOIN holds h ON h.entry_id = hl.entry_id JOIN entries e ON e.id = hl.entry_id "
-    "WHERE a.ledger_id = :l AND a.path = :p AND hl.ledger_id = :l "
-    "  AND (CAST(:s AS text) IS NULL OR h.status = :s) "
+    "WHERE hl.ledger_id = :l AND h.ledger_id = :l AND a.ledger_id = :l {account} "
+    "  AND (CAST(:s AS text) IS NULL OR h.status = :s) {after} "
     "ORDER BY h.created DESC, hl.id DESC LIMIT :n")
 
 
-def account_hold_lines(conn: Connection, ledger: Ledger, path: str, status: str | None,
-                       first: int) -> list[tuple[Line, str]]:
-    """The lines holds reserved on the account at ``path``, newest hold first, with their
-    hold's status (``status`` None: every status), at most ``first``."""
+def account_hold_lines(conn: Connection, ledger: Ledger, path: str | None, status: str | None,
+                       first: int, after: str | None = None) -> Page:
+    """The lines holds reserved on the account at ``path`` (None: on every account of the
+    ledger), newest hold first, with their hold's status (``status`` None: every status):
+    a page of ``first`` (at most 200) ``(Line, status)`` after the cursor ``after``."""
     if status is not None and status not in STATUSES:
         raise BadRequestError("invalid_input", f"status: one of {', '.join(STATUSES)}, got "
                               f"{status!r}", field="status")
-    if not isinstance(first, int) or not 1 <= first <= MAX_HOLD_LINES:
+    if isinstance(first, bool) or not isinstance(first, int) or not 1 <= first <= MAX_HOLD_LINES:
         raise BadRequestError("invalid_input", f"first: between 1 and {MAX_HOLD_LINES}",
                               field="first")
-    rows = conn.execute(_ACCOUNT_HOLD_LINES, {"l": ledger.id, "p": path, "s": status,
-                                              "n": first})
-    return [(_line(r, r.created), r.status) for r in rows]
+    params: dict[str, Any] = {"l": ledger.id, "p": path, "s": status, "n": first + 1}
+    where_after = ""
+    if after is not None:
+        params["ac"], params["ai"] = decode_cursor("hold", after, "after")
+        where_after = "AND (h.created, hl.id) < (:ac, :ai)"
+    sql = _HOLD_LINES_PAGE.format(account="" if path is None else "AND a.path = :p",
+                                  after=where_after)
+    rows = conn.execute(sa.text(sql), params).all()
+    more = len(rows) > first
+    rows = rows[:first]
+    info = PageInfo(more, after is not None,
+                    encode_cursor("hold", rows[0].created, rows[0].id) if rows else None,
+                    encode_cursor("hold", rows[-1].created, rows[-1].id) if rows else None)
+    return Page([(_line(r, r.created), r.status) for r in rows], info)

@@ -15,6 +15,7 @@ from ledger.commands import EntryRequest
 from ledger.db import Database, is_retryable
 from ledger.errors import LedgerError, NotFoundError
 from ledger.events.store import raise_events
+from ledger.holds.create import create_holds
 from ledger.jobs.model import DEFAULT_BATCH, FAILED, POSTED, WorkResult
 from ledger.ledgers import Ledger, get_ledger
 from ledger.posting.engine import post_entries
@@ -107,17 +108,44 @@ _ledgers = _Ledgers()
 def _post_run(conn: Connection, ledger: Ledger, run: list[_Claimed]) -> None:
     """Post a run of one ledger's jobs, in order, recording each outcome on its job.
 
-    One engine call for the whole run: the engine checks each entry against the balances
-    the entries before it left and reports a refused one in its place
+    One engine call for each stretch of jobs posted outright: the engine checks each entry
+    against the balances the entries before it left and reports a refused one in its place
     (``refusals="report"``), so a bad entry fails alone and the rest posts in the same
-    statements. Any other fault propagates and rolls the whole batch back.
+    statements. A job asking for a hold is created between them, in order, through
+    ledger/holds/ (its own savepoint: a hold that does not fit fails alone). Any other
+    fault propagates and rolls the whole batch back.
     """
     todo = [job for job in run if job.outcome is None]
-    if not todo:
+    start = 0
+    while start < len(todo):
+        if todo[start].parsed.hold_expires_at is not None:
+            _hold(conn, ledger, todo[start])
+            start += 1
+            continue
+        end = start
+        while end < len(todo) and todo[end].parsed.hold_expires_at is None:
+            end += 1
+        _post_outright(conn, ledger, todo[start:end])
+        start = end
+
+
+def _hold(conn: Connection, ledger: Ledger, job: _Claimed) -> None:
+    try:
+        with conn.begin_nested():
+            made = create_holds(conn, ledger, [job.parsed], job.parsed.hold_expires_at)[0]
+    except LedgerError as exc:
+        if not _refused(exc):
+            raise
+        job.outcome = {"status": FAILED, "error": _failure(exc)}
         return
+    job.outcome = {"status": POSTED, "entry_id": made.entry.id,
+                   "is_ik_replay": made.is_ik_replay}
+
+
+def _post_outright(conn: Connection, ledger: Ledger, todo: list[_Claimed]) -> None:
     with conn.begin_nested():
         results = post_entries(conn, ledger, [j.parsed for j in todo],
-                                       refusals="report", detail=False)
+                               refusals="report", detail=False)
     for job, result in zip(todo, results, strict=True):
         if isinstance(result, LedgerError):
             if not _refused(result):

@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from functools import cached_property
 from typing import Any, Callable, Iterable, Sequence
@@ -16,6 +16,7 @@ from ledger import fastjson
 from ledger.commands import EntryRequest
 from ledger.db import Database
 from ledger.errors import BadRequestError, InternalError, LedgerError, NotFoundError
+from ledger.holds.create import job_hold
 from ledger.jobs.model import (
     _JOB_COLUMNS,
     MAX_PAGE,
@@ -66,10 +67,11 @@ class _Accepted:
         return fastjson.canonical(self.request)
 
 
-def _prepare(schema, ledger: Ledger, entries: Sequence[Any], partitions: int
-             ) -> list[_Accepted]:
+def _prepare(schema, ledger: Ledger, entries: Sequence[Any], partitions: int,
+             hold: Any = None) -> list[_Accepted]:
     """Validate every entry against the ledger's schema, without posting anything.
-    Conditions are not checked here: they depend on balances at posting time."""
+    Conditions are not checked here: they depend on balances at posting time. ``hold``
+    (``{"expiresAt"}``, or an entry's own ``hold``): the job posts it as a hold."""
     prepared: list[_Accepted] = []
     for index, data in enumerate(entries):
         try:
@@ -82,6 +84,11 @@ def _prepare(schema, ledger: Ledger, entries: Sequence[Any], partitions: int
                         f"entry.ledger.ik: this entry names ledger {named_ik!r} but was sent "
                         f"to ledger {ledger.ik!r}", field="entry.ledger.ik")
             request = EntryRequest.from_input(data, field="entry")
+            own = data.get("hold") if isinstance(data, dict) else None
+            if own is not None or hold is not None:
+                request = replace(request, hold_expires_at=job_hold(
+                    own if own is not None else hold, request,
+                    "entry.hold" if own is not None else "hold"))
             key = partition_key(schema, request)
             if key == request.ik:
                 # The key falls back to the ik both for an entry that guards or touches no
@@ -168,7 +175,8 @@ def _accept(conn: Connection, ledger: Ledger, unique: list[_Accepted], rows: str
 
 def submit_entries(db: Database, ledger_ik: str, entries: Sequence[Any], *, partitions: int,
                    after_commit: Callable[[list[int]], None] | None = None,
-                   wait: float = 0.0, trace_context: str | None = None) -> Submission:
+                   wait: float = 0.0, trace_context: str | None = None,
+                   hold: Any = None) -> Submission:
     """Accept entry requests (wire dicts, as in the seeds' LedgerEntryInput) as posting
     jobs of ledger ``ledger_ik``: all of them or, on the first bad one, none (the error
     names its index and field). An ik that already has a job gets that job back; the same
@@ -180,6 +188,8 @@ def submit_entries(db: Database, ledger_ik: str, entries: Sequence[Any], *, part
     wakes their partitions later. With ``wait`` > 0, waits up to that many seconds
     (capped) for the jobs to finish and returns what is known then. ``trace_context``: the
     submitting request's W3C ``traceparent``, kept on each job for the worker's trace.
+    ``hold`` (``{"expiresAt": time}``, for every entry without a ``hold`` of its own):
+    the worker posts those entries as holds (ledger/holds/) instead of outright.
     """
     if not isinstance(entries, (list, tuple)) or not entries:
         raise BadRequestError("invalid_input", "entries: expected one entry or a non-empty "
@@ -189,7 +199,7 @@ def submit_entries(db: Database, ledger_ik: str, entries: Sequence[Any], *, part
                               f"per request, got {len(entries)}", field="entries")
     ledger = get_ledger(db, ledger_ik)
     schema = db.run(lambda conn: load_schema(conn, ledger.id))
-    prepared = _prepare(schema, ledger, entries, partitions)
+    prepared = _prepare(schema, ledger, entries, partitions, hold)
 
     first_by_ik, unique = _first_of_each_ik(prepared)
     rows = fastjson.dumps([{"o": n, "k": a.request["ik"], "q": a.request, "p": a.partition,

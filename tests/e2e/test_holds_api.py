@@ -182,3 +182,117 @@ def test_sdk_holds_sync_and_async(api, full_client, ledger):
             assert voided.hold.status == "voided"
             return (await client.get_hold_balances(PAYER)).own_available
     assert asyncio.run(main()) == {"USD": 300}  # 400 posted, one hold of 100 pending
+
+
+PAGED = """query($a: LedgerAccountMatchInput!, $after: String, $s: String) {
+  ledgerAccount(ledgerAccount: $a) {
+    holdLines(status: $s, first: 2, after: $after) {
+      nodes { amount status ledgerEntryId } pageInfo { hasNextPage endCursor } } } }"""
+
+STATUS_LINES = """query($l: LedgerMatchInput!, $a: LedgerAccountMatchInput!, $s: String!) {
+  ledger(ledger: $l) { lines(status: $s, first: 10) { nodes { amount status } } }
+  ledgerAccount(ledgerAccount: $a) {
+    lines(status: $s, first: 10) { nodes { amount status account { path } } } } }"""
+
+
+ALL_LINES = """query($a: LedgerAccountMatchInput!, $after: String) {
+  ledgerAccount(ledgerAccount: $a) { lines(status: "all", first: 2, after: $after) {
+    nodes { amount status } pageInfo { hasNextPage endCursor } } } }"""
+
+
+def test_hold_lines_paged_and_pending_lines_listed(gql, ledger):
+    ids = []
+    for i in range(5):
+        r = data(gql(ADD, {"ik": f"p{i}", "e": {**transfer(10 + i), "ledger": {"ik": ledger}},
+                           "h": {"expiresAt": later()}}))["addLedgerEntry"]
+        ids.append(r["entry"]["id"])
+    data(gql(VOID, {"id": ids[0]}))
+    account = {"ledger": {"ik": ledger}, "path": PAYER}
+    seen, after, pages = [], None, 0
+    while True:
+        page = data(gql(PAGED, {"a": account, "after": after, "s": None}))[
+            "ledgerAccount"]["holdLines"]
+        seen += page["nodes"]
+        pages += 1
+        if not page["pageInfo"]["hasNextPage"]:
+            break
+        after = page["pageInfo"]["endCursor"]
+    assert pages == 3  # 2 + 2 + 1: every hold once, newest first, across pages
+    assert [x["ledgerEntryId"] for x in seen] == ids[::-1]
+    assert [x["amount"] for x in seen] == ["-14", "-13", "-12", "-11", "-10"]
+    assert seen[-1]["status"] == "voided"
+    bad = gql(PAGED, {"a": account, "after": "not-a-cursor", "s": None}).json()
+    assert "after" in bad["errors"][0]["message"]
+
+    both = data(gql(STATUS_LINES, {"l": {"ik": ledger}, "a": account, "s": "pending"}))
+    mine = both["ledgerAccount"]["lines"]["nodes"]
+    assert [(x["amount"], x["status"]) for x in mine] == [
+        (f"-{n}", "pending") for n in (14, 13, 12, 11)]  # the voided one is no longer pending
+    assert len(both["ledger"]["lines"]["nodes"]) == 8  # both sides of the four pending holds
+    posted = data(gql(STATUS_LINES, {"l": {"ik": ledger}, "a": account, "s": "posted"}))
+    assert [x["amount"] for x in posted["ledgerAccount"]["lines"]["nodes"]] == ["500"]
+    refused = gql(STATUS_LINES, {"l": {"ik": ledger}, "a": account, "s": "everything"}).json()
+    assert "status" in refused["errors"][0]["message"]
+
+    # all: posted and pending merged newest first, two at a time across both streams
+    data(gql(ADD, {"ik": "p-out", "e": {**transfer(7), "ledger": {"ik": ledger}}}))
+    walked, after = [], None
+    while True:
+        page = data(gql(ALL_LINES, {"a": account, "after": after}))["ledgerAccount"]["lines"]
+        walked += [(x["amount"], x["status"]) for x in page["nodes"]]
+        if not page["pageInfo"]["hasNextPage"]:
+            break
+        after = page["pageInfo"]["endCursor"]
+    assert walked == [("-7", "posted"), ("-14", "pending"), ("-13", "pending"),
+                      ("-12", "pending"), ("-11", "pending"), ("500", "posted")]
+
+
+def test_rest_async_entries_take_a_hold(api, token, ledger, db):
+    with httpx.Client(base_url=f"{api.url}/v1", timeout=30,
+                      headers={"Authorization": f"Bearer {token}"}) as rest:
+        r = rest.post(f"/ledgers/{ledger}/entries", json={
+            "entries": [{"ik": "j1", **transfer(100)},
+                        {"ik": "j2", **transfer(30), "hold": {"expiresAt": later(60)}}],
+            "hold": {"expiresAt": later()}})
+        assert r.status_code == 202, r.text
+        jobs = r.json()["jobs"]
+        for p in range(api.app.state.settings.partitions):  # the workers' part, in-process
+            service.work_partition(db, p)
+        done = [rest.get(f"/jobs/{j['id']}").json() for j in jobs]
+        assert [j["status"] for j in done] == ["posted", "posted"]
+        account = rest.get(f"/ledgers/{ledger}/accounts/{PAYER}").json()
+        assert account["ownBalances"] == {"USD": "500"}
+        assert account["ownAvailableBalances"] == {"USD": "370"}
+        r = rest.post(f"/ledgers/{ledger}/holds/j1/commit", json={"amount": "40"})
+        assert r.status_code == 200 and r.json()["status"] == "committed"
+        bad = rest.post(f"/ledgers/{ledger}/entries", json={
+            "ik": "j3", **transfer(1), "hold": {"expiresAt": "yesterday"}})
+        assert bad.status_code == 422 and bad.json()["field"] == "entries[0].hold.expiresAt"
+        spec = httpx.get(f"{api.url}/openapi.json", headers=rest.headers).json()
+        body = spec["paths"]["/v1/ledgers/{ledger_ik}/entries"]["post"]["requestBody"]
+        assert "hold" in body["content"]["application/json"]["schema"]["oneOf"][0]["properties"]
+
+
+def test_rest_account_lines_by_status(api, token, ledger):
+    with httpx.Client(base_url=f"{api.url}/v1/ledgers/{ledger}", timeout=30,
+                      headers={"Authorization": f"Bearer {token}"}) as rest:
+        for i in range(3):
+            assert rest.post("/holds", json={"expiresAt": later(), "entry": {
+                "ik": f"l{i}", **transfer(10 + i)}}).status_code == 201
+        first = rest.get(f"/accounts/{PAYER}/lines", params={"status": "pending", "first": 2})
+        assert first.status_code == 200, first.text
+        page = first.json()
+        assert [(x["amount"], x["status"]) for x in page["lines"]] == [
+            ("-12", "pending"), ("-11", "pending")]
+        assert page["pageInfo"]["hasNextPage"]
+        rest_of = rest.get(f"/accounts/{PAYER}/lines", params={
+            "status": "pending", "after": page["pageInfo"]["endCursor"]}).json()
+        assert [x["amount"] for x in rest_of["lines"]] == ["-10"]
+        posted = rest.get(f"/accounts/{PAYER}/lines").json()
+        assert [x["amount"] for x in posted["lines"]] == ["500"]
+        both = rest.get(f"/accounts/{PAYER}/lines", params={"status": "all"}).json()
+        assert [(x["amount"], x["status"]) for x in both["lines"]] == [
+            ("-12", "pending"), ("-11", "pending"), ("-10", "pending"), ("500", "posted")]
+        assert both["lines"][-1]["runningBalance"] == "500"
+        bad = rest.get(f"/accounts/{PAYER}/lines", params={"status": "held"})
+        assert bad.status_code == 422 and bad.json()["field"] == "status"

@@ -312,3 +312,112 @@ def test_runtime_lines_held_and_captured_in_part(db, unique):
     assert err.value.code == "invalid_input" and "differ in size" in err.value.message
     assert service.commit_ledger_entry(db, id=uneven.entry.id).hold.status == "committed"
     assert service.audit(db, ledger) == []
+
+
+def test_release_must_not_carry_available_past_an_upper_bound(db, unique):
+    """Available = posted + pending decreases: a void or a partial capture raises it, so
+    the type's ``lte`` postcondition is checked on release as on posting."""
+    doc = json5.loads(seed000_schema(unique("wallet")))
+    capped = {"account": {"path": "liabilities/users:{{user_id}}/available"},
+              "postcondition": {"ownBalance": {"lte": "1000"}}}
+    types = doc["ledgerEntries"]["types"]
+    types[0]["conditions"] = [capped]
+    types.append({"type": "spend", "lines": [
+        {"key": "bank", "account": {"path": "assets/banks/user-cash"}, "amount": "-{{amount}}"},
+        {"key": "user", "account": {"path": "liabilities/users:{{user_id}}/available"},
+         "amount": "-{{amount}}"}], "conditions": [capped]})
+    ledger = new_ledger(db, unique, doc)
+    post(db, ledger, "deposit", user_id="payer", amount="900")
+    held = service.add_ledger_hold(db, ledger, EntryRequest(
+        ik="s1", type="spend", parameters={"user_id": "payer", "amount": "200"}), later())
+    post(db, ledger, "deposit", user_id="payer", amount="250")  # available 950: fits
+    assert balances(db, ledger) == (950, 950) and own(db, ledger, PAYER) == 1150
+    with pytest.raises(BadRequestError) as err:
+        service.void_ledger_entry(db, id=held.entry.id)
+    assert err.value.code == "condition_failed" and "stays pending" in err.value.message
+    with pytest.raises(BadRequestError) as err:  # captures 50, gives back 150: 1,100
+        service.commit_ledger_entry(db, id=held.entry.id, amount=50)
+    assert err.value.code == "condition_failed"
+    assert balances(db, ledger) == (950, 950)  # nothing moved
+    assert service.get_ledger_hold(db, held.entry.id).status == "pending"
+    done = service.commit_ledger_entry(db, id=held.entry.id, amount=150)  # 1,000: at the bound
+    assert done.hold.status == "committed" and balances(db, ledger) == (1000, 1000)
+    other = service.add_ledger_hold(db, ledger, EntryRequest(
+        ik="s2", type="spend", parameters={"user_id": "payer", "amount": "100"}), later())
+    assert service.void_ledger_entry(db, id=other.entry.id).hold.status == "voided"
+    assert service.audit(db, ledger) == []
+
+
+def _transfer_job(ik, amount, **extra):
+    return {"ik": ik, "type": "transfer",
+            "parameters": {"from_id": "payer", "to_id": "shop", "amount": str(amount)}, **extra}
+
+
+def test_async_jobs_post_holds_in_order(db, unique):
+    """REST /entries jobs carry ``hold``: the worker creates holds through ledger/holds in
+    submission order between entries posted outright; one that does not fit fails alone."""
+    ledger = new_ledger(db, unique, seed000_schema(unique("wallet")))
+    post(db, ledger, "deposit", user_id="payer", amount="500")
+    expiry = {"expiresAt": later().isoformat()}
+    accepted = service.submit_entries(db, ledger, [
+        _transfer_job("a1", 100, hold=expiry), _transfer_job("a2", 350),
+        _transfer_job("a3", 100, hold=expiry), _transfer_job("a4", 50, hold=expiry)],
+        partitions=1)
+    for p in accepted.pending_partitions:
+        service.work_partition(db, p)
+    jobs = {j.ik: service.get_job(db, j.id) for j in accepted.jobs}
+    assert {ik: j.status for ik, j in jobs.items()} == {
+        "a1": service.POSTED, "a2": service.POSTED, "a3": service.FAILED, "a4": service.POSTED}
+    assert jobs["a3"].error["code"] == "condition_failed"  # 500 - 100 held - 350 = 50 left
+    assert service.get_ledger_hold(db, jobs["a1"].entry_id).status == "pending"
+    assert service.get_ledger_hold(db, jobs["a2"].entry_id) is None  # posted outright
+    assert balances(db, ledger) == (0, 0) and own(db, ledger, PAYER) == 150
+    assert service.commit_ledger_entry(db, ledger_ik=ledger, ik="a4").hold.status == "committed"
+    post(db, ledger, "deposit", user_id="payer", amount="100")  # available: 100
+
+    batch = service.submit_entries(db, ledger, [_transfer_job("b1", 10),
+                                                _transfer_job("b2", 20, hold=None)],
+                                   partitions=1, hold=expiry)
+    for p in batch.pending_partitions:
+        service.work_partition(db, p)
+    assert all(service.get_ledger_hold(db, service.get_job(db, j.id).entry_id) is not None
+               for j in batch.jobs)
+    assert balances(db, ledger) == (70, 70)
+    with pytest.raises(BadRequestError) as err:  # the same ik, now without a hold
+        service.submit_entries(db, ledger, [_transfer_job("b1", 10)], partitions=1)
+    assert err.value.code == "ik_conflict"
+    with pytest.raises(BadRequestError) as err:
+        service.submit_entries(db, ledger, [_transfer_job("c1", 1, hold={
+            "expiresAt": "2001-01-01T00:00:00Z"})], partitions=1)
+    assert err.value.field == "entries[0].hold.expiresAt"
+    with pytest.raises(BadRequestError) as err:
+        service.submit_entries(db, ledger, [_transfer_job("c2", 1)], partitions=1,
+                               hold={"expires": "soon"})
+    assert err.value.code == "invalid_input" and "hold" in err.value.field
+    assert service.audit(db, ledger) == []
+
+
+def test_all_lines_merge_both_streams_and_refuse_foreign_cursors(db, unique):
+    ledger = new_ledger(db, unique, seed000_schema(unique("wallet")))
+    post(db, ledger, "deposit", user_id="payer", amount="100")
+    hold(db, ledger, 30)
+    post(db, ledger, "transfer", from_id="payer", to_id="x", amount="5")
+    hold(db, ledger, 20)
+    seen, after = [], None
+    while True:
+        page = service.list_all_lines(db, ledger, PAYER, first=1, after=after)
+        seen += [(l.amount, s) for l, s in page.nodes]
+        if not page.page_info.has_next_page:
+            break
+        after = page.page_info.end_cursor
+    assert seen == [(-20, "pending"), (-5, None), (-30, "pending"), (100, None)]
+    whole = service.list_all_lines(db, ledger, None, first=200)
+    assert len(whole.nodes) == 8 and not whole.page_info.has_next_page
+    hold_cursor = service.list_hold_lines(db, ledger, PAYER, first=1).page_info.end_cursor
+    for bad in ("junk", hold_cursor, "all.bm9wZQ"):
+        with pytest.raises(BadRequestError) as err:
+            service.list_all_lines(db, ledger, PAYER, after=bad)
+        assert err.value.field == "after"
+    with pytest.raises(BadRequestError) as err:
+        service.list_all_lines(db, ledger, PAYER, first=0)
+    assert err.value.field == "first"
