@@ -20,6 +20,7 @@ router = APIRouter(prefix="/ui", route_class=UiRoute, include_in_schema=False)
 
 LINES_PER_PAGE = 25
 ACCOUNTS_PER_PAGE = 20
+HOLDS_PER_PAGE = 20
 
 
 @router.get("")
@@ -75,6 +76,19 @@ def account_lines(db, ledger_ik: str, path: str, after: Optional[str]):
         return None
 
 
+def account_holds(db, ledger_ik: str, path: str, at: Optional[str]):
+    """Pending and available balances and the newest holds' lines of ``path``; no holds
+    for a template node, which has no lines of its own."""
+    holding = service.hold_balances(db, ledger_ik, path, at=at or None)
+    try:
+        holds = service.list_hold_lines(db, ledger_ik, path, status=None, first=HOLDS_PER_PAGE)
+    except BadRequestError as exc:
+        if exc.field != "account":
+            raise
+        holds = []
+    return holding, holds
+
+
 @router.get("/ledgers/{ledger_ik}/account")
 def account(request: Request, ledger_ik: str, path: str = Query(...),
             after: Optional[str] = Query(None), scale: str = Query("daily"),
@@ -88,9 +102,10 @@ def account(request: Request, ledger_ik: str, path: str = Query(...),
         else date.today()
     points = 30 if scale == "daily" else 12
     series = service.balance_series(db, ledger_ik, path, end=end, scale=scale, points=points)
+    holding, holds = account_holds(db, ledger_ik, path, at)
     return page(request, "account.html", viewer=who, ledger=found, path=path,
                 balances=balances, lines=lines, charts=charts(series), scale=scale,
-                at=at or "")
+                at=at or "", holding=holding, holds=holds)
 
 
 @router.get("/ledgers/{ledger_ik}/entries/{entry_id}")
@@ -169,7 +184,7 @@ def search(request: Request, q: str = Query(""), ledger: Optional[str] = Query(N
     db = deps.database(request)
     all_ledgers = service.list_ledgers(db)
     q = q.strip()
-    hits: dict = {"entry": None, "account": None, "txs": []}
+    hits: dict = {"entry": None, "account": None, "paths": [], "txs": []}
     if q and ledger:
         try:
             hits["entry"] = service.get_ledger_entry(db, ledger_ik=ledger, ik=q)
@@ -178,6 +193,11 @@ def search(request: Request, q: str = Query(""), ledger: Optional[str] = Query(N
         try:
             hits["account"] = service.account_balances(db, ledger, q)
         except LedgerError:
+            pass
+        try:
+            hits["paths"] = [p for p in service.find_account_paths(db, ledger, q, limit=20)
+                             if p != q]
+        except NotFoundError:
             pass
     if q:
         hits["txs"] = service.txs_by_external_id(db, q)

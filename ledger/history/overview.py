@@ -1,8 +1,9 @@
 """Reads the dashboard needs beyond the API's: each ledger's size and latest activity, and an
 account's balance at the end of a run of periods (the points of its chart).
 
-Each read is bounded by an index: the count of a ledger's entries is an index-only scan of
-its entries, the latest activity the first row of the (ledger, posted) index, and a point of
+Each read is bounded by an index: the count of a ledger's entries stops at
+``ENTRY_COUNT_CAP`` (a page shows "10,000+" rather than scanning a big ledger), an account
+path search is a range of the (ledger, path) key, the latest activity the first row of the (ledger, posted) index, and a point of
 the series one probe per (account, currency) into the stored running totals."""
 from __future__ import annotations
 
@@ -24,11 +25,16 @@ MAX_POINTS = 366
 SCALES = ("daily", "monthly")
 
 
+# Entries counted per ledger before the count stops: bounds the ledgers page on big ledgers.
+ENTRY_COUNT_CAP = 10_000
+
+
 @dataclass(frozen=True)
 class LedgerActivity:
     ledger: Ledger
-    entries: int
+    entries: int  # at most ENTRY_COUNT_CAP; then ``capped``
     latest_posted: datetime | None
+    capped: bool = False
 
 
 @dataclass(frozen=True)
@@ -38,20 +44,23 @@ class BalancePoint:
 
 
 _ACTIVITY = sa.text(
-    "SELECT (SELECT count(*) FROM entries WHERE ledger_id = :id) AS n, "
+    "SELECT (SELECT count(*) FROM (SELECT 1 FROM entries WHERE ledger_id = :id "
+    "LIMIT :cap) AS capped) AS n, "
     "(SELECT posted FROM entries WHERE ledger_id = :id ORDER BY posted DESC LIMIT 1) AS latest")
 
 
 def ledgers_activity(db: Database) -> list[LedgerActivity]:
-    """Every ledger with its number of entries (reversed and reversing ones included) and
-    the ``posted`` time of its newest entry (None when it has none)."""
+    """Every ledger with its number of entries (reversed and reversing ones included; past
+    ``ENTRY_COUNT_CAP`` it is the cap and ``capped``) and the ``posted`` time of its newest
+    entry (None when it has none)."""
     ledgers = list_ledgers(db)
     with db.transaction() as conn:
         conn.execute(sa.text("SET TRANSACTION READ ONLY"))
         found = []
         for ledger in ledgers:
-            row = conn.execute(_ACTIVITY, {"id": ledger.id}).one()
-            found.append(LedgerActivity(ledger, int(row.n), row.latest))
+            row = conn.execute(_ACTIVITY, {"id": ledger.id, "cap": ENTRY_COUNT_CAP + 1}).one()
+            n = min(int(row.n), ENTRY_COUNT_CAP)
+            found.append(LedgerActivity(ledger, n, row.latest, int(row.n) > ENTRY_COUNT_CAP))
     return found
 
 
@@ -131,3 +140,28 @@ def chart_nodes(db: Database, ledger_ik: str) -> list[ChartNode]:
         if not any(schema.accounts[p].template for p in above if p in schema.accounts):
             nodes.append(ChartNode(account.path, account.template))
     return sorted(nodes, key=lambda n: n.path)
+
+
+MAX_PATH_HITS = 50
+
+
+def _like_prefix(prefix: str) -> str:
+    return prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+
+
+def find_account_paths(db: Database, ledger_ik: str, prefix: str,
+                       limit: int = 20) -> list[str]:
+    """Paths of the ledger's accounts that start with ``prefix``, in path order, at most
+    ``limit`` (1 to ``MAX_PATH_HITS``). The paths are "C"-collated, so the prefix is a
+    range of the (ledger, path) key: the cost is the hits, not the ledger's size."""
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_PATH_HITS:
+        raise BadRequestError("invalid_input", f"limit: expected 1 to {MAX_PATH_HITS}",
+                              field="limit")
+    if not prefix:
+        raise BadRequestError("invalid_input", "prefix: must not be empty", field="prefix")
+    with db.transaction() as conn:
+        ledger = load_ledger(conn, ledger_ik)
+        rows = conn.execute(sa.text(
+            "SELECT path FROM accounts WHERE ledger_id = :id AND path LIKE :p ESCAPE '\\' "
+            "ORDER BY path LIMIT :n"), {"id": ledger.id, "p": _like_prefix(prefix), "n": limit})
+        return [r.path for r in rows]

@@ -11,6 +11,7 @@ from fastapi.testclient import TestClient
 
 from api.app import create_app
 from ledger import clients, service
+from ledger.errors import BadRequestError
 from ledger.settings import Settings
 from tests.e2e.ui_world import PARTITIONS, build, fund_carol
 from tests.integration.test_history import ALICE
@@ -268,3 +269,46 @@ def test_stripe_sync_status(db, database_url, unique, writer_client):
     assert last_run.endswith("UTC")  # configured just now
     assert "<dt>Missing</dt><dd>nothing" in stripe
     assert "Problems (0)" in page_
+
+
+def test_account_shows_pending_and_available_and_its_holds(app, world, writer_client, db):
+    from datetime import datetime, timedelta, timezone
+    service.add_ledger_hold(db, world.ledger, service.EntryRequest(
+        ik="ui-hold-1", type="transfer",
+        parameters={"from": "bob", "to": "alice", "amount": "30"}),
+        datetime.now(timezone.utc) + timedelta(hours=1))
+    browser = signed_in(app, writer_client)
+    bob = ALICE.replace("alice", "bob")
+    r = browser.get(f"/ui/ledgers/{world.ledger}/account", params={"path": bob})
+    assert r.status_code == 200
+    holds = r.text.split('id="holds"')[1].split("</table>")[0]
+    assert "pending" in holds and "30" in holds
+    own = re.search(r'<dd id="own">(.*?)</dd>', r.text, re.S).group(1)
+    available = re.search(r'<dd id="available">(.*?)</dd>', r.text, re.S).group(1)
+    assert own != available  # the held 30 leaves bob's available balance only
+    template = browser.get(f"/ui/ledgers/{world.ledger}/account",
+                           params={"path": "liabilities/users"})
+    assert template.status_code == 200 and "No holds." in template.text
+
+
+def test_search_by_path_prefix_is_literal(app, world, writer_client, db):
+    browser = signed_in(app, writer_client)
+    prefix = ALICE.split(":")[0] + ":"
+    found = browser.get("/ui/search", params={"q": prefix, "ledger": world.ledger}).text
+    assert ALICE in found and ALICE.replace("alice", "bob") in found
+    # LIKE wildcards in the query are plain characters: "_" matches no path here.
+    assert service.find_account_paths(db, world.ledger, prefix[:-1] + "_") == []
+    assert service.find_account_paths(db, world.ledger, prefix, limit=1) == [
+        sorted(service.find_account_paths(db, world.ledger, prefix))[0]]
+    with pytest.raises(BadRequestError):
+        service.find_account_paths(db, world.ledger, prefix, limit=51)
+
+
+def test_ledgers_page_caps_entry_counts(app, world, writer_client, monkeypatch, db):
+    from ledger.history import overview
+    browser = signed_in(app, writer_client)
+    monkeypatch.setattr(overview, "ENTRY_COUNT_CAP", 2)
+    row = browser.get("/ui/ledgers").text.split(f">{world.ledger}</a>")[1].split("</tr>")[0]
+    assert '<td class="num">2+</td>' in row
+    activity = [a for a in service.ledgers_activity(db) if a.ledger.ik == world.ledger]
+    assert activity[0].capped and activity[0].entries == 2
