@@ -114,7 +114,7 @@ def entry(request: Request, ledger_ik: str, entry_id: str, who: Viewer = Depends
     found = service.get_ledger_entry(db, id=entry_id, ledger_ik=ledger_ik)
     versions = service.ik_versions(db, ledger_ik, found.ik)
     return page(request, "entry.html", viewer=who, ledger=service.get_ledger(db, ledger_ik),
-                entry=found, versions=versions)
+                entry=found, versions=versions, hold=service.get_ledger_hold(db, found.id))
 
 
 @router.get("/ledgers/{ledger_ik}/entries/{entry_id}/reverse")
@@ -126,6 +126,26 @@ def confirm_reverse(request: Request, ledger_ik: str, entry_id: str,
     found = service.get_ledger_entry(db, id=entry_id, ledger_ik=ledger_ik)
     return page(request, "confirm_reverse.html", viewer=who,
                 ledger=service.get_ledger(db, ledger_ik), entry=found)
+
+
+HOLD_ACTIONS = ("commit", "void")
+
+
+@router.get("/ledgers/{ledger_ik}/entries/{entry_id}/{action}")
+def confirm_hold(request: Request, ledger_ik: str, entry_id: str, action: str,
+                 who: Viewer = Depends(viewer)):
+    """(Declared after ``reverse``, which its path would shadow.) The confirmation before committing (posting all it reserved) or voiding a hold."""
+    if action not in HOLD_ACTIONS:
+        raise HTTPException(404, "no such page")
+    if not who.can_write:
+        raise HTTPException(403, "this API client is read-only: it can look but not act")
+    db = deps.database(request)
+    found = service.get_ledger_entry(db, id=entry_id, ledger_ik=ledger_ik)
+    hold = service.get_ledger_hold(db, found.id)
+    if hold is None:
+        raise HTTPException(404, "this entry is no hold")
+    return page(request, "confirm_hold.html", viewer=who, action=action,
+                ledger=service.get_ledger(db, ledger_ik), entry=found, hold=hold)
 
 
 def schema_diff(old: service.SchemaVersion, new: service.SchemaVersion) -> list[str]:

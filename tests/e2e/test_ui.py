@@ -312,3 +312,39 @@ def test_ledgers_page_caps_entry_counts(app, world, writer_client, monkeypatch, 
     assert '<td class="num">2+</td>' in row
     activity = [a for a in service.ledgers_activity(db) if a.ledger.ik == world.ledger]
     assert activity[0].capped and activity[0].entries == 2
+
+
+def _hold(db, ledger: str, ik: str, amount: int) -> str:
+    from datetime import datetime, timedelta, timezone
+    return service.add_ledger_hold(db, ledger, service.EntryRequest(
+        ik=ik, type="transfer", parameters={"from": "bob", "to": "alice", "amount": str(amount)}),
+        datetime.now(timezone.utc) + timedelta(hours=1)).entry.id
+
+
+def test_hold_entry_commit_and_void_through_confirmation(app, world, writer_client,
+                                                          reader_client, db):
+    commit_id = _hold(db, world.ledger, "ui-hold-c", 7)
+    void_id = _hold(db, world.ledger, "ui-hold-v", 9)
+    base = f"/ui/ledgers/{world.ledger}/entries"
+    reader = signed_in(app, reader_client)
+    seen = reader.get(f"{base}/{commit_id}").text
+    assert 'id="hold-status">pending' in seen and 'id="commit"' not in seen
+    from api.ui.session import csrf_of
+    r = reader.post(f"{base}/{commit_id}/commit",
+                    data={"csrf": csrf_of(reader.cookies.get("ledger_ui"))})
+    assert r.status_code == 403 and service.get_ledger_hold(db, commit_id).status == "pending"
+    browser = signed_in(app, writer_client)
+    shown = browser.get(f"{base}/{commit_id}").text
+    assert 'id="commit"' in shown and 'id="void"' in shown and 'id="reverse"' not in shown
+    confirm = browser.get(f"{base}/{commit_id}/commit")
+    assert confirm.status_code == 200 and 'id="confirm-commit"' in confirm.text
+    r = browser.post(f"{base}/{commit_id}/commit", data={"csrf": "forged"})
+    assert r.status_code == 403 and service.get_ledger_hold(db, commit_id).status == "pending"
+    r = browser.post(f"{base}/{commit_id}/commit", data={"csrf": csrf(confirm.text)})
+    assert r.status_code == 200 and 'id="hold-status">committed' in r.text
+    assert 'id="commit"' not in r.text
+    confirm = browser.get(f"{base}/{void_id}/void")
+    r = browser.post(f"{base}/{void_id}/void", data={"csrf": csrf(confirm.text)})
+    assert r.status_code == 200 and 'id="hold-status">voided' in r.text
+    assert browser.get(f"{base}/{world.deposit_id}/commit").status_code == 404  # no hold
+    assert browser.get(f"{base}/{void_id}/explode").status_code == 404
