@@ -21,6 +21,7 @@ router = APIRouter(prefix="/ui", route_class=UiRoute, include_in_schema=False)
 LINES_PER_PAGE = 25
 ACCOUNTS_PER_PAGE = 20
 HOLDS_PER_PAGE = 20
+MONITORS_SHOWN = 50
 
 
 @router.get("")
@@ -60,8 +61,11 @@ def ledger(request: Request, ledger_ik: str, at: Optional[str] = Query(None),
     chart = service.chart_nodes(db, ledger_ik) if after is None else []
     tree = chart_tree(chart, accounts.nodes)
     balances = service.balances_of(db, ledger_ik, [p for p, _, _ in tree], at or None)
+    # A ledger has at most 1,000 monitors; the page shows the oldest MONITORS_SHOWN.
+    monitors = service.list_balance_monitors(db, ledger_ik) if after is None else []
     return page(request, "ledger.html", viewer=who, ledger=found, tree=tree,
-                balances=balances, at=at or "", page_info=accounts.page_info)
+                balances=balances, at=at or "", page_info=accounts.page_info,
+                monitors=monitors[:MONITORS_SHOWN], monitor_count=len(monitors))
 
 
 def account_lines(db, ledger_ik: str, path: str, after: Optional[str]):

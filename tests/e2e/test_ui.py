@@ -348,3 +348,12 @@ def test_hold_entry_commit_and_void_through_confirmation(app, world, writer_clie
     assert r.status_code == 200 and 'id="hold-status">voided' in r.text
     assert browser.get(f"{base}/{world.deposit_id}/commit").status_code == 404  # no hold
     assert browser.get(f"{base}/{void_id}/explode").status_code == 404
+
+
+def test_ledger_page_lists_its_balance_monitors(app, world, writer_client, db):
+    service.create_balance_monitor(db, world.ledger, ALICE, "own", {"gte": "1000"},
+                                   "alice is rich")
+    browser = signed_in(app, writer_client)
+    shown = browser.get(f"/ui/ledgers/{world.ledger}").text
+    monitors = shown.split('id="monitors"')[1].split("</table>")[0]
+    assert ALICE in monitors and "gte" in monitors and "alice is rich" in monitors
