@@ -182,7 +182,8 @@ def jobs(request: Request, ledger_ik: str, after: Optional[str] = Query(None),
     found = service.get_ledger(db, ledger_ik)
     backlog = service.queue_snapshot(db, deps.settings(request).partitions)
     failed = service.list_jobs(db, ledger_ik, service.FAILED, first=25, after=after)
-    return page(request, "jobs.html", viewer=who, ledger=found, backlog=backlog, failed=failed)
+    return page(request, "jobs.html", viewer=who, ledger=found, backlog=backlog, failed=failed,
+                mine=service.ledger_backlog(db, ledger_ik))
 
 
 @router.get("/ledgers/{ledger_ik}/reconciliation")

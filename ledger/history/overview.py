@@ -165,3 +165,30 @@ def find_account_paths(db: Database, ledger_ik: str, prefix: str,
             "SELECT path FROM accounts WHERE ledger_id = :id AND path LIKE :p ESCAPE '\\' "
             "ORDER BY path LIMIT :n"), {"id": ledger.id, "p": _like_prefix(prefix), "n": limit})
         return [r.path for r in rows]
+
+
+# Pending jobs of one ledger read per page: a backlog past it shows as "at least".
+PENDING_CAP = 10_000
+
+
+@dataclass(frozen=True)
+class LedgerBacklog:
+    pending: dict[int, int]  # partition -> pending jobs of this ledger (its partitions only)
+    oldest: dict[int, datetime]  # partition -> creation of its oldest pending job
+    capped: bool  # more than PENDING_CAP pending: the counts are of the oldest ones
+
+
+def ledger_backlog(db: Database, ledger_ik: str) -> LedgerBacklog:
+    """The ledger's pending posting jobs per partition, read from its oldest ``PENDING_CAP``
+    through the (ledger, status, id) index, so a deep backlog costs the cap at most."""
+    with db.transaction() as conn:
+        ledger = load_ledger(conn, ledger_ik)
+        rows = conn.execute(sa.text(
+            "SELECT partition, count(*) AS n, min(created) AS oldest FROM ("
+            " SELECT partition, created FROM posting_jobs"
+            " WHERE ledger_id = :id AND status = 'pending' ORDER BY id LIMIT :cap) AS head "
+            "GROUP BY partition ORDER BY partition"),
+            {"id": ledger.id, "cap": PENDING_CAP + 1}).all()
+    total = sum(r.n for r in rows)
+    return LedgerBacklog({r.partition: int(r.n) for r in rows},
+                         {r.partition: r.oldest for r in rows}, total > PENDING_CAP)

@@ -357,3 +357,19 @@ def test_ledger_page_lists_its_balance_monitors(app, world, writer_client, db):
     shown = browser.get(f"/ui/ledgers/{world.ledger}").text
     monitors = shown.split('id="monitors"')[1].split("</table>")[0]
     assert ALICE in monitors and "gte" in monitors and "alice is rich" in monitors
+
+
+def test_jobs_page_shows_this_ledgers_pending_per_partition(app, world, writer_client, db):
+    browser = signed_in(app, writer_client)
+    base = f"/ui/ledgers/{world.ledger}/jobs"
+    assert 'id="ledger-none-pending"' in browser.get(base).text
+    submission = service.submit_entries(db, world.ledger, [
+        {"ik": "ui-wait", "type": "deposit", "parameters": {"user": "dan", "amount": "5"}}],
+        partitions=PARTITIONS)
+    job = submission.jobs[0]
+    mine = browser.get(base).text.split('id="ledger-pending"')[1].split("</table>")[0]
+    assert f"<td>{job.partition}</td><td class=\"num\">1</td>" in mine
+    backlog = service.ledger_backlog(db, world.ledger)
+    assert backlog.pending == {job.partition: 1} and not backlog.capped
+    service.work_partition(db, job.partition)
+    assert service.ledger_backlog(db, world.ledger).pending == {}
