@@ -149,6 +149,13 @@ def _like_prefix(prefix: str) -> str:
     return prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
 
 
+def _after_prefix(prefix: str) -> str | None:
+    """The first string in "C" (code point) order past every string starting with
+    ``prefix``; None when its last character is the last code point."""
+    last = ord(prefix[-1])
+    return None if last >= 0x10FFFF else prefix[:-1] + chr(last + 1)
+
+
 def find_account_paths(db: Database, ledger_ik: str, prefix: str,
                        limit: int = 20) -> list[str]:
     """Paths of the ledger's accounts that start with ``prefix``, in path order, at most
@@ -161,13 +168,17 @@ def find_account_paths(db: Database, ledger_ik: str, prefix: str,
         raise BadRequestError("invalid_input", "prefix: must not be empty", field="prefix")
     with db.transaction() as conn:
         ledger = load_ledger(conn, ledger_ik)
+        # The range is spelled out: a prepared (generic) plan cannot derive it from LIKE.
+        hi = _after_prefix(prefix)
         rows = conn.execute(sa.text(
-            "SELECT path FROM accounts WHERE ledger_id = :id AND path LIKE :p ESCAPE '\\' "
-            "ORDER BY path LIMIT :n"), {"id": ledger.id, "p": _like_prefix(prefix), "n": limit})
+            "SELECT path FROM accounts WHERE ledger_id = :id AND path >= :lo "
+            + ("AND path < :hi " if hi is not None else "")
+            + "AND path LIKE :p ESCAPE '\\' ORDER BY path LIMIT :n"),
+            {"id": ledger.id, "lo": prefix, "hi": hi, "p": _like_prefix(prefix), "n": limit})
         return [r.path for r in rows]
 
 
-# Pending jobs of one ledger read per page: a backlog past it shows as "at least".
+# Pending jobs of one ledger read at most: past it the jobs page says it counted the oldest.
 PENDING_CAP = 10_000
 
 
