@@ -109,6 +109,7 @@ def main() -> None:
             "jobs": "/ui/ledgers/big/jobs",
             "reconciliation": "/ui/ledgers/big/reconciliation",
             "search (entry ik)": "/ui/search?ledger=big&q=e1234",
+            "search (path prefix)": "/ui/search?ledger=big&q=liabilities/users:u1",
         }
         for name, path in pages.items():
             times = []

@@ -500,6 +500,9 @@ from ledger.history.overview import (  # noqa: E402
     balance_series,
     balances_of,
     chart_nodes,
+    LedgerBacklog,
+    find_account_paths,
+    ledger_backlog,
     ledgers_activity,
 )
 from ledger.jobs.retry import retry_job  # noqa: E402
@@ -508,6 +511,7 @@ from ledger.stripe.status import SyncState as StripeSyncState  # noqa: E402
 from ledger.stripe.status import sync_state as stripe_sync_state  # noqa: E402
 
 __all__ += ["BalancePoint", "ChartNode", "LedgerActivity", "balance_series", "balances_of",
-            "chart_nodes", "ledgers_activity",
+            "chart_nodes", "find_account_paths", "ledgers_activity", "LedgerBacklog",
+            "ledger_backlog",
             "retry_job", "linked_paths", "list_links", "txs_by_external_id",
             "StripeSyncState", "stripe_sync_state"]

@@ -1,5 +1,5 @@
 """The dashboard's forms that act: sign-in and sign-out, reversing an entry, retrying a
-failed job. Each acting form needs a write client and the session's CSRF token
+failed job, committing or voiding a hold. Each acting form needs a write client and the session's CSRF token
 (`api.ui.session.writer`); each answers with a redirect to the page that shows the change."""
 from __future__ import annotations
 
@@ -61,6 +61,24 @@ async def reverse(request: Request, ledger_ik: str, entry_id: str, csrf: str = F
                                      id=entry_id, ledger_ik=ledger_ik)
     return RedirectResponse(f"{PREFIX}/ledgers/{quote(ledger_ik, safe='')}/entries/"
                             f"{result.reversed_entry.id}?reversed=1", status_code=303)
+
+
+async def resolve_hold(request: Request, ledger_ik: str, entry_id: str, csrf: str, act):
+    """Commit or void (``act``) the hold of entry ``entry_id``, then show the entry."""
+    await run_in_threadpool(writer, request, csrf)
+    await run_in_threadpool(act, deps.database(request), id=entry_id, ledger_ik=ledger_ik)
+    return RedirectResponse(f"{PREFIX}/ledgers/{quote(ledger_ik, safe='')}/entries/"
+                            f"{quote(entry_id, safe='')}", status_code=303)
+
+
+@router.post("/ledgers/{ledger_ik}/entries/{entry_id}/commit")
+async def commit_hold(request: Request, ledger_ik: str, entry_id: str, csrf: str = Form("")):
+    return await resolve_hold(request, ledger_ik, entry_id, csrf, service.commit_ledger_entry)
+
+
+@router.post("/ledgers/{ledger_ik}/entries/{entry_id}/void")
+async def void_hold(request: Request, ledger_ik: str, entry_id: str, csrf: str = Form("")):
+    return await resolve_hold(request, ledger_ik, entry_id, csrf, service.void_ledger_entry)
 
 
 @router.post("/ledgers/{ledger_ik}/jobs/{job_id}/retry")

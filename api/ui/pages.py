@@ -20,6 +20,8 @@ router = APIRouter(prefix="/ui", route_class=UiRoute, include_in_schema=False)
 
 LINES_PER_PAGE = 25
 ACCOUNTS_PER_PAGE = 20
+HOLDS_PER_PAGE = 20
+MONITORS_SHOWN = 50
 
 
 @router.get("")
@@ -59,8 +61,11 @@ def ledger(request: Request, ledger_ik: str, at: Optional[str] = Query(None),
     chart = service.chart_nodes(db, ledger_ik) if after is None else []
     tree = chart_tree(chart, accounts.nodes)
     balances = service.balances_of(db, ledger_ik, [p for p, _, _ in tree], at or None)
+    # A ledger has at most 1,000 monitors; the page shows the oldest MONITORS_SHOWN.
+    monitors = service.list_balance_monitors(db, ledger_ik) if after is None else []
     return page(request, "ledger.html", viewer=who, ledger=found, tree=tree,
-                balances=balances, at=at or "", page_info=accounts.page_info)
+                balances=balances, at=at or "", page_info=accounts.page_info,
+                monitors=monitors[:MONITORS_SHOWN], monitor_count=len(monitors))
 
 
 def account_lines(db, ledger_ik: str, path: str, after: Optional[str]):
@@ -73,6 +78,19 @@ def account_lines(db, ledger_ik: str, path: str, after: Optional[str]):
         if exc.field != "account":
             raise
         return None
+
+
+def account_holds(db, ledger_ik: str, path: str, at: Optional[str]):
+    """Pending and available balances and the newest holds' lines of ``path``; no holds
+    for a template node, which has no lines of its own."""
+    holding = service.hold_balances(db, ledger_ik, path, at=at or None)
+    try:
+        holds = service.list_hold_lines(db, ledger_ik, path, status=None, first=HOLDS_PER_PAGE)
+    except BadRequestError as exc:
+        if exc.field != "account":
+            raise
+        holds = []
+    return holding, holds
 
 
 @router.get("/ledgers/{ledger_ik}/account")
@@ -88,9 +106,10 @@ def account(request: Request, ledger_ik: str, path: str = Query(...),
         else date.today()
     points = 30 if scale == "daily" else 12
     series = service.balance_series(db, ledger_ik, path, end=end, scale=scale, points=points)
+    holding, holds = account_holds(db, ledger_ik, path, at)
     return page(request, "account.html", viewer=who, ledger=found, path=path,
                 balances=balances, lines=lines, charts=charts(series), scale=scale,
-                at=at or "")
+                at=at or "", holding=holding, holds=holds)
 
 
 @router.get("/ledgers/{ledger_ik}/entries/{entry_id}")
@@ -99,7 +118,7 @@ def entry(request: Request, ledger_ik: str, entry_id: str, who: Viewer = Depends
     found = service.get_ledger_entry(db, id=entry_id, ledger_ik=ledger_ik)
     versions = service.ik_versions(db, ledger_ik, found.ik)
     return page(request, "entry.html", viewer=who, ledger=service.get_ledger(db, ledger_ik),
-                entry=found, versions=versions)
+                entry=found, versions=versions, hold=service.get_ledger_hold(db, found.id))
 
 
 @router.get("/ledgers/{ledger_ik}/entries/{entry_id}/reverse")
@@ -111,6 +130,26 @@ def confirm_reverse(request: Request, ledger_ik: str, entry_id: str,
     found = service.get_ledger_entry(db, id=entry_id, ledger_ik=ledger_ik)
     return page(request, "confirm_reverse.html", viewer=who,
                 ledger=service.get_ledger(db, ledger_ik), entry=found)
+
+
+HOLD_ACTIONS = ("commit", "void")
+
+
+@router.get("/ledgers/{ledger_ik}/entries/{entry_id}/{action}")
+def confirm_hold(request: Request, ledger_ik: str, entry_id: str, action: str,
+                 who: Viewer = Depends(viewer)):
+    """(Declared after ``reverse``, which its path would shadow.) The confirmation before committing (posting all it reserved) or voiding a hold."""
+    if action not in HOLD_ACTIONS:
+        raise HTTPException(404, "no such page")
+    if not who.can_write:
+        raise HTTPException(403, "this API client is read-only: it can look but not act")
+    db = deps.database(request)
+    found = service.get_ledger_entry(db, id=entry_id, ledger_ik=ledger_ik)
+    hold = service.get_ledger_hold(db, found.id)
+    if hold is None:
+        raise HTTPException(404, "this entry is no hold")
+    return page(request, "confirm_hold.html", viewer=who, action=action,
+                ledger=service.get_ledger(db, ledger_ik), entry=found, hold=hold)
 
 
 def schema_diff(old: service.SchemaVersion, new: service.SchemaVersion) -> list[str]:
@@ -143,7 +182,8 @@ def jobs(request: Request, ledger_ik: str, after: Optional[str] = Query(None),
     found = service.get_ledger(db, ledger_ik)
     backlog = service.queue_snapshot(db, deps.settings(request).partitions)
     failed = service.list_jobs(db, ledger_ik, service.FAILED, first=25, after=after)
-    return page(request, "jobs.html", viewer=who, ledger=found, backlog=backlog, failed=failed)
+    return page(request, "jobs.html", viewer=who, ledger=found, backlog=backlog, failed=failed,
+                mine=service.ledger_backlog(db, ledger_ik))
 
 
 @router.get("/ledgers/{ledger_ik}/reconciliation")
@@ -169,7 +209,7 @@ def search(request: Request, q: str = Query(""), ledger: Optional[str] = Query(N
     db = deps.database(request)
     all_ledgers = service.list_ledgers(db)
     q = q.strip()
-    hits: dict = {"entry": None, "account": None, "txs": []}
+    hits: dict = {"entry": None, "account": None, "paths": [], "txs": []}
     if q and ledger:
         try:
             hits["entry"] = service.get_ledger_entry(db, ledger_ik=ledger, ik=q)
@@ -178,6 +218,11 @@ def search(request: Request, q: str = Query(""), ledger: Optional[str] = Query(N
         try:
             hits["account"] = service.account_balances(db, ledger, q)
         except LedgerError:
+            pass
+        try:
+            hits["paths"] = [p for p in service.find_account_paths(db, ledger, q, limit=20)
+                             if p != q]
+        except NotFoundError:
             pass
     if q:
         hits["txs"] = service.txs_by_external_id(db, q)

@@ -11,6 +11,7 @@ from fastapi.testclient import TestClient
 
 from api.app import create_app
 from ledger import clients, service
+from ledger.errors import BadRequestError
 from ledger.settings import Settings
 from tests.e2e.ui_world import PARTITIONS, build, fund_carol
 from tests.integration.test_history import ALICE
@@ -268,3 +269,107 @@ def test_stripe_sync_status(db, database_url, unique, writer_client):
     assert last_run.endswith("UTC")  # configured just now
     assert "<dt>Missing</dt><dd>nothing" in stripe
     assert "Problems (0)" in page_
+
+
+def test_account_shows_pending_and_available_and_its_holds(app, world, writer_client, db):
+    from datetime import datetime, timedelta, timezone
+    service.add_ledger_hold(db, world.ledger, service.EntryRequest(
+        ik="ui-hold-1", type="transfer",
+        parameters={"from": "bob", "to": "alice", "amount": "30"}),
+        datetime.now(timezone.utc) + timedelta(hours=1))
+    browser = signed_in(app, writer_client)
+    bob = ALICE.replace("alice", "bob")
+    r = browser.get(f"/ui/ledgers/{world.ledger}/account", params={"path": bob})
+    assert r.status_code == 200
+    holds = r.text.split('id="holds"')[1].split("</table>")[0]
+    assert "pending" in holds and "30" in holds
+    own = re.search(r'<dd id="own">(.*?)</dd>', r.text, re.S).group(1)
+    available = re.search(r'<dd id="available">(.*?)</dd>', r.text, re.S).group(1)
+    assert own != available  # the held 30 leaves bob's available balance only
+    template = browser.get(f"/ui/ledgers/{world.ledger}/account",
+                           params={"path": "liabilities/users"})
+    assert template.status_code == 200 and "No holds." in template.text
+
+
+def test_search_by_path_prefix_is_literal(app, world, writer_client, db):
+    browser = signed_in(app, writer_client)
+    prefix = ALICE.split(":")[0] + ":"
+    found = browser.get("/ui/search", params={"q": prefix, "ledger": world.ledger}).text
+    assert ALICE in found and ALICE.replace("alice", "bob") in found
+    # LIKE wildcards in the query are plain characters: "_" matches no path here.
+    assert service.find_account_paths(db, world.ledger, prefix[:-1] + "_") == []
+    assert service.find_account_paths(db, world.ledger, prefix, limit=1) == [
+        sorted(service.find_account_paths(db, world.ledger, prefix))[0]]
+    with pytest.raises(BadRequestError):
+        service.find_account_paths(db, world.ledger, prefix, limit=51)
+
+
+def test_ledgers_page_caps_entry_counts(app, world, writer_client, monkeypatch, db):
+    from ledger.history import overview
+    browser = signed_in(app, writer_client)
+    monkeypatch.setattr(overview, "ENTRY_COUNT_CAP", 2)
+    row = browser.get("/ui/ledgers").text.split(f">{world.ledger}</a>")[1].split("</tr>")[0]
+    assert '<td class="num">2+</td>' in row
+    activity = [a for a in service.ledgers_activity(db) if a.ledger.ik == world.ledger]
+    assert activity[0].capped and activity[0].entries == 2
+
+
+def _hold(db, ledger: str, ik: str, amount: int) -> str:
+    from datetime import datetime, timedelta, timezone
+    return service.add_ledger_hold(db, ledger, service.EntryRequest(
+        ik=ik, type="transfer", parameters={"from": "bob", "to": "alice", "amount": str(amount)}),
+        datetime.now(timezone.utc) + timedelta(hours=1)).entry.id
+
+
+def test_hold_entry_commit_and_void_through_confirmation(app, world, writer_client,
+                                                          reader_client, db):
+    commit_id = _hold(db, world.ledger, "ui-hold-c", 7)
+    void_id = _hold(db, world.ledger, "ui-hold-v", 9)
+    base = f"/ui/ledgers/{world.ledger}/entries"
+    reader = signed_in(app, reader_client)
+    seen = reader.get(f"{base}/{commit_id}").text
+    assert 'id="hold-status">pending' in seen and 'id="commit"' not in seen
+    from api.ui.session import csrf_of
+    r = reader.post(f"{base}/{commit_id}/commit",
+                    data={"csrf": csrf_of(reader.cookies.get("ledger_ui"))})
+    assert r.status_code == 403 and service.get_ledger_hold(db, commit_id).status == "pending"
+    browser = signed_in(app, writer_client)
+    shown = browser.get(f"{base}/{commit_id}").text
+    assert 'id="commit"' in shown and 'id="void"' in shown and 'id="reverse"' not in shown
+    confirm = browser.get(f"{base}/{commit_id}/commit")
+    assert confirm.status_code == 200 and 'id="confirm-commit"' in confirm.text
+    r = browser.post(f"{base}/{commit_id}/commit", data={"csrf": "forged"})
+    assert r.status_code == 403 and service.get_ledger_hold(db, commit_id).status == "pending"
+    r = browser.post(f"{base}/{commit_id}/commit", data={"csrf": csrf(confirm.text)})
+    assert r.status_code == 200 and 'id="hold-status">committed' in r.text
+    assert 'id="commit"' not in r.text
+    confirm = browser.get(f"{base}/{void_id}/void")
+    r = browser.post(f"{base}/{void_id}/void", data={"csrf": csrf(confirm.text)})
+    assert r.status_code == 200 and 'id="hold-status">voided' in r.text
+    assert browser.get(f"{base}/{world.deposit_id}/commit").status_code == 404  # no hold
+    assert browser.get(f"{base}/{void_id}/explode").status_code == 404
+
+
+def test_ledger_page_lists_its_balance_monitors(app, world, writer_client, db):
+    service.create_balance_monitor(db, world.ledger, ALICE, "own", {"gte": "1000"},
+                                   "alice is rich")
+    browser = signed_in(app, writer_client)
+    shown = browser.get(f"/ui/ledgers/{world.ledger}").text
+    monitors = shown.split('id="monitors"')[1].split("</table>")[0]
+    assert ALICE in monitors and "gte" in monitors and "alice is rich" in monitors
+
+
+def test_jobs_page_shows_this_ledgers_pending_per_partition(app, world, writer_client, db):
+    browser = signed_in(app, writer_client)
+    base = f"/ui/ledgers/{world.ledger}/jobs"
+    assert 'id="ledger-none-pending"' in browser.get(base).text
+    submission = service.submit_entries(db, world.ledger, [
+        {"ik": "ui-wait", "type": "deposit", "parameters": {"user": "dan", "amount": "5"}}],
+        partitions=PARTITIONS)
+    job = submission.jobs[0]
+    mine = browser.get(base).text.split('id="ledger-pending"')[1].split("</table>")[0]
+    assert f"<td>{job.partition}</td><td class=\"num\">1</td>" in mine
+    backlog = service.ledger_backlog(db, world.ledger)
+    assert backlog.pending == {job.partition: 1} and not backlog.capped
+    service.work_partition(db, job.partition)
+    assert service.ledger_backlog(db, world.ledger).pending == {}

@@ -193,3 +193,73 @@ def test_read_only_client_sees_no_action_and_is_refused(browser, url, db, world)
     WebDriverWait(browser, 10).until(lambda d: "Not allowed" in d.title or "read-only" in text(d))
     assert "read-only" in text(browser)
     assert service.get_ledger_entry(db, id=entry.id).reversed_by_id is None
+
+
+HEADING_LEVELS = """
+    return [...document.querySelectorAll('main h1, main h2, main h3, main h4')]
+        .map(h => Number(h.tagName[1]));"""
+UNLABELLED = """
+    return [...document.querySelectorAll('input:not([type=hidden]), select, textarea')]
+        .filter(c => !(c.labels && c.labels.length) && !c.getAttribute('aria-label'))
+        .map(c => c.outerHTML);"""
+
+
+def check_page_structure(driver) -> None:
+    """One h1 first, no heading level skipped, every visible form control labelled."""
+    levels = driver.execute_script(HEADING_LEVELS)
+    assert levels and levels[0] == 1 and levels.count(1) == 1, levels
+    assert all(b - a <= 1 for a, b in zip(levels, levels[1:])), levels
+    assert driver.execute_script(UNLABELLED) == []
+
+
+def tab_to(driver, matches, limit: int = 300):
+    """Press Tab until the focused element ``matches``; fail if it never does."""
+    for _ in range(limit):
+        driver.switch_to.active_element.send_keys(Keys.TAB)
+        focused = driver.switch_to.active_element
+        if matches(focused):
+            outline = driver.execute_script(
+                "return getComputedStyle(arguments[0]).outlineStyle", focused)
+            assert outline != "none", focused.get_attribute("outerHTML")  # focus is visible
+            return focused
+    raise AssertionError("Tab never reached the element")
+
+
+def press_enter(driver, element) -> None:
+    old = driver.find_element(By.TAG_NAME, "html")
+    element.send_keys(Keys.ENTER)
+    WebDriverWait(driver, 10).until(staleness_of(old), "Enter did not load a page")
+
+
+def href_has(*parts):
+    return lambda e: all(p in (e.get_attribute("href") or "") for p in parts)
+
+
+def test_keyboard_only_walk_and_a_hold_committed(browser, url, db, world):
+    from datetime import datetime, timedelta, timezone
+    writer = clients.create_client(db, "keyboard writer", "write")
+    hold = service.add_ledger_hold(db, world.ledger, service.EntryRequest(
+        ik="kb-hold", type="transfer", parameters={"from": "alice", "to": "bob", "amount": "11"}),
+        datetime.now(timezone.utc) + timedelta(hours=1)).entry
+    browser.get(f"{url}/ui/ledgers")
+    check_page_structure(browser)
+    field = tab_to(browser, lambda e: e.get_attribute("id") == "client_id")
+    field.send_keys(writer.client_id)
+    field = tab_to(browser, lambda e: e.get_attribute("id") == "client_secret")
+    field.send_keys(writer.client_secret)
+    press_enter(browser, field)  # Enter in a field submits its form
+    assert browser.current_url.endswith("/ui/ledgers")
+    check_page_structure(browser)
+    press_enter(browser, tab_to(browser, lambda e: e.text == world.ledger))
+    check_page_structure(browser)
+    press_enter(browser, tab_to(browser, href_has("/account?", "alice", "available")))
+    assert ALICE in text(browser)
+    check_page_structure(browser)
+    press_enter(browser, tab_to(browser, href_has(f"/entries/{hold.id}")))  # its holds table
+    assert browser.find_element(By.ID, "hold-status").text == "pending"
+    check_page_structure(browser)
+    press_enter(browser, tab_to(browser, lambda e: e.get_attribute("id") == "commit"))
+    check_page_structure(browser)
+    press_enter(browser, tab_to(browser, lambda e: e.get_attribute("id") == "confirm-commit"))
+    assert browser.find_element(By.ID, "hold-status").text == "committed"
+    assert service.get_ledger_hold(db, hold.id).status == "committed"
