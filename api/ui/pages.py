@@ -85,7 +85,8 @@ def account_holds(db, ledger_ik: str, path: str, at: Optional[str]):
     for a template node, which has no lines of its own."""
     holding = service.hold_balances(db, ledger_ik, path, at=at or None)
     try:
-        holds = service.list_hold_lines(db, ledger_ik, path, status=None, first=HOLDS_PER_PAGE)
+        holds = service.list_hold_lines(db, ledger_ik, path, status=None,
+                                        first=HOLDS_PER_PAGE).nodes
     except BadRequestError as exc:
         if exc.field != "account":
             raise
