@@ -4,6 +4,8 @@ without it, deleted; refusals are typed errors naming the field; a read client m
 feed but not create endpoints."""
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from ledger_sdk import BadRequestError, PermissionDeniedError, SyncClient
@@ -30,19 +32,34 @@ def _all(client, **filters):
         after = page.end_cursor
 
 
+def _settled(client, count, **filters):
+    """The feed withholds events while older transactions (of any database on the server)
+    are still open, so it is read again until ``count`` events show, for up to 15 s."""
+    deadline = time.monotonic() + 15
+    while len(found := _all(client, **filters)) < count and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return found
+
+
 def test_list_events_pages_and_filters(api, full_client, wallet):  # noqa: F811
     with _client(api, full_client, wallet) as client:
         made = client.create_balance_monitor("liabilities/users", "child", "gt", 1000,
-                                             currency="USD")
+                                             currency="USD", ik="sdk-monitor")
+        assert client.create_balance_monitor("liabilities/users", "child", "gt", 1000,
+                                             currency="USD", ik="sdk-monitor") == made
+        with pytest.raises(BadRequestError) as exc:
+            client.create_balance_monitor("liabilities/users", "child", "gt", 5,
+                                          currency="USD", ik="sdk-monitor")
+        assert exc.value.code == "ik_conflict"
         for i in range(3):
             client.add_ledger_entry(ik=f"{wallet}-dep-{i}", type="deposit",
                                     parameters={"user": "alice", "amount": "600"})
-        mine = _all(client, ledger=wallet)
+        mine = _settled(client, 4, ledger=wallet)
         types = [e.type for e in mine]
         assert types.count("entry.posted") == 3, types
         assert all(e.ledger_ik == wallet for e in mine)
         assert len({e.id for e in mine}) == len(mine)  # paging with the cursor repeats none
-        crossed = _all(client, ledger=wallet, types=["balance.crossed"])
+        crossed = _settled(client, 1, ledger=wallet, types=["balance.crossed"])
         assert len(crossed) == 1 and crossed[0].payload["monitorId"] == made.id, crossed
         assert _all(client, ledger=wallet, types=["hold.voided"]) == []
         with pytest.raises(ValueError):
