@@ -316,7 +316,8 @@ def start_api(settings: Settings, url: str, redis_url: str, tmp: Path, args):
                     "--concurrency", "1", "--without-gossip", "--without-mingle",
                     "--without-heartbeat", "-Q",
                     ",".join([f"{prefix}.{p}" for p in range(settings.partitions)]
-                             + [f"{prefix}.maintenance"])], env, tmp / "worker.log")
+                             + [f"{prefix}.maintenance", f"{prefix}.webhooks"])],
+                   env, tmp / "worker.log")
     base = f"http://127.0.0.1:{port}"
     wait_healthy(base, api, tmp / "api.log")
     return [api, worker], base, created.client_id, created.client_secret

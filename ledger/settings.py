@@ -124,6 +124,9 @@ class Settings:
     # maintenance queue; each partition should have exactly one worker (README, "Deploying").
     worker_partitions: tuple[int, ...] | None = None
     worker_maintenance: bool = True
+    # Whether that worker also consumes the webhooks queue (deliveries, on their own queue
+    # so a hanging receiver never waits in front of relay, rollup or expiry).
+    worker_webhooks: bool = True
     # Stripe. The environment's key and secret win over the ones stored by
     # `ledger stripe configure`.
     stripe_link_id: str = DEFAULT_STRIPE_LINK_ID
@@ -220,6 +223,7 @@ class Settings:
             worker_max_memory_kb=read.integer("LEDGER_WORKER_MAX_MEMORY_KB", 200_000, 1),
             worker_partitions=read.partitions("LEDGER_WORKER_PARTITIONS", partitions),
             worker_maintenance=read.flag("LEDGER_WORKER_MAINTENANCE") is not False,
+            worker_webhooks=read.flag("LEDGER_WORKER_WEBHOOKS") is not False,
             stripe_link_id=read.text("STRIPE_LINK_ID") or DEFAULT_STRIPE_LINK_ID,
             stripe_api_key=read.secret("STRIPE_API_KEY"),
             stripe_webhook_secret=read.secret("STRIPE_WEBHOOK_SECRET"),
@@ -257,6 +261,10 @@ class Settings:
     def maintenance_queue(self) -> str:
         return f"{self.queue_prefix}.maintenance"
 
+    @property
+    def webhook_queue(self) -> str:
+        return f"{self.queue_prefix}.webhooks"
+
     def queue_name(self, partition: int) -> str:
         """The broker queue whose consumer posts ``partition``. The prefix lets two
         deployments (or test runs) share one Redis without taking each other's work."""
@@ -268,11 +276,15 @@ class Settings:
     def worker_queues(self) -> list[str]:
         """The queues a worker started with these settings consumes: its partitions'
         (``LEDGER_WORKER_PARTITIONS``, else all), then the maintenance queue unless
-        ``LEDGER_WORKER_MAINTENANCE`` is false."""
+        ``LEDGER_WORKER_MAINTENANCE`` is false, with the webhooks queue unless
+        ``LEDGER_WORKER_WEBHOOKS`` is false."""
         partitions = range(self.partitions) if self.worker_partitions is None \
             else self.worker_partitions
         queues = [self.queue_name(p) for p in partitions]
-        return queues + [self.maintenance_queue] if self.worker_maintenance else queues
+        if not self.worker_maintenance:
+            return queues
+        return queues + [self.maintenance_queue] + (
+            [self.webhook_queue] if self.worker_webhooks else [])
 
     def child_environ(self, **overrides: str) -> dict[str, str]:
         """The environment of a child process (`ledger up`'s API, worker and beat): ours,

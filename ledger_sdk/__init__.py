@@ -12,6 +12,7 @@ from ledger_sdk.errors import (AuthenticationError, BadRequestError, GraphQLRequ
                                PermissionDeniedError, TransportError)
 from ledger_sdk.history import (AccountSummary, BalanceChange, EntryGroup, GroupBalance,
                                 HistoryEntry, Page, PageInfo, ReverseResult, UpdateResult)
+from ledger_sdk.events import Event, EventsPage, WebhookEndpoint
 from ledger_sdk.monitors import BalanceMonitor, condition_input
 from ledger_sdk.holds import Hold, HoldBalances, HoldResult
 from ledger_sdk.workspace import GetWorkspaceResult, Workspace
@@ -28,4 +29,5 @@ __all__ = [
     "PageInfo", "ReverseResult", "UpdateResult", "GetWorkspaceResult", "Workspace",
     "BalanceMonitor", "condition_input",
     "Hold", "HoldBalances", "HoldResult",
+    "Event", "EventsPage", "WebhookEndpoint",
 ]

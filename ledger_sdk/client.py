@@ -20,6 +20,7 @@ import httpx
 
 from ledger_sdk import documents as d
 from ledger_sdk.errors import BadRequestError, network_error
+from ledger_sdk.events import EventsMixin
 from ledger_sdk.history import HistoryMixin
 from ledger_sdk.holds import HoldsMixin
 from ledger_sdk.links import LinksMixin
@@ -79,7 +80,8 @@ def _entry_input(ledger: str | None, type: str | None, parameters: dict | None, 
     return entry
 
 
-class _Core(WorkspaceMixin, LinksMixin, HistoryMixin, HoldsMixin, MonitorsMixin, Transport):
+class _Core(WorkspaceMixin, LinksMixin, HistoryMixin, HoldsMixin, MonitorsMixin, EventsMixin,
+            Transport):
     """The operations both clients offer, each built as one `Operation`."""
 
     # -------------------------------------------------------------- operations

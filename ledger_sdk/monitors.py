@@ -15,9 +15,10 @@ _RESULT = f"__typename ... on BalanceMonitorResult {{ balanceMonitor {{ {_MONITO
 _CONDITION = "$condition: BalanceMonitorConditionInput"
 
 CREATE = f"""mutation CreateBalanceMonitor($ledger: LedgerMatchInput!, $account: String!,
-  $balance: String!, {_CONDITION}!, $description: String) {{
+  $balance: String!, {_CONDITION}!, $description: String, $ik: String) {{
   createBalanceMonitor(ledger: $ledger, account: $account, balance: $balance,
-                       condition: $condition, description: $description) {{ {_RESULT} }}
+                       condition: $condition, description: $description, ik: $ik) {{
+    {_RESULT} }}
 }}"""
 
 UPDATE = f"""mutation UpdateBalanceMonitor($id: ID!, $account: String, $balance: String,
@@ -83,13 +84,15 @@ class MonitorsMixin(Operations):
 
     def create_balance_monitor(self, account: str, balance: str, op: str, amount: int | str,
                                *, currency: str | None = None, description: str | None = None,
-                               ledger: str | None = None):
+                               ledger: str | None = None, ik: str | None = None):
         """Watch ``balance`` (own | child | total) of ``account`` (a path or a pattern such as
         ``liabilities/users:*/available``): each change that makes ``balance op amount``
-        true, or false again, raises the event ``balance.crossed``."""
+        true, or false again, raises the event ``balance.crossed``. ``ik``: a retry with
+        the same ik and input returns the same monitor; another input is ``ik_conflict``."""
         return self._call(CREATE, {
             "ledger": {"ik": self._ledger(ledger)}, "account": account, "balance": balance,
-            "condition": condition_input(op, amount, currency), "description": description},
+            "condition": condition_input(op, amount, currency), "description": description,
+            "ik": ik},
             "createBalanceMonitor", _one)
 
     def list_balance_monitors(self, ledger: str | None = None):

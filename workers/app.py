@@ -101,11 +101,15 @@ def celery_config(settings: Settings) -> dict:
         task_ignore_result=True,
         task_store_errors_even_if_ignored=False,
         task_default_queue=maintenance,
-        task_queues=[Queue(q) for q in settings.partition_queues()] + [Queue(maintenance)],
-        task_routes={name: {"queue": maintenance}
-                     for name in ("ledger.relay", "ledger.rollup", "ledger.prune",
-                                  "ledger.webhooks.dispatch", "ledger.webhooks.deliver",
-                                  "ledger.events.unreconciled", "ledger.holds.expire")},
+        task_queues=[Queue(q) for q in settings.partition_queues()] + [
+            Queue(maintenance), Queue(settings.webhook_queue)],
+        task_routes={**{name: {"queue": maintenance}
+                        for name in ("ledger.relay", "ledger.rollup", "ledger.prune",
+                                     "ledger.webhooks.dispatch", "ledger.events.unreconciled",
+                                     "ledger.holds.expire")},
+                     # Deliveries wait on receivers: their own queue, so a hanging one
+                     # never delays relay, rollup or expiry behind it.
+                     "ledger.webhooks.deliver": {"queue": settings.webhook_queue}},
         # Bounds a worker process's memory: a child is replaced after it grows past this.
         worker_max_memory_per_child=settings.worker_max_memory_kb,
         worker_hijack_root_logger=False,

@@ -24,7 +24,7 @@ def dispatch() -> list[str]:
     every = settings().webhook_every_seconds
     for endpoint in due:
         app.send_task("ledger.webhooks.deliver", args=[endpoint],
-                      queue=settings().maintenance_queue, expires=max(5.0, 5 * every))
+                      queue=settings().webhook_queue, expires=max(5.0, 5 * every))
     return due
 
 

@@ -350,7 +350,7 @@ def _serve(settings: Settings, host: str, port: int, children: list[Child],
     env = settings.child_environ(PYTHONUNBUFFERED="1",
                                  LEDGER_SECRET_KEY=settings.secret_key.reveal())
     env["PROMETHEUS_MULTIPROC_DIR"] = str(_metrics_dir(settings))
-    queues = settings.partition_queues() + [settings.maintenance_queue]
+    queues = settings.partition_queues() + [settings.maintenance_queue, settings.webhook_queue]
     py = sys.executable
     planned = [
         # One API process per core (LEDGER_API_PROCESSES); each sizes its own pool.

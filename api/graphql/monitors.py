@@ -116,11 +116,14 @@ class MonitorMutation:
             account: Annotated[str, strawberry.argument(description=_ACCOUNT)],
             balance: Annotated[str, strawberry.argument(description=_KIND)],
             condition: BalanceMonitorConditionInput,
-            description: Optional[str] = None) -> BalanceMonitorResponse:
+            description: Optional[str] = None,
+            ik: Annotated[Optional[str], strawberry.argument(
+                description="Idempotency key: the same ik and input replays the monitor, "
+                            "another input is ik_conflict.")] = None) -> BalanceMonitorResponse:
         ctx: Context = info.context
         return mutate(info, lambda: BalanceMonitorResult(balance_monitor=monitor_type(
             service.create_balance_monitor(ctx.db, _ledger_ik(ctx, ledger), account, balance,
-                                           _condition(condition), description))))
+                                           _condition(condition), description, ik))))
 
     @strawberry.mutation(description="Change a monitor's account, balance, condition or "
                                      "description (what is left out stays).")

@@ -13,16 +13,19 @@ from ledger.monitors.model import KINDS as MONITOR_KINDS, OPS as MONITOR_OPS
 
 
 def create_balance_monitor(db: Database, ledger_ik: str, account: Any, balance: Any,
-                           condition: Any, description: Any = None) -> BalanceMonitor:
+                           condition: Any, description: Any = None,
+                           ik: Any = None) -> BalanceMonitor:
     """``create_balance_monitor(db, ledger_ik, account, balance, condition, description=None)
     -> BalanceMonitor``: watch the ``balance`` (own | child | total) of ``account`` (a path,
     a template node, or a pattern like ``liabilities/users:*/available``) against
     ``condition`` (``{"lt"|"lte"|"gt"|"gte"|"eq": amount, "currency": code?}``). Each post,
     reversal or rollup that makes it true, or false again, raises ``balance.crossed`` in its
-    own transaction (ledger/monitors/watch.py). Bad input: ``invalid_input`` naming the field."""
+    own transaction (ledger/monitors/watch.py). Bad input: ``invalid_input`` naming the field.
+    ``ik``: the same ik with the same input replays the monitor (while it exists), with
+    another input it is refused with ``ik_conflict``."""
     def run(conn: Connection) -> BalanceMonitor:
         return _monitors.create_monitor(conn, load_ledger(conn, ledger_ik), account, balance,
-                                        condition, description)
+                                        condition, description, ik)
     return db.run(run)
 
 

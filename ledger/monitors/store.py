@@ -1,6 +1,7 @@
 """Creating, listing, updating and deleting balance monitors."""
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import sqlalchemy as sa
@@ -31,12 +32,40 @@ def _monitor(row, ledger_ik: str) -> BalanceMonitor:
                           row.created, row.updated)
 
 
+def _check_ik(ik: Any) -> str | None:
+    if ik is None:
+        return None
+    if not isinstance(ik, str) or not ik.strip() or len(ik) > 255:
+        raise BadRequestError("invalid_input", "ik: a non-empty string of at most 255 "
+                              f"characters, got {ik!r}", field="ik")
+    return ik
+
+
+def _replay(conn: Connection, ledger: Ledger, ik: str, given: str) -> BalanceMonitor | None:
+    """The monitor created earlier with ``ik``, if its input was ``given``; another input is
+    ``ik_conflict``. The ledger row lock orders concurrent creates with one ik."""
+    conn.execute(sa.text("SELECT 1 FROM ledgers WHERE id = :l FOR UPDATE"), {"l": ledger.id})
+    row = conn.execute(sa.text(
+        f"SELECT {_COLUMNS}, m.ik_input FROM balance_monitors m "
+        "WHERE m.ledger_id = :l AND m.ik = :ik"), {"l": ledger.id, "ik": ik}).one_or_none()
+    if row is None:
+        return None
+    if row.ik_input != given:
+        raise BadRequestError("ik_conflict", f"ik: monitor {row.id} was created with ik "
+                              f"{ik!r} and a different input", field="ik")
+    return _monitor(row, ledger.ik)
+
+
 def create_monitor(conn: Connection, ledger: Ledger, account: Any, balance: Any,
-                   condition: Any, description: Any = None) -> BalanceMonitor:
+                   condition: Any, description: Any = None, ik: Any = None) -> BalanceMonitor:
     kind = check_kind(balance)
     cond = check_condition(condition)
     path = check_account(load_schema(conn, ledger.id), account, kind)
     text = check_description(description)
+    ik = _check_ik(ik)
+    given = json.dumps([path, kind, cond.op, str(cond.amount), cond.currency, text])
+    if ik is not None and (found := _replay(conn, ledger, ik, given)) is not None:
+        return found
     # The ledger's count (which postings read with its schema) moves with its monitors; the
     # row lock also holds the bound under concurrent creates.
     count = conn.execute(_COUNT, {"l": ledger.id, "d": 1}).scalar_one()
@@ -46,9 +75,11 @@ def create_monitor(conn: Connection, ledger: Ledger, account: Any, balance: Any,
                               field="ledger")
     row = conn.execute(sa.text(
         "INSERT INTO balance_monitors AS m (ledger_id, account, balance, op, amount, currency, "
-        "  description) VALUES (:l, :a, :b, :op, :amount, :c, :d) RETURNING " + _COLUMNS),
+        "  description, ik, ik_input) VALUES (:l, :a, :b, :op, :amount, :c, :d, :ik, :given) "
+        "RETURNING " + _COLUMNS),
         {"l": ledger.id, "a": path, "b": kind, "op": cond.op, "amount": cond.amount,
-         "c": cond.currency, "d": text}).one()
+         "c": cond.currency, "d": text, "ik": ik,
+         "given": given if ik is not None else None}).one()
     return _monitor(row, ledger.ik)
 
 

@@ -198,7 +198,8 @@ class Pipeline:
         queues = [settings.queue_name(p) for p in (range(settings.partitions) if partitions is None
                                                 else partitions)]
         if maintenance:
-            queues.append(self.env["LEDGER_QUEUE_PREFIX"] + ".maintenance")
+            queues += [self.env["LEDGER_QUEUE_PREFIX"] + ".maintenance",
+                       self.env["LEDGER_QUEUE_PREFIX"] + ".webhooks"]
         name = f"w{len(self.workers)}"
         w = Worker(env={**self.env, **{k: str(v) for k, v in extra_env.items()}},
                    log_path=self.tmp / f"{name}.log", queues=queues,

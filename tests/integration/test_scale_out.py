@@ -202,7 +202,7 @@ def test_two_apis_four_workers_sixteen_partitions_and_a_killed_worker(pipeline):
         for i, w in enumerate(workers):
             banner = banner_queues(w, prefix)
             expected = {f"{prefix}.{p}" for p in GROUPS[i]} | (
-                {f"{prefix}.maintenance"} if i == 0 else set())
+                {f"{prefix}.maintenance", f"{prefix}.webhooks"} if i == 0 else set())
             assert banner == expected, (w.name, banner)
 
         # 1. Throughput: everyone busy, order per partition and single posting hold.

@@ -90,6 +90,7 @@ CORES_VARIABLES = {
 WORKER_QUEUES_VARIABLES = {
     "LEDGER_WORKER_PARTITIONS": ("0-3,7", "worker_partitions", (0, 1, 2, 3, 7)),
     "LEDGER_WORKER_MAINTENANCE": ("no", "worker_maintenance", False),
+    "LEDGER_WORKER_WEBHOOKS": ("no", "worker_webhooks", False),
 }
 
 # Events and outbound webhooks (issue 15).
@@ -339,7 +340,17 @@ def test_the_state_folder_of_ledger_up_prefers_its_own_variable():
 def test_a_worker_consumes_every_partition_and_maintenance_by_default():
     settings = Settings.from_env({"LEDGER_QUEUE_PREFIX": "q", "LEDGER_PARTITIONS": "3"})
     assert (settings.worker_partitions, settings.worker_maintenance) == (None, True)
-    assert settings.worker_queues() == ["q.0", "q.1", "q.2", "q.maintenance"]
+    assert settings.worker_queues() == ["q.0", "q.1", "q.2", "q.maintenance", "q.webhooks"]
+
+
+def test_webhook_deliveries_have_their_own_queue_that_a_worker_may_leave():
+    settings = Settings.from_env({"LEDGER_QUEUE_PREFIX": "q", "LEDGER_PARTITIONS": "2",
+                                  "LEDGER_WORKER_WEBHOOKS": "false"})
+    assert settings.webhook_queue == "q.webhooks"
+    assert settings.worker_queues() == ["q.0", "q.1", "q.maintenance"]
+    no_maintenance = Settings.from_env({"LEDGER_QUEUE_PREFIX": "q", "LEDGER_PARTITIONS": "1",
+                                        "LEDGER_WORKER_MAINTENANCE": "false"})
+    assert no_maintenance.worker_queues() == ["q.0"]
 
 
 def test_worker_partitions_take_numbers_and_ranges():
@@ -350,7 +361,8 @@ def test_worker_partitions_take_numbers_and_ranges():
     assert settings.worker_queues() == ["q.0", "q.1", "q.3", "q.12", "q.13", "q.14", "q.15"]
     with_maintenance = Settings.from_env({"LEDGER_QUEUE_PREFIX": "q",
                                           "LEDGER_WORKER_PARTITIONS": "4-7"})
-    assert with_maintenance.worker_queues() == ["q.4", "q.5", "q.6", "q.7", "q.maintenance"]
+    assert with_maintenance.worker_queues() == ["q.4", "q.5", "q.6", "q.7", "q.maintenance",
+                                                "q.webhooks"]
 
 
 @pytest.mark.parametrize("value, says", [
