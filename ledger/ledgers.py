@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import re
+import threading
+import weakref
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
@@ -88,15 +90,37 @@ def parse_id(value: Any) -> int | None:
     return number if 0 < number <= MAX_ID else None
 
 
+# What each transaction's Connection read of a ledger's schema alongside the ledger itself
+# (schema id, latest version, monitor count): posting and reads load the ledger and then its
+# schema, and reading both in one statement saves a round trip on every request.
+_heads: "weakref.WeakKeyDictionary[Connection, dict[int, tuple[int, int, int]]]" = \
+    weakref.WeakKeyDictionary()
+_heads_lock = threading.Lock()
+
+
+def take_schema_head(conn: Connection, ledger_id: int) -> tuple[int, int, int] | None:
+    """(schema id, latest version, monitor count) as this transaction's ``load_ledger`` of
+    the ledger read them, once: a later call reads afresh (None)."""
+    with _heads_lock:
+        return _heads.get(conn, {}).pop(ledger_id, None)
+
+
 def load_ledger(conn: Connection, ik: str) -> Ledger:
     if not isinstance(ik, str):
         raise BadRequestError("invalid_input", "ledger.ik: expected a string", field="ledger.ik")
     check_storable(ik, "ledger.ik")
-    row = conn.execute(sa.select(t.ledgers, t.schemas.c.key.label("schema_key"))
+    latest = (sa.select(sa.func.max(t.schema_versions.c.version))
+              .where(t.schema_versions.c.schema_id == t.ledgers.c.schema_id)
+              .scalar_subquery().label("schema_version"))
+    row = conn.execute(sa.select(t.ledgers, t.schemas.c.key.label("schema_key"), latest)
                        .join(t.schemas, t.schemas.c.id == t.ledgers.c.schema_id)
                        .where(t.ledgers.c.ik == ik)).mappings().first()
     if row is None:
         raise NotFoundError("ledger_not_found", f"ledger.ik: no ledger with ik {ik!r}", field="ledger.ik")
+    if row["schema_version"] is not None:
+        with _heads_lock:
+            _heads.setdefault(conn, {})[row["id"]] = (row["schema_id"], row["schema_version"],
+                                                      row["monitors"])
     return Ledger(row["id"], row["ik"], row["name"], row["schema_key"], row["created"],
                   row["balance_utc_offset"])
 

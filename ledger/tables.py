@@ -32,6 +32,9 @@ ledgers = sa.Table(
     sa.Column("schema_id", sa.BigInteger, sa.ForeignKey("schemas.id"), nullable=False),
     sa.Column("balance_utc_offset", sa.Text, nullable=False),
     sa.Column("created", sa.DateTime(timezone=True), nullable=False),
+    # How many balance monitors the ledger has (0014_monitors): postings skip looking for
+    # monitors of a ledger that has none.
+    sa.Column("monitors", sa.Integer, nullable=False, server_default="0"),
 )
 
 accounts = sa.Table(

@@ -15,6 +15,7 @@ from sqlalchemy.engine import Connection
 from ledger import tables as t
 from ledger.db import Database
 from ledger.errors import NotFoundError, SchemaError
+from ledger.ledgers import take_schema_head
 from ledger.schema.model import Schema, SchemaIssue, SchemaVersion, canonical_json
 from ledger.schema.parse import load_document, parse_schema, verify
 
@@ -41,7 +42,7 @@ def monitors_seen(conn: Connection, ledger_id: int) -> int | None:
 
 def load_schema(conn: Connection, ledger_id: int) -> Schema:
     """The latest schema version of a ledger (a ledger follows its schema's updates)."""
-    row = conn.execute(sa.text(
+    row = take_schema_head(conn, ledger_id) or conn.execute(sa.text(
         "SELECT l.schema_id, max(v.version), l.monitors FROM ledgers l "
         "JOIN schema_versions v ON v.schema_id = l.schema_id WHERE l.id = :id "
         "GROUP BY l.schema_id, l.monitors"), {"id": ledger_id}).first()

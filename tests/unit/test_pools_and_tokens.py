@@ -3,6 +3,8 @@ processes (`ledger.db.pool_for`), and its cache of token clients honours a revoc
 its time (`api.auth.ClientCache`)."""
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from api.auth import ClientCache, TokenService, Unauthorized
@@ -113,3 +115,48 @@ def test_a_narrowed_client_narrows_its_tokens(monkeypatch):
     token = tokens.issue(state["c1"], "write")
     state["c1"] = client("read")
     assert tokens.verify(token).scope == "read"
+
+
+def test_a_token_is_verified_once_and_still_expires(monkeypatch):
+    import jwt as pyjwt
+
+    from api import auth
+    from ledger import service
+
+    monkeypatch.setattr(service, "active_client", lambda db, cid: client())
+    monkeypatch.setattr(service, "signing_key", lambda db, keyring: "k" * 64)
+    now = [1_000_000.0]
+    tokens = TokenService(FakeDb(), client_cache_seconds=60, wall=lambda: now[0])
+    token = tokens.issue(client(), "write", ttl_seconds=10**9)
+    short = tokens.issue(client(), "read", now=time.time(), ttl_seconds=30)
+    decoded = []
+    real = pyjwt.decode
+    monkeypatch.setattr(auth.jwt, "decode", lambda *a, **k: decoded.append(1) or real(*a, **k))
+    for _ in range(3):
+        assert tokens.verify(token).scope == "write"
+        assert tokens.verify(short).scope == "read"
+    assert len(decoded) == 2  # each signature checked once
+    # A forged token is refused every time, and never kept.
+    forged = token[:-4] + ("AAAA" if not token.endswith("AAAA") else "BBBB")
+    for _ in range(2):
+        with pytest.raises(Unauthorized, match="not valid"):
+            tokens.verify(forged)
+    assert forged not in tokens._verified
+    # Past its expiry a kept token is refused without being decoded again.
+    now[0] = time.time() + 31
+    with pytest.raises(Unauthorized, match="expired"):
+        tokens.verify(short)
+    assert tokens.verify(token).scope == "write"
+    assert len(decoded) == 4
+
+
+def test_the_verified_tokens_are_bounded(monkeypatch):
+    from ledger import service
+
+    monkeypatch.setattr(service, "active_client", lambda db, cid: client())
+    monkeypatch.setattr(service, "signing_key", lambda db, keyring: "k" * 64)
+    monkeypatch.setattr(TokenService, "MAX_VERIFIED", 10)
+    tokens = TokenService(FakeDb(), client_cache_seconds=60)
+    for _ in range(25):
+        tokens.verify(tokens.issue(client(), "write"))
+    assert len(tokens._verified) <= 10
