@@ -17,6 +17,7 @@ from ledger.commands import EntryRequest
 from ledger.db import Database
 from ledger.errors import BadRequestError, InternalError, LedgerError, NotFoundError
 from ledger.holds.create import job_hold
+from ledger.jobs.claims import work_partition
 from ledger.jobs.model import (
     _JOB_COLUMNS,
     MAX_PAGE,
@@ -30,7 +31,7 @@ from ledger.jobs.model import (
     _job,
     partition_of,
 )
-from ledger.ledgers import Ledger, get_ledger
+from ledger.ledgers import Ledger, get_ledger, load_ledger
 from ledger.schema.compile import compile_entry, partition_key
 from ledger.schema.store import load_schema
 
@@ -185,8 +186,10 @@ def submit_entries(db: Database, ledger_ik: str, entries: Sequence[Any], *, part
 
     ``after_commit(partitions)`` runs once the jobs are durable, to wake the workers of the
     partitions that have pending jobs; if it fails the jobs stay accepted and the relay
-    wakes their partitions later. With ``wait`` > 0, waits up to that many seconds
-    (capped) for the jobs to finish and returns what is known then. ``trace_context``: the
+    wakes their partitions later. With ``wait`` > 0 the caller first posts its jobs'
+    partitions itself when no worker holds them (``_drain``), rings only those still
+    pending, then waits up to ``wait`` seconds (capped) in all for the jobs to finish and
+    returns what is known then. ``trace_context``: the
     submitting request's W3C ``traceparent``, kept on each job for the worker's trace.
     ``hold`` (``{"expiresAt": time}``, for every entry without a ``hold`` of its own):
     the worker posts those entries as holds (ledger/holds/) instead of outright.
@@ -197,8 +200,7 @@ def submit_entries(db: Database, ledger_ik: str, entries: Sequence[Any], *, part
     if len(entries) > MAX_SUBMISSION:
         raise BadRequestError("invalid_input", f"entries: at most {MAX_SUBMISSION} entries "
                               f"per request, got {len(entries)}", field="entries")
-    ledger = get_ledger(db, ledger_ik)
-    schema = db.run(lambda conn: load_schema(conn, ledger.id))
+    ledger, schema = db.run(lambda conn: _ledger_and_schema(conn, ledger_ik))
     prepared = _prepare(schema, ledger, entries, partitions, hold)
 
     first_by_ik, unique = _first_of_each_ik(prepared)
@@ -208,6 +210,11 @@ def submit_entries(db: Database, ledger_ik: str, entries: Sequence[Any], *, part
     by_ik = db.run(lambda conn: _accept(conn, ledger, unique, rows, first_by_ik,
                                         trace_context))
     submission = Submission([by_ik[item.request["ik"]] for item in prepared])
+    deadline = time.monotonic() + min(max(wait, 0.0), MAX_WAIT_SECONDS)
+    if wait > 0:
+        # Before ringing: a worker woken first would take the partition from under us and
+        # the caller would wait for its whole turn.
+        submission = Submission(_drain(db, submission, deadline))
     if after_commit is not None and submission.pending_partitions:
         try:
             after_commit(submission.pending_partitions)
@@ -217,8 +224,39 @@ def submit_entries(db: Database, ledger_ik: str, entries: Sequence[Any], *, part
             log.warning("could not wake the workers of partitions %s; the relay will",
                         submission.pending_partitions, exc_info=True)
     if wait > 0:
-        submission = Submission(wait_for_jobs(db, submission.jobs, wait))
+        submission = Submission(wait_for_jobs(db, submission.jobs,
+                                              max(deadline - time.monotonic(), 0.0)))
     return submission
+
+
+def _ledger_and_schema(conn: Connection, ledger_ik: str):
+    ledger = load_ledger(conn, ledger_ik)
+    return ledger, load_schema(conn, ledger.id)
+
+
+# Batches a waiting caller posts at most per partition: enough for its own jobs behind a
+# short queue; a longer backlog is the workers' (the caller then waits for them).
+DRAIN_BATCHES = 4
+
+
+def _drain(db: Database, submission: Submission, deadline: float) -> list[Job]:
+    """A caller that waits posts its jobs' partitions itself rather than wait for a worker
+    to take the doorbell (a broker hop and a worker's turn: most of a lone job's latency).
+    It is the workers' own `work_partition`, so order, the single consumer per partition
+    (a worker holding the partition makes this a no-op: ``busy``) and refusals are theirs.
+    Any fault leaves the jobs pending, and their partitions are rung after this."""
+    for partition in submission.pending_partitions:
+        try:
+            for _ in range(DRAIN_BATCHES):
+                result = work_partition(db, partition)
+                if result.busy or not result.more or time.monotonic() >= deadline:
+                    break
+        except Exception:  # noqa: BLE001 - the jobs are durable; a worker posts them
+            log.warning("could not post partition %s for a waiting request; a worker will",
+                        partition, exc_info=True)
+    pending = [j.id for j in submission.jobs if j.status == PENDING]
+    fresh = {j.id: j for j in _jobs_by_id(db, pending)} if pending else {}
+    return [fresh.get(j.id, j) for j in submission.jobs]
 
 
 def wait_for_jobs(db: Database, jobs: Sequence[Job], seconds: float) -> list[Job]:

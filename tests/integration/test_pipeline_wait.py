@@ -1,0 +1,84 @@
+"""`Prefer: wait`: the waiting request posts its jobs' partitions itself (the workers' own
+`work_partition`), so a lone job does not wait for a broker hop and a worker's turn; order,
+the single consumer per partition and nothing-lost hold as for the workers."""
+from __future__ import annotations
+
+import time
+
+import sqlalchemy as sa
+
+from ledger import service
+from ledger.errors import InternalError
+from ledger.jobs import model as jobs
+from ledger.settings import Settings
+from tests.integration.test_pipeline import partition_of_user
+
+LOCK_NAMESPACE = 0x4C4A  # ledger.jobs.claims._LOCK_NAMESPACE
+
+
+def _deposit(ik: str, user: str, amount: int) -> dict:
+    return {"ik": ik, "type": "deposit", "parameters": {"user": user, "amount": str(amount)}}
+
+
+def _withdraw(ik: str, user: str, amount: int) -> dict:
+    return {"ik": ik, "type": "withdraw", "parameters": {"user": user, "amount": str(amount)}}
+
+
+def test_a_waiting_request_posts_its_partition_in_order_without_a_worker(pipeline):
+    ledger = pipeline.new_ledger()
+    # Accepted earlier, no worker running: pending ahead of the waiting request's job.
+    first = pipeline.api.submit(ledger, [_deposit("w-dep", "wu", 5)])
+    assert first.status_code == 202 and first.json()["jobs"][0]["status"] == jobs.PENDING
+
+    # The withdrawal passes its gte 0 condition only if the deposit posts first.
+    waited = pipeline.api.submit(ledger, [_withdraw("w-out", "wu", 5)], wait=10)
+    assert waited.status_code == 200, waited.text
+    [job] = waited.json()["jobs"]
+    assert job["status"] == jobs.POSTED and job["entry"]["id"]
+    assert pipeline.statuses(ledger) == {"w-dep": jobs.POSTED, "w-out": jobs.POSTED}
+
+    refused = pipeline.api.submit(ledger, [_withdraw("w-over", "wu", 1)], wait=10)
+    assert refused.status_code == 200, refused.text
+    [job] = refused.json()["jobs"]
+    assert job["status"] == jobs.FAILED and job["error"]["code"] == "condition_failed"
+    assert service.audit(pipeline.db, ledger) == []
+
+
+def test_a_partition_a_worker_holds_is_left_to_it(pipeline):
+    ledger = pipeline.new_ledger()
+    partition = partition_of_user("busy-u")
+    holder = pipeline.db.engine.connect()
+    try:
+        with holder.begin():
+            # What a worker's batch holds while it posts the partition.
+            assert holder.execute(sa.text("SELECT pg_try_advisory_xact_lock(:ns, :p)"),
+                                  {"ns": LOCK_NAMESPACE, "p": partition}).scalar()
+            started = time.monotonic()
+            r = pipeline.api.submit(ledger, [_deposit("b-1", "busy-u", 3)], wait=1)
+            assert r.status_code == 202, r.text
+            assert time.monotonic() - started >= 0.9  # it waited, and posted nothing
+            assert pipeline.statuses(ledger) == {"b-1": jobs.PENDING}
+    finally:
+        holder.close()
+    pipeline.worker()
+    pipeline.wait_finished(ledger, 1, timeout=60)
+    assert pipeline.statuses(ledger) == {"b-1": jobs.POSTED}
+    assert service.audit(pipeline.db, ledger) == []
+
+
+def test_a_failing_drain_leaves_the_jobs_to_the_workers(pipeline, monkeypatch):
+    from ledger.jobs import outbox
+
+    ledger = pipeline.new_ledger()
+    calls = []
+
+    def broken(db, partition, **kw):
+        calls.append(partition)
+        raise InternalError("database_unavailable", "the database went away")
+
+    monkeypatch.setattr(outbox, "work_partition", broken)
+    submission = service.submit_entries(pipeline.db, ledger, [_deposit("f-1", "fu", 2)],
+                                        partitions=Settings.from_env().partitions, wait=0.3)
+    assert calls, "the waiting caller never tried to post"
+    assert [j.status for j in submission.jobs] == [jobs.PENDING]
+    assert pipeline.statuses(ledger) == {"f-1": jobs.PENDING}
