@@ -8,11 +8,14 @@ from typing import Annotated, Optional
 
 import typer
 from api.cli.common import (ApiUrl, AuthScope, AuthUrl, ClientId, ClientSecret, JsonOut,
-                            api_client, emit_json, folding_table, out, run)
+                            api_client, emit_json, err, folding_table, out, run)
 
 app = typer.Typer()
 
 PAGE = 200
+# A statement holds its lines in memory (they come newest first and print oldest first), so
+# an account with a long history is cut to its newest lines unless asked for more.
+DEFAULT_MAX_LINES = 10_000
 COLUMNS = ("posted", "description", "amount", "currency", "balance", "account", "entry_id",
            "line_id")
 
@@ -51,6 +54,10 @@ def statement(ctx: typer.Context,
                   "--period", help="Only this period: 2025, 2025-Q1, 2025-02, 2025-02-03 "
                                    "(in the ledger's balanceUTCOffset).")] = None,
               as_csv: Annotated[bool, typer.Option("--csv", help="Print CSV.")] = False,
+              max_lines: Annotated[int, typer.Option(
+                  "--max-lines", min=1, help="At most this many lines, the newest; the "
+                                             "opening balance is the one before the first "
+                                             "line shown.")] = DEFAULT_MAX_LINES,
               api_url: ApiUrl = None, client_id: ClientId = None,
               client_secret: ClientSecret = None, auth_url: AuthUrl = None,
               auth_scope: AuthScope = None, as_json: JsonOut = False):
@@ -61,19 +68,23 @@ def statement(ctx: typer.Context,
         flt: dict = {"reversed": None}
         if period is not None:
             flt["posted"] = period
-        lines, cursor = [], None
+        lines, cursor, more = [], None, True
         with api_client(ctx.obj, api_url, client_id, client_secret, auth_url, auth_scope) as client:
-            while True:
-                page = client.list_lines(account, ledger, filter=flt, first=PAGE, after=cursor)
+            while more and len(lines) < max_lines:
+                page = client.list_lines(account, ledger, filter=flt, after=cursor,
+                                         first=min(PAGE, max_lines - len(lines)))
                 lines += page.nodes
-                if not page.page_info.has_next_page:
-                    break
-                cursor = page.page_info.end_cursor
+                more, cursor = page.page_info.has_next_page, page.page_info.end_cursor
         rows = _rows(lines)
         opening, closing = _ends(rows)
+        if more:
+            # On stderr: the table, JSON or CSV on stdout stays whole and parseable.
+            err.print(f"only the newest {len(rows)} lines (--max-lines); name a --period or "
+                      "raise --max-lines for older ones", highlight=False)
         if as_json:
             emit_json({"ledger": ledger, "account": account, "period": period,
-                       "opening": opening, "closing": closing, "lines": rows})
+                       "opening": opening, "closing": closing, "truncated": more,
+                       "lines": rows})
         elif as_csv:
             writer = csv.DictWriter(sys.stdout, fieldnames=COLUMNS, lineterminator="\n")
             writer.writeheader()

@@ -68,6 +68,15 @@ def test_statement_table_json_csv_and_period(logged_in, db, unique):
         ("40", "795")]
     assert rows[0]["posted"] == "2025-02-01T09:00:00+00:00"
 
+    # Cut to the newest lines: the opening balance is the one before the first line shown.
+    newest = ledger(env, "statement", path, "--ledger", ledger_ik, "--max-lines", "2", "--json")
+    cut = json.loads(newest.stdout)
+    assert [x["amount"] for x in cut["lines"]] == ["-7", "40"] and cut["truncated"]
+    assert cut["opening"] == {"USD": "762"} and cut["closing"] == {"USD": "795"}
+    assert "only the newest 2 lines" in newest.stderr
+    assert json.loads(ledger(env, "statement", path, "--ledger", ledger_ik,
+                             "--json").stdout)["truncated"] is False
+
     bad = ledger(env, "statement", path, "--ledger", ledger_ik, "--period", "Feb", check=1)
     assert "period" in bad.stderr
     empty = ledger(env, "statement", "liabilities/users:zed/available", "--ledger", ledger_ik)
