@@ -269,6 +269,12 @@ def _running_up_target(settings: Settings, client_id, client_secret,
                      str(record.data_dir / runtime.CLIENT_NAME))
 
 
+def running_up_url(settings: Settings) -> str:
+    """The API URL of the `ledger up` running on this machine (as ``api_target`` finds it
+    when nothing else names a server); a usage failure that says where it looked."""
+    return _running_up_target(settings, "-", "-", config_path(settings)).url
+
+
 def api_target(settings: Settings, api_url, client_id, client_secret) -> ApiTarget:
     """Flags / LEDGER_* variables, else the saved login, else the running `ledger up`."""
     saved = load_config(settings)

@@ -1,28 +1,33 @@
 """The API connection: login (saves it) and token (prints a fresh access token)."""
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Optional
 
 import typer
 
 import ledger_sdk
 from api.cli.common import (ApiUrl, AuthScope, AuthUrl, ClientId, ClientSecret, JsonOut,
-                            api_client, emit_json, out, run, save_config)
+                            api_client, emit_json, out, run, running_up_url,
+                            save_config)
 
 app = typer.Typer()
 
 
 @app.command("login")
-def login(ctx: typer.Context, api_url: Annotated[str, typer.Option("--api-url", envvar="LEDGER_API_URL")],
-          client_id: Annotated[str, typer.Option("--client-id", envvar="LEDGER_CLIENT_ID")],
+def login(ctx: typer.Context, client_id: Annotated[str, typer.Option("--client-id", envvar="LEDGER_CLIENT_ID")],
           client_secret: Annotated[str, typer.Option("--client-secret",
                                                      envvar="LEDGER_CLIENT_SECRET")],
+          api_url: Annotated[Optional[str], typer.Option(
+              "--api-url", envvar="LEDGER_API_URL",
+              help="The API; default: the `ledger up` running on this machine.")] = None,
           auth_url: AuthUrl = None, auth_scope: AuthScope = None,
           verify: Annotated[bool, typer.Option("--verify/--no-verify",
                                                help="Fetch a token to check them first.")] = True):
     """Save the API URL and credentials (mode 0600) for the other commands."""
 
     def body():
+        nonlocal api_url
+        api_url = api_url or running_up_url(ctx.obj)
         if verify:
             with ledger_sdk.SyncClient(client_id=client_id, client_secret=client_secret,
                                        api_url=api_url, auth_url=auth_url,

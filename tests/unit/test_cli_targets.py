@@ -118,3 +118,24 @@ def test_the_kept_client_is_ignored_when_unreadable(tmp_path):
     (tmp_path / runtime.CLIENT_NAME).write_text(json.dumps({"client_id": "x"}))
     assert runtime.first_client(tmp_path) is None
     assert runtime.first_client(tmp_path / "absent") is None
+
+
+def test_login_without_an_api_url_saves_the_running_ledger_up(settings, tmp_path, monkeypatch):
+    running_up(settings, tmp_path / "srv", "http://127.0.0.1:8127")
+    env = {"LEDGER_STATE_DIR": str(tmp_path / "state"),
+           "LEDGER_CONFIG": str(tmp_path / "config.json"), "COLUMNS": "300"}
+    result = CliRunner().invoke(app, ["login", "--client-id", "me", "--client-secret", "pw",
+                                      "--no-verify"], env=env)
+    assert result.exit_code == 0, result.output
+    saved = json.loads((tmp_path / "config.json").read_text())
+    assert saved["api_url"] == "http://127.0.0.1:8127" and saved["client_id"] == "me"
+
+
+def test_login_with_no_server_anywhere_says_where_it_looked(settings, tmp_path):
+    env = {"LEDGER_STATE_DIR": str(tmp_path / "state"),
+           "LEDGER_CONFIG": str(tmp_path / "config.json"), "COLUMNS": "300"}
+    result = CliRunner().invoke(app, ["login", "--client-id", "me", "--client-secret", "pw",
+                                      "--no-verify"], env=env)
+    assert result.exit_code == common.EXIT_USAGE, result.output
+    assert "no API to talk to" in " ".join(result.output.split())
+    assert not (tmp_path / "config.json").exists()
