@@ -36,18 +36,24 @@ def child_range(path: str, template_node: bool) -> tuple[str, str]:
     return path + sep, path + chr(ord(sep) + 1)
 
 
+# Own and child balances now, in one round trip: the own row is one index probe on
+# (ledger, path); the children are the path range below it (``child_range``).
+_NOW = sa.text(
+    "SELECT true, b.currency, b.own FROM balances b JOIN accounts a ON a.id = b.account_id "
+    "WHERE a.ledger_id = :l AND a.path = :p AND :own "
+    "UNION ALL "
+    "SELECT false, b.currency, sum(b.own) FROM balances b JOIN accounts a ON a.id = b.account_id "
+    "WHERE a.ledger_id = :l AND a.path > :lo AND a.path < :hi GROUP BY b.currency")
+
+
 def account_balances(conn: Connection, ledger: Ledger, schema: Schema, path: str) -> AccountBalances:
     account, template_node = resolve_read_path(schema, path)
-    own: dict[str, int] = {}
-    if not template_node:
-        own = {r[0]: int(r[1]) for r in conn.execute(sa.text(
-            "SELECT b.currency, b.own FROM balances b JOIN accounts a ON a.id = b.account_id "
-            "WHERE a.ledger_id = :l AND a.path = :p"), {"l": ledger.id, "p": path})}
     lo, hi = child_range(path, template_node)
-    child = {r[0]: int(r[1]) for r in conn.execute(sa.text(
-        "SELECT b.currency, sum(b.own) FROM balances b JOIN accounts a ON a.id = b.account_id "
-        "WHERE a.ledger_id = :l AND a.path > :lo AND a.path < :hi GROUP BY b.currency"),
-        {"l": ledger.id, "lo": lo, "hi": hi})}
+    own: dict[str, int] = {}
+    child: dict[str, int] = {}
+    for is_own, currency, amount in conn.execute(_NOW, {
+            "l": ledger.id, "p": path, "own": not template_node, "lo": lo, "hi": hi}):
+        (own if is_own else child)[currency] = int(amount)
     if account.currency_mode == "single":
         own.setdefault(account.currency, 0)
         child.setdefault(account.currency, 0)
