@@ -3,8 +3,9 @@
 Resolves the database and the broker (``DATABASE_URL`` / ``REDIS_URL``, else an embedded
 PostgreSQL and Redis under the data folder, which survive restarts), runs the migrations,
 creates an API client on the very first start (and, when LEDGER_SECRET_KEY is unset, the key
-that encrypts stored secrets, in ``<data folder>/secret.key``), then runs three child processes: the API
-(uvicorn, one process per core: LEDGER_API_PROCESSES), one Celery worker consuming every partition queue, and the single beat. It
+that encrypts stored secrets, in ``<data folder>/secret.key``), then runs four child processes: the API
+(uvicorn, one process per core: LEDGER_API_PROCESSES), one Celery worker consuming every partition queue and the
+maintenance queue, one for webhook deliveries, and the single beat. It
 watches them; Ctrl-C, SIGTERM, SIGHUP (the terminal closed) or `ledger down` stop all of them,
 and the embedded servers. A watchdog process stops the embedded servers if `ledger up` itself
 is killed. While it runs, a runtime record (`api.cli.runtime`) tells `ledger status`,
@@ -350,7 +351,7 @@ def _serve(settings: Settings, host: str, port: int, children: list[Child],
     env = settings.child_environ(PYTHONUNBUFFERED="1",
                                  LEDGER_SECRET_KEY=settings.secret_key.reveal())
     env["PROMETHEUS_MULTIPROC_DIR"] = str(_metrics_dir(settings))
-    queues = settings.partition_queues() + [settings.maintenance_queue, settings.webhook_queue]
+    queues = settings.partition_queues() + [settings.maintenance_queue]
     py = sys.executable
     planned = [
         # One API process per core (LEDGER_API_PROCESSES); each sizes its own pool.
@@ -362,6 +363,13 @@ def _serve(settings: Settings, host: str, port: int, children: list[Child],
                          "--concurrency", str(max(1, min(2, os.cpu_count() or 1))),
                          "--without-gossip", "--without-mingle", "-Q", ",".join(queues)],
               logs / "worker.log"),
+        # Webhook deliveries in a worker of their own: a receiver that hangs holds one of
+        # its processes for an attempt's timeout, never a process that posts or sweeps.
+        Child("webhooks", [py, "-m", "celery", "-A", "workers.app", "worker",
+                           "--loglevel", "INFO", "--hostname", "ledger-up-webhooks@%h",
+                           "--concurrency", "2", "--without-gossip", "--without-mingle",
+                           "-Q", settings.webhook_queue],
+              logs / "webhooks.log"),
         Child("beat", [py, "-m", "celery", "-A", "workers.app", "beat", "--loglevel", "INFO",
                        "--schedule", str(data_dir / "celerybeat-schedule"),
                        "--pidfile", str(data_dir / "celerybeat.pid")], logs / "beat.log"),

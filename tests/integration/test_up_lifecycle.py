@@ -125,7 +125,7 @@ def running(root: Path, port: int, env: dict | None = None):
 
 def recorded_pids(root: Path) -> dict[str, int]:
     pids = json.loads((root / "data" / "runtime.json").read_text())["pids"]
-    assert {"API", "worker", "beat", "watchdog", "postgres", "redis"} <= set(pids), pids
+    assert {"API", "worker", "webhooks", "beat", "watchdog", "postgres", "redis"} <= set(pids), pids
     return pids
 
 
