@@ -60,6 +60,15 @@ class Metrics:
             "ledger_group_commit_batch_duration_seconds",
             "Time to post one group-committed transaction, retries included.",
             buckets=SECONDS_BUCKETS, registry=own)
+        # The workers' counters under the same names (workers/metrics.py): a request that
+        # waits posts its own partitions (Prefer: wait), and in multiprocess mode a scrape
+        # adds both up.
+        self.jobs_posted = Counter("ledger_jobs_posted",
+                                   "Posting jobs posted (replays included), per partition.",
+                                   ["partition"], registry=own)
+        self.jobs_failed = Counter("ledger_jobs_failed",
+                                   "Posting jobs failed for good, per partition.",
+                                   ["partition"], registry=own)
         self.registry.register(QueueCollector(settings, db_of))
 
     def http_request(self, method: str, route: str, status: int, seconds: float) -> None:
@@ -77,6 +86,12 @@ class Metrics:
         """``GroupCommitter(observe=...)``."""
         self.group_batch_entries.observe(entries)
         self.group_batch_seconds.observe(seconds)
+
+    def jobs_worked(self, result: service.WorkResult) -> None:
+        """``service.submit_entries(observe=...)``: jobs a waiting request posted."""
+        if result.claimed:
+            self.jobs_posted.labels(str(result.partition)).inc(result.posted)
+            self.jobs_failed.labels(str(result.partition)).inc(result.failed)
 
     def render(self) -> bytes:
         """The Prometheus text of every metric, the queue figures read now."""

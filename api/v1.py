@@ -98,6 +98,11 @@ def _job_summary(job: service.Job) -> dict:
     return out
 
 
+def _jobs_observer(request: Request):
+    metrics = getattr(request.app.state, "metrics", None)
+    return metrics.jobs_worked if metrics is not None else None
+
+
 # ---------------------------------------------------------------------------- endpoints
 
 @router.post(
@@ -137,7 +142,8 @@ async def submit_entries(ledger_ik: str, request: Request,
             service.submit_entries, deps.database(request), ledger_ik, entries,
             partitions=settings.partitions,
             after_commit=doorbell.ring if doorbell is not None else None, wait=wait,
-            trace_context=telemetry.trace_context(settings), hold=hold)
+            trace_context=telemetry.trace_context(settings), hold=hold,
+            observe=_jobs_observer(request))
     except LedgerError as exc:
         return error_response(exc)
     finished = all(j.done for j in submission.jobs)

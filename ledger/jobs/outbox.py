@@ -28,6 +28,7 @@ from ledger.jobs.model import (
     Job,
     JobPage,
     Submission,
+    WorkResult,
     _job,
     partition_of,
 )
@@ -177,7 +178,8 @@ def _accept(conn: Connection, ledger: Ledger, unique: list[_Accepted], rows: str
 def submit_entries(db: Database, ledger_ik: str, entries: Sequence[Any], *, partitions: int,
                    after_commit: Callable[[list[int]], None] | None = None,
                    wait: float = 0.0, trace_context: str | None = None,
-                   hold: Any = None) -> Submission:
+                   hold: Any = None,
+                   observe: Callable[[WorkResult], None] | None = None) -> Submission:
     """Accept entry requests (wire dicts, as in the seeds' LedgerEntryInput) as posting
     jobs of ledger ``ledger_ik``: all of them or, on the first bad one, none (the error
     names its index and field). An ik that already has a job gets that job back; the same
@@ -193,6 +195,7 @@ def submit_entries(db: Database, ledger_ik: str, entries: Sequence[Any], *, part
     submitting request's W3C ``traceparent``, kept on each job for the worker's trace.
     ``hold`` (``{"expiresAt": time}``, for every entry without a ``hold`` of its own):
     the worker posts those entries as holds (ledger/holds/) instead of outright.
+    ``observe(result)`` after each batch a waiting caller posts (the API's job counters).
     """
     if not isinstance(entries, (list, tuple)) or not entries:
         raise BadRequestError("invalid_input", "entries: expected one entry or a non-empty "
@@ -214,7 +217,7 @@ def submit_entries(db: Database, ledger_ik: str, entries: Sequence[Any], *, part
     if wait > 0:
         # Before ringing: a worker woken first would take the partition from under us and
         # the caller would wait for its whole turn.
-        submission = Submission(_drain(db, submission, deadline))
+        submission = Submission(_drain(db, submission, deadline, observe))
     if after_commit is not None and submission.pending_partitions:
         try:
             after_commit(submission.pending_partitions)
@@ -239,7 +242,8 @@ def _ledger_and_schema(conn: Connection, ledger_ik: str):
 DRAIN_BATCHES = 4
 
 
-def _drain(db: Database, submission: Submission, deadline: float) -> list[Job]:
+def _drain(db: Database, submission: Submission, deadline: float,
+           observe: Callable[[WorkResult], None] | None) -> list[Job]:
     """A caller that waits posts its jobs' partitions itself rather than wait for a worker
     to take the doorbell (a broker hop and a worker's turn: most of a lone job's latency).
     It is the workers' own `work_partition`, so order, the single consumer per partition
@@ -249,6 +253,8 @@ def _drain(db: Database, submission: Submission, deadline: float) -> list[Job]:
         try:
             for _ in range(DRAIN_BATCHES):
                 result = work_partition(db, partition)
+                if observe is not None:
+                    observe(result)
                 if result.busy or not result.more or time.monotonic() >= deadline:
                     break
         except Exception:  # noqa: BLE001 - the jobs are durable; a worker posts them

@@ -82,3 +82,13 @@ def test_a_failing_drain_leaves_the_jobs_to_the_workers(pipeline, monkeypatch):
     assert calls, "the waiting caller never tried to post"
     assert [j.status for j in submission.jobs] == [jobs.PENDING]
     assert pipeline.statuses(ledger) == {"f-1": jobs.PENDING}
+
+
+def test_what_a_waiting_caller_posts_is_observed(pipeline):
+    ledger = pipeline.new_ledger()
+    seen = []
+    submission = service.submit_entries(
+        pipeline.db, ledger, [_deposit("o-1", "ou", 2), _withdraw("o-2", "ou", 9)],
+        partitions=Settings.from_env().partitions, wait=10, observe=seen.append)
+    assert [j.status for j in submission.jobs] == [jobs.POSTED, jobs.FAILED]
+    assert sum(r.posted for r in seen) == 1 and sum(r.failed for r in seen) == 1
