@@ -171,3 +171,28 @@ def test_a_template_node_has_no_own_pending_or_available_balance(db, ledger):
     assert m.balance == "totalPending"
     assert service.update_balance_monitor(db, m.id, balance="childAvailable").balance == \
         "childAvailable"
+
+
+def test_the_rollup_judges_an_eventual_account_entry_by_entry(db, unique):
+    from tests.integration.test_monitors import SCHEMA
+
+    ik = new_ledger(db, unique, {**SCHEMA, "key": unique("monitored-rollup")})
+    bank = service.create_balance_monitor(db, ik, "assets/bank", "own", {"gte": "100"})
+    assets = service.create_balance_monitor(db, ik, "assets", "child", {"gte": "100"})
+
+    def batch(*entries):
+        with db.transaction() as conn:
+            service.post_entries(conn, service.load_ledger(conn, ik), [
+                EntryRequest(ik=f"{t}-{n}-{a}-{time.monotonic_ns()}", type=t,
+                             parameters={"user": "ann", "amount": str(a)})
+                for n, (t, a) in enumerate(entries)])
+
+    batch(("deposit", 150), ("withdraw", 100), ("deposit", 100))   # 150, 50, 150
+    batch(("deposit", 5), ("withdraw", 5))                           # 155, 150: no crossing
+    assert crossings(db, ik) == []  # the bank's balance moves when the rollup folds it
+    while service.rollup(db):
+        pass
+    expected = [("0", "150", True), ("150", "50", False), ("50", "150", True)]
+    assert steps(crossings(db, ik, bank.id)) == expected
+    assert steps(crossings(db, ik, assets.id)) == expected
+    assert all(p["entry"] is None for p in crossings(db, ik))
