@@ -45,7 +45,7 @@ class BalanceMonitor:
     id: str
     ledger_ik: str
     account: str
-    balance: str  # own | child | total
+    balance: str  # own | child | total, each also ...Pending and ...Available
     op: str
     amount: int
     currency: str | None
@@ -85,7 +85,9 @@ class MonitorsMixin(Operations):
     def create_balance_monitor(self, account: str, balance: str, op: str, amount: int | str,
                                *, currency: str | None = None, description: str | None = None,
                                ledger: str | None = None, ik: str | None = None):
-        """Watch ``balance`` (own | child | total) of ``account`` (a path or a pattern such as
+        """Watch ``balance`` (own | child | total, posted; ``ownPending``, ``childPending``,
+        ``totalPending``, ``ownAvailable``, ... counting holds as the balance fields of the
+        same names do) of ``account`` (a path or a pattern such as
         ``liabilities/users:*/available``): each change that makes ``balance op amount``
         true, or false again, raises the event ``balance.crossed``. ``ik``: a retry with
         the same ik and input returns the same monitor; another input is ``ik_conflict``."""

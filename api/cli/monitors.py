@@ -14,7 +14,9 @@ monitors_app = typer.Typer(help="Balance monitors: raise balance.crossed when a 
                                 "crosses a condition.", no_args_is_help=True)
 
 Balance = Annotated[Optional[str], typer.Option(
-    "--balance", help="own, child (the sum of the descendants') or total (own + child).")]
+    "--balance", help="own, child (the sum of the descendants') or total (own + child), "
+    "posted; ownPending, childPending, totalPending (posted plus every pending hold line) or "
+    "ownAvailable, childAvailable, totalAvailable (posted plus the pending decreases).")]
 Currency = Annotated[Optional[str], typer.Option(
     "--currency", help="Only this currency (default: each currency on its own).")]
 Description = Annotated[Optional[str], typer.Option("--description")]

@@ -17,7 +17,10 @@ from api.graphql.scalars import Int96, SafeString
 from ledger import service
 
 _KIND = ("The balance watched: `own`, `child` (the sum of its descendants') or `total` "
-         "(own plus child).")
+         "(own plus child), posted; `ownPending`, `childPending`, `totalPending` (posted plus "
+         "every pending hold line, as `ownPendingBalance` ...) or `ownAvailable`, "
+         "`childAvailable`, `totalAvailable` (posted plus the pending decreases only, as "
+         "`ownAvailableBalance` ...).")
 _ACCOUNT = ("An account path, a template node (`liabilities/users`, for child and total), "
             "or a pattern: `*` for one instance value or key (`liabilities/users:*/available`), "
             "a final `/*` for every descendant.")
@@ -108,9 +111,12 @@ class MonitorQuery:
 
 @strawberry.type
 class MonitorMutation:
-    @strawberry.mutation(description="Watch a balance: each post, reversal or rollup that "
-                                     "makes `condition` true, or false again, raises the event "
-                                     "`balance.crossed` in its own transaction.")
+    @strawberry.mutation(description="Watch a balance: each entry posted or reversed, each "
+                                     "delta the rollup folds and each hold created, committed, "
+                                     "voided or expired that makes `condition` true, or false "
+                                     "again, raises the event `balance.crossed` in its own "
+                                     "transaction; the entries of one batch are judged one by "
+                                     "one, in order.")
     def create_balance_monitor(
             self, info: Info, ledger: LedgerMatchInput,
             account: Annotated[str, strawberry.argument(description=_ACCOUNT)],

@@ -14,7 +14,7 @@ from ledger.amounts import parse_time
 from ledger.commands import EntryRequest
 from ledger.errors import BadRequestError, LedgerError
 from ledger.holds.model import HoldResult
-from ledger.holds.store import hold_result, move_reserved, raise_hold_events
+from ledger.holds.store import hold_result, move_reserved, raise_hold_events, watch_reserved
 from ledger.ledgers import Ledger
 from ledger.posting.conditions import (
     check_conditions,
@@ -109,7 +109,8 @@ def _reserve(conn: Connection, ledger: Ledger, entries: list[CompiledEntry],
             balances.setdefault((account_id, currency), available)
             paths_by_id[account_id] = path
     moves: dict[tuple[int, str], tuple[int, int]] = {}
-    for entry, index in zip(entries, indexes):
+    steps = []
+    for entry, entry_id, index in zip(entries, entry_ids, indexes):
         try:
             check_conditions(entry, "pre", balances, account_ids, paths_by_id)
             for l in entry.lines:
@@ -118,10 +119,13 @@ def _reserve(conn: Connection, ledger: Ledger, entries: list[CompiledEntry],
             check_conditions(entry, "post", balances, account_ids, paths_by_id)
         except LedgerError as exc:
             raise (exc.at_index(index) if batch else exc) from None
+        step: dict[tuple[int, str], tuple[int, int]] = {}
         for l in entry.lines:
             key = (account_ids[l.path], l.currency)
-            dec, inc = moves.get(key, (0, 0))
-            moves[key] = (dec + min(l.amount, 0), inc + max(l.amount, 0))
+            for target in (moves, step):
+                dec, inc = target.get(key, (0, 0))
+                target[key] = (dec + min(l.amount, 0), inc + max(l.amount, 0))
+        steps.append((entry_id, step))
     conn.execute(sa.text(
         "INSERT INTO holds (entry_id, ledger_id, status, expires_at, created) "
         "SELECT e, :l, 'pending', :x, :now FROM unnest(CAST(:ids AS bigint[])) AS e"),
@@ -136,3 +140,4 @@ def _reserve(conn: Connection, ledger: Ledger, entries: list[CompiledEntry],
              "c": l.currency, "d": l.description, "x": l.tx}
             for e, entry_id in zip(entries, entry_ids) for l in e.lines])})
     move_reserved(conn, moves, locked=True)
+    watch_reserved(conn, {ledger.id: steps})

@@ -14,7 +14,13 @@ from ledger.amounts import parse_amount
 from ledger.commands import EntryRequest, LineInput
 from ledger.errors import BadRequestError, NotFoundError
 from ledger.holds.model import HoldResult, expired_error, resolved_error
-from ledger.holds.store import hold_result, raise_expired_events, raise_hold_events, release
+from ledger.holds.store import (
+    hold_result,
+    raise_expired_events,
+    raise_hold_events,
+    release,
+    watch_reserved,
+)
 from ledger.ledgers import Ledger
 from ledger.posting.conditions import (
     check_conditions,
@@ -56,10 +62,11 @@ def void_hold(conn: Connection, ledger: Ledger, entry_id: int) -> HoldResult:
         raise resolved_error(row.status, str(entry_id))
     if now >= row.expires_at:
         raise expired_error(str(entry_id), row.expires_at)
-    release(conn, [ledger.id], [entry_id])
+    released = release(conn, [ledger.id], [entry_id])
     schema = load_schema(conn, ledger.id)
     held = hold_result(conn, ledger, entry_id, False).hold.lines
     check_release(conn, ledger, compile_entry(schema, _capture_request(schema, row, held, {})))
+    watch_reserved(conn, released)
     conn.execute(_RESOLVE, {"s": "voided", "now": now, "c": None, "e": entry_id, "l": ledger.id})
     result = hold_result(conn, ledger, entry_id, False)
     raise_hold_events(conn, ledger, "hold.voided", [result])
@@ -92,11 +99,14 @@ def commit_hold(conn: Connection, ledger: Ledger, entry_id: int, amount: Any = N
     request = _capture_request(schema, row, held, captured)
     compiled = compile_entry(schema, request)
     _check_within(compiled, held)
-    release(conn, [ledger.id], [entry_id])
+    released = release(conn, [ledger.id], [entry_id])
     # The entry posts now: its lines and its time say so alike.
     conn.execute(sa.text("UPDATE entries SET posted = :now WHERE id = :e AND ledger_id = :l"),
                  {"now": now, "e": entry_id, "l": ledger.id})
-    apply_compiled(conn, ledger, schema, [compiled], [entry_id], now)
+    # The monitors judge the release and the posting as one step: what is posted no longer
+    # needs reserving, so an available balance does not cross by a commit of its decreases.
+    apply_compiled(conn, ledger, schema, [compiled], [entry_id], now,
+                   released={e: held for e, held in released.get(ledger.id, [])})
     conn.execute(_RESOLVE, {"s": "committed", "now": now, "c": fastjson.dumps(captured),
                             "e": entry_id, "l": ledger.id})
     result = hold_result(conn, ledger, entry_id, False)
@@ -210,9 +220,10 @@ def expire_holds(conn: Connection, limit: int = 1000) -> list[tuple[int, int]]:
     if not rows:
         return []
     ids = [r.entry_id for r in rows]
-    release(conn, sorted({r.ledger_id for r in rows}), ids)
+    released = release(conn, sorted({r.ledger_id for r in rows}), ids)
     conn.execute(sa.text(
         "UPDATE holds SET status = 'expired', resolved = :now WHERE entry_id = ANY(:ids)"),
         {"now": now, "ids": ids})
+    watch_reserved(conn, released)
     raise_expired_events(conn, ids)
     return [(r.ledger_id, r.entry_id) for r in rows]

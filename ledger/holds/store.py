@@ -13,6 +13,7 @@ from ledger.holds.model import STATUSES, Hold, HoldResult
 from ledger.history.model import Page, PageInfo
 from ledger.history.queries import decode_cursor, encode_cursor
 from ledger.ledgers import Ledger
+from ledger.monitors.watch import watch_ledgers
 from ledger.posting.engine import load_entries
 from ledger.posting.model import Line
 
@@ -67,9 +68,13 @@ _MOVE = sa.text(
     "pin numeric) WHERE b.account_id = d.a AND b.currency = d.c")
 
 _RESERVED = sa.text(
-    "SELECT account_id, currency, sum(least(amount, 0)), sum(greatest(amount, 0)) "
+    "SELECT ledger_id, entry_id, account_id, currency, sum(least(amount, 0)), "
+    "  sum(greatest(amount, 0)) "
     "FROM hold_lines WHERE ledger_id = ANY(:ls) AND entry_id = ANY(:ids) "
-    "GROUP BY account_id, currency ORDER BY account_id, currency")
+    "GROUP BY ledger_id, entry_id, account_id, currency")
+
+# By ledger, (hold entry id, {(account id, currency): (held, pending_in) moved}) per hold.
+Released = dict[int, list[tuple[int, dict[tuple[int, str], tuple[int, int]]]]]
 
 
 def move_reserved(conn: Connection, moves: dict[tuple[int, str], tuple[int, int]],
@@ -85,11 +90,32 @@ def move_reserved(conn: Connection, moves: dict[tuple[int, str], tuple[int, int]
     conn.execute(_MOVE, {"rows": rows})
 
 
-def release(conn: Connection, ledger_ids: list[int], entry_ids: list[int]) -> None:
-    """Give back what these holds reserve (they are committed, voided or expired)."""
-    moves = {(r[0], r[1]): (-int(r[2]), -int(r[3]))
-             for r in conn.execute(_RESERVED, {"ls": ledger_ids, "ids": entry_ids})}
+def release(conn: Connection, ledger_ids: list[int], entry_ids: list[int]) -> Released:
+    """Give back what these holds reserve (they are committed, voided or expired); returns
+    what each gave back, the holds in the order of ``entry_ids``, for the balance
+    monitors."""
+    order = {entry_id: n for n, entry_id in enumerate(entry_ids)}
+    moves: dict[tuple[int, str], tuple[int, int]] = {}
+    by_hold: dict[tuple[int, int], dict] = {}
+    for ledger_id, entry_id, account_id, currency, dec, inc in conn.execute(
+            _RESERVED, {"ls": ledger_ids, "ids": entry_ids}):
+        key, move = (account_id, currency), (-int(dec), -int(inc))
+        total = moves.get(key, (0, 0))
+        moves[key] = (total[0] + move[0], total[1] + move[1])
+        by_hold.setdefault((ledger_id, entry_id), {})[key] = move
     move_reserved(conn, moves, locked=False)
+    out: Released = {}
+    for (ledger_id, entry_id), held in sorted(by_hold.items(), key=lambda h: order[h[0][1]]):
+        out.setdefault(ledger_id, []).append((entry_id, held))
+    return out
+
+
+def watch_reserved(conn: Connection, reserved: Released) -> None:
+    """The balance monitors of what holds reserved or gave back, a step per hold (after
+    every balance row lock of the transaction is taken: watch.py's order)."""
+    watch_ledgers(conn, {ledger_id: [(entry_id, {k: (0, h, p) for k, (h, p) in held.items()})
+                                     for entry_id, held in holds]
+                         for ledger_id, holds in reserved.items()})
 
 
 def _lines(lines: list[Line]) -> list[dict]:

@@ -1,2 +1,2 @@
-"""Balance monitors: conditions on a balance that raise balance.crossed, in the
-transaction of the change, each time they become true or false."""
+"""Balance monitors: conditions on a balance (posted, pending or available) that raise
+balance.crossed, in the transaction of the change, each time they become true or false."""

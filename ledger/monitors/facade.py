@@ -16,11 +16,13 @@ def create_balance_monitor(db: Database, ledger_ik: str, account: Any, balance: 
                            condition: Any, description: Any = None,
                            ik: Any = None) -> BalanceMonitor:
     """``create_balance_monitor(db, ledger_ik, account, balance, condition, description=None)
-    -> BalanceMonitor``: watch the ``balance`` (own | child | total) of ``account`` (a path,
+    -> BalanceMonitor``: watch the ``balance`` (one of ``MONITOR_KINDS``: own | child | total,
+    posted, and each as ...Pending and ...Available, counting holds) of ``account`` (a path,
     a template node, or a pattern like ``liabilities/users:*/available``) against
-    ``condition`` (``{"lt"|"lte"|"gt"|"gte"|"eq": amount, "currency": code?}``). Each post,
-    reversal or rollup that makes it true, or false again, raises ``balance.crossed`` in its
-    own transaction (ledger/monitors/watch.py). Bad input: ``invalid_input`` naming the field.
+    ``condition`` (``{"lt"|"lte"|"gt"|"gte"|"eq": amount, "currency": code?}``). Each entry
+    posted or reversed, folded delta and hold created or resolved that makes it true, or
+    false again, raises ``balance.crossed`` in its own transaction, entry by entry
+    (ledger/monitors/watch.py). Bad input: ``invalid_input`` naming the field.
     ``ik``: the same ik with the same input replays the monitor (while it exists), with
     another input it is refused with ``ik_conflict``."""
     def run(conn: Connection) -> BalanceMonitor:

@@ -13,7 +13,13 @@ from ledger.history.balances import resolve_read_path
 from ledger.schema.model import Schema, path_is_too_long, path_too_long_error
 from ledger.text import check_storable
 
-KINDS = ("own", "child", "total")
+# A scope (own, child = the descendants' sum, total = own + child) and what it counts, named
+# as the GraphQL balance fields are (``ownPendingBalance`` is the kind ``ownPending``):
+# posted; Pending, posted plus every pending hold line; Available, posted plus the pending
+# decreases only (ledger/holds/balances.py).
+SCOPES = ("own", "child", "total")
+_COUNTS = {"": (0, 0), "Pending": (1, 1), "Available": (1, 0)}
+KINDS = tuple(scope + suffix for suffix in _COUNTS for scope in SCOPES)
 OPS = ("lt", "lte", "gt", "gte", "eq")
 MAX_DESCRIPTION = 1000
 # The engine matches every moved account against each of a ledger's monitors per batch:
@@ -44,11 +50,18 @@ class BalanceMonitor:
     id: str
     ledger_ik: str
     account: str  # an account path, a template node, or a pattern (``users:*``)
-    balance: str  # own | child | total
+    balance: str  # one of KINDS
     condition: Condition
     description: str | None
     created: datetime
     updated: datetime
+
+
+def kind_parts(kind: str) -> tuple[str, int, int]:
+    """A kind's scope and whether its value counts ``held`` (the pending decreases) and
+    ``pending_in`` (the pending increases) of the balance rows, each 0 or 1."""
+    scope = next(s for s in SCOPES if kind.startswith(s))
+    return (scope, *_COUNTS[kind[len(scope):]])
 
 
 def _bad(field: str, message: str) -> BadRequestError:
@@ -109,9 +122,9 @@ def check_account(schema: Schema, account: Any, balance: str) -> str:
         # Reads call a missing account not found; a monitor naming one is bad input.
         message = exc.message.removeprefix("path: ")
         raise BadRequestError(exc.code, f"account: {message}", field="account") from None
-    if template_node and balance == "own":
+    if template_node and kind_parts(balance)[0] == "own":
         raise _bad("balance", f"{account!r} is a template node, which has no own balance; "
-                   "watch its child or total balance, or a pattern like "
+                   "watch a child or total balance, or a pattern like "
                    f"{account + ':*'!r}")
     return account
 

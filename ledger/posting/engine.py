@@ -21,7 +21,7 @@ from ledger.commands import EntryRequest
 from ledger.errors import BadRequestError, LedgerError
 from ledger.events.store import posting_raises_events, raise_events
 from ledger.ledgers import Ledger
-from ledger.monitors.watch import watch_moves
+from ledger.monitors.watch import watch_steps
 from ledger.posting.conditions import (
     _check_conditions,
     _ensure_accounts,
@@ -42,7 +42,7 @@ from ledger.posting.rollup import (
 )
 from ledger.schema.compile import CompiledEntry, compile_entry
 from ledger.schema.model import Schema
-from ledger.schema.store import load_schema
+from ledger.schema.store import load_schema, monitors_seen
 
 MAX_BATCH = 1000
 
@@ -141,7 +141,8 @@ def post_entries(conn: Connection, ledger: Ledger, requests: list[EntryRequest],
 
 def _apply(conn: Connection, ledger: Ledger, schema: Schema, entries: list[CompiledEntry],
            entry_ids: list[int], indexes: list[int], batch: bool, now: datetime,
-           results: dict, *, report: bool = False, detail: bool = True) -> None:
+           results: dict, *, report: bool = False, detail: bool = True,
+           released: dict | None = None) -> None:
     account_ids = _ensure_accounts(conn, ledger, {
         line.path: line.account for e in entries for line in e.lines})
     strong = sorted({(account_ids[l.path], l.currency) for e in entries for l in e.lines
@@ -176,9 +177,11 @@ def _apply(conn: Connection, ledger: Ledger, schema: Schema, entries: list[Compi
     ids, until, totals = _insert_lines(conn, ledger, moved.accepted, account_ids, now, before,
                                        lines_until)
     _move_balances(conn, ledger, moved, until)
-    # Balance monitors, in this transaction: judged on the locked balances before and after.
-    watch_moves(conn, ledger.id, {k: (before[k], before[k] + d) for k, d in moved.deltas.items()},
-                paths_by_id)
+    # Balance monitors, in this transaction, entry by entry in the order they were accepted
+    # (a committed hold's release is part of its entry's step: ``released`` by entry id).
+    watch_steps(conn, ledger.id, [
+        (entry_id, _with_released(step, (released or {}).get(entry_id, {})))
+        for (_, entry_id, _), step in zip(moved.accepted, moved.steps)], paths_by_id)
     if not detail:
         for _, entry_id, index in moved.accepted:
             results[index] = Posted(str(entry_id), False)
@@ -201,15 +204,28 @@ def _apply(conn: Connection, ledger: Ledger, schema: Schema, entries: list[Compi
         results[index] = PostResult(entry, lines, False)
 
 
+def _with_released(step: dict[tuple[int, str], int], released: dict) -> dict:
+    """An entry's own moves, and what its hold gave back (``(held, pending_in)`` by key),
+    as the monitors' moves."""
+    out = {key: (amount, 0, 0) for key, amount in step.items()}
+    for key, (held, pending_in) in released.items():
+        own = out.get(key, (0, 0, 0))[0]
+        out[key] = (own, held, pending_in)
+    return out
+
+
 class _Moves:
     """What the accepted entries of a batch move: strong balances (by (account id,
-    currency)), eventual deltas, and the entries themselves with their ids and indexes."""
+    currency)), eventual deltas, and the entries themselves with their ids and indexes;
+    per accepted entry (aligned with ``accepted``) its strong moves and its eventual ones."""
 
     def __init__(self, eventual_base: dict[tuple[int, str], int]):
         self.deltas: dict[tuple[int, str], int] = {}
         self.eventual: dict[tuple[int, str], int] = {}
         self.eventual_base = eventual_base
         self.accepted: list[tuple[CompiledEntry, int, int]] = []
+        self.steps: list[dict[tuple[int, str], int]] = []
+        self.eventual_steps: list[dict[tuple[int, str], int]] = []
 
     def add(self, entry: CompiledEntry, account_ids: dict, balances: dict,
             paths_by_id: dict) -> None:
@@ -235,9 +251,15 @@ class _Moves:
             for key, amount in applied:
                 balances[key] -= amount
             raise
+        step: dict[tuple[int, str], int] = {}
+        eventual_step: dict[tuple[int, str], int] = {}
         for key, amount, is_strong, _ in moves:
             target = self.deltas if is_strong else self.eventual
             target[key] = target.get(key, 0) + amount
+            per_entry = step if is_strong else eventual_step
+            per_entry[key] = per_entry.get(key, 0) + amount
+        self.steps.append(step)
+        self.eventual_steps.append(eventual_step)
 
 
 def _check_range(balance: int, line) -> None:
@@ -304,15 +326,18 @@ def _move_balances(conn: Connection, ledger: Ledger, moved: _Moves, until: dict)
         {"rows": fastjson.dumps([{"account_id": k[0], "currency": k[1],
                                   "delta": moved.deltas.get(k, 0),
                                   "until": until[k].isoformat()} for k in touched])}) if touched else None
-    pending = [k for k, v in moved.eventual.items() if v]
-    if pending:
+    # One delta per key for the batch; per entry, in the entries' order, in a ledger with
+    # balance monitors, so that the rollup judges crossings entry by entry (watch.py).
+    steps = moved.eventual_steps if monitors_seen(conn, ledger.id) != 0 else [moved.eventual]
+    rows = [{"account_id": k[0], "currency": k[1], "amount": v}
+            for step in steps for k, v in step.items() if v]
+    if rows:
         conn.execute(sa.text(
             "INSERT INTO balance_deltas (ledger_id, account_id, currency, amount) "
-            "SELECT :l, d.account_id, d.currency, d.amount FROM json_to_recordset("
-            "CAST(:rows AS json)) AS d(account_id bigint, currency text, amount numeric)"),
-            {"l": ledger.id, "rows": fastjson.dumps([
-                {"account_id": k[0], "currency": k[1], "amount": moved.eventual[k]}
-                for k in pending])})
+            "SELECT :l, d.account_id, d.currency, d.amount FROM ROWS FROM (json_to_recordset("
+            "CAST(:rows AS json)) AS (account_id bigint, currency text, amount numeric)) "
+            "WITH ORDINALITY AS d(account_id, currency, amount, n) ORDER BY d.n"),
+            {"l": ledger.id, "rows": fastjson.dumps(rows)})
 
 
 # Lines carry the running own balance of their (account, currency) in (posted, id) order
@@ -337,13 +362,17 @@ _INSERT_LINES = sa.text(
 
 def apply_compiled(conn: Connection, ledger: Ledger, schema: Schema,
                    entries: list[CompiledEntry], entry_ids: list[int],
-                   now: datetime) -> list[PostResult]:
+                   now: datetime, released: dict | None = None) -> list[PostResult]:
     """Write already compiled entries whose entry rows exist (ids given): lock, check
     conditions, insert lines, move balances. For entries the engine makes itself, such as
-    reversals (ledger/history.py); everything else goes through ``post_entries``."""
+    reversals (ledger/history.py) and committed holds (``released``: what each hold gave
+    back in this transaction, ``{entry id: {key: (held, pending_in)}}``, judged by the
+    balance monitors together with the entry's posting); everything else goes through
+    ``post_entries``."""
     results: dict[int, PostResult] = {}
     indexes = list(range(len(entries)))
-    _apply(conn, ledger, schema, entries, entry_ids, indexes, len(entries) > 1, now, results)
+    _apply(conn, ledger, schema, entries, entry_ids, indexes, len(entries) > 1, now, results,
+           released=released)
     return [results[i] for i in indexes]
 
 

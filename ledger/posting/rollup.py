@@ -7,7 +7,7 @@ from typing import NamedTuple
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from ledger.monitors.watch import watch_folded
+from ledger.monitors.watch import watch_ledgers
 from ledger.schema.compile import CompiledLine
 
 
@@ -56,31 +56,35 @@ def rollup(conn: Connection, limit: int = 50_000) -> int:
 
     Skips deltas another rollup holds, so several can run at once; returns how many deltas
     were folded (0 when there is nothing to do). Then numbers the running totals of the
-    folded accounts' new lines (see ``_INSERT_LINES``) while it holds their balance rows."""
+    folded accounts' new lines (see ``_INSERT_LINES``) while it holds their balance rows,
+    and has the balance monitors judge each folded delta in the order it was appended."""
     row = conn.execute(sa.text(
         "WITH taken AS ("
         "  DELETE FROM balance_deltas WHERE id IN ("
         "    SELECT id FROM balance_deltas ORDER BY id LIMIT :n FOR UPDATE SKIP LOCKED)"
-        "  RETURNING ledger_id, account_id, currency, amount), "
+        "  RETURNING id, ledger_id, account_id, currency, amount), "
         "folded AS ("
         "  INSERT INTO balances (account_id, currency, ledger_id, own) "
         "  SELECT account_id, currency, min(ledger_id), sum(amount) FROM taken "
         "  GROUP BY account_id, currency ORDER BY account_id, currency "
         "  ON CONFLICT (account_id, currency) DO UPDATE SET own = balances.own + EXCLUDED.own, "
         "    lines_until = NULL "
-        "  RETURNING account_id, currency, own) "
+        "  RETURNING account_id, currency) "
         "SELECT (SELECT count(*) FROM taken), "
         "  (SELECT array_agg(account_id ORDER BY account_id, currency) FROM folded), "
         "  (SELECT array_agg(currency ORDER BY account_id, currency) FROM folded), "
-        "  (SELECT array_agg(own ORDER BY account_id, currency) FROM folded), "
-        "  (SELECT array_agg(s ORDER BY account_id, currency) FROM ("
-        "    SELECT account_id, currency, sum(amount) AS s FROM taken GROUP BY 1, 2) g)"),
+        "  (SELECT json_agg(json_build_array(ledger_id, account_id, currency, amount) "
+        "    ORDER BY id) FROM taken)"),
         {"n": limit}).first()
     if row[1]:
         number_lines(conn, row[1], row[2])
-        # Balance monitors of the folded accounts and their parents, in this transaction.
-        watch_folded(conn, [(a, c, int(own), int(d))
-                            for a, c, own, d in zip(row[1], row[2], row[3], row[4])])
+        # Balance monitors of the folded accounts and their parents, in this transaction:
+        # a step per delta (the engine appends one per entry in a ledger with monitors).
+        steps: dict[int, list] = {}
+        for ledger_id, account_id, currency, amount in row[3]:
+            steps.setdefault(ledger_id, []).append(
+                (None, {(account_id, currency): (int(amount), 0, 0)}))
+        watch_ledgers(conn, steps)
     return int(row[0])
 
 

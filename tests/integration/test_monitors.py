@@ -151,8 +151,9 @@ def test_an_eventual_account_crosses_when_the_rollup_folds_its_deltas(db, ledger
     assert crossings(db, ledger) == []  # the bank's balance has not moved yet
     while service.rollup(db):
         pass
-    assert [(p["before"], p["after"], p["isTrue"]) for p in crossings(db, ledger, m.id)] == [
-        ("0", "140", True)]
+    # One fold, judged delta by delta: 0 -> 70 does not cross, 70 -> 140 does.
+    assert [(p["before"], p["after"], p["isTrue"], p["entry"]) for p in
+            crossings(db, ledger, m.id)] == [("70", "140", True, None)]
     assert [(p["account"], p["after"]) for p in crossings(db, ledger, parent.id)] == [
         ("assets", "140")]
 
@@ -300,7 +301,7 @@ def test_the_engine_asks_for_monitors_only_of_a_ledger_that_has_some(db, ledger)
     assert monitor_queries() == 0
 
 
-def test_async_jobs_cross_per_batch_and_refused_jobs_move_nothing(db, unique):
+def test_async_jobs_cross_per_entry_and_refused_jobs_move_nothing(db, unique):
     from tests.integration.conftest import PIPELINE_SCHEMA, user_path
 
     ik = new_ledger(db, unique, {**PIPELINE_SCHEMA, "key": unique("monitors-jobs")})
@@ -318,8 +319,10 @@ def test_async_jobs_cross_per_batch_and_refused_jobs_move_nothing(db, unique):
     # The withdrawal of 9999 is refused (ownBalance >= 0): it moves nothing, so the batch
     # is 600 -> 400, one crossing.
     run([("withdraw", "9999"), ("withdraw", "200")])
-    # Within one batch a crossing and its way back net out: 400 -> 700 -> 400 raises nothing.
+    # Within one batch each entry is judged: 400 -> 700 crosses, 700 -> 400 crosses back.
     run([("deposit", "300"), ("withdraw", "300")])
     got = crossings(db, ik, m.id)
     assert [(p["account"], p["before"], p["after"], p["isTrue"]) for p in got] == [
-        (user_path("ann"), "0", "600", True), (user_path("ann"), "600", "400", False)]
+        (user_path("ann"), "300", "600", True), (user_path("ann"), "600", "400", False),
+        (user_path("ann"), "400", "700", True), (user_path("ann"), "700", "400", False)]
+    assert all(p["entry"]["id"] for p in got)
