@@ -109,15 +109,19 @@ def raise_hold_events(conn: Connection, ledger: Ledger, type_: str,
         for r in results])
 
 
-def raise_expired_events(conn: Connection, entry_ids: list[int]) -> None:
-    """hold.expired for holds the sweep just expired, in its transaction."""
+def raise_expired_events(conn: Connection, entry_ids: list[int],
+                         broken: dict[int, list[str]]) -> None:
+    """hold.expired for holds the sweep just expired, in its transaction, each with the
+    upper bounds its release left broken (``conditionsBroken``, empty when none): an expiry
+    is never refused, so this is where a crossing is told."""
     rows = conn.execute(sa.text(
         "SELECT h.ledger_id, h.entry_id, h.expires_at, e.ik, e.type FROM holds h "
         "JOIN entries e ON e.id = h.entry_id WHERE h.entry_id = ANY(:ids) "
         "ORDER BY h.expires_at, h.entry_id"), {"ids": entry_ids}).all()
     raise_events(conn, [(r.ledger_id, "hold.expired", {
         "entry": {"id": str(r.entry_id), "ik": r.ik, "type": r.type}, "status": "expired",
-        "expiresAt": r.expires_at.isoformat()}) for r in rows])
+        "expiresAt": r.expires_at.isoformat(),
+        "conditionsBroken": broken.get(r.entry_id, [])}) for r in rows])
 
 
 MAX_HOLD_LINES = 200
