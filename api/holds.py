@@ -133,10 +133,8 @@ def pending_lines_page(request: Request, ledger_ik: str, path: str, status: str,
     shape of its posted lines with ``status`` (a pending line has no running balance: it
     moves none); raises LedgerError for the caller to answer."""
     db = deps.database(request)
-    page = (service.list_all_lines(db, ledger_ik, path, first=first, after=after)
-            if status == "all" else
-            service.list_hold_lines(db, ledger_ik, path, status="pending", first=first,
-                                    after=after))
+    page = service.list_lines_by_status(db, ledger_ik, path, status=status, first=first,
+                                        after=after)
     lines = [{"id": x.id, "key": x.key, "account": {"path": x.account_path},
               "amount": str(x.amount), "currency": x.currency,
               "runningBalance": (None if x.running_balance is None

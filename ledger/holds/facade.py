@@ -10,7 +10,7 @@ from ledger.commands import EntryRequest
 from ledger.db import Database
 from ledger.history.entries import entry_ledger, get_entry_by_ik
 from ledger.ledgers import load_ledger, parse_id
-from ledger.history.model import Page
+from ledger.history.model import EntryFilter, Page
 from ledger.schema.store import load_schema
 from ledger.holds import balances as _hold_balances
 from ledger.holds import lines as _hold_lines
@@ -110,17 +110,30 @@ def list_hold_lines(db: Database, ledger_ik: str, path: str | None, *,
                                               first, after)
 
 
+def list_lines_by_status(db: Database, ledger_ik: str, account: str | None = None,
+                        filters: EntryFilter | dict | None = None, *, status: str = "posted",
+                        first: int | None = None, after: str | None = None,
+                        last: int | None = None, before: str | None = None) -> Page:
+    """``list_lines_by_status(db, ledger_ik, account=None, filters=None, *, status="posted",
+    first, after, last, before) -> Page`` of ``(Line, status)``: ``list_lines`` for posted
+    lines (status None), the lines of pending holds (``pending``, at their hold's creation
+    time) or both merged (``all``), with ``list_lines``' arguments and their meaning
+    (account path or pattern, ``filters``, forward and backward pages), newest first."""
+    flt = EntryFilter.from_input(filters)
+    with db.transaction() as conn:
+        return _hold_lines.lines_by_status(conn, load_ledger(conn, ledger_ik), account, flt,
+                                           status, first, after, last, before)
+
+
 def list_all_lines(db: Database, ledger_ik: str, path: str | None, *, first: int | None = None,
                    after: str | None = None) -> Page:
-    """``list_all_lines(db, ledger_ik, path, *, first=None, after=None) -> Page`` of
-    ``(Line, status)``: posted lines (status None) and the lines of pending holds
-    (``pending``) of one account (None: the ledger), newest first, paged forward."""
-    with db.transaction() as conn:
-        return _hold_lines.all_lines(conn, load_ledger(conn, ledger_ik), path, first, after)
+    """``list_lines_by_status(status="all")`` paged forward: posted lines (status None) and
+    the lines of pending holds (``pending``) of one account (None: the ledger)."""
+    return list_lines_by_status(db, ledger_ik, path, status="all", first=first, after=after)
 
 
 __all__ = [
     "Hold", "HoldBalances", "HoldResult", "add_ledger_hold", "add_ledger_holds",
-    "commit_ledger_entry", "expire_holds", "list_all_lines", "get_ledger_hold", "hold_balances", "list_hold_lines",
+    "commit_ledger_entry", "expire_holds", "list_all_lines", "list_lines_by_status", "get_ledger_hold", "hold_balances", "list_hold_lines",
     "void_ledger_entry"
 ]

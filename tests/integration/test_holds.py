@@ -511,5 +511,5 @@ def test_all_lines_merge_both_streams_and_refuse_foreign_cursors(db, unique):
             service.list_all_lines(db, ledger, PAYER, after=bad)
         assert err.value.field == "after"
     with pytest.raises(BadRequestError) as err:
-        service.list_all_lines(db, ledger, PAYER, first=0)
+        service.list_all_lines(db, ledger, PAYER, first=201)
     assert err.value.field == "first"
