@@ -44,15 +44,29 @@ def load_holds(conn: Connection, ledger: Ledger, entry_ids: list[int]) -> dict[i
     return holds
 
 
+def hold_results(conn: Connection, ledger: Ledger, entry_ids: list[int],
+                 replays: set[int]) -> list[HoldResult]:
+    """The holds of these entries with their entries, in their order, read in three
+    statements whatever their number (a batch of 1,000 holds would cost 3,000 otherwise);
+    ``replays``: the entry ids answered as replays."""
+    entries = load_entries(conn, ledger, entry_ids)
+    holds = load_holds(conn, ledger, entry_ids)
+    out = []
+    for entry_id in entry_ids:
+        hold = holds.get(entry_id)
+        if hold is None:
+            raise NotFoundError("hold_not_found", f"id: entry {entry_id} is not a hold",
+                                field="id")
+        entry = entries[entry_id]
+        for line in hold.lines:
+            if line.description is None:
+                line.description = entry.description
+        out.append(HoldResult(entry, hold, entry_id in replays))
+    return out
+
+
 def hold_result(conn: Connection, ledger: Ledger, entry_id: int, replay: bool) -> HoldResult:
-    entry = load_entries(conn, ledger, [entry_id])[entry_id]
-    hold = load_holds(conn, ledger, [entry_id]).get(entry_id)
-    if hold is None:
-        raise NotFoundError("hold_not_found", f"id: entry {entry_id} is not a hold", field="id")
-    for line in hold.lines:
-        if line.description is None:
-            line.description = entry.description
-    return HoldResult(entry, hold, replay)
+    return hold_results(conn, ledger, [entry_id], {entry_id} if replay else set())[0]
 
 
 _LOCK_ROWS = sa.text(
