@@ -167,20 +167,26 @@ def test_partial_capture_of_runtime_lines_and_with_parameters(db, unique):
     assert service.audit(db, ledger) == []
 
 
-def test_commit_racing_expiry_ends_one_way_only(db, unique):
-    ledger = new_ledger(db, unique, seed000_schema(unique("wallet")))
-    post(db, ledger, "deposit", user_id="payer", amount="10000")
-    holds = [hold(db, ledger, 10, expires_at=later(0.6)) for _ in range(20)]
+def race_the_sweep(db, holds, act):
+    """Just before the last of ``holds`` expires, ten sweeps in a row in one thread race
+    ``act(db, id=...)`` on each hold in its own; the outcomes of ``act``, in order."""
     time.sleep(max(0.0, (holds[-1].hold.expires_at - datetime.now(timezone.utc)).total_seconds() - 0.15))
 
     def go(i):
         if i == 0:
             return [service.expire_holds(db) for _ in range(10)]
-        return service.commit_ledger_entry(db, id=holds[i - 1].entry.id)
-    outcomes = race(len(holds) + 1, go)
+        return act(db, id=holds[i - 1].entry.id)
+    return race(len(holds) + 1, go)[1:]
+
+
+def test_commit_racing_expiry_ends_one_way_only(db, unique):
+    ledger = new_ledger(db, unique, seed000_schema(unique("wallet")))
+    post(db, ledger, "deposit", user_id="payer", amount="10000")
+    holds = [hold(db, ledger, 10, expires_at=later(0.6)) for _ in range(20)]
+    outcomes = race_the_sweep(db, holds, service.commit_ledger_entry)
     service.expire_holds(db)
     committed = expired = 0
-    for h, outcome in zip(holds, outcomes[1:]):
+    for h, outcome in zip(holds, outcomes):
         status = service.get_ledger_hold(db, h.entry.id).status
         if isinstance(outcome, Exception):
             assert isinstance(outcome, BadRequestError) and outcome.code == "hold_expired"
@@ -314,9 +320,8 @@ def test_runtime_lines_held_and_captured_in_part(db, unique):
     assert service.audit(db, ledger) == []
 
 
-def test_release_must_not_carry_available_past_an_upper_bound(db, unique):
-    """Available = posted + pending decreases: a void or a partial capture raises it, so
-    the type's ``lte`` postcondition is checked on release as on posting."""
+def _capped_ledger(db, unique):
+    """A wallet whose deposits and spends keep the user's available balance <= 1,000."""
     doc = json5.loads(seed000_schema(unique("wallet")))
     capped = {"account": {"path": "liabilities/users:{{user_id}}/available"},
               "postcondition": {"ownBalance": {"lte": "1000"}}}
@@ -326,7 +331,13 @@ def test_release_must_not_carry_available_past_an_upper_bound(db, unique):
         {"key": "bank", "account": {"path": "assets/banks/user-cash"}, "amount": "-{{amount}}"},
         {"key": "user", "account": {"path": "liabilities/users:{{user_id}}/available"},
          "amount": "-{{amount}}"}], "conditions": [capped]})
-    ledger = new_ledger(db, unique, doc)
+    return new_ledger(db, unique, doc)
+
+
+def test_release_must_not_carry_available_past_an_upper_bound(db, unique):
+    """Available = posted + pending decreases: a void or a partial capture raises it, so
+    the type's ``lte`` postcondition is checked on release as on posting."""
+    ledger = _capped_ledger(db, unique)
     post(db, ledger, "deposit", user_id="payer", amount="900")
     held = service.add_ledger_hold(db, ledger, EntryRequest(
         ik="s1", type="spend", parameters={"user_id": "payer", "amount": "200"}), later())
@@ -346,20 +357,6 @@ def test_release_must_not_carry_available_past_an_upper_bound(db, unique):
         ik="s2", type="spend", parameters={"user_id": "payer", "amount": "100"}), later())
     assert service.void_ledger_entry(db, id=other.entry.id).hold.status == "voided"
     assert service.audit(db, ledger) == []
-
-
-def _capped_ledger(db, unique):
-    """A wallet whose deposits and spends keep the user's available balance <= 1,000."""
-    doc = json5.loads(seed000_schema(unique("wallet")))
-    capped = {"account": {"path": "liabilities/users:{{user_id}}/available"},
-              "postcondition": {"ownBalance": {"lte": "1000"}}}
-    types = doc["ledgerEntries"]["types"]
-    types[0]["conditions"] = [capped]
-    types.append({"type": "spend", "lines": [
-        {"key": "bank", "account": {"path": "assets/banks/user-cash"}, "amount": "-{{amount}}"},
-        {"key": "user", "account": {"path": "liabilities/users:{{user_id}}/available"},
-         "amount": "-{{amount}}"}], "conditions": [capped]})
-    return new_ledger(db, unique, doc)
 
 
 def _spend(db, ledger, amount, expires_at=None):
@@ -420,16 +417,10 @@ def test_void_racing_expiry_past_an_upper_bound_ends_one_way_only(db, unique):
     post(db, ledger, "deposit", user_id="payer", amount="900")
     holds = [_spend(db, ledger, 20, expires_at=later(0.6)) for _ in range(10)]
     post(db, ledger, "deposit", user_id="payer", amount="295")  # available 995
-    time.sleep(max(0.0, (holds[-1].hold.expires_at - datetime.now(timezone.utc)).total_seconds() - 0.15))
-
-    def go(i):
-        if i == 0:
-            return [service.expire_holds(db) for _ in range(10)]
-        return service.void_ledger_entry(db, id=holds[i - 1].entry.id)
-    outcomes = race(len(holds) + 1, go)
+    outcomes = race_the_sweep(db, holds, service.void_ledger_entry)
     while service.expire_holds(db):
         pass
-    for h, outcome in zip(holds, outcomes[1:]):
+    for h, outcome in zip(holds, outcomes):
         assert isinstance(outcome, BadRequestError), outcome
         assert outcome.code in ("condition_failed", "hold_expired")
         assert service.get_ledger_hold(db, h.entry.id).status == "expired"
