@@ -330,3 +330,14 @@ def test_rest_account_lines_by_status(api, token, ledger):
         assert both["lines"][-1]["runningBalance"] == "500"
         bad = rest.get(f"/accounts/{PAYER}/lines", params={"status": "held"})
         assert bad.status_code == 422 and bad.json()["field"] == "status"
+        month = datetime.now(timezone.utc).strftime("%Y-%m")
+        for status, count in (("pending", 3), ("all", 4)):
+            within = rest.get(f"/accounts/{PAYER}/lines",
+                              params={"status": status, "period": month}).json()
+            assert len(within["lines"]) == count
+            before = rest.get(f"/accounts/{PAYER}/lines",
+                              params={"status": status, "period": "2001-01"}).json()
+            assert before["lines"] == []
+            bad = rest.get(f"/accounts/{PAYER}/lines",
+                           params={"status": status, "period": "2001-13"})
+            assert bad.status_code == 422 and bad.json()["field"] == "period"

@@ -148,3 +148,15 @@ def test_refusals_name_the_field(db, books, status):
     with pytest.raises(BadRequestError) as err:
         lines(db, ledger, "everything", first=1)
     assert err.value.field == "status"
+
+
+@pytest.mark.parametrize("status", ["pending", "all"])
+def test_a_period_as_the_account_lines_read_it(db, books, status):
+    ledger, first = books
+    whole = view(lines(db, ledger, status, PAYER, first=200))
+    month = first.hold.created.strftime("%Y-%m")  # the ledger's offset is UTC
+    assert view(lines(db, ledger, status, PAYER, first=200, period=month)) == whole
+    assert view(lines(db, ledger, status, PAYER, first=200, period="2001-01")) == []
+    with pytest.raises(BadRequestError) as err:
+        lines(db, ledger, status, PAYER, first=1, period="2025-13")
+    assert err.value.field == "period"
