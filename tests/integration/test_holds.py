@@ -203,6 +203,30 @@ def test_commit_racing_expiry_ends_one_way_only(db, unique):
     assert service.audit(db, ledger) == []
 
 
+def test_void_racing_expiry_ends_one_way_only(db, unique):
+    """Without a bound in the way a void can win: each hold ends voided or expired, never
+    both, with one event, and its reservation is given back once whichever won."""
+    ledger = new_ledger(db, unique, seed000_schema(unique("wallet")))
+    post(db, ledger, "deposit", user_id="payer", amount="1000")
+    holds = [hold(db, ledger, 10, expires_at=later(0.6)) for _ in range(20)]
+    outcomes = race_the_sweep(db, holds, service.void_ledger_entry)
+    service.expire_holds(db)
+    ends = []
+    for h, outcome in zip(holds, outcomes):
+        status = service.get_ledger_hold(db, h.entry.id).status
+        if isinstance(outcome, Exception):
+            assert isinstance(outcome, BadRequestError) and outcome.code == "hold_expired"
+            assert status == "expired"
+        else:
+            assert status == "voided" == outcome.hold.status
+        ends.append(status)
+    tally = [e.type for e in hold_events(db, ledger)]
+    assert (tally.count("hold.voided"), tally.count("hold.expired")) == (
+        ends.count("voided"), ends.count("expired"))
+    assert balances(db, ledger) == (1000, 1000) and own(db, ledger, PAYER) == 1000
+    assert service.audit(db, ledger) == []
+
+
 START = 1000
 
 
