@@ -127,16 +127,17 @@ async def void_hold(ledger_ik: str, entry_ik: str, request: Request,
 
 
 def pending_lines_page(request: Request, ledger_ik: str, path: str, status: str, first: int,
-                       after: str | None) -> dict:
+                       after: str | None, period: str | None) -> dict:
     """``GET .../accounts/{path}/lines?status=pending|all`` (api/wallet.py): the account's
     lines of pending holds (``all``: merged with its posted lines), newest first, in the
     shape of its posted lines with ``status`` (a pending line has no running balance: it
     moves none); raises LedgerError for the caller to answer."""
     db = deps.database(request)
-    page = (service.list_all_lines(db, ledger_ik, path, first=first, after=after)
-            if status == "all" else
-            service.list_hold_lines(db, ledger_ik, path, status="pending", first=first,
-                                    after=after))
+    # Reversed lines too, as the posted list of this endpoint shows them: every posted
+    # line's running balance then follows from the one before it.
+    page = service.list_lines_by_status(db, ledger_ik, path, {"reversed": None},
+                                        status=status, first=first, after=after,
+                                        period=period)
     lines = [{"id": x.id, "key": x.key, "account": {"path": x.account_path},
               "amount": str(x.amount), "currency": x.currency,
               "runningBalance": (None if x.running_balance is None

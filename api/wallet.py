@@ -77,17 +77,13 @@ def account_lines(ledger_ik: str, path: str, request: Request,
                   period: Optional[str] = Query(None, description="Only lines posted in this "
                                                 "period (2025, 2025-Q1, 2025-02, 2025-02-03)"),
                   status: str = Query("posted", description="posted; pending: the lines of "
-                                      "the account's pending holds; all: both (first/after "
-                                      "only)"),
+                                      "the account's pending holds; all: both"),
                   _principal=Depends(require_scope("read"))):
     """Reversed and reversing lines are listed too, so that every line's ``runningBalance``
     is the one before it plus its ``amount``."""
     try:
         if status != "posted":
-            if status not in ("pending", "all") or period is not None:
-                raise BadRequestError("invalid_input", "status: posted, or pending or all "
-                                      "without period", field="status")
-            return pending_lines_page(request, ledger_ik, path, status, first, after)
+            return pending_lines_page(request, ledger_ik, path, status, first, after, period)
         found = service.list_account_lines(deps.database(request), ledger_ik, path,
                                            first=first, after=after, period=period)
     except LedgerError as exc:

@@ -2,10 +2,13 @@
 of 1,000, beside pgbench's TPC-B on the same PostgreSQL as the ceiling of one transaction
 per operation.
 
-    python bench/post.py [--seconds 15] [--clients 2] [--compare-events]
+    python bench/post.py [--seconds 15] [--clients 2] [--compare-events] [--compare-holds]
 
 ``--compare-events`` runs the batch phase with events off and on alternately (on, off,
 off, on) and prints the throughput with events on against off (``LEDGER_EVENTS``).
+``--compare-holds`` runs it posted as holds and posted outright alternately (holds,
+posts, posts, holds: the same deposits, ``add_ledger_holds`` against
+``add_ledger_entries``) and prints holds against posts.
 
 Uses DATABASE_URL, else an embedded PostgreSQL. Figures are ratios to pgbench measured in
 the same run, so they compare across machines.
@@ -17,6 +20,7 @@ import sys
 import tempfile
 import threading
 import time
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -75,6 +79,8 @@ def main() -> None:
     ap.add_argument("--clients", type=int, default=2)
     ap.add_argument("--compare-events", action="store_true",
                     help="batches with events on against off, alternately, in this run")
+    ap.add_argument("--compare-holds", action="store_true",
+                    help="batches posted as holds against posted outright, alternately")
     args = ap.parse_args()
 
     keep = None
@@ -114,14 +120,30 @@ def main() -> None:
 
         log(f"[3/3] batches of 1,000 deposits across {users} users, {args.clients} clients, {args.seconds:.0f}s ...")
 
-        def batch(c, r):
-            reqs = [EntryRequest(ik=f"b-{c}-{r}-{i}", type="deposit",
+        def requests(prefix, c, r):
+            return [EntryRequest(ik=f"{prefix}-{c}-{r}-{i}", type="deposit",
                                  parameters={"user": f"u{c}-{i}", "amount": str(100 + i)})
                     for i in range(users)]
+
+        def batch(c, r):
+            reqs = requests("b", c, r)
             service.add_ledger_entries(db, "bench", reqs)
             return len(reqs)
+
+        # Far in the future: no sweep releases one during the run.
+        expires = datetime.now(timezone.utc) + timedelta(days=1)
+
+        def held_batch(c, r):
+            reqs = requests("h", c, r)
+            service.add_ledger_holds(db, "bench", reqs, expires)
+            return len(reqs)
         batch_n, batch_t = timed_run(args.clients, args.seconds, batch)
-        compared = _compare_events(args, batch) if args.compare_events else None
+        compared = _alternate(args, "events on", "events off", (
+            lambda: service.configure_events(True), lambda: service.configure_events(False)),
+            batch) if args.compare_events else None
+        service.configure_events(settings.events)
+        held = _alternate(args, "holds", "posts", (held_batch, batch)) \
+            if args.compare_holds else None
     finally:
         db.dispose()
         drop_database(url)
@@ -129,8 +151,10 @@ def main() -> None:
             from ledger.embedded import stop_embedded_postgres
             stop_embedded_postgres(keep)
 
-    single_eps = single_n / single_t
-    batch_eps = batch_n / batch_t
+    _report(pg_tps, single_n / single_t, batch_n / batch_t, compared, held)
+
+
+def _report(pg_tps: float, single_eps: float, batch_eps: float, compared, held) -> None:
     print(f"pgbench TPC-B (ceiling of 1 transaction per operation): {pg_tps:10.0f} tps")
     print(f"single posts:        {single_eps:10.0f} entries/s  = {single_eps / pg_tps:5.2f}x pgbench")
     print(f"batches of 1,000:    {batch_eps:10.0f} entries/s  = {batch_eps / pg_tps:5.2f}x pgbench"
@@ -139,22 +163,29 @@ def main() -> None:
         on, off = compared
         print(f"batches, events on:  {on:10.0f} entries/s; off: {off:10.0f} entries/s; "
               f"on/off = {on / off:.3f} (events cost {(1 - on / off) * 100:.1f}%)")
+    if held:
+        holds, posts = held
+        print(f"batches as holds:    {holds:10.0f} entries/s; posted: {posts:10.0f} entries/s; "
+              f"holds/posts = {holds / posts:.3f} (holds cost {(1 - holds / posts) * 100:.1f}%)")
 
 
-def _compare_events(args, batch) -> tuple[float, float]:
-    """Entries/s of batches with events on and off, alternately (on, off, off, on), so a
-    drift of the machine's speed weighs on both alike."""
-    done = {True: [0, 0.0], False: [0, 0.0]}
-    for n, enabled in enumerate((True, False, False, True)):
-        log(f"[events] batches with events {'on' if enabled else 'off'}, "
-            f"{args.seconds:.0f}s ...")
-        service.configure_events(enabled)
+def _alternate(args, first: str, second: str, variants: tuple, batch=None) -> tuple[float, float]:
+    """Entries/s of two variants of the batch phase, alternately (first, second, second,
+    first), so a drift of the machine's speed weighs on both alike. ``variants``: two
+    ``work(client, round)`` functions, or, given ``batch``, two set-ups run before it."""
+    done = {0: [0, 0.0], 1: [0, 0.0]}
+    for n, which in enumerate((0, 1, 1, 0)):
+        log(f"[{first} / {second}] batches, {(first, second)[which]}, {args.seconds:.0f}s ...")
+        if batch is None:
+            work = variants[which]
+        else:
+            variants[which]()
+            work = batch
         count, elapsed = timed_run(args.clients, args.seconds,
-                                   lambda c, r, n=n: batch(c, 10_000 * (n + 1) + r))
-        done[enabled][0] += count
-        done[enabled][1] += elapsed
-    service.configure_events(True)
-    return done[True][0] / done[True][1], done[False][0] / done[False][1]
+                                   lambda c, r, n=n, work=work: work(c, 10_000 * (n + 1) + r))
+        done[which][0] += count
+        done[which][1] += elapsed
+    return done[0][0] / done[0][1], done[1][0] / done[1][1]
 
 
 if __name__ == "__main__":

@@ -150,7 +150,8 @@ def standing_bounds(schema: Schema) -> list[tuple[ConditionType, str]]:
 def broken_conditions(conn: Connection, ledger: Ledger, schema: Schema) -> list[Problem]:
     """Balances on the wrong side of a standing bound of the schema (``standing_bounds``):
     the engine refuses every posting that would break one, so one that is broken was moved
-    by something else (an entry type without the condition, or a hand-made UPDATE)."""
+    by something else: an entry type without the condition, a hand-made UPDATE, or a hold
+    that expired (expiry is never refused; its ``hold.expired`` event names the bound)."""
     problems: list[Problem] = []
     for cond, etype in standing_bounds(schema):
         shape = _instance_pattern(cond.path)

@@ -430,13 +430,14 @@ from ledger.holds.facade import (  # noqa: E402
     hold_balances,
     list_all_lines,
     list_hold_lines,
+    list_lines_by_status,
     void_ledger_entry,
 )
 
 __all__ += [
     "Hold", "HoldBalances", "HoldResult", "add_ledger_hold", "add_ledger_holds",
     "commit_ledger_entry", "expire_holds", "get_ledger_hold", "hold_balances", "list_hold_lines",
-    "void_ledger_entry", "list_all_lines"
+    "void_ledger_entry", "list_all_lines", "list_lines_by_status"
 ]
 
 # ---------------------------------------------------------------------------- events

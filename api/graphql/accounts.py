@@ -222,14 +222,15 @@ class LedgerAccount:
 
     @strawberry.field(description="The lines posted to this account, newest posted first; "
                                   "status: pending lists the lines of its pending holds "
-                                  "instead (first/after), posted (the default) posted lines.")
+                                  "instead, all both, posted (the default) posted lines; the "
+                                  "same filter and paging for each.")
     def lines(self, root: Account, info: Info, filter: Optional[LedgerLinesFilter] = None,
               first: Optional[int] = None, after: Optional[str] = None,
               last: Optional[int] = None, before: Optional[str] = None,
               status: str = "posted") -> LedgerLinesConnection:
         ctx: Context = info.context
-        held = pending_lines(ctx, root.ledger_ik, root.path, status, False, dict(
-            filter=filter, first=first, after=after, last=last, before=before))
+        held = pending_lines(ctx, root.ledger_ik, root.path, status, filter_input(filter),
+                             dict(first=first, after=after, last=last, before=before))
         if held is not None:
             return held
         page = service.list_lines(ctx.db, root.ledger_ik, root.path, filter_input(filter),

@@ -18,9 +18,6 @@ from api.graphql.inputs import LedgerEntryMatchInput
 from api.graphql.refs import entry_ref
 from api.graphql.scalars import JSON, Int96
 from ledger import service
-from ledger.errors import BadRequestError as Refused
-
-LINE_STATUSES = ("posted", "pending", "all")
 
 
 def hold_lines_connection(ctx: Context, ledger_ik: str, path: Optional[str],
@@ -36,30 +33,17 @@ def hold_lines_connection(ctx: Context, ledger_ik: str, path: Optional[str],
 
 
 def pending_lines(ctx: Context, ledger_ik: str, path: Optional[str], status: str,
-                  pattern: bool, paged: dict) -> Optional[LedgerLinesConnection]:
+                  filters: Optional[dict], paged: dict) -> Optional[LedgerLinesConnection]:
     """``lines(status:)``: None for ``posted`` (the caller lists posted lines as ever);
     for ``pending`` the lines of pending holds (status ``pending``), for ``all`` both
-    merged newest first, paged forward with first/after."""
-    if status not in LINE_STATUSES:
-        raise Refused("invalid_input", f"status: one of {', '.join(LINE_STATUSES)}, got "
-                      f"{status!r}", field="status")
+    merged newest first; the same filter, account pattern and paging as posted lines."""
     if status == "posted":
         return None
-    for name in ("filter", "last", "before"):
-        if paged.get(name) is not None:
-            raise Refused("invalid_input", f"{name}: {status} lines page forward with first "
-                          "and after, unfiltered", field=name)
-    if pattern:
-        raise Refused("invalid_input", f"account: {status} lines are listed for one account "
-                      "path or the whole ledger, not a pattern", field="account")
-    if status == "all":
-        page = service.list_all_lines(ctx.db, ledger_ik, path, first=paged.get("first"),
-                                      after=paged.get("after"))
-        return LedgerLinesConnection(nodes=[line_type(line, ledger_ik, None, s)
-                                            for line, s in page.nodes],
-                                     page_info=page_info(page.page_info))
-    return hold_lines_connection(ctx, ledger_ik, path, "pending", paged.get("first"),
-                                 paged.get("after"))
+    page = service.list_lines_by_status(ctx.db, ledger_ik, path, filters, status=status,
+                                        **paged)
+    return LedgerLinesConnection(nodes=[line_type(line, ledger_ik, None, s)
+                                        for line, s in page.nodes],
+                                 page_info=page_info(page.page_info))
 
 
 @strawberry.input(description="Post the entry as a hold: its lines stay pending (they move "

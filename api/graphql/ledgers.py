@@ -81,8 +81,9 @@ class Ledger:
 
     @strawberry.field(description="The lines of this ledger, of one account, or of an account "
                                   "pattern (as in ledgerEntries), newest posted first; status: "
-                                  "pending lists the lines of pending holds instead (first/"
-                                  "after; one account or the ledger), posted is the default.")
+                                  "pending lists the lines of pending holds instead (at their "
+                                  "hold's creation time), all both; posted is the default. "
+                                  "Every status takes the same filter, account and paging.")
     def lines(self, root: Root, info: Info, filter: Optional[LedgerLinesFilter] = None,
               account: Optional[LedgerAccountMatchInput] = None,
               first: Optional[int] = None, after: Optional[str] = None,
@@ -90,9 +91,8 @@ class Ledger:
               status: str = "posted") -> LedgerLinesConnection:
         ctx: Context = info.context
         path = account_path(root.ik, account, "account")
-        held = pending_lines(ctx, root.ik, path, status, path is not None and "*" in path,
-                             dict(filter=filter, first=first, after=after, last=last,
-                                  before=before))
+        held = pending_lines(ctx, root.ik, path, status, filter_input(filter),
+                             dict(first=first, after=after, last=last, before=before))
         if held is not None:
             return held
         page = service.list_lines(ctx.db, root.ik, path, filter_input(filter), first=first,

@@ -63,17 +63,24 @@ async def reverse(request: Request, ledger_ik: str, entry_id: str, csrf: str = F
                             f"{result.reversed_entry.id}?reversed=1", status_code=303)
 
 
-async def resolve_hold(request: Request, ledger_ik: str, entry_id: str, csrf: str, act):
-    """Commit or void (``act``) the hold of entry ``entry_id``, then show the entry."""
+async def resolve_hold(request: Request, ledger_ik: str, entry_id: str, csrf: str, act,
+                       **args):
+    """Commit or void (``act``, with ``args``) the hold of entry ``entry_id``, then show
+    the entry."""
     await run_in_threadpool(writer, request, csrf)
-    await run_in_threadpool(act, deps.database(request), id=entry_id, ledger_ik=ledger_ik)
+    await run_in_threadpool(lambda: act(deps.database(request), id=entry_id,
+                                        ledger_ik=ledger_ik, **args))
     return RedirectResponse(f"{PREFIX}/ledgers/{quote(ledger_ik, safe='')}/entries/"
                             f"{quote(entry_id, safe='')}", status_code=303)
 
 
 @router.post("/ledgers/{ledger_ik}/entries/{entry_id}/commit")
-async def commit_hold(request: Request, ledger_ik: str, entry_id: str, csrf: str = Form("")):
-    return await resolve_hold(request, ledger_ik, entry_id, csrf, service.commit_ledger_entry)
+async def commit_hold(request: Request, ledger_ik: str, entry_id: str, csrf: str = Form(""),
+                      amount: str = Form("")):
+    # An empty field commits all of it; anything else is the engine's to check (as
+    # commitLedgerEntry(amount) is), so a bad amount is refused naming the field.
+    return await resolve_hold(request, ledger_ik, entry_id, csrf, service.commit_ledger_entry,
+                              amount=amount.strip() or None)
 
 
 @router.post("/ledgers/{ledger_ik}/entries/{entry_id}/void")

@@ -80,24 +80,27 @@ def account_lines(db, ledger_ik: str, path: str, after: Optional[str]):
         return None
 
 
-def account_holds(db, ledger_ik: str, path: str, at: Optional[str]):
-    """Pending and available balances and the newest holds' lines of ``path``; no holds
-    for a template node, which has no lines of its own."""
+def account_holds(db, ledger_ik: str, path: str, at: Optional[str],
+                  holds_after: Optional[str] = None):
+    """Pending and available balances and a page of the holds' lines of ``path``, newest
+    hold first, after the cursor ``holds_after``; no holds for a template node, which has
+    no lines of its own."""
     holding = service.hold_balances(db, ledger_ik, path, at=at or None)
     try:
         holds = service.list_hold_lines(db, ledger_ik, path, status=None,
-                                        first=HOLDS_PER_PAGE).nodes
+                                        first=HOLDS_PER_PAGE, after=holds_after)
     except BadRequestError as exc:
         if exc.field != "account":
             raise
-        holds = []
+        holds = None
     return holding, holds
 
 
 @router.get("/ledgers/{ledger_ik}/account")
 def account(request: Request, ledger_ik: str, path: str = Query(...),
             after: Optional[str] = Query(None), scale: str = Query("daily"),
-            at: Optional[str] = Query(None), who: Viewer = Depends(viewer)):
+            at: Optional[str] = Query(None), holds_after: Optional[str] = Query(None),
+            who: Viewer = Depends(viewer)):
     db = deps.database(request)
     found = service.get_ledger(db, ledger_ik)
     balances = service.account_balances(db, ledger_ik, path, at=at or None)
@@ -107,7 +110,7 @@ def account(request: Request, ledger_ik: str, path: str = Query(...),
         else date.today()
     points = 30 if scale == "daily" else 12
     series = service.balance_series(db, ledger_ik, path, end=end, scale=scale, points=points)
-    holding, holds = account_holds(db, ledger_ik, path, at)
+    holding, holds = account_holds(db, ledger_ik, path, at, holds_after)
     return page(request, "account.html", viewer=who, ledger=found, path=path,
                 balances=balances, lines=lines, charts=charts(series), scale=scale,
                 at=at or "", holding=holding, holds=holds)

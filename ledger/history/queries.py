@@ -35,22 +35,26 @@ DEFAULT_PAGE = 20
 MAX_PAGE = 200
 
 
-def _cursor(kind: str, posted: datetime, id_: int) -> str:
-    raw = f"{kind}|{posted.isoformat()}|{id_}".encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+def _cursor(kind: str, posted: datetime, id_: int, rank: int | None = None) -> str:
+    raw = f"{kind}|{posted.isoformat()}|{id_}" + ("" if rank is None else f"|{rank}")
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
 
 
-def _decode_cursor(kind: str, cursor: Any, field: str) -> tuple[datetime, int]:
+def _decode_cursor(kind: str, cursor: Any, field: str,
+                   ranks: tuple[int, ...] = ()) -> tuple[datetime, int]:
+    """A cursor's position; with ``ranks`` (a list merging streams) also the rank of its
+    stream, as a third item."""
     bad = BadRequestError("invalid_input", f"{field}: not a cursor of this list; pass a startCursor or endCursor it returned", field=field)
     if not isinstance(cursor, str) or not cursor or len(cursor) > 200:
         raise bad
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        k, posted, id_ = raw.split("|")
+        k, posted, id_, *rank = raw.split("|")
         when = datetime.fromisoformat(posted)
-        if k != kind or when.tzinfo is None or parse_id(id_) is None:
+        if (k != kind or when.tzinfo is None or parse_id(id_) is None
+                or len(rank) != (1 if ranks else 0) or (ranks and rank[0] not in map(str, ranks))):
             raise ValueError(raw)
-        return when, int(id_)
+        return (when, int(id_), int(rank[0])) if ranks else (when, int(id_))
     except (ValueError, UnicodeDecodeError):
         raise bad from None
 
@@ -67,44 +71,70 @@ def _paginate(conn: Connection, kind: str, query: sa.Select, posted_col, id_col,
               first: Any, after: Any, last: Any, before: Any) -> tuple[list, PageInfo]:
     """Keyset pagination over ``(posted, id)`` descending: a cursor is a position, not an
     offset, so rows inserted meanwhile never shift a page nor repeat a row."""
+    rows, info = _paginate_streams(conn, kind, [(0, query, posted_col, id_col)],
+                                   first, after, last, before)
+    return [row for _, row in rows], info
+
+
+def _beyond(rank: int, posted_col, id_col, cursor: tuple, op: str):
+    """The rows of stream ``rank`` on side ``op`` of ``cursor`` in the order (posted, rank,
+    id): within the cursor's own stream a keyset comparison, in another stream one on
+    ``posted`` alone (a tie on it is decided by rank), so each stays an index range."""
+    when = sa.literal(cursor[0], sa.DateTime(timezone=True))
+    if len(cursor) == 2 or cursor[2] == rank:
+        key = sa.tuple_(posted_col, id_col)
+        position = sa.tuple_(when, sa.literal(cursor[1], sa.BigInteger))
+        return {"<": key < position, ">": key > position,
+                "<=": key <= position, ">=": key >= position}[op]
+    if op in ("<", "<="):
+        return posted_col <= when if rank < cursor[2] else posted_col < when
+    return posted_col >= when if rank > cursor[2] else posted_col > when
+
+
+def _paginate_streams(conn: Connection, kind: str, streams: list, first: Any, after: Any,
+                      last: Any, before: Any) -> tuple[list, PageInfo]:
+    """``_paginate`` over several streams ``(rank, query, posted_col, id_col)`` merged in
+    the order (posted, rank, id) descending: each reads at most one page from its own
+    keyset, whatever the history. Returns ``[(rank, row)]`` and the page info; with more
+    than one stream a cursor also names its stream's rank."""
     if first is not None and last is not None:
         raise BadRequestError("invalid_input", "last: give first or last, not both", field="last")
     backward = last is not None
     size = _page_size(last if backward else first, "last" if backward else "first")
-    key = sa.tuple_(posted_col, id_col)
-
-    def position(cursor: tuple[datetime, int]):
-        return sa.tuple_(sa.literal(cursor[0], sa.DateTime(timezone=True)),
-                         sa.literal(cursor[1], sa.BigInteger))
-
-    a = _decode_cursor(kind, after, "after") if after is not None else None
-    b = _decode_cursor(kind, before, "before") if before is not None else None
-    q = query
-    if a is not None:
-        q = q.where(key < position(a))
-    if b is not None:
-        q = q.where(key > position(b))
-    if backward:
-        q = q.order_by(posted_col.asc(), id_col.asc())
-    else:
-        q = q.order_by(posted_col.desc(), id_col.desc())
-    rows = conn.execute(q.limit(size + 1)).mappings().all()
-    more = len(rows) > size
-    rows = list(rows[:size])
+    ranks = tuple(s[0] for s in streams) if len(streams) > 1 else ()
+    a = _decode_cursor(kind, after, "after", ranks) if after is not None else None
+    b = _decode_cursor(kind, before, "before", ranks) if before is not None else None
+    fetched = []
+    for rank, query, posted_col, id_col in streams:
+        q = query
+        if a is not None:
+            q = q.where(_beyond(rank, posted_col, id_col, a, "<"))
+        if b is not None:
+            q = q.where(_beyond(rank, posted_col, id_col, b, ">"))
+        order = (posted_col.asc(), id_col.asc()) if backward else (posted_col.desc(), id_col.desc())
+        fetched += [(r["posted"], rank, r["id"], r)
+                    for r in conn.execute(q.order_by(*order).limit(size + 1)).mappings()]
+    fetched.sort(key=lambda x: x[:3], reverse=not backward)
+    more = len(fetched) > size
+    rows = fetched[:size]
     if backward:
         rows.reverse()
 
-    def exists(cond) -> bool:
-        return bool(conn.execute(sa.select(query.where(cond).exists())).scalar())
+    def exists(cursor: tuple, op: str) -> bool:
+        return any(conn.execute(sa.select(query.where(
+            _beyond(rank, posted_col, id_col, cursor, op)).exists())).scalar()
+            for rank, query, posted_col, id_col in streams)
 
     if backward:
-        has_previous, has_next = more, b is not None and exists(key <= position(b))
+        has_previous, has_next = more, b is not None and exists(b, "<=")
     else:
-        has_next, has_previous = more, a is not None and exists(key >= position(a))
-    info = PageInfo(has_next, has_previous,
-                    _cursor(kind, rows[0]["posted"], rows[0]["id"]) if rows else None,
-                    _cursor(kind, rows[-1]["posted"], rows[-1]["id"]) if rows else None)
-    return rows, info
+        has_next, has_previous = more, a is not None and exists(a, ">=")
+
+    def cursor(x) -> str:
+        return _cursor(kind, x[0], x[2], x[1] if ranks else None)
+    info = PageInfo(has_next, has_previous, cursor(rows[0]) if rows else None,
+                    cursor(rows[-1]) if rows else None)
+    return [(x[1], x[3]) for x in rows], info
 
 
 def _entry_conditions(ledger: Ledger, flt: EntryFilter, e, time_source) -> list:
@@ -189,13 +219,23 @@ def list_entries(conn: Connection, ledger: Ledger, flt: EntryFilter | None = Non
     return Page(load_history_entries(conn, ledger, rows), info)
 
 
-def list_lines(conn: Connection, ledger: Ledger, account: str | None = None,
-               flt: EntryFilter | None = None, first: int | None = None, after: str | None = None,
-               last: int | None = None, before: str | None = None, *,
-               schema: Schema | None = None) -> Page:
-    """Lines of an account, of a path pattern, or (``account`` None) of the whole ledger,
-    whose entries match ``flt``, newest ``posted`` first."""
-    flt = flt or EntryFilter()
+def _account_ids_condition(conn: Connection, ledger: Ledger, schema: Schema | None,
+                           account: str, column):
+    """``column`` in the accounts an account argument names (as ``_account_ids``)."""
+    # Ids first, as literals: the planner then walks the (account_id, posted, id) index
+    # of a single account, or the ledger's (ledger_id, posted, id) index for several,
+    # newest first, and stops after one page, instead of sorting all their lines.
+    ids = conn.execute(_account_ids(
+        ledger, schema or load_schema(conn, ledger.id), account)).scalars().all()
+    if not ids:
+        return sa.false()
+    if len(ids) == 1:
+        return column == ids[0]
+    return column == sa.any_(sa.literal(list(ids), sa.ARRAY(sa.BigInteger)))
+
+
+def _posted_lines_query(conn: Connection, ledger: Ledger, account: str | None,
+                        flt: EntryFilter, schema: Schema | None) -> sa.Select:
     ln, e, a = t.lines, t.entries, t.accounts
     # A line without a description of its own reads its entry's, as in the entry's lines
     # and a mutation's result: the same line says the same thing on every path.
@@ -208,20 +248,24 @@ def list_lines(conn: Connection, ledger: Ledger, account: str | None = None,
     if flt.currency is not None:
         q = q.where(ln.c.currency == flt.currency)
     if account is not None:
-        # Ids first, as literals: the planner then walks the (account_id, posted, id) index
-        # of a single account, or the ledger's (ledger_id, posted, id) index for several,
-        # newest first, and stops after one page, instead of sorting all their lines.
-        ids = conn.execute(_account_ids(
-            ledger, schema or load_schema(conn, ledger.id), account)).scalars().all()
-        if not ids:
-            q = q.where(sa.false())
-        elif len(ids) == 1:
-            q = q.where(ln.c.account_id == ids[0])
-        else:
-            q = q.where(
-            ln.c.account_id == sa.any_(sa.literal(list(ids), sa.ARRAY(sa.BigInteger))))
+        q = q.where(_account_ids_condition(conn, ledger, schema, account, ln.c.account_id))
+    return q
+
+
+def _lines_of_rows(conn: Connection, rows: list) -> list:
+    return fill_running_balances(conn, [line_from_row(r) for r in rows])
+
+
+def list_lines(conn: Connection, ledger: Ledger, account: str | None = None,
+               flt: EntryFilter | None = None, first: int | None = None, after: str | None = None,
+               last: int | None = None, before: str | None = None, *,
+               schema: Schema | None = None) -> Page:
+    """Lines of an account, of a path pattern, or (``account`` None) of the whole ledger,
+    whose entries match ``flt``, newest ``posted`` first."""
+    q = _posted_lines_query(conn, ledger, account, flt or EntryFilter(), schema)
+    ln = t.lines
     rows, info = _paginate(conn, "line", q, ln.c.posted, ln.c.id, first, after, last, before)
-    return Page(fill_running_balances(conn, [line_from_row(r) for r in rows]), info)
+    return Page(_lines_of_rows(conn, rows), info)
 
 
 def _group_key(key: Any, value: Any) -> tuple[str, str]:
@@ -329,7 +373,13 @@ def _account_cursor(cursor: Any, field: str) -> str:
     return path
 
 
-# The same cursor codec under public names, for other capabilities' keyset lists
-# (ledger/holds/: hold lines paged by (created, id)).
+# The same cursor codec, paging, filters and posted-lines query under public names, for
+# other capabilities' keyset lists (ledger/holds/: hold lines paged by (created, id), and
+# lines(status: pending | all), which page pending lines as posted ones are).
 encode_cursor = _cursor
 decode_cursor = _decode_cursor
+paginate_streams = _paginate_streams
+entry_conditions = _entry_conditions
+account_ids_condition = _account_ids_condition
+posted_lines_query = _posted_lines_query
+lines_of_rows = _lines_of_rows

@@ -13,8 +13,8 @@ from ledger import fastjson
 from ledger.amounts import parse_time
 from ledger.commands import EntryRequest
 from ledger.errors import BadRequestError, LedgerError
-from ledger.holds.model import HoldResult
-from ledger.holds.store import hold_result, move_reserved, raise_hold_events, watch_reserved
+from ledger.holds.model import Hold, HoldResult
+from ledger.holds.store import hold_results, move_reserved, raise_hold_events, watch_reserved
 from ledger.ledgers import Ledger
 from ledger.posting.conditions import (
     check_conditions,
@@ -24,6 +24,7 @@ from ledger.posting.conditions import (
 )
 from ledger.posting.engine import compile_all
 from ledger.posting.idempotency import claim_iks
+from ledger.posting.model import Entry, Line
 from ledger.schema.compile import CompiledEntry
 from ledger.schema.store import load_schema
 
@@ -80,20 +81,25 @@ def create_holds(conn: Connection, ledger: Ledger, requests: list[EntryRequest],
     inserted, replays = claim_iks(conn, ledger, by_index, now, {}, locate=batch,
                                   raise_refusals=True)
     fresh = [i for i in by_index if i not in replays]
+    results: dict[int, HoldResult] = {}
     if fresh:
-        _reserve(conn, ledger, [compiled[i] for i in fresh],
-                 [inserted[compiled[i].request.ik] for i in fresh], fresh, batch, expiry, now)
-    out = []
-    for i, c in enumerate(compiled):
-        entry_id = replays[i] if i in replays else inserted[c.request.ik]
-        out.append(hold_result(conn, ledger, entry_id, i in replays))
+        entries = [compiled[i] for i in fresh]
+        entry_ids = [inserted[compiled[i].request.ik] for i in fresh]
+        line_ids = _reserve(conn, ledger, entries, entry_ids, fresh, batch, expiry, now)
+        results.update(zip(fresh, _fresh_results(ledger, entries, entry_ids, line_ids,
+                                                 expiry, now)))
+    if replays:
+        order = sorted(replays)
+        results.update(zip(order, hold_results(conn, ledger, [replays[i] for i in order],
+                                               set(replays.values()))))
+    out = [results[i] for i in range(len(compiled))]
     raise_hold_events(conn, ledger, "hold.created", [r for r in out if not r.is_ik_replay])
     return out
 
 
 def _reserve(conn: Connection, ledger: Ledger, entries: list[CompiledEntry],
              entry_ids: list[int], indexes: list[int], batch: bool, expiry: datetime,
-             now: datetime) -> None:
+             now: datetime) -> dict[tuple[int, str], int]:
     account_ids = ensure_accounts(conn, ledger, {l.path: l.account for e in entries
                                                  for l in e.lines})
     # Every balance row a hold reserves on is locked, of eventual accounts too: what is
@@ -130,14 +136,33 @@ def _reserve(conn: Connection, ledger: Ledger, entries: list[CompiledEntry],
         "INSERT INTO holds (entry_id, ledger_id, status, expires_at, created) "
         "SELECT e, :l, 'pending', :x, :now FROM unnest(CAST(:ids AS bigint[])) AS e"),
         {"l": ledger.id, "x": expiry, "now": now, "ids": entry_ids})
-    conn.execute(sa.text(
+    line_ids = conn.execute(sa.text(
         "INSERT INTO hold_lines (ledger_id, entry_id, account_id, key, amount, currency, "
         "  description, tx_external_id) "
         "SELECT :l, u.e, u.a, u.k, u.m, u.c, u.d, u.x FROM json_to_recordset(CAST(:rows AS json)) "
-        "AS u(e bigint, a bigint, k text, m numeric, c text, d text, x text)"),
+        "AS u(e bigint, a bigint, k text, m numeric, c text, d text, x text) "
+        "RETURNING entry_id, key, id"),
         {"l": ledger.id, "rows": fastjson.dumps([
             {"e": entry_id, "a": account_ids[l.path], "k": l.key, "m": l.amount,
              "c": l.currency, "d": l.description, "x": l.tx}
             for e, entry_id in zip(entries, entry_ids) for l in e.lines])})
     move_reserved(conn, moves, locked=True)
     watch_reserved(conn, {ledger.id: steps})
+    return {(r.entry_id, r.key): r.id for r in line_ids}
+
+
+def _fresh_results(ledger: Ledger, entries: list[CompiledEntry], entry_ids: list[int],
+                   line_ids: dict, expiry: datetime, now: datetime) -> list[HoldResult]:
+    """The holds just written, built from what was written rather than read back: a
+    batch of 1,000 read back cost a third of its time (the engine answers posts so too)."""
+    out = []
+    for e, entry_id in zip(entries, entry_ids):
+        eid = str(entry_id)
+        lines = [Line(f"h{line_ids[(entry_id, l.key)]}", eid, l.key, l.path, l.amount,
+                      l.currency, now, now, l.tx, l.description or e.description,
+                      l.account.type, None) for l in e.lines]
+        out.append(HoldResult(
+            Entry(eid, ledger.ik, e.request.ik, e.type, e.description, now, now, e.tags,
+                  e.groups, []),
+            Hold(eid, "pending", expiry, now, None, lines), False))
+    return out

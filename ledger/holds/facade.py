@@ -2,6 +2,7 @@
 ``ledger/holds/``; ``ledger.service`` re-exports them."""
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from sqlalchemy.engine import Connection
@@ -10,7 +11,8 @@ from ledger.commands import EntryRequest
 from ledger.db import Database
 from ledger.history.entries import entry_ledger, get_entry_by_ik
 from ledger.ledgers import load_ledger, parse_id
-from ledger.history.model import Page
+from ledger.history.model import EntryFilter, Page, TimeRange
+from ledger.history.periods import period_range
 from ledger.schema.store import load_schema
 from ledger.holds import balances as _hold_balances
 from ledger.holds import lines as _hold_lines
@@ -110,17 +112,37 @@ def list_hold_lines(db: Database, ledger_ik: str, path: str | None, *,
                                               first, after)
 
 
+def list_lines_by_status(db: Database, ledger_ik: str, account: str | None = None,
+                        filters: EntryFilter | dict | None = None, *, status: str = "posted",
+                        first: int | None = None, after: str | None = None,
+                        last: int | None = None, before: str | None = None,
+                        period: str | None = None) -> Page:
+    """``list_lines_by_status(db, ledger_ik, account=None, filters=None, *, status="posted",
+    first, after, last, before, period=None) -> Page`` of ``(Line, status)``: ``list_lines``
+    for posted lines (status None), the lines of pending holds (``pending``, at their hold's
+    creation time) or both merged (``all``), with ``list_lines``' arguments and their
+    meaning (account path or pattern, ``filters``, forward and backward pages), newest
+    first. ``period`` (``2025-02``): only lines of that period, as ``list_account_lines``
+    reads it (refused naming ``period``)."""
+    flt = EntryFilter.from_input(filters)
+    with db.transaction() as conn:
+        ledger = load_ledger(conn, ledger_ik)
+        if period is not None:
+            start, end = period_range(period, ledger.balance_utc_offset, "period")
+            flt = replace(flt, posted=TimeRange(start, end))
+        return _hold_lines.lines_by_status(conn, ledger, account, flt, status, first, after,
+                                           last, before)
+
+
 def list_all_lines(db: Database, ledger_ik: str, path: str | None, *, first: int | None = None,
                    after: str | None = None) -> Page:
-    """``list_all_lines(db, ledger_ik, path, *, first=None, after=None) -> Page`` of
-    ``(Line, status)``: posted lines (status None) and the lines of pending holds
-    (``pending``) of one account (None: the ledger), newest first, paged forward."""
-    with db.transaction() as conn:
-        return _hold_lines.all_lines(conn, load_ledger(conn, ledger_ik), path, first, after)
+    """``list_lines_by_status(status="all")`` paged forward: posted lines (status None) and
+    the lines of pending holds (``pending``) of one account (None: the ledger)."""
+    return list_lines_by_status(db, ledger_ik, path, status="all", first=first, after=after)
 
 
 __all__ = [
     "Hold", "HoldBalances", "HoldResult", "add_ledger_hold", "add_ledger_holds",
-    "commit_ledger_entry", "expire_holds", "list_all_lines", "get_ledger_hold", "hold_balances", "list_hold_lines",
+    "commit_ledger_entry", "expire_holds", "list_all_lines", "list_lines_by_status", "get_ledger_hold", "hold_balances", "list_hold_lines",
     "void_ledger_entry"
 ]

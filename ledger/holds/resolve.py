@@ -21,7 +21,7 @@ from ledger.holds.store import (
     release,
     watch_reserved,
 )
-from ledger.ledgers import Ledger
+from ledger.ledgers import Ledger, load_ledger
 from ledger.posting.conditions import (
     check_conditions,
     ensure_accounts,
@@ -114,15 +114,16 @@ def commit_hold(conn: Connection, ledger: Ledger, entry_id: int, amount: Any = N
     return result
 
 
-def check_release(conn: Connection, ledger: Ledger, entry: CompiledEntry) -> None:
+def release_breaches(conn: Connection, ledger: Ledger, entry: CompiledEntry) -> list[str]:
     """After a release (already applied in this transaction), the entry type's upper
-    postconditions (``lte``, ``eq``) against the available balances: giving back a
-    reservation raises them, and must not carry one past a bound that posting enforces.
-    ``gte`` cannot be newly broken by a release, so it is not checked (a balance already
-    below it must still be releasable)."""
+    postconditions (``lte``, ``eq``) that the available balances now break, one message
+    each: giving back a reservation raises them past what posting would allow. ``gte``
+    cannot be newly broken by a release, so it is not checked (a balance already below it
+    must still be releasable). Void and expiry both ask this; void refuses a release that
+    breaks one, expiry cannot refuse and reports it (``expire_holds``)."""
     upper = [c for c in entry.conditions if c.when == "post" and c.op != "gte"]
     if not upper:
-        return
+        return []
     account_ids = ensure_accounts(conn, ledger, {l.path: l.account for l in entry.lines})
     keys = sorted({(account_ids[l.path], l.currency) for l in entry.lines})
     balances, _, held = lock_balances(conn, ledger, keys)
@@ -134,14 +135,25 @@ def check_release(conn: Connection, ledger: Ledger, entry: CompiledEntry) -> Non
         for account_id, path, currency, available in lock_descendants(conn, ledger, total_paths):
             balances.setdefault((account_id, currency), available)
             paths_by_id[account_id] = path
-    checked = CompiledEntry(entry.request, entry.type, entry.description, entry.lines, upper,
-                            entry.tags, entry.groups)
-    try:
-        check_conditions(checked, "post", balances, account_ids, paths_by_id)
-    except BadRequestError as exc:
-        message = exc.message.replace("nothing was posted", "the hold stays pending")
-        raise BadRequestError("condition_failed", f"releasing the hold: {message}",
-                              field="conditions") from None
+    broken = []
+    for cond in upper:
+        # One condition at a time: the engine's check stops at the first it finds broken.
+        checked = CompiledEntry(entry.request, entry.type, entry.description, entry.lines,
+                                [cond], entry.tags, entry.groups)
+        try:
+            check_conditions(checked, "post", balances, account_ids, paths_by_id)
+        except BadRequestError as exc:
+            broken.append(exc.message.replace("; nothing was posted", ""))
+    return broken
+
+
+def check_release(conn: Connection, ledger: Ledger, entry: CompiledEntry) -> None:
+    """Refuse a release (void, partial capture) that breaks an upper bound: the caller can
+    still commit more of the hold, or post what makes room, before it expires."""
+    broken = release_breaches(conn, ledger, entry)
+    if broken:
+        raise BadRequestError("condition_failed", f"releasing the hold: {broken[0]}; the "
+                              "hold stays pending", field="conditions")
 
 
 def _captured(amount: Any, parameters: Any) -> dict:
@@ -211,7 +223,14 @@ def _check_within(compiled: CompiledEntry, held: list) -> None:
 def expire_holds(conn: Connection, limit: int = 1000) -> list[tuple[int, int]]:
     """Expire pending holds past their expiry, oldest first, skipping any a commit or void
     holds locked right now (it resolves them, or the next sweep does). Returns their
-    (ledger id, entry id)."""
+    (ledger id, entry id).
+
+    An expiry is never refused, even when giving the reservation back carries an available
+    balance past an upper bound (``lte``/``eq``) that a void would be refused for: the
+    reservation was granted only until ``expiresAt``, and a sweep that kept it would hold the
+    payer's money past its deadline and retry forever. The crossing is reported instead:
+    the ``hold.expired`` event lists it under ``conditionsBroken``, and the audit lists the
+    balance (``condition_broken``) until postings bring it back within the bound."""
     now = datetime.now(timezone.utc)
     rows = conn.execute(sa.text(
         "SELECT ledger_id, entry_id FROM holds WHERE status = 'pending' AND expires_at <= :now "
@@ -225,5 +244,29 @@ def expire_holds(conn: Connection, limit: int = 1000) -> list[tuple[int, int]]:
         "UPDATE holds SET status = 'expired', resolved = :now WHERE entry_id = ANY(:ids)"),
         {"now": now, "ids": ids})
     watch_reserved(conn, released)
-    raise_expired_events(conn, ids)
+    broken: dict[int, list[str]] = {}
+    for ledger_id in sorted({r.ledger_id for r in rows}):
+        broken.update(_expiry_breaches(conn, ledger_id,
+                                       [r.entry_id for r in rows if r.ledger_id == ledger_id]))
+    raise_expired_events(conn, ids, broken)
     return [(r.ledger_id, r.entry_id) for r in rows]
+
+
+def _expiry_breaches(conn: Connection, ledger_id: int, entry_ids: list[int]) -> dict[int, list[str]]:
+    """The upper bounds each of these just-expired holds of one ledger leaves broken, by
+    entry id; only holds whose entry type states one are compiled again."""
+    ik = conn.execute(sa.text("SELECT ik FROM ledgers WHERE id = :l"), {"l": ledger_id}).scalar()
+    ledger = load_ledger(conn, ik)
+    schema = load_schema(conn, ledger.id)
+    out: dict[int, list[str]] = {}
+    for entry_id in entry_ids:
+        row = _locked(conn, ledger, entry_id)
+        et = schema.entry_types.get(row.type)
+        if et is None or not any(c.when == "post" and c.op != "gte" for c in et.conditions):
+            continue
+        held = hold_result(conn, ledger, entry_id, False).hold.lines
+        found = release_breaches(conn, ledger, compile_entry(
+            schema, _capture_request(schema, row, held, {})))
+        if found:
+            out[entry_id] = found
+    return out

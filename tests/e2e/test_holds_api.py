@@ -200,6 +200,40 @@ ALL_LINES = """query($a: LedgerAccountMatchInput!, $after: String) {
     nodes { amount status } pageInfo { hasNextPage endCursor } } } }"""
 
 
+BACKWARD = """query($l: LedgerMatchInput!, $s: String!, $before: String, $t: [String!]) {
+  ledger(ledger: $l) { lines(status: $s, account: {path: "liabilities/users:*/available"},
+                             filter: {type: $t}, last: 2, before: $before) {
+    nodes { amount status } pageInfo { hasPreviousPage startCursor } } } }"""
+
+
+def _backward(gql, ledger, status, types):
+    walked, before = [], None
+    while True:
+        page = data(gql(BACKWARD, {"l": {"ik": ledger}, "s": status, "before": before,
+                                   "t": types}))["ledger"]["lines"]
+        walked = [(x["amount"], x["status"]) for x in page["nodes"]] + walked
+        if not page["pageInfo"]["hasPreviousPage"]:
+            return walked
+        before = page["pageInfo"]["startCursor"]
+
+
+def test_pending_and_all_lines_take_a_pattern_a_filter_and_last_before(gql, ledger):
+    for i, amount in enumerate((11, 12, 13)):
+        data(gql(ADD, {"ik": f"b{i}", "e": {**transfer(amount), "ledger": {"ik": ledger}},
+                       "h": {"expiresAt": later()}}))
+    data(gql(ADD, {"ik": "b-out", "e": {**transfer(7), "ledger": {"ik": ledger}}}))
+    pending = [("13", "pending"), ("-13", "pending"), ("12", "pending"), ("-12", "pending"),
+               ("11", "pending"), ("-11", "pending")]
+    assert sorted(_backward(gql, ledger, "pending", None)) == sorted(pending)
+    assert [abs(int(a)) for a, _ in _backward(gql, ledger, "pending", None)] == [
+        13, 13, 12, 12, 11, 11]  # newest hold first, read backward two at a time
+    both = _backward(gql, ledger, "all", ["transfer"])
+    assert sorted(both) == sorted([("7", "posted"), ("-7", "posted")] + pending)
+    assert [abs(int(a)) for a, _ in both][:2] == [7, 7]  # the transfer posted last
+    assert _backward(gql, ledger, "all", ["deposit"]) == [("500", "posted")]
+    assert _backward(gql, ledger, "pending", ["deposit"]) == []
+
+
 def test_hold_lines_paged_and_pending_lines_listed(gql, ledger):
     ids = []
     for i in range(5):
@@ -296,3 +330,14 @@ def test_rest_account_lines_by_status(api, token, ledger):
         assert both["lines"][-1]["runningBalance"] == "500"
         bad = rest.get(f"/accounts/{PAYER}/lines", params={"status": "held"})
         assert bad.status_code == 422 and bad.json()["field"] == "status"
+        month = datetime.now(timezone.utc).strftime("%Y-%m")
+        for status, count in (("pending", 3), ("all", 4)):
+            within = rest.get(f"/accounts/{PAYER}/lines",
+                              params={"status": status, "period": month}).json()
+            assert len(within["lines"]) == count
+            before = rest.get(f"/accounts/{PAYER}/lines",
+                              params={"status": status, "period": "2001-01"}).json()
+            assert before["lines"] == []
+            bad = rest.get(f"/accounts/{PAYER}/lines",
+                           params={"status": status, "period": "2001-13"})
+            assert bad.status_code == 422 and bad.json()["field"] == "period"

@@ -373,3 +373,51 @@ def test_jobs_page_shows_this_ledgers_pending_per_partition(app, world, writer_c
     assert backlog.pending == {job.partition: 1} and not backlog.capped
     service.work_partition(db, job.partition)
     assert service.ledger_backlog(db, world.ledger).pending == {}
+
+
+def test_account_holds_are_paged(app, world, writer_client, db, monkeypatch):
+    from api.ui import pages
+    monkeypatch.setattr(pages, "HOLDS_PER_PAGE", 2)
+    for i in range(3):
+        _hold(db, world.ledger, f"ui-page-{i}", 1 + i)
+    bob = ALICE.replace("alice", "bob")
+    expected = [line.entry_id for line, _ in service.list_hold_lines(
+        db, world.ledger, bob, status=None, first=200).nodes]
+    assert len(expected) >= 3
+    browser = signed_in(app, writer_client)
+    seen, url, pages_read = [], f"/ui/ledgers/{world.ledger}/account?path={bob}", 0
+    while url:
+        r = browser.get(url)
+        assert r.status_code == 200
+        table = r.text.split('id="holds"')[1].split("</table>")[0]
+        rows = re.findall(r'/entries/(\d+)">', table)
+        assert 1 <= len(rows) <= 2
+        seen += rows
+        pages_read += 1
+        older = re.search(r'id="older-holds" href="([^"]+)"', r.text)
+        url = (f"/ui/ledgers/{world.ledger}/account" + older.group(1).replace("&amp;", "&")
+               if older else None)
+    assert seen == expected and pages_read == (len(expected) + 1) // 2
+    r = browser.get(f"/ui/ledgers/{world.ledger}/account",
+                    params={"path": bob, "holds_after": "junk"})
+    assert r.status_code == 422 and "after" in r.text
+
+
+def test_hold_commit_of_a_part_through_confirmation(app, world, writer_client, db):
+    held = _hold(db, world.ledger, "ui-hold-part", 9)
+    base = f"/ui/ledgers/{world.ledger}/entries"
+    browser = signed_in(app, writer_client)
+    confirm = browser.get(f"{base}/{held}/commit")
+    assert 'id="amount"' in confirm.text and 'name="amount"' in confirm.text
+    token = csrf(confirm.text)
+    # Not a number, not a capture, more than reserved: refused as the API refuses them.
+    for bad, said in (("abc", "amount:"), ("0", "invalid_amount"), ("10", "hold_exceeded")):
+        r = browser.post(f"{base}/{held}/commit", data={"csrf": token, "amount": bad})
+        assert r.status_code == 422 and said in r.text, bad
+        assert service.get_ledger_hold(db, held).status == "pending"
+    r = browser.post(f"{base}/{held}/commit", data={"csrf": token, "amount": " 4 "})
+    assert r.status_code == 200 and 'id="hold-status">committed' in r.text
+    entry = service.get_ledger_entry(db, id=held, ledger_ik=world.ledger)
+    assert sorted(line.amount for line in entry.lines) == [-4, 4]
+    void_confirm = browser.get(f"{base}/{_hold(db, world.ledger, 'ui-hold-v2', 2)}/void")
+    assert 'id="amount"' not in void_confirm.text  # a void releases all: nothing to enter

@@ -167,20 +167,26 @@ def test_partial_capture_of_runtime_lines_and_with_parameters(db, unique):
     assert service.audit(db, ledger) == []
 
 
-def test_commit_racing_expiry_ends_one_way_only(db, unique):
-    ledger = new_ledger(db, unique, seed000_schema(unique("wallet")))
-    post(db, ledger, "deposit", user_id="payer", amount="10000")
-    holds = [hold(db, ledger, 10, expires_at=later(0.6)) for _ in range(20)]
+def race_the_sweep(db, holds, act):
+    """Just before the last of ``holds`` expires, ten sweeps in a row in one thread race
+    ``act(db, id=...)`` on each hold in its own; the outcomes of ``act``, in order."""
     time.sleep(max(0.0, (holds[-1].hold.expires_at - datetime.now(timezone.utc)).total_seconds() - 0.15))
 
     def go(i):
         if i == 0:
             return [service.expire_holds(db) for _ in range(10)]
-        return service.commit_ledger_entry(db, id=holds[i - 1].entry.id)
-    outcomes = race(len(holds) + 1, go)
+        return act(db, id=holds[i - 1].entry.id)
+    return race(len(holds) + 1, go)[1:]
+
+
+def test_commit_racing_expiry_ends_one_way_only(db, unique):
+    ledger = new_ledger(db, unique, seed000_schema(unique("wallet")))
+    post(db, ledger, "deposit", user_id="payer", amount="10000")
+    holds = [hold(db, ledger, 10, expires_at=later(0.6)) for _ in range(20)]
+    outcomes = race_the_sweep(db, holds, service.commit_ledger_entry)
     service.expire_holds(db)
     committed = expired = 0
-    for h, outcome in zip(holds, outcomes[1:]):
+    for h, outcome in zip(holds, outcomes):
         status = service.get_ledger_hold(db, h.entry.id).status
         if isinstance(outcome, Exception):
             assert isinstance(outcome, BadRequestError) and outcome.code == "hold_expired"
@@ -194,6 +200,30 @@ def test_commit_racing_expiry_ends_one_way_only(db, unique):
     assert (tally.count("hold.committed"), tally.count("hold.expired")) == (committed, expired)
     assert own(db, ledger, PAYER) == 10000 - 10 * committed
     assert balances(db, ledger) == (10000 - 10 * committed,) * 2
+    assert service.audit(db, ledger) == []
+
+
+def test_void_racing_expiry_ends_one_way_only(db, unique):
+    """Without a bound in the way a void can win: each hold ends voided or expired, never
+    both, with one event, and its reservation is given back once whichever won."""
+    ledger = new_ledger(db, unique, seed000_schema(unique("wallet")))
+    post(db, ledger, "deposit", user_id="payer", amount="1000")
+    holds = [hold(db, ledger, 10, expires_at=later(0.6)) for _ in range(20)]
+    outcomes = race_the_sweep(db, holds, service.void_ledger_entry)
+    service.expire_holds(db)
+    ends = []
+    for h, outcome in zip(holds, outcomes):
+        status = service.get_ledger_hold(db, h.entry.id).status
+        if isinstance(outcome, Exception):
+            assert isinstance(outcome, BadRequestError) and outcome.code == "hold_expired"
+            assert status == "expired"
+        else:
+            assert status == "voided" == outcome.hold.status
+        ends.append(status)
+    tally = [e.type for e in hold_events(db, ledger)]
+    assert (tally.count("hold.voided"), tally.count("hold.expired")) == (
+        ends.count("voided"), ends.count("expired"))
+    assert balances(db, ledger) == (1000, 1000) and own(db, ledger, PAYER) == 1000
     assert service.audit(db, ledger) == []
 
 
@@ -314,9 +344,8 @@ def test_runtime_lines_held_and_captured_in_part(db, unique):
     assert service.audit(db, ledger) == []
 
 
-def test_release_must_not_carry_available_past_an_upper_bound(db, unique):
-    """Available = posted + pending decreases: a void or a partial capture raises it, so
-    the type's ``lte`` postcondition is checked on release as on posting."""
+def _capped_ledger(db, unique):
+    """A wallet whose deposits and spends keep the user's available balance <= 1,000."""
     doc = json5.loads(seed000_schema(unique("wallet")))
     capped = {"account": {"path": "liabilities/users:{{user_id}}/available"},
               "postcondition": {"ownBalance": {"lte": "1000"}}}
@@ -326,7 +355,13 @@ def test_release_must_not_carry_available_past_an_upper_bound(db, unique):
         {"key": "bank", "account": {"path": "assets/banks/user-cash"}, "amount": "-{{amount}}"},
         {"key": "user", "account": {"path": "liabilities/users:{{user_id}}/available"},
          "amount": "-{{amount}}"}], "conditions": [capped]})
-    ledger = new_ledger(db, unique, doc)
+    return new_ledger(db, unique, doc)
+
+
+def test_release_must_not_carry_available_past_an_upper_bound(db, unique):
+    """Available = posted + pending decreases: a void or a partial capture raises it, so
+    the type's ``lte`` postcondition is checked on release as on posting."""
+    ledger = _capped_ledger(db, unique)
     post(db, ledger, "deposit", user_id="payer", amount="900")
     held = service.add_ledger_hold(db, ledger, EntryRequest(
         ik="s1", type="spend", parameters={"user_id": "payer", "amount": "200"}), later())
@@ -346,6 +381,78 @@ def test_release_must_not_carry_available_past_an_upper_bound(db, unique):
         ik="s2", type="spend", parameters={"user_id": "payer", "amount": "100"}), later())
     assert service.void_ledger_entry(db, id=other.entry.id).hold.status == "voided"
     assert service.audit(db, ledger) == []
+
+
+def _spend(db, ledger, amount, expires_at=None):
+    return service.add_ledger_hold(db, ledger, EntryRequest(
+        ik=secrets.token_hex(8), type="spend",
+        parameters={"user_id": "payer", "amount": str(amount)}), expires_at or later())
+
+
+def _expire_now(db, entry_ids):
+    with db.transaction() as conn:
+        conn.execute(sa.text("UPDATE holds SET expires_at = now() - interval '1 second' "
+                             "WHERE entry_id = ANY(:ids)"), {"ids": [int(i) for i in entry_ids]})
+
+
+def test_expiry_past_an_upper_bound_releases_and_reports_the_crossing(db, unique):
+    """A void that would carry available past ``lte`` is refused; the same hold's expiry is
+    not (a reservation ends at its deadline), and says what it broke: the event's
+    ``conditionsBroken`` and the audit, until a posting brings the balance back within."""
+    ledger = _capped_ledger(db, unique)
+    post(db, ledger, "deposit", user_id="payer", amount="900")
+    fits = _spend(db, ledger, 10)
+    held = _spend(db, ledger, 200)
+    post(db, ledger, "deposit", user_id="payer", amount="250")  # available 940
+    with pytest.raises(BadRequestError) as err:
+        service.void_ledger_entry(db, id=held.entry.id)
+    assert err.value.code == "condition_failed" and err.value.field == "conditions"
+    assert balances(db, ledger) == (940, 940)
+    _expire_now(db, [fits.entry.id, held.entry.id])
+    assert service.expire_holds(db) >= 2
+    assert service.get_ledger_hold(db, held.entry.id).status == "expired"
+    assert balances(db, ledger) == (1150, 1150) and own(db, ledger, PAYER) == 1150
+    expired = {e.payload["entry"]["id"]: e.payload for e in hold_events(db, ledger)
+               if e.type == "hold.expired"}
+    assert set(expired) == {fits.entry.id, held.entry.id}
+    # Checked after the whole sweep's release: both holds' bound is broken by then.
+    for payload in expired.values():
+        [message] = payload["conditionsBroken"]
+        assert "ownBalance would be 1150 USD" in message and "<= 1000" in message
+    problems = service.audit(db, ledger)
+    assert [p.check for p in problems] == ["condition_broken"] and "1150" in problems[0].detail
+    with pytest.raises(BadRequestError) as err:  # still above the bound: refused
+        post(db, ledger, "deposit", user_id="payer", amount="1")
+    assert err.value.code == "condition_failed"
+    post(db, ledger, "spend", user_id="payer", amount="150")  # back to 1,000
+    assert service.audit(db, ledger) == []
+    clean = _spend(db, ledger, 10)  # a release within the bound reports nothing
+    _expire_now(db, [clean.entry.id])
+    assert service.expire_holds(db) >= 1
+    last = [e for e in hold_events(db, ledger) if e.type == "hold.expired"][-1]
+    assert last.payload["entry"]["id"] == clean.entry.id and last.payload["conditionsBroken"] == []
+
+
+def test_void_racing_expiry_past_an_upper_bound_ends_one_way_only(db, unique):
+    """Voids and sweeps race on holds whose release crosses the bound: a void is refused
+    (condition_failed before the deadline, hold_expired after), every hold expires exactly
+    once, its reservation is given back once, and nothing is voided."""
+    ledger = _capped_ledger(db, unique)
+    post(db, ledger, "deposit", user_id="payer", amount="900")
+    holds = [_spend(db, ledger, 20, expires_at=later(0.6)) for _ in range(10)]
+    post(db, ledger, "deposit", user_id="payer", amount="295")  # available 995
+    outcomes = race_the_sweep(db, holds, service.void_ledger_entry)
+    while service.expire_holds(db):
+        pass
+    for h, outcome in zip(holds, outcomes):
+        assert isinstance(outcome, BadRequestError), outcome
+        assert outcome.code in ("condition_failed", "hold_expired")
+        assert service.get_ledger_hold(db, h.entry.id).status == "expired"
+    tally = [(e.type, e.payload["entry"]["id"]) for e in hold_events(db, ledger)]
+    assert sorted(x for t, x in tally if t == "hold.expired") == sorted(h.entry.id for h in holds)
+    assert not any(t == "hold.voided" for t, _ in tally)
+    assert balances(db, ledger) == (1195, 1195) and own(db, ledger, PAYER) == 1195
+    assert [p.check for p in service.audit(db, ledger)] == ["condition_broken"]
 
 
 def _transfer_job(ik, amount, **extra):
@@ -419,5 +526,5 @@ def test_all_lines_merge_both_streams_and_refuse_foreign_cursors(db, unique):
             service.list_all_lines(db, ledger, PAYER, after=bad)
         assert err.value.field == "after"
     with pytest.raises(BadRequestError) as err:
-        service.list_all_lines(db, ledger, PAYER, first=0)
+        service.list_all_lines(db, ledger, PAYER, first=201)
     assert err.value.field == "first"
