@@ -92,3 +92,22 @@ def test_what_a_waiting_caller_posts_is_observed(pipeline):
         partitions=Settings.from_env().partitions, wait=10, observe=seen.append)
     assert [j.status for j in submission.jobs] == [jobs.POSTED, jobs.FAILED]
     assert sum(r.posted for r in seen) == 1 and sum(r.failed for r in seen) == 1
+
+
+def test_while_one_caller_posts_the_others_leave_their_jobs_to_the_workers(pipeline,
+                                                                             monkeypatch):
+    from ledger.jobs import outbox
+
+    ledger = pipeline.new_ledger()
+    calls = []
+    monkeypatch.setattr(outbox, "work_partition", lambda *a, **k: calls.append(a))
+    assert outbox._DRAINING.acquire(blocking=False)  # another request of this process posts
+    try:
+        rung = []
+        submission = service.submit_entries(
+            pipeline.db, ledger, [_deposit("s-1", "su", 2)],
+            partitions=Settings.from_env().partitions, wait=0.3, after_commit=rung.append)
+    finally:
+        outbox._DRAINING.release()
+    assert calls == [] and [j.status for j in submission.jobs] == [jobs.PENDING]
+    assert rung == [submission.pending_partitions]  # the workers were woken at once
