@@ -43,6 +43,22 @@ _CHECKS: dict[str, str] = {
         SELECT 'line ' || l.id || ' names account ' || l.account_id
         FROM lines l LEFT JOIN accounts a ON a.id = l.account_id AND a.ledger_id = l.ledger_id
         WHERE l.ledger_id = :l AND a.id IS NULL ORDER BY l.id LIMIT :n""",
+    # Every hold is an entry of its own ledger, and every hold line belongs to a hold and
+    # an account of that ledger (no foreign keys: 0018_holds_no_fkeys).
+    "hold_without_entry": """
+        SELECT 'hold ' || h.entry_id || ' names no entry of its ledger'
+        FROM holds h LEFT JOIN entries e ON e.id = h.entry_id AND e.ledger_id = h.ledger_id
+        WHERE h.ledger_id = :l AND e.id IS NULL ORDER BY h.entry_id LIMIT :n""",
+    "hold_line_without_hold": """
+        SELECT 'hold line ' || hl.id || ' names hold ' || hl.entry_id
+        FROM hold_lines hl LEFT JOIN holds h ON h.entry_id = hl.entry_id
+          AND h.ledger_id = hl.ledger_id
+        WHERE hl.ledger_id = :l AND h.entry_id IS NULL ORDER BY hl.id LIMIT :n""",
+    "hold_line_without_account": """
+        SELECT 'hold line ' || hl.id || ' names account ' || hl.account_id
+        FROM hold_lines hl LEFT JOIN accounts a ON a.id = hl.account_id
+          AND a.ledger_id = hl.ledger_id
+        WHERE hl.ledger_id = :l AND a.id IS NULL ORDER BY hl.id LIMIT :n""",
     # Every entry has lines, and they balance in each currency:
     # assets - liabilities - income + expense = 0. A hold has lines once committed; until
     # then (and voided or expired for good) they are pending lines (hold_lines).

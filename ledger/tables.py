@@ -267,8 +267,9 @@ balances.append_column(sa.Column("pending_in", sa.Numeric, nullable=False, serve
 
 holds = sa.Table(
     "holds", metadata,
-    sa.Column("entry_id", sa.BigInteger, sa.ForeignKey("entries.id"), primary_key=True),
-    sa.Column("ledger_id", sa.BigInteger, sa.ForeignKey("ledgers.id"), nullable=False),
+    # No foreign keys on the engine-written hold rows (0018_holds_no_fkeys; ledger audit).
+    sa.Column("entry_id", sa.BigInteger, primary_key=True),
+    sa.Column("ledger_id", sa.BigInteger, nullable=False),
     sa.Column("status", sa.Text, nullable=False),  # pending, committed, voided, expired
     sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("created", sa.DateTime(timezone=True), nullable=False),
@@ -280,8 +281,8 @@ hold_lines = sa.Table(
     "hold_lines", metadata,
     sa.Column("id", sa.BigInteger, primary_key=True),
     sa.Column("ledger_id", sa.BigInteger, nullable=False),
-    sa.Column("entry_id", sa.BigInteger, sa.ForeignKey("holds.entry_id"), nullable=False),
-    sa.Column("account_id", sa.BigInteger, sa.ForeignKey("accounts.id"), nullable=False),
+    sa.Column("entry_id", sa.BigInteger, nullable=False),
+    sa.Column("account_id", sa.BigInteger, nullable=False),
     sa.Column("key", sa.Text, nullable=False),
     sa.Column("amount", sa.Numeric, nullable=False),
     sa.Column("currency", sa.Text, nullable=False),

@@ -72,3 +72,30 @@ def test_each_kind_of_damage_is_found(db, books, check):
     assert check in {p.check for p in problems}, problems
     assert all(str(p).startswith(p.check + ": ") for p in problems)
     assert service.audit(db, books) == []
+
+
+
+HOLD_DAMAGE = {
+    "hold_without_entry": "UPDATE holds SET entry_id = -entry_id WHERE entry_id = "
+                          "(SELECT min(entry_id) FROM holds WHERE ledger_id = :l)",
+    "hold_line_without_hold": "UPDATE hold_lines SET entry_id = -1 WHERE id = "
+                              "(SELECT min(id) FROM hold_lines WHERE ledger_id = :l)",
+    "hold_line_without_account": "UPDATE hold_lines SET account_id = -1 WHERE id = "
+                                 "(SELECT min(id) FROM hold_lines WHERE ledger_id = :l)",
+}
+
+
+@pytest.mark.parametrize("check", sorted(HOLD_DAMAGE))
+def test_each_kind_of_damage_to_holds_is_found(db, books, check):
+    service.add_ledger_holds(db, books, [EntryRequest(
+        ik="h1", type="deposit", parameters={"user": "u1", "amount": "5"})],
+        "2099-01-01T00:00:00Z")
+    assert service.audit(db, books) == []
+    ledger = service.get_ledger(db, books)
+    with db.engine.connect() as conn:
+        with conn.begin() as tx:
+            assert conn.execute(sa.text(HOLD_DAMAGE[check]), {"l": ledger.id}).rowcount
+            problems = audit(conn, ledger)
+            tx.rollback()  # the damage never commits
+    assert check in {p.check for p in problems}, problems
+    assert service.audit(db, books) == []
