@@ -238,10 +238,9 @@ class ApiTarget:
 _talking_to: list[ApiTarget] = []
 
 
-def _running_up_target(settings: Settings, client_id, client_secret,
-                       config: Path) -> ApiTarget:
-    """The API of the `ledger up` running on this machine (LEDGER_DATA_DIR's, ./.ledger's,
-    or the only one), with the client it created on its first start."""
+def _running_up(settings: Settings, config: Path):
+    """(record, API URL) of the `ledger up` running on this machine (LEDGER_DATA_DIR's,
+    ./.ledger's, or the only one); a usage failure that says where it looked."""
     from api.cli import runtime
 
     chosen = settings.environ.get("LEDGER_DATA_DIR")
@@ -255,6 +254,21 @@ def _running_up_target(settings: Settings, client_id, client_secret,
     if not url:
         fail(f"the `ledger up` running on {record.data_dir} recorded no API URL; give "
              "--api-url or run `ledger login`", EXIT_USAGE)
+    return record, url
+
+
+def running_up_url(settings: Settings) -> str:
+    """The API URL of the `ledger up` running on this machine, as ``api_target`` finds it
+    when nothing else names a server."""
+    return _running_up(settings, config_path(settings))[1]
+
+
+def _running_up_target(settings: Settings, client_id, client_secret,
+                       config: Path) -> ApiTarget:
+    """The API of the running `ledger up`, with the client it created on its first start."""
+    from api.cli import runtime
+
+    record, url = _running_up(settings, config)
     url_from = f"the `ledger up` running on {record.data_dir}"
     if client_id and client_secret:
         return ApiTarget(url, client_id, client_secret, url_from,
@@ -267,12 +281,6 @@ def _running_up_target(settings: Settings, client_id, client_secret,
              "--client-id ID --client-secret SECRET`.", EXIT_USAGE)
     return ApiTarget(url, kept["client_id"], kept["client_secret"], url_from,
                      str(record.data_dir / runtime.CLIENT_NAME))
-
-
-def running_up_url(settings: Settings) -> str:
-    """The API URL of the `ledger up` running on this machine (as ``api_target`` finds it
-    when nothing else names a server); a usage failure that says where it looked."""
-    return _running_up_target(settings, "-", "-", config_path(settings)).url
 
 
 def api_target(settings: Settings, api_url, client_id, client_secret) -> ApiTarget:
