@@ -18,6 +18,7 @@ from starlette.concurrency import run_in_threadpool
 
 from api import auth, errors, ops, telemetry, ui
 from api.broker import Broker
+from api.graphql.http import Shortcut
 from api.graphql.http import router as graphql_router
 from api.metrics import Metrics
 from api.middleware import (
@@ -80,6 +81,10 @@ async def _lifespan(app: FastAPI):
     try:
         yield
     finally:
+        # Its threads go with it; an app served again makes a new one.
+        runner, app.state.graphql_runner = getattr(app.state, "graphql_runner", None), None
+        if runner is not None:
+            runner.close()
         if app.state.owns_db:
             app.state.db.dispose()
         keepalive = getattr(app.state, "keepalive", None)
@@ -123,7 +128,9 @@ def create_app(settings: Settings, db: Database | None = None) -> FastAPI:
     # before anything reads its body, the nesting limit sees it next, and metrics count
     # the 413s and 400s too. Unexpected errors are answered innermost, not by an exception
     # handler for Exception, which would re-raise and so close the connection
-    # (api.middleware.UnexpectedErrorMiddleware).
+    # (api.middleware.UnexpectedErrorMiddleware). Innermost, POST /graphql skips the
+    # router (api.graphql.http.Shortcut).
+    app.add_middleware(Shortcut)
     app.add_middleware(UnexpectedErrorMiddleware)
     app.add_middleware(BodyDepthMiddleware, max_depth=settings.max_json_depth)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)

@@ -105,16 +105,20 @@ def take_schema_head(conn: Connection, ledger_id: int) -> tuple[int, int, int] |
         return _heads.get(conn, {}).pop(ledger_id, None)
 
 
+# Written out once: the first statement of every post and read, where building a Core
+# select and its cache key each time cost more than the round trip.
+_LOAD_LEDGER = sa.text(
+    "SELECT l.id, l.ik, l.name, l.schema_id, l.balance_utc_offset, l.created, l.monitors, "
+    "s.key AS schema_key, (SELECT max(v.version) FROM schema_versions v "
+    "WHERE v.schema_id = l.schema_id) AS schema_version "
+    "FROM ledgers l JOIN schemas s ON s.id = l.schema_id WHERE l.ik = :ik")
+
+
 def load_ledger(conn: Connection, ik: str) -> Ledger:
     if not isinstance(ik, str):
         raise BadRequestError("invalid_input", "ledger.ik: expected a string", field="ledger.ik")
     check_storable(ik, "ledger.ik")
-    latest = (sa.select(sa.func.max(t.schema_versions.c.version))
-              .where(t.schema_versions.c.schema_id == t.ledgers.c.schema_id)
-              .scalar_subquery().label("schema_version"))
-    row = conn.execute(sa.select(t.ledgers, t.schemas.c.key.label("schema_key"), latest)
-                       .join(t.schemas, t.schemas.c.id == t.ledgers.c.schema_id)
-                       .where(t.ledgers.c.ik == ik)).mappings().first()
+    row = conn.execute(_LOAD_LEDGER, {"ik": ik}).mappings().first()
     if row is None:
         raise NotFoundError("ledger_not_found", f"ledger.ik: no ledger with ik {ik!r}", field="ledger.ik")
     if row["schema_version"] is not None:
