@@ -10,6 +10,7 @@ from typing import Callable, Iterator, TypeVar
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.sql.elements import TextClause
 
 from ledger.errors import InternalError
 
@@ -187,6 +188,76 @@ def pool_for(max_connections: int, processes: int, reserved: int) -> PoolSize:
     pool_size = min(DEFAULT_POOL_SIZE, max(1, per_process // 3))
     return PoolSize(pool_size, per_process - pool_size, max_connections, processes,
                     reserved)
+
+
+class Pending:
+    """Writes that return nothing, kept until ``send`` puts them on the wire together: one
+    round trip (psycopg's pipeline mode) instead of one each, in the order they were added,
+    in the caller's transaction. For the statements a posting makes while it holds its hot
+    balance rows: each round trip there is time no other transaction can post to them.
+
+    Send before anything reads what they write. A failure is raised as SQLAlchemy raises
+    it (a ``DBAPIError`` carrying the driver's error), so the retry of transient faults
+    treats it alike; a broken connection is marked invalid, as SQLAlchemy does."""
+
+    def __init__(self) -> None:
+        self._statements: list[tuple[TextClause, dict]] = []
+
+    def add(self, statement: TextClause, params: dict) -> None:
+        self._statements.append((statement, params))
+
+    def __len__(self) -> int:
+        return len(self._statements)
+
+    def send(self, conn: Connection) -> None:
+        statements, self._statements = self._statements, []
+        if not statements:
+            return
+        if len(statements) == 1:  # nothing to gain from a pipeline
+            conn.execute(*statements[0])
+            return
+        compiled = [_driver_sql(conn, statement, params) for statement, params in statements]
+        driver = conn.connection.driver_connection
+        # The engine's cursor listeners (statement recorders, tracing) see these statements
+        # as they see every other.
+        events = conn.dispatch if conn._has_events or conn.engine._has_events else None
+        sent = []
+        sql = compiled[0][0]
+        try:
+            with driver.pipeline(), driver.cursor() as cursor:
+                for sql, params in compiled:
+                    context = _Sent()
+                    for listener in events.before_cursor_execute if events else ():
+                        sql, params = listener(conn, cursor, sql, params, context, False)
+                    cursor.execute(sql, params)
+                    sent.append((sql, params, context))
+            for sql, params, context in sent:
+                for listener in events.after_cursor_execute if events else ():
+                    listener(conn, cursor, sql, params, context, False)
+        except conn.dialect.loaded_dbapi.Error as exc:
+            broken = driver.closed or driver.broken
+            if broken:
+                conn.invalidate(exc)
+            raise DBAPIError.instance(sql, None, exc, conn.dialect.loaded_dbapi.Error,
+                                      hide_parameters=True, connection_invalidated=broken,
+                                      dialect=conn.dialect) from None
+
+
+class _Sent:
+    """Stands for SQLAlchemy's execution context in the listeners' calls: they may keep
+    their own attributes on it between before and after (tracing keeps its span)."""
+
+
+# By the statement's text: as many entries as the code has statements.
+_compiled_sql: dict[str, str] = {}
+
+
+def _driver_sql(conn: Connection, statement: TextClause, params: dict) -> tuple[str, dict]:
+    """The statement in the driver's own parameter style (``%(name)s``), compiled once."""
+    sql = _compiled_sql.get(statement.text)
+    if sql is None:
+        sql = _compiled_sql[statement.text] = str(statement.compile(dialect=conn.dialect))
+    return sql, params
 
 
 def statement_timeout_error() -> InternalError:

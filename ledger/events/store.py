@@ -20,6 +20,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from ledger import fastjson
+from ledger.db import Pending
 from ledger.errors import BadRequestError
 
 # Event types, as the README lists them. A type outside this set is a programming error.
@@ -74,14 +75,20 @@ def raise_event(conn: Connection, *, ledger_id: int | None, type: str,
     raise_events(conn, [(ledger_id, type, payload)])
 
 
-def raise_events(conn: Connection, events: Iterable[tuple[int | None, str, dict]]) -> None:
-    """Write several events, in order, with one statement (one for a whole posting batch)."""
+def raise_events(conn: Connection, events: Iterable[tuple[int | None, str, dict]], *,
+                 pending: Pending | None = None) -> None:
+    """Write several events, in order, with one statement (one for a whole posting batch):
+    now, or with the writes ``pending`` sends."""
     rows = [{"l": ledger_id, "t": type_, "p": payload} for ledger_id, type_, payload in events]
     for row in rows:
         if row["t"] not in TYPES:
             raise ValueError(f"unknown event type {row['t']!r}")
-    if rows:
+    if not rows:
+        return
+    if pending is None:
         conn.execute(_INSERT_EVENTS, {"rows": fastjson.dumps(rows)})
+    else:
+        pending.add(_INSERT_EVENTS, {"rows": fastjson.dumps(rows)})
 
 
 # Ids follow the order of the rows given: the events of one transaction read in that order.

@@ -17,6 +17,7 @@ from sqlalchemy.engine import Connection
 from ledger import fastjson
 from ledger import tables as t
 from ledger.amounts import MAX_AMOUNT
+from ledger.db import Pending
 from ledger.commands import EntryRequest
 from ledger.errors import BadRequestError, LedgerError
 from ledger.events.store import posting_raises_events, raise_events
@@ -117,18 +118,22 @@ def post_entries(conn: Connection, ledger: Ledger, requests: list[EntryRequest],
 
     results: dict[int, Any] = dict(refused)
     if fresh:
+        # What the batch writes under its balance locks goes in one round trip at the end.
+        pending = Pending()
         _apply(conn, ledger, schema, [compiled_by[i] for i in fresh],
                [inserted[compiled_by[i].request.ik] for i in fresh], fresh, batch, now, results,
-               report=report, detail=detail)
+               report=report, detail=detail, pending=pending)
         gone = [inserted[compiled_by[i].request.ik] for i in fresh
                 if isinstance(results[i], LedgerError)]
         if gone:  # refused under the lock: release their ik claims
-            conn.execute(sa.text("DELETE FROM entries WHERE id = ANY(:ids)"), {"ids": gone})
+            pending.add(_RELEASE_IKS, {"ids": gone})
         if posting_raises_events():  # in this transaction: one statement for the batch
             raise_events(conn, [(ledger.id, "entry.posted", {
                 "id": str(inserted[e.request.ik]), "ik": e.request.ik, "type": e.type,
                 "posted": e.request.posted or now}) for e in (
-                    compiled_by[i] for i in fresh if not isinstance(results[i], LedgerError))])
+                    compiled_by[i] for i in fresh if not isinstance(results[i], LedgerError))],
+                pending=pending)
+        pending.send(conn)
     if replays and not detail:
         results.update((i, Posted(str(entry_id), True)) for i, entry_id in replays.items())
     elif replays:
@@ -139,10 +144,17 @@ def post_entries(conn: Connection, ledger: Ledger, requests: list[EntryRequest],
     return [results[i] for i in range(len(requests))]
 
 
+_RELEASE_IKS = sa.text("DELETE FROM entries WHERE id = ANY(:ids)")
+
+
 def _apply(conn: Connection, ledger: Ledger, schema: Schema, entries: list[CompiledEntry],
            entry_ids: list[int], indexes: list[int], batch: bool, now: datetime,
            results: dict, *, report: bool = False, detail: bool = True,
-           released: dict | None = None) -> None:
+           released: dict | None = None, pending: Pending | None = None) -> None:
+    """Lock, check, write. The writes are added to ``pending`` for the caller to send
+    with its own; without one they are sent before this returns."""
+    own = pending is None
+    pending = Pending() if own else pending
     account_ids = _ensure_accounts(conn, ledger, {
         line.path: line.account for e in entries for line in e.lines})
     strong = sorted({(account_ids[l.path], l.currency) for e in entries for l in e.lines
@@ -175,8 +187,10 @@ def _apply(conn: Connection, ledger: Ledger, schema: Schema, entries: list[Compi
     if not moved.accepted:
         return
     ids, until, totals = _insert_lines(conn, ledger, moved.accepted, account_ids, now, before,
-                                       lines_until)
-    _move_balances(conn, ledger, moved, until)
+                                       lines_until, pending)
+    _move_balances(conn, ledger, moved, until, pending)
+    if own or monitors_seen(conn, ledger.id) != 0:
+        pending.send(conn)  # the monitors below read the balances just written
     # Balance monitors, in this transaction, entry by entry in the order they were accepted
     # (a committed hold's release is part of its entry's step: ``released`` by entry id).
     watch_steps(conn, ledger.id, [
@@ -290,7 +304,7 @@ def _read_balances(conn: Connection, keys: list[tuple[int, str]]) -> dict[tuple[
 
 
 def _insert_lines(conn: Connection, ledger: Ledger, accepted: list, account_ids: dict,
-                  now: datetime, before: dict, lines_until: dict):
+                  now: datetime, before: dict, lines_until: dict, pending: Pending):
     """Insert the lines of the accepted entries, with running totals where known. Returns
     (line ids in the entries' line order, latest posted time per strong key, the running
     totals known without a query, aligned with the ids)."""
@@ -301,43 +315,49 @@ def _insert_lines(conn: Connection, ledger: Ledger, accepted: list, account_ids:
     # Ids drawn up front, in order: the running totals below follow (posted, id) order.
     ids = sorted(conn.execute(_NEXT_LINE_IDS, {"n": len(flat)}).scalars().all())
     totals, slow, until = _running_totals(flat, ids, before, lines_until)
-    conn.execute(_INSERT_LINES, {"l": ledger.id, "created": now, "rows": fastjson.dumps([{
+    pending.add(_INSERT_LINES, {"l": ledger.id, "created": now, "rows": fastjson.dumps([{
         "i": line_id, "e": f.entry_id, "a": f.balance[0], "k": f.line.key, "m": f.line.amount,
         "c": f.line.currency,
         "p": iso[f.posted] if f.posted in iso else iso.setdefault(f.posted, f.posted.isoformat()),
         "d": f.line.description, "x": f.line.tx, "t": total}
         for f, line_id, total in zip(flat, ids, totals)])})
     if slow:
+        pending.send(conn)  # numbering reads the lines just inserted
         number_lines(conn, [k[0] for k in slow], [k[1] for k in slow])
     return ids, until, totals
 
 
-def _move_balances(conn: Connection, ledger: Ledger, moved: _Moves, until: dict) -> None:
+_UPDATE_BALANCES = sa.text(
+    "UPDATE balances b SET own = b.own + d.delta, lines_until = CASE "
+    "  WHEN b.lines_until IS NULL THEN (SELECT max(x.posted) FROM lines x "
+    "    WHERE x.account_id = b.account_id AND x.currency = b.currency) "
+    "  ELSE greatest(b.lines_until, d.until) END "
+    "FROM json_to_recordset(CAST(:rows AS json)) "
+    "AS d(account_id bigint, currency text, delta numeric, until timestamptz) "
+    "WHERE b.account_id = d.account_id AND b.currency = d.currency")
+
+_APPEND_DELTAS = sa.text(
+    "INSERT INTO balance_deltas (ledger_id, account_id, currency, amount) "
+    "SELECT :l, d.account_id, d.currency, d.amount FROM ROWS FROM (json_to_recordset("
+    "CAST(:rows AS json)) AS (account_id bigint, currency text, amount numeric)) "
+    "WITH ORDINALITY AS d(account_id, currency, amount, n) ORDER BY d.n")
+
+
+def _move_balances(conn: Connection, ledger: Ledger, moved: _Moves, until: dict,
+                   pending: Pending) -> None:
     """Update the locked strong balances; append the eventual accounts' deltas."""
     touched = sorted(until)
-    conn.execute(sa.text(
-        "UPDATE balances b SET own = b.own + d.delta, lines_until = CASE "
-        "  WHEN b.lines_until IS NULL THEN (SELECT max(x.posted) FROM lines x "
-        "    WHERE x.account_id = b.account_id AND x.currency = b.currency) "
-        "  ELSE greatest(b.lines_until, d.until) END "
-        "FROM json_to_recordset(CAST(:rows AS json)) "
-        "AS d(account_id bigint, currency text, delta numeric, until timestamptz) "
-        "WHERE b.account_id = d.account_id AND b.currency = d.currency"),
-        {"rows": fastjson.dumps([{"account_id": k[0], "currency": k[1],
-                                  "delta": moved.deltas.get(k, 0),
-                                  "until": until[k].isoformat()} for k in touched])}) if touched else None
+    if touched:
+        pending.add(_UPDATE_BALANCES, {"rows": fastjson.dumps([
+            {"account_id": k[0], "currency": k[1], "delta": moved.deltas.get(k, 0),
+             "until": until[k].isoformat()} for k in touched])})
     # One delta per key for the batch; per entry, in the entries' order, in a ledger with
     # balance monitors, so that the rollup judges crossings entry by entry (watch.py).
     steps = moved.eventual_steps if monitors_seen(conn, ledger.id) != 0 else [moved.eventual]
     rows = [{"account_id": k[0], "currency": k[1], "amount": v}
             for step in steps for k, v in step.items() if v]
     if rows:
-        conn.execute(sa.text(
-            "INSERT INTO balance_deltas (ledger_id, account_id, currency, amount) "
-            "SELECT :l, d.account_id, d.currency, d.amount FROM ROWS FROM (json_to_recordset("
-            "CAST(:rows AS json)) AS (account_id bigint, currency text, amount numeric)) "
-            "WITH ORDINALITY AS d(account_id, currency, amount, n) ORDER BY d.n"),
-            {"l": ledger.id, "rows": fastjson.dumps(rows)})
+        pending.add(_APPEND_DELTAS, {"l": ledger.id, "rows": fastjson.dumps(rows)})
 
 
 # Lines carry the running own balance of their (account, currency) in (posted, id) order

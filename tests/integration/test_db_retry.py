@@ -7,6 +7,7 @@ import pytest
 import sqlalchemy as sa
 
 from ledger import service
+from ledger.db import Pending, sqlstate
 from ledger.errors import InternalError
 from tests.integration.helpers import new_ledger, post, seed000_schema
 
@@ -69,3 +70,81 @@ def test_other_database_errors_are_not_retried(db):
     with pytest.raises(sa.exc.ProgrammingError):
         db.run(broken)
     assert len(calls) == 1
+
+
+# ------------------------------------------------------------------ writes sent together
+
+def _scratch_table(db, unique) -> str:
+    name = unique("pending").replace("-", "_")
+    with db.transaction() as conn:
+        conn.execute(sa.text(f"CREATE TABLE {name} (n int PRIMARY KEY, note text)"))
+    return name
+
+
+def _rows(db, table: str) -> list[tuple]:
+    with db.transaction() as conn:
+        return [tuple(r) for r in conn.execute(sa.text(f"SELECT n, note FROM {table} ORDER BY n"))]
+
+
+def test_pending_writes_go_in_order_in_the_callers_transaction(db, unique):
+    table = _scratch_table(db, unique)
+    insert = sa.text(f"INSERT INTO {table} (n, note) VALUES (:n, :note)")
+    update = sa.text(f"UPDATE {table} SET note = note || :more WHERE n = :n")
+    with db.transaction() as conn:
+        pending = Pending()
+        pending.add(insert, {"n": 1, "note": "a"})
+        pending.add(update, {"n": 1, "more": "b"})  # sees the insert before it
+        pending.add(insert, {"n": 2, "note": "100%"})
+        assert len(pending) == 3
+        pending.send(conn)
+        assert len(pending) == 0
+        # The caller's own statements see them, in the same transaction.
+        assert conn.execute(sa.text(f"SELECT count(*) FROM {table}")).scalar() == 2
+    assert _rows(db, table) == [(1, "ab"), (2, "100%")]
+
+    with pytest.raises(RuntimeError):
+        with db.transaction() as conn:
+            pending = Pending()
+            pending.add(insert, {"n": 3, "note": "c"})
+            pending.add(insert, {"n": 4, "note": "d"})
+            pending.send(conn)
+            raise RuntimeError("the caller fails after sending")
+    assert _rows(db, table) == [(1, "ab"), (2, "100%")]  # rolled back with the transaction
+
+
+def test_a_failed_pending_write_is_raised_as_sqlalchemy_raises_it(db, unique):
+    table = _scratch_table(db, unique)
+    insert = sa.text(f"INSERT INTO {table} (n, note) VALUES (:n, :note)")
+    with pytest.raises(sa.exc.IntegrityError) as info:
+        with db.transaction() as conn:
+            pending = Pending()
+            pending.add(insert, {"n": 1, "note": "a"})
+            pending.add(insert, {"n": 1, "note": "again"})
+            pending.send(conn)
+    assert sqlstate(info.value) == "23505"
+    assert "again" not in str(info.value)  # parameters stay out of errors (and logs)
+    assert _rows(db, table) == []
+    # The pool's connection is fine afterwards.
+    with db.transaction() as conn:
+        assert conn.execute(sa.text("SELECT 1")).scalar() == 1
+
+
+def test_pending_writes_on_a_killed_connection_are_retried_once_whole(db, unique):
+    table = _scratch_table(db, unique)
+    insert = sa.text(f"INSERT INTO {table} (n, note) VALUES (:n, :note)")
+    attempts = []
+
+    def fn(conn):
+        attempts.append(1)
+        pending = Pending()
+        pending.add(insert, {"n": 1, "note": "a"})
+        pending.add(insert, {"n": 2, "note": "b"})
+        if len(attempts) == 1:
+            pid = conn.execute(sa.text("SELECT pg_backend_pid()")).scalar()
+            with db.engine.connect() as other:
+                other.execute(sa.text("SELECT pg_terminate_backend(:p)"), {"p": pid})
+        pending.send(conn)
+
+    db.run(fn)
+    assert len(attempts) == 2
+    assert _rows(db, table) == [(1, "a"), (2, "b")]

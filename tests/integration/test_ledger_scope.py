@@ -51,6 +51,9 @@ ENGINE_UNSCOPED = {
     "ledger.posting.engine._move_balances":
         "updates balance rows by (account_id, currency); recomputes lines_until by account",
     "ledger.posting.engine.post_entries": "releases refused entries' ik claims by entry id",
+    # The writes made ready under the balance locks go out together from here
+    # (ledger.db.Pending): _move_balances' update, by (account_id, currency).
+    "ledger.posting.engine._apply": "sends _move_balances' update of balance rows",
     "ledger.posting.engine.load_entries": "reads replayed entries and their lines by id",
     "ledger.posting.rollup.rollup": "folds the pending deltas of every ledger at once",
     "ledger.posting.rollup.number_lines": "numbers lines by (account_id, currency)",
