@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import random
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from typing import Callable, Iterator, TypeVar
 
@@ -216,31 +216,49 @@ class Pending:
         if len(statements) == 1:  # nothing to gain from a pipeline
             conn.execute(*statements[0])
             return
-        compiled = [_driver_sql(conn, statement, params) for statement, params in statements]
-        driver = conn.connection.driver_connection
-        # The engine's cursor listeners (statement recorders, tracing) see these statements
-        # as they see every other.
-        events = conn.dispatch if conn._has_events or conn.engine._has_events else None
-        sent = []
-        sql = compiled[0][0]
-        try:
-            with driver.pipeline(), driver.cursor() as cursor:
+        _on_driver(conn, [_driver_sql(conn, statement, params)
+                          for statement, params in statements], rows=False)
+
+
+def fetch(conn: Connection, statement: TextClause, params: dict) -> list[tuple]:
+    """The rows of one statement, sent to the driver directly: SQLAlchemy's execution
+    context and result objects cost twice the round trip itself, and the engine sends a
+    handful of statements per post. Same errors, listeners and transaction as
+    ``conn.execute``."""
+    return _on_driver(conn, [_driver_sql(conn, statement, params)], rows=True)
+
+
+def _on_driver(conn: Connection, compiled: list[tuple[str, dict]], *, rows: bool) -> list:
+    """Send ``compiled`` (several: in one pipeline, no rows) on ``conn``'s own driver
+    connection, in its transaction."""
+    driver = conn.connection.driver_connection
+    # The engine's cursor listeners (statement recorders, tracing) see these statements
+    # as they see every other.
+    events = conn.dispatch if conn._has_events or conn.engine._has_events else None
+    sent, found = [], []
+    sql = compiled[0][0]
+    try:
+        with driver.cursor() as cursor:
+            with driver.pipeline() if len(compiled) > 1 else nullcontext():
                 for sql, params in compiled:
                     context = _Sent()
                     for listener in events.before_cursor_execute if events else ():
                         sql, params = listener(conn, cursor, sql, params, context, False)
                     cursor.execute(sql, params)
                     sent.append((sql, params, context))
-            for sql, params, context in sent:
-                for listener in events.after_cursor_execute if events else ():
-                    listener(conn, cursor, sql, params, context, False)
-        except conn.dialect.loaded_dbapi.Error as exc:
-            broken = driver.closed or driver.broken
-            if broken:
-                conn.invalidate(exc)
-            raise DBAPIError.instance(sql, None, exc, conn.dialect.loaded_dbapi.Error,
-                                      hide_parameters=True, connection_invalidated=broken,
-                                      dialect=conn.dialect) from None
+            if rows:
+                found = cursor.fetchall()
+        for sql, params, context in sent:
+            for listener in events.after_cursor_execute if events else ():
+                listener(conn, cursor, sql, params, context, False)
+    except conn.dialect.loaded_dbapi.Error as exc:
+        broken = driver.closed or driver.broken
+        if broken:
+            conn.invalidate(exc)
+        raise DBAPIError.instance(sql, None, exc, conn.dialect.loaded_dbapi.Error,
+                                  hide_parameters=True, connection_invalidated=broken,
+                                  dialect=conn.dialect) from None
+    return found
 
 
 class _Sent:

@@ -13,7 +13,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.engine import Connection
 
 from ledger import tables as t
-from ledger.db import Database
+from ledger.db import Database, fetch
 from ledger.errors import BadRequestError, NotFoundError
 from ledger.text import check_storable
 
@@ -118,15 +118,14 @@ def load_ledger(conn: Connection, ik: str) -> Ledger:
     if not isinstance(ik, str):
         raise BadRequestError("invalid_input", "ledger.ik: expected a string", field="ledger.ik")
     check_storable(ik, "ledger.ik")
-    row = conn.execute(_LOAD_LEDGER, {"ik": ik}).mappings().first()
-    if row is None:
+    rows = fetch(conn, _LOAD_LEDGER, {"ik": ik})
+    if not rows:
         raise NotFoundError("ledger_not_found", f"ledger.ik: no ledger with ik {ik!r}", field="ledger.ik")
-    if row["schema_version"] is not None:
+    id_, ik, name, schema_id, offset, created, monitors, schema_key, version = rows[0]
+    if version is not None:
         with _heads_lock:
-            _heads.setdefault(conn, {})[row["id"]] = (row["schema_id"], row["schema_version"],
-                                                      row["monitors"])
-    return Ledger(row["id"], row["ik"], row["name"], row["schema_key"], row["created"],
-                  row["balance_utc_offset"])
+            _heads.setdefault(conn, {})[id_] = (schema_id, version, monitors)
+    return Ledger(id_, ik, name, schema_key, created, offset)
 
 
 def get_ledger(db: Database, ik: str) -> Ledger:

@@ -7,6 +7,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from ledger import fastjson
+from ledger.db import fetch
 from ledger.errors import BadRequestError
 from ledger.ledgers import Ledger
 from ledger.schema.compile import CompiledEntry
@@ -25,7 +26,7 @@ def _keys(keys: list[tuple[int, str]]) -> dict:
 def _ensure_accounts(conn: Connection, ledger: Ledger, wanted: dict) -> dict[str, int]:
     """Ids of the accounts at these paths, creating template instances on first use."""
     paths = sorted(wanted)
-    found = dict(conn.execute(_FIND_ACCOUNTS, {"l": ledger.id, "p": fastjson.dumps(paths)}).all())
+    found = dict(fetch(conn, _FIND_ACCOUNTS, {"l": ledger.id, "p": fastjson.dumps(paths)}))
     missing = [p for p in paths if p not in found]
     if missing:
         found.update(conn.execute(sa.text(
@@ -58,7 +59,7 @@ def _lock_balances(conn: Connection, ledger: Ledger, keys: list[tuple[int, str]]
     <= 0; only the keys where that is not 0)."""
     if not keys:
         return {}, {}, {}
-    rows = conn.execute(_LOCK_SQL, _keys(keys)).all()
+    rows = fetch(conn, _LOCK_SQL, _keys(keys))
     held = {(r[0], r[1]) for r in rows}
     missing = [k for k in keys if k not in held]
     if missing:
@@ -68,7 +69,7 @@ def _lock_balances(conn: Connection, ledger: Ledger, keys: list[tuple[int, str]]
             "SELECT k.a, k.c, :l, 0, TIMESTAMPTZ '0001-01-01 00:00:00+00' "
             "FROM json_to_recordset(CAST(:keys AS json)) AS k(a bigint, c text) "
             "ORDER BY 1, 2 ON CONFLICT DO NOTHING"), {"l": ledger.id, **_keys(missing)})
-        rows += conn.execute(_LOCK_SQL, _keys(missing)).all()
+        rows += fetch(conn, _LOCK_SQL, _keys(missing))
     return ({(r[0], r[1]): int(r[2]) for r in rows}, {(r[0], r[1]): r[3] for r in rows},
             {(r[0], r[1]): int(r[4]) for r in rows if r[4]})
 

@@ -17,7 +17,7 @@ from sqlalchemy.engine import Connection
 from ledger import fastjson
 from ledger import tables as t
 from ledger.amounts import MAX_AMOUNT
-from ledger.db import Pending
+from ledger.db import Pending, fetch
 from ledger.commands import EntryRequest
 from ledger.errors import BadRequestError, LedgerError
 from ledger.events.store import posting_raises_events, raise_events
@@ -313,7 +313,7 @@ def _insert_lines(conn: Connection, ledger: Ledger, accepted: list, account_ids:
     # Lines posted "now" (most) send no time of their own: the statement's :created is it.
     iso = {now: None}
     # Ids drawn up front, in order: the running totals below follow (posted, id) order.
-    ids = sorted(conn.execute(_NEXT_LINE_IDS, {"n": len(flat)}).scalars().all())
+    ids = sorted(row[0] for row in fetch(conn, _NEXT_LINE_IDS, {"n": len(flat)}))
     totals, slow, until = _running_totals(flat, ids, before, lines_until)
     pending.add(_INSERT_LINES, {"l": ledger.id, "created": now, "rows": fastjson.dumps([{
         "i": line_id, "e": f.entry_id, "a": f.balance[0], "k": f.line.key, "m": f.line.amount,

@@ -9,6 +9,7 @@ from sqlalchemy.engine import Connection
 
 from ledger import fastjson
 from ledger.commands import EntryRequest
+from ledger.db import fetch
 from ledger.errors import BadRequestError, LedgerError
 from ledger.ledgers import Ledger
 from ledger.schema.compile import CompiledEntry
@@ -83,8 +84,8 @@ def claim_iks(conn: Connection, ledger: Ledger, compiled_by: dict[int, CompiledE
     version."""
     # Sorted, so two batches sharing iks wait on each other in one order.
     order = sorted(compiled_by, key=lambda i: compiled_by[i].request.ik)
-    inserted = dict(conn.execute(_INSERT_ENTRIES, _entry_rows(
-        ledger, now, [compiled_by[i] for i in order], [1] * len(order))).all()) if order else {}
+    inserted = dict(fetch(conn, _INSERT_ENTRIES, _entry_rows(
+        ledger, now, [compiled_by[i] for i in order], [1] * len(order)))) if order else {}
     replays: dict[int, int] = {}
     waiting = [i for i in compiled_by if compiled_by[i].request.ik not in inserted]
     while waiting:

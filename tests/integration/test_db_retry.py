@@ -7,7 +7,7 @@ import pytest
 import sqlalchemy as sa
 
 from ledger import service
-from ledger.db import Pending, sqlstate
+from ledger.db import Database, Pending, fetch, sqlstate
 from ledger.errors import InternalError
 from tests.integration.helpers import new_ledger, post, seed000_schema
 
@@ -148,3 +148,26 @@ def test_pending_writes_on_a_killed_connection_are_retried_once_whole(db, unique
     db.run(fn)
     assert len(attempts) == 2
     assert _rows(db, table) == [(1, "a"), (2, "b")]
+
+
+def test_rows_fetched_on_the_driver_behave_as_through_sqlalchemy(db, database_url, unique):
+    table = _scratch_table(db, unique)
+    with db.transaction() as conn:
+        conn.execute(sa.text(f"INSERT INTO {table} VALUES (1, 'a'), (2, 'b')"))
+        rows = fetch(conn, sa.text(f"SELECT n, note FROM {table} WHERE n >= :n ORDER BY n"),
+                     {"n": 1})
+        assert rows == [(1, "a"), (2, "b")]
+        assert fetch(conn, sa.text(f"SELECT n FROM {table} WHERE n > :n"), {"n": 9}) == []
+    with pytest.raises(sa.exc.ProgrammingError) as info:
+        with db.transaction() as conn:
+            fetch(conn, sa.text("SELECT no_such_column FROM " + table), {})
+    assert sqlstate(info.value) == "42703"
+    # A statement past the engine's timeout ends as the typed, retryable timeout.
+    slow = Database(database_url, statement_timeout_seconds=0.2)
+    try:
+        with pytest.raises(InternalError) as timeout:
+            with slow.transaction() as conn:
+                fetch(conn, sa.text("SELECT pg_sleep(:s)"), {"s": 2})
+        assert timeout.value.code == "timeout" and timeout.value.retryable
+    finally:
+        slow.dispose()
