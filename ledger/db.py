@@ -236,7 +236,7 @@ def _on_driver(conn: Connection, compiled: list[tuple[str, dict]], *, rows: bool
     # as they see every other.
     events = conn.dispatch if conn._has_events or conn.engine._has_events else None
     sent, found = [], []
-    sql = compiled[0][0]
+    sql, cursor = compiled[0][0], None
     try:
         with driver.cursor() as cursor:
             with driver.pipeline() if len(compiled) > 1 else nullcontext():
@@ -244,13 +244,10 @@ def _on_driver(conn: Connection, compiled: list[tuple[str, dict]], *, rows: bool
                     context = _Sent()
                     for listener in events.before_cursor_execute if events else ():
                         sql, params = listener(conn, cursor, sql, params, context, False)
-                    cursor.execute(sql, params)
                     sent.append((sql, params, context))
+                    cursor.execute(sql, params)
             if rows:
                 found = cursor.fetchall()
-        for sql, params, context in sent:
-            for listener in events.after_cursor_execute if events else ():
-                listener(conn, cursor, sql, params, context, False)
     except conn.dialect.loaded_dbapi.Error as exc:
         broken = driver.closed or driver.broken
         if broken:
@@ -258,6 +255,11 @@ def _on_driver(conn: Connection, compiled: list[tuple[str, dict]], *, rows: bool
         raise DBAPIError.instance(sql, None, exc, conn.dialect.loaded_dbapi.Error,
                                   hide_parameters=True, connection_invalidated=broken,
                                   dialect=conn.dialect) from None
+    finally:
+        # Failed or not, what the listeners began ends (a tracer's span is closed).
+        for sql, params, context in sent:
+            for listener in events.after_cursor_execute if events else ():
+                listener(conn, cursor, sql, params, context, False)
     return found
 
 

@@ -171,3 +171,34 @@ def test_rows_fetched_on_the_driver_behave_as_through_sqlalchemy(db, database_ur
         assert timeout.value.code == "timeout" and timeout.value.retryable
     finally:
         slow.dispose()
+
+
+def test_cursor_listeners_see_statements_sent_on_the_driver_even_when_they_fail(db, unique):
+    table = _scratch_table(db, unique)
+    insert = sa.text(f"INSERT INTO {table} (n, note) VALUES (:n, :note)")
+    began, ended = [], []
+
+    def before(conn, cursor, statement, parameters, context, executemany):
+        began.append((statement, id(context)))
+
+    def after(conn, cursor, statement, parameters, context, executemany):
+        ended.append((statement, id(context)))
+
+    sa.event.listen(db.engine, "before_cursor_execute", before)
+    sa.event.listen(db.engine, "after_cursor_execute", after)
+    try:
+        with db.transaction() as conn:
+            pending = Pending()
+            pending.add(insert, {"n": 1, "note": "a"})
+            pending.add(insert, {"n": 2, "note": "b"})
+            pending.send(conn)
+            assert fetch(conn, sa.text(f"SELECT count(*) FROM {table}"), {}) == [(2,)]
+        with pytest.raises(sa.exc.IntegrityError):
+            with db.transaction() as conn:
+                fetch(conn, insert, {"n": 1, "note": "again"})
+    finally:
+        sa.event.remove(db.engine, "before_cursor_execute", before)
+        sa.event.remove(db.engine, "after_cursor_execute", after)
+    sent = [statement for statement, _ in began if table in statement]
+    assert len(sent) == 4 and all("%(n)s" in s for s in sent[:2] + sent[3:])
+    assert sorted(began) == sorted(ended)  # the failed one's listeners ended it too
