@@ -231,6 +231,8 @@ def fetch(conn: Connection, statement: TextClause, params: dict) -> list[tuple]:
 def _on_driver(conn: Connection, compiled: list[tuple[str, dict]], *, rows: bool) -> list:
     """Send ``compiled`` (several: in one pipeline, no rows) on ``conn``'s own driver
     connection, in its transaction."""
+    if not conn.in_transaction():
+        conn.begin()  # as SQLAlchemy's autobegin would: the caller's commit() covers these
     driver = conn.connection.driver_connection
     # The engine's cursor listeners (statement recorders, tracing) see these statements
     # as they see every other.

@@ -154,7 +154,6 @@ class Shortcut:
         await response(scope, receive, send)
 
 
-
 def _route_path(scope) -> str:
     # Behind a proxy's prefix (``--root-path``) the path carries it; routes do not.
     path, root = scope["path"], scope.get("root_path", "")

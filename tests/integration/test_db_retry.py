@@ -202,3 +202,12 @@ def test_cursor_listeners_see_statements_sent_on_the_driver_even_when_they_fail(
     sent = [statement for statement, _ in began if table in statement]
     assert len(sent) == 4 and all("%(n)s" in s for s in sent[:2] + sent[3:])
     assert sorted(began) == sorted(ended)  # the failed one's listeners ended it too
+
+
+def test_writes_sent_on_the_driver_commit_with_a_connection_that_had_not_begun(db, unique):
+    table = _scratch_table(db, unique)
+    insert = sa.text(f"INSERT INTO {table} (n, note) VALUES (:n, :note) RETURNING n")
+    with db.engine.connect() as conn:
+        assert fetch(conn, insert, {"n": 1, "note": "a"}) == [(1,)]
+        conn.commit()  # SQLAlchemy's autobegin style: this commit must cover it
+    assert _rows(db, table) == [(1, "a")]
