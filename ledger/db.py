@@ -221,7 +221,8 @@ class Pending:
 
 
 def fetch(conn: Connection, statement: TextClause, params: dict) -> list[tuple]:
-    """The rows of one statement, sent to the driver directly: SQLAlchemy's execution
+    """The rows of one statement (none for a write without RETURNING), sent to the driver
+    directly: SQLAlchemy's execution
     context and result objects cost twice the round trip itself, and the engine sends a
     handful of statements per post. Same errors, listeners and transaction as
     ``conn.execute``."""
@@ -248,7 +249,7 @@ def _on_driver(conn: Connection, compiled: list[tuple[str, dict]], *, rows: bool
                         sql, params = listener(conn, cursor, sql, params, context, False)
                     sent.append((sql, params, context))
                     cursor.execute(sql, params)
-            if rows:
+            if rows and cursor.description is not None:
                 found = cursor.fetchall()
     except conn.dialect.loaded_dbapi.Error as exc:
         broken = driver.closed or driver.broken

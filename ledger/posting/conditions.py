@@ -29,19 +29,22 @@ def _ensure_accounts(conn: Connection, ledger: Ledger, wanted: dict) -> dict[str
     found = dict(fetch(conn, _FIND_ACCOUNTS, {"l": ledger.id, "p": fastjson.dumps(paths)}))
     missing = [p for p in paths if p not in found]
     if missing:
-        found.update(conn.execute(sa.text(
-            "INSERT INTO accounts (ledger_id, path, chart_path, type, consistency, created) "
-            "SELECT :l, u.path, u.chart_path, u.type, u.consistency, :created "
-            "FROM json_to_recordset(CAST(:rows AS json)) "
-            "AS u(path text, chart_path text, type text, consistency text) "
-            "ON CONFLICT ON CONSTRAINT accounts_ledger_path_key DO NOTHING RETURNING path, id"),
-            {"l": ledger.id, "created": datetime.now(timezone.utc), "rows": fastjson.dumps([
+        found.update(fetch(conn, _CREATE_ACCOUNTS, {
+            "l": ledger.id, "created": datetime.now(timezone.utc), "rows": fastjson.dumps([
                 {"path": p, "chart_path": wanted[p].path, "type": wanted[p].type,
-                 "consistency": wanted[p].own_consistency} for p in missing])}).all())
+                 "consistency": wanted[p].own_consistency} for p in missing])}))
         still = [p for p in missing if p not in found]
         if still:  # created meanwhile by a concurrent transaction that has now committed
-            found.update(conn.execute(_FIND_ACCOUNTS, {"l": ledger.id, "p": fastjson.dumps(still)}).all())
+            found.update(fetch(conn, _FIND_ACCOUNTS, {"l": ledger.id, "p": fastjson.dumps(still)}))
     return found
+
+
+_CREATE_ACCOUNTS = sa.text(
+    "INSERT INTO accounts (ledger_id, path, chart_path, type, consistency, created) "
+    "SELECT :l, u.path, u.chart_path, u.type, u.consistency, :created "
+    "FROM json_to_recordset(CAST(:rows AS json)) "
+    "AS u(path text, chart_path text, type text, consistency text) "
+    "ON CONFLICT ON CONSTRAINT accounts_ledger_path_key DO NOTHING RETURNING path, id")
 
 
 _LOCK_SQL = sa.text(
@@ -49,6 +52,14 @@ _LOCK_SQL = sa.text(
     "JOIN json_to_recordset(CAST(:keys AS json)) AS k(a bigint, c text) "
     "ON b.account_id = k.a AND b.currency = k.c "
     "ORDER BY b.account_id, b.currency FOR UPDATE OF b")
+
+
+# A new row has no lines yet, so every line to come is posted after its bound.
+_CREATE_BALANCES = sa.text(
+    "INSERT INTO balances (account_id, currency, ledger_id, own, lines_until) "
+    "SELECT k.a, k.c, :l, 0, TIMESTAMPTZ '0001-01-01 00:00:00+00' "
+    "FROM json_to_recordset(CAST(:keys AS json)) AS k(a bigint, c text) "
+    "ORDER BY 1, 2 ON CONFLICT DO NOTHING")
 
 
 def _lock_balances(conn: Connection, ledger: Ledger, keys: list[tuple[int, str]]):
@@ -63,12 +74,7 @@ def _lock_balances(conn: Connection, ledger: Ledger, keys: list[tuple[int, str]]
     held = {(r[0], r[1]) for r in rows}
     missing = [k for k in keys if k not in held]
     if missing:
-        # A new row has no lines yet, so every line to come is posted after its bound.
-        conn.execute(sa.text(
-            "INSERT INTO balances (account_id, currency, ledger_id, own, lines_until) "
-            "SELECT k.a, k.c, :l, 0, TIMESTAMPTZ '0001-01-01 00:00:00+00' "
-            "FROM json_to_recordset(CAST(:keys AS json)) AS k(a bigint, c text) "
-            "ORDER BY 1, 2 ON CONFLICT DO NOTHING"), {"l": ledger.id, **_keys(missing)})
+        fetch(conn, _CREATE_BALANCES, {"l": ledger.id, **_keys(missing)})
         rows += fetch(conn, _LOCK_SQL, _keys(missing))
     return ({(r[0], r[1]): int(r[2]) for r in rows}, {(r[0], r[1]): r[3] for r in rows},
             {(r[0], r[1]): int(r[4]) for r in rows if r[4]})

@@ -158,6 +158,9 @@ def test_rows_fetched_on_the_driver_behave_as_through_sqlalchemy(db, database_ur
                      {"n": 1})
         assert rows == [(1, "a"), (2, "b")]
         assert fetch(conn, sa.text(f"SELECT n FROM {table} WHERE n > :n"), {"n": 9}) == []
+        # A write without RETURNING has no rows to give, and is done.
+        assert fetch(conn, sa.text(f"INSERT INTO {table} VALUES (:n, 'c')"), {"n": 3}) == []
+        assert fetch(conn, sa.text(f"SELECT count(*) FROM {table}"), {}) == [(3,)]
     with pytest.raises(sa.exc.ProgrammingError) as info:
         with db.transaction() as conn:
             fetch(conn, sa.text("SELECT no_such_column FROM " + table), {})
