@@ -211,22 +211,17 @@ class Pending:
 
     def send(self, conn: Connection) -> None:
         statements, self._statements = self._statements, []
-        if not statements:
-            return
-        if len(statements) == 1:  # nothing to gain from a pipeline
-            conn.execute(*statements[0])
-            return
-        _on_driver(conn, [_driver_sql(conn, statement, params)
-                          for statement, params in statements], rows=False)
+        if statements:
+            _on_driver(conn, [(_driver_sql(conn, statement), params)
+                              for statement, params in statements], rows=False)
 
 
 def fetch(conn: Connection, statement: TextClause, params: dict) -> list[tuple]:
     """The rows of one statement (none for a write without RETURNING), sent to the driver
-    directly: SQLAlchemy's execution
-    context and result objects cost twice the round trip itself, and the engine sends a
-    handful of statements per post. Same errors, listeners and transaction as
-    ``conn.execute``."""
-    return _on_driver(conn, [_driver_sql(conn, statement, params)], rows=True)
+    directly: SQLAlchemy's execution context and result objects cost twice the round trip
+    itself, and the engine sends a handful of statements per post. Same errors, listeners
+    and transaction as ``conn.execute``."""
+    return _on_driver(conn, [(_driver_sql(conn, statement), params)], rows=True)
 
 
 def _on_driver(conn: Connection, compiled: list[tuple[str, dict]], *, rows: bool) -> list:
@@ -275,12 +270,12 @@ class _Sent:
 _compiled_sql: dict[str, str] = {}
 
 
-def _driver_sql(conn: Connection, statement: TextClause, params: dict) -> tuple[str, dict]:
+def _driver_sql(conn: Connection, statement: TextClause) -> str:
     """The statement in the driver's own parameter style (``%(name)s``), compiled once."""
     sql = _compiled_sql.get(statement.text)
     if sql is None:
         sql = _compiled_sql[statement.text] = str(statement.compile(dialect=conn.dialect))
-    return sql, params
+    return sql
 
 
 def statement_timeout_error() -> InternalError:

@@ -17,8 +17,8 @@ from sqlalchemy.engine import Connection
 from ledger import fastjson
 from ledger import tables as t
 from ledger.amounts import MAX_AMOUNT
-from ledger.db import Pending, fetch
 from ledger.commands import EntryRequest
+from ledger.db import Pending, fetch
 from ledger.errors import BadRequestError, LedgerError
 from ledger.events.store import posting_raises_events, raise_events
 from ledger.ledgers import Ledger
@@ -189,8 +189,9 @@ def _apply(conn: Connection, ledger: Ledger, schema: Schema, entries: list[Compi
     ids, until, totals = _insert_lines(conn, ledger, moved.accepted, account_ids, now, before,
                                        lines_until, pending)
     _move_balances(conn, ledger, moved, until, pending)
+    # Now when no caller will send them, or when the monitors below read what they write.
     if own or monitors_seen(conn, ledger.id) != 0:
-        pending.send(conn)  # the monitors below read the balances just written
+        pending.send(conn)
     # Balance monitors, in this transaction, entry by entry in the order they were accepted
     # (a committed hold's release is part of its entry's step: ``released`` by entry id).
     watch_steps(conn, ledger.id, [
