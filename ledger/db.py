@@ -96,6 +96,25 @@ class Database:
                 raise statement_timeout_error() from exc
             raise
 
+    @contextmanager
+    def autocommit(self) -> Iterator[Connection]:
+        """A connection on which each statement is a transaction of its own: no BEGIN and
+        COMMIT round trips, which cost a read of one statement as much as the statement
+        itself. Only for reads of one statement: several would each see their own
+        snapshot. Writes go through `run` or `transaction`."""
+        try:
+            with self.engine.connect() as conn:
+                driver = conn.connection.driver_connection
+                driver.autocommit = True
+                try:
+                    yield conn
+                finally:
+                    _end_autocommit(conn, driver)
+        except DBAPIError as exc:
+            if sqlstate(exc) == STATEMENT_TIMEOUT_SQLSTATE:
+                raise statement_timeout_error() from exc
+            raise
+
     def run(self, fn: Callable[[Connection], T], *, attempts: int = 8) -> T:
         """Run ``fn`` in a transaction, retrying it whole on deadlocks and serialization
         failures. Our own errors (LedgerError) propagate at once: they are not transient."""
@@ -120,6 +139,15 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+def _end_autocommit(conn: Connection, driver) -> None:
+    """Hand the connection back to the pool as every other is: in transactions again. One
+    that cannot be (broken meanwhile) is dropped from the pool instead."""
+    try:
+        driver.autocommit = False
+    except Exception as exc:  # the driver's error for a connection not idle or gone
+        conn.invalidate(exc)
 
 
 # A connection idle in the pool longer than this is pinged before use: a server restart or

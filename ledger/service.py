@@ -108,11 +108,12 @@ def account_balances(db: Database, ledger_ik: str, path: str, at: Any = None) ->
     before it). ``at`` a period (``2025``, ``2025-Q1``, ``2025-02``, ``2025-02-03``,
     ``2025-02-03T04``): the balances at the end of that period in the ledger's
     balanceUTCOffset. A past read costs one index probe per (account, currency)."""
+    if at is None:
+        with db.autocommit() as conn:
+            return _balances.latest_balances(conn, ledger_ik, path)
     with db.transaction() as conn:
         ledger = load_ledger(conn, ledger_ik)
         schema = load_schema(conn, ledger.id)
-        if at is None:
-            return _balances.account_balances(conn, ledger, schema, path)
         return _balances.account_balances_at(conn, ledger, schema, path, at)
 
 

@@ -1,16 +1,22 @@
 """Balances of an account: now, at a point in time, and their change over a period."""
 from __future__ import annotations
 
+import re
+import threading
+import weakref
 from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Engine
 
+from ledger.db import fetch
+from ledger.errors import LedgerError
 from ledger.history.model import AccountBalances, BalanceChange
 from ledger.history.periods import period_range, resolve_at
-from ledger.ledgers import Ledger
+from ledger.ledgers import Ledger, load_ledger, take_schema_head
 from ledger.schema.model import Account, Schema, resolve_queried_path
+from ledger.schema.store import load_schema, schema_at
 from ledger.text import check_storable
 
 
@@ -47,19 +53,77 @@ _NOW = sa.text(
 
 
 def account_balances(conn: Connection, ledger: Ledger, schema: Schema, path: str) -> AccountBalances:
+    account, params = _now_params(schema, path)
+    return _now_result(account, path, conn.execute(_NOW, {"l": ledger.id, **params}))
+
+
+def _now_params(schema: Schema, path: str) -> tuple[Account, dict]:
     account, template_node = resolve_read_path(schema, path)
     lo, hi = child_range(path, template_node)
+    return account, {"p": path, "own": not template_node, "lo": lo, "hi": hi}
+
+
+def _now_result(account: Account, path: str, rows) -> AccountBalances:
+    """The balances from ``_NOW``'s rows: (own or child, currency, amount)."""
     own: dict[str, int] = {}
     child: dict[str, int] = {}
-    for is_own, currency, amount in conn.execute(_NOW, {
-            "l": ledger.id, "p": path, "own": not template_node, "lo": lo, "hi": hi}):
-        (own if is_own else child)[currency] = int(amount)
+    for is_own, currency, amount in rows:
+        if currency is not None:
+            (own if is_own else child)[currency] = int(amount)
     if account.currency_mode == "single":
         own.setdefault(account.currency, 0)
         child.setdefault(account.currency, 0)
     total = {c: own.get(c, 0) + child.get(c, 0) for c in sorted(set(own) | set(child))}
     return AccountBalances(path, account.type, dict(sorted(own.items())),
                            dict(sorted(child.items())), total)
+
+
+# ``_NOW`` by the ledger's ik, with the schema version the ledger follows in every row (one
+# row of nulls besides when there is no balance): a read is then one statement instead of
+# the ledger's and then the balances'.
+_NOW_BY_IK = sa.text(
+    "SELECT l.schema_id, (SELECT max(v.version) FROM schema_versions v "
+    "WHERE v.schema_id = l.schema_id), x.own, x.currency, x.amount FROM ledgers l "
+    "LEFT JOIN LATERAL (" + re.sub(r":l\b", "l.id", _NOW.text) + ") AS x(own, currency, amount) "
+    "ON true WHERE l.ik = :ik")
+
+# Per database: the (schema id, version) each ledger followed when this process last read
+# it. The path's bounds are worked out from that version's schema before the statement
+# runs; the statement says the version it saw, and a read made with another is made again.
+_heads: "weakref.WeakKeyDictionary[Engine, dict[str, tuple[int, int]]]" = \
+    weakref.WeakKeyDictionary()
+_heads_lock = threading.Lock()
+# Ledgers remembered per database; past it they are forgotten and read the long way once.
+MAX_REMEMBERED = 10_000
+
+
+def latest_balances(conn: Connection, ledger_ik: str, path: str) -> AccountBalances:
+    """``account_balances`` of a ledger by its ik: one statement once this process has
+    read the ledger (meant for ``Database.autocommit``, which spares the BEGIN and COMMIT
+    round trips), else the ledger, its schema, then the balances."""
+    with _heads_lock:
+        head = _heads.get(conn.engine, {}).get(ledger_ik)
+    if head is not None:
+        try:
+            account, params = _now_params(schema_at(conn, *head), path)
+        except LedgerError:
+            params = None  # a later version may know the path: judged by the latest below
+        if params is not None:
+            rows = fetch(conn, _NOW_BY_IK, {"ik": ledger_ik, **params})
+            if rows and (rows[0][0], rows[0][1]) == head:
+                return _now_result(account, path, [r[2:] for r in rows])
+    ledger = load_ledger(conn, ledger_ik)
+    found = take_schema_head(conn, ledger.id)
+    if found is None:
+        schema = load_schema(conn, ledger.id)
+    else:
+        schema = schema_at(conn, found[0], found[1])
+        with _heads_lock:
+            remembered = _heads.setdefault(conn.engine, {})
+            if len(remembered) >= MAX_REMEMBERED:
+                remembered.clear()
+            remembered[ledger_ik] = (found[0], found[1])
+    return account_balances(conn, ledger, schema, path)
 
 
 def _own_sql(where: str, bounds: list[tuple[str, str]], group: bool) -> sa.TextClause:

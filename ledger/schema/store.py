@@ -50,11 +50,17 @@ def load_schema(conn: Connection, ledger_id: int) -> Schema:
         raise NotFoundError("ledger_not_found", "the ledger has no schema")
     with _cache_lock:
         _monitors_seen.setdefault(conn, {})[ledger_id] = row[2]
-    key = (conn.engine.url, row[0], row[1])
+    return schema_at(conn, row[0], row[1])
+
+
+def schema_at(conn: Connection, schema_id: int, version: int) -> Schema:
+    """A stored schema version, parsed once per process."""
+    key = (conn.engine.url, schema_id, version)
     schema = _schema_cache.get(key)
     if schema is None:
         doc = conn.execute(sa.select(t.schema_versions.c.json).where(
-            t.schema_versions.c.schema_id == row[0], t.schema_versions.c.version == row[1])).scalar_one()
+            t.schema_versions.c.schema_id == schema_id,
+            t.schema_versions.c.version == version)).scalar_one()
         schema = parse_schema(doc)
         with _cache_lock:
             _schema_cache[key] = schema
