@@ -13,11 +13,11 @@ any route reads it; ``loads`` is the decoder for routes that read JSON themselve
 """
 from __future__ import annotations
 
-import json
 import re
 from itertools import accumulate
 from typing import Any
 
+from ledger import fastjson
 from ledger.errors import BadRequestError
 
 # Escapes go first (so an escaped quote is no quote); then only quotes and brackets are
@@ -65,7 +65,7 @@ def loads(raw: bytes | str, max_depth: int) -> Any:
     if nesting_depth(raw) > max_depth:
         raise too_deep(max_depth)
     try:
-        return json.loads(raw)
+        return fastjson.loads(raw)
     except RecursionError:
         # Only with a bound set above what this interpreter's stack allows.
         raise too_deep(max_depth) from None

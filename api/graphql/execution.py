@@ -2,11 +2,13 @@
 stopped at its deadline.
 
 Parsing, measuring, validating and executing all happen in a worker thread, at most
-``graphql_concurrency`` requests at a time (a pool of that many threads; the others wait in
-its queue, within their timeout), so a costly document never holds the event loop: /healthz
-and the token endpoint keep answering. The pool is the runner's own rather than anyio's
-``to_thread``, whose limiter, cancel scopes and wake-ups made the hop cost more: an
-authenticated ``{ __typename }`` went from 617 to 755 requests/s in one process with it.
+``graphql_concurrency`` requests at a time (that many threads; the others wait in their
+queue, within their timeout), so a costly document never holds the event loop: /healthz
+and the token endpoint keep answering. The threads are the runner's own (`Workers`), each
+answer handed back as the result of a plain asyncio future: anyio's ``to_thread`` (its
+limiter, cancel scopes and wake-ups) and then a ThreadPoolExecutor's futures (a lock and a
+condition each, chained to an asyncio future, and ``wait_for``'s own) were most of what the
+event loop spent on a request besides the request itself.
 
 Parsed and validated documents are kept by their text (a bounded LRU): the
 SDK sends the same few documents over and over.
@@ -15,10 +17,10 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import queue
 import threading
 import time
 from collections import OrderedDict
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -119,7 +121,7 @@ class Runner:
         self.concurrency = concurrency
         self.timeout_seconds = timeout_seconds
         self.cache = DocumentCache()
-        self._pool = ThreadPoolExecutor(concurrency, thread_name_prefix="graphql")
+        self._workers = Workers(concurrency, "graphql")
 
     async def run(self, request: Request, execute: Callable[[Parsed, Any, float], Answer]
                   ) -> Answer:
@@ -127,19 +129,21 @@ class Runner:
         document passed every check, with the caller's context variables (its request id
         on log lines, its trace)."""
         deadline = time.monotonic() + self.timeout_seconds
-        context = contextvars.copy_context()
-        work = asyncio.get_running_loop().run_in_executor(
-            self._pool, context.run, self._prepare_and_run, request, execute, deadline)
+        loop = asyncio.get_running_loop()
+        answer = loop.create_future()
+        self._workers.submit(loop, answer, self._prepare_and_run, request, execute, deadline)
+        # Still queued then: it never runs. Running: its thread finishes on its own (the
+        # statement timeout bounds its queries) and its answer is dropped.
+        expiry = loop.call_later(self.timeout_seconds + GRACE_SECONDS, _settle, answer,
+                                 timed_out(self.timeout_seconds))
         try:
-            return await asyncio.wait_for(work, self.timeout_seconds + GRACE_SECONDS)
-        except asyncio.TimeoutError:
-            # Still queued: it never runs. Running: its thread finishes on its own (the
-            # statement timeout bounds its queries) and the answer is dropped.
-            return timed_out(self.timeout_seconds)
+            return await answer
+        finally:
+            expiry.cancel()
 
     def close(self) -> None:
         """Stop taking work; a thread still running finishes on its own."""
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        self._workers.close()
 
     def _prepare_and_run(self, request: Request, execute, deadline: float) -> Answer:
         if time.monotonic() > deadline:  # waited its whole turn at the gate
@@ -165,3 +169,78 @@ class Runner:
         if parsed.errors:
             return Answer({"errors": parsed.errors}, 400)
         return execute(parsed, operation, deadline)
+
+
+class Workers:
+    """Up to ``size`` threads, started as the work needs them, running calls submitted from
+    event loops in order: each call runs with the submitter's context variables, and its
+    result (or exception) settles the submitter's asyncio future on its loop. A call whose
+    future is already done when its turn comes (timed out, cancelled) is skipped."""
+
+    def __init__(self, size: int, name: str):
+        self.size = max(1, size)
+        self.name = name
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._threads = 0
+        self._idle = 0  # threads that will take the next call without one being started
+        self._closed = False
+
+    def submit(self, loop: asyncio.AbstractEventLoop, answer: asyncio.Future,
+               fn: Callable, *args: Any) -> None:
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("the workers were closed")
+            if self._idle:
+                self._idle -= 1
+            elif self._threads < self.size:
+                self._threads += 1
+                threading.Thread(target=self._work, name=f"{self.name}_{self._threads}",
+                                 daemon=True).start()
+        self._queue.put((contextvars.copy_context(), loop, answer, fn, args))
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            threads = self._threads
+        try:
+            while True:  # calls not started never start
+                self._queue.get_nowait()
+        except queue.Empty:
+            pass
+        for _ in range(threads):
+            self._queue.put(None)
+
+    def _work(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            context, loop, answer, fn, args = item
+            if not answer.done():  # a benign race: at worst a call runs for nothing
+                try:
+                    result = context.run(fn, *args)
+                except BaseException as exc:  # handed to the awaiting request
+                    _hand_back(loop, _settle_error, answer, exc)
+                else:
+                    _hand_back(loop, _settle, answer, result)
+            with self._lock:
+                self._idle += 1
+
+
+def _hand_back(loop: asyncio.AbstractEventLoop, settle: Callable, answer: asyncio.Future,
+               value: Any) -> None:
+    try:
+        loop.call_soon_threadsafe(settle, answer, value)
+    except RuntimeError:  # the loop closed meanwhile: nobody waits for this answer
+        pass
+
+
+def _settle(answer: asyncio.Future, value: Any) -> None:
+    if not answer.done():
+        answer.set_result(value)
+
+
+def _settle_error(answer: asyncio.Future, exc: BaseException) -> None:
+    if not answer.done():
+        answer.set_exception(exc)

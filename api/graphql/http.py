@@ -10,7 +10,6 @@ field, missing variable) is a non-retryable 4XX; a request that ran answers 200 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from typing import Any
 
@@ -70,7 +69,7 @@ def runner_for(app) -> Runner:
 
 def _read_body(raw: bytes) -> GraphQLRequest | JSONResponse:
     try:
-        body = json.loads(raw or b"null")
+        body = fastjson.loads(raw or b"null")
     except (ValueError, UnicodeDecodeError):
         return _request_error("the request body must be JSON: {\"query\": ..., \"variables\": ...}")
     if not isinstance(body, dict):

@@ -58,3 +58,55 @@ def test_fingerprints_are_what_the_standard_library_made(entry):
         assert fingerprint(entry) == fast
     finally:
         fastjson.canonical = original
+
+
+documents = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.integers(-(2**70), 2**70)
+    | st.floats(allow_nan=False) | st.text(),
+    lambda inner: st.lists(inner, max_size=5) | st.dictionaries(st.text(), inner, max_size=5),
+    max_leaves=30)
+
+
+def typed(value):
+    """``value`` with the type of every leaf spelled out: 1, 1.0 and True compare equal."""
+    if isinstance(value, dict):
+        return {k: typed(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [typed(v) for v in value]
+    return (type(value).__name__, repr(value))
+
+
+def outcome(load, text):
+    try:
+        return typed(load(text))
+    except ValueError:  # JSONDecodeError and UnicodeDecodeError alike
+        return "refused"
+
+
+@settings(max_examples=300)
+@given(documents, st.booleans())
+def test_loads_reads_what_the_standard_library_reads(value, spaced):
+    text = json.dumps(value, ensure_ascii=False, indent=1 if spaced else None)
+    for given_text in (text, text.encode()):
+        assert outcome(fastjson.loads, given_text) == outcome(json.loads, given_text)
+
+
+# Pieces of JSON text, right and wrong: nearly-documents find the differences bytes miss.
+pieces = st.lists(st.sampled_from([
+    "{", "}", "[", "]", '"', ":", ",", "0", "7", "-", ".", "e", "+", " ", "true", "nul",
+    "NaN", "Infinity", "12345678901234567890", "\\u", "d800", "dc00", "\\n", "\\x", "é",
+    "\ufeff", "\x01"]), max_size=12).map("".join)
+
+
+@settings(max_examples=500)
+@given(st.binary(max_size=40) | pieces | pieces.map(str.encode))
+def test_loads_refuses_and_accepts_what_the_standard_library_does(raw):
+    assert outcome(fastjson.loads, raw) == outcome(json.loads, raw)
+
+
+def test_no_digit_of_a_long_number_is_lost():
+    raw = b'{"amount": 123456789012345678901234567890, "small": -9223372036854775809}'
+    assert fastjson.loads(raw) == {"amount": 123456789012345678901234567890,
+                                   "small": -9223372036854775809}
+    assert fastjson.loads(b"NaN") != fastjson.loads(b"NaN")  # the standard library's NaN
+    assert fastjson.loads(b'\xef\xbb\xbf{"a": 1}') == {"a": 1}
