@@ -131,6 +131,16 @@ def test_metrics_page_without_a_database():
     assert not any(name.startswith("ledger_jobs_pending") for name in page)
 
 
+def test_methods_no_client_should_name_count_together():
+    metrics = Metrics(Settings())
+    for method in ("BREW", "X" * 40, "propfind", "POST"):
+        metrics.http_request(method, "unmatched", 405, 0.001)
+    page = samples(metrics.render().decode())
+    assert page['ledger_http_requests_total{method="other",route="unmatched",status="405"}'] == 3
+    assert page['ledger_http_requests_total{method="POST",route="unmatched",status="405"}'] == 1
+    assert not any("BREW" in name or "propfind" in name for name in page)
+
+
 def test_two_apps_in_one_process_count_apart():
     one, two = Metrics(Settings()), Metrics(Settings())
     one.http_request("GET", "/a", 200, 0.1)
