@@ -21,13 +21,7 @@ from api.broker import Broker
 from api.graphql.http import Shortcut
 from api.graphql.http import router as graphql_router
 from api.metrics import Metrics
-from api.middleware import (
-    BodyDepthMiddleware,
-    BodyLimitMiddleware,
-    MetricsMiddleware,
-    RequestIdMiddleware,
-    UnexpectedErrorMiddleware,
-)
+from api.middleware import Guard
 from api.webhooks import router as webhooks_router
 from ledger import service
 from ledger.db import Database
@@ -124,18 +118,14 @@ def create_app(settings: Settings, db: Database | None = None) -> FastAPI:
 
     app.add_exception_handler(LedgerError, errors.ledger_error_handler)
     app.add_exception_handler(RequestValidationError, errors.validation_error_handler)
-    # Starlette runs the last added middleware first: the size limit sees the request
-    # before anything reads its body, the nesting limit sees it next, and metrics count
-    # the 413s and 400s too. Unexpected errors are answered innermost, not by an exception
-    # handler for Exception, which would re-raise and so close the connection
-    # (api.middleware.UnexpectedErrorMiddleware). Innermost, POST /graphql skips the
+    # Starlette runs the last added middleware first. The request id, /metrics, the body
+    # limits and the last-resort 500 come first, in one layer (api.middleware.Guard):
+    # unexpected errors are answered there, not by an exception handler for Exception,
+    # which would re-raise and so close the connection. Inside it, POST /graphql skips the
     # router (api.graphql.http.Shortcut).
     app.add_middleware(Shortcut)
-    app.add_middleware(UnexpectedErrorMiddleware)
-    app.add_middleware(BodyDepthMiddleware, max_depth=settings.max_json_depth)
-    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
-    app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
-    app.add_middleware(RequestIdMiddleware)
+    app.add_middleware(Guard, metrics=app.state.metrics, max_bytes=settings.max_body_bytes,
+                       max_depth=settings.max_json_depth)
     telemetry.instrument_app(app, settings)
 
     fastapi_openapi = app.openapi

@@ -8,7 +8,7 @@ in C-speed passes (escapes cut out, quotes and brackets kept by ``bytes.translat
 strings dropped by splitting at quotes, then levels peeled by ``bytes.replace``), so a refused body is
 never decoded and an accepted one costs a few milliseconds per megabyte more.
 
-``BodyDepthMiddleware`` (api.middleware) applies the bound to every request body before
+``Guard`` (api.middleware) applies the bound to every request body before
 any route reads it; ``loads`` is the decoder for routes that read JSON themselves.
 """
 from __future__ import annotations

@@ -14,7 +14,7 @@ from fastapi.testclient import TestClient
 from prometheus_client import REGISTRY
 
 from api.metrics import Metrics
-from api.middleware import RequestIdMiddleware
+from api.middleware import Guard
 from ledger import service
 from ledger.settings import Settings, SettingsError
 from workers import metrics as worker_metrics
@@ -90,7 +90,7 @@ def test_request_id_is_kept_or_made_and_bound_to_the_log(json_lines):
         logger.info("hello")
         return {}
 
-    app.add_middleware(RequestIdMiddleware)
+    app.add_middleware(Guard, metrics=Metrics(Settings()), max_bytes=1024, max_depth=8)
     client = TestClient(app)
 
     given = client.get("/hello", headers={"X-Request-ID": "abc-123"})
