@@ -204,15 +204,18 @@ def submit_entries(db: Database, ledger_ik: str, entries: Sequence[Any], *, part
     if len(entries) > MAX_SUBMISSION:
         raise BadRequestError("invalid_input", f"entries: at most {MAX_SUBMISSION} entries "
                               f"per request, got {len(entries)}", field="entries")
-    ledger, schema = db.run(lambda conn: _ledger_and_schema(conn, ledger_ik))
-    prepared = _prepare(schema, ledger, entries, partitions, hold)
+    def accept(conn: Connection) -> tuple[list[_Accepted], dict[str, Job]]:
+        # Checked against the schema in the transaction that inserts the jobs: one
+        # transaction, not one to read the ledger and another to write.
+        ledger, schema = _ledger_and_schema(conn, ledger_ik)
+        prepared = _prepare(schema, ledger, entries, partitions, hold)
+        first_by_ik, unique = _first_of_each_ik(prepared)
+        rows = fastjson.dumps([{"o": n, "k": a.request["ik"], "q": a.request,
+                                "p": a.partition, "y": a.partition_key}
+                               for n, a in enumerate(unique)])
+        return prepared, _accept(conn, ledger, unique, rows, first_by_ik, trace_context)
 
-    first_by_ik, unique = _first_of_each_ik(prepared)
-    rows = fastjson.dumps([{"o": n, "k": a.request["ik"], "q": a.request, "p": a.partition,
-                            "y": a.partition_key} for n, a in enumerate(unique)])
-
-    by_ik = db.run(lambda conn: _accept(conn, ledger, unique, rows, first_by_ik,
-                                        trace_context))
+    prepared, by_ik = db.run(accept)
     submission = Submission([by_ik[item.request["ik"]] for item in prepared])
     deadline = time.monotonic() + min(max(wait, 0.0), MAX_WAIT_SECONDS)
     if wait > 0 and _DRAINING.acquire(blocking=False):
@@ -291,14 +294,15 @@ def wait_for_jobs(db: Database, jobs: Sequence[Job], seconds: float) -> list[Job
         current = [fresh.get(j.id, j) for j in current]
 
 
+_JOBS_BY_ID = sa.text("SELECT " + _JOB_COLUMNS + " FROM posting_jobs WHERE id = ANY(:ids)")
+
+
 def _jobs_by_id(db: Database, ids: Iterable[int]) -> list[Job]:
     ids = list(ids)
-
-    def read(conn: Connection):
-        return conn.execute(sa.text("SELECT " + _JOB_COLUMNS + " FROM posting_jobs "
-                                    "WHERE id = ANY(:ids)"), {"ids": ids}).all()
-
-    return [_job(r) for r in db.run(read)]
+    # One statement: outside a transaction, spared BEGIN and COMMIT (a waiting request
+    # reads its jobs again and again).
+    with db.autocommit() as conn:
+        return [_job(r) for r in conn.execute(_JOBS_BY_ID, {"ids": ids}).all()]
 
 
 def _parse_job_id(job_id: Any) -> int | None:

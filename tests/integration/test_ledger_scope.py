@@ -61,7 +61,7 @@ ENGINE_UNSCOPED = {
         "reads lines by id, then an account's unnumbered lines by (account_id, currency)",
     "ledger.jobs.claims.work": "claims a partition's jobs, which span ledgers; marks by id",
     "ledger.jobs.claims.read": "the relay looks for stale partitions across ledgers",
-    "ledger.jobs.outbox.read": "a job is read by its id alone (GET /v1/jobs/{id}, waits)",
+    "ledger.jobs.outbox._jobs_by_id": "a job is read by its id alone (GET /v1/jobs/{id}, waits)",
     "ledger.jobs.outbox.delete": "the prune deletes old jobs of every ledger",
 }
 ENGINE = ("ledger.posting.", "ledger.jobs.")
