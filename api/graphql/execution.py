@@ -134,8 +134,8 @@ class Runner:
         self._workers.submit(loop, answer, self._prepare_and_run, request, execute, deadline)
         # Still queued then: it never runs. Running: its thread finishes on its own (the
         # statement timeout bounds its queries) and its answer is dropped.
-        expiry = loop.call_later(self.timeout_seconds + GRACE_SECONDS, _settle, answer,
-                                 timed_out(self.timeout_seconds))
+        expiry = loop.call_later(self.timeout_seconds + GRACE_SECONDS, _expire, answer,
+                                 self.timeout_seconds)
         try:
             return await answer
         finally:
@@ -239,6 +239,10 @@ def _hand_back(loop: asyncio.AbstractEventLoop, settle: Callable, answer: asynci
 def _settle(answer: asyncio.Future, value: Any) -> None:
     if not answer.done():
         answer.set_result(value)
+
+
+def _expire(answer: asyncio.Future, seconds: float) -> None:
+    _settle(answer, timed_out(seconds))
 
 
 def _settle_error(answer: asyncio.Future, exc: BaseException) -> None:

@@ -78,9 +78,9 @@ def _now_result(account: Account, path: str, rows) -> AccountBalances:
                            dict(sorted(child.items())), total)
 
 
-# ``_NOW`` by the ledger's ik, with the schema version the ledger follows in every row (one
-# row of nulls besides when there is no balance): a read is then one statement instead of
-# the ledger's and then the balances'.
+# ``_NOW`` by the ledger's ik, with the schema version the ledger follows in every row (a
+# single row, its balance columns null, when there is no balance; none when there is no
+# such ledger): a read is then one statement instead of the ledger's and the balances'.
 _NOW_BY_IK = sa.text(
     "SELECT l.schema_id, (SELECT max(v.version) FROM schema_versions v "
     "WHERE v.schema_id = l.schema_id), x.own, x.currency, x.amount FROM ledgers l "

@@ -248,6 +248,23 @@ class Pipeline:
                 "SELECT e.ik, count(*) FROM entries e JOIN ledgers l ON l.id = e.ledger_id "
                 "WHERE l.ik = :l GROUP BY e.ik"), {"l": ledger_ik}).all())
 
+    def roll_up(self, ledger_ik: str, timeout: float = 30) -> None:
+        """Fold every delta of the ledger into its balances. A worker's own rollup may hold
+        some of them (they are taken with SKIP LOCKED) when ours finds nothing left to
+        take: the eventual balances are whole once none of the ledger's deltas is left."""
+        deadline = time.monotonic() + timeout
+        while True:
+            while service.rollup(self.db):
+                pass
+            with self.db.transaction() as conn:
+                left = conn.execute(sa.text(
+                    "SELECT count(*) FROM balance_deltas d JOIN ledgers l "
+                    "ON l.id = d.ledger_id WHERE l.ik = :l"), {"l": ledger_ik}).scalar()
+            if not left:
+                return
+            assert time.monotonic() < deadline, f"{left} deltas never rolled up"
+            time.sleep(0.05)
+
     def assert_books(self, ledger_ik: str, entries: list[dict]) -> None:
         """Every job finished as replaying its user's jobs in submission order predicts,
         each posted job has exactly one entry, no failed job has any, balances (users
@@ -266,8 +283,7 @@ class Pipeline:
         for user, amount in expected_balance.items():
             assert service.account_balances(self.db, ledger_ik, user_path(user)).own \
                 .get("USD", 0) == amount, user
-        while service.rollup(self.db):
-            pass
+        self.roll_up(ledger_ik)
         bank = sum(int(e["parameters"]["amount"]) * (1 if e["type"] == "deposit" else -1)
                    for e in entries if e["ik"] in posted)
         assert service.account_balances(self.db, ledger_ik, "assets/bank").own \
