@@ -72,6 +72,8 @@ async def _lifespan(app: FastAPI):
     # Refuse to start, saying what to do, when the stored secrets need a key we lack.
     await run_in_threadpool(service.check_secrets, app.state.db,
                             service.Keyring.of(app.state.settings))
+    # Before the first token request: an unknown client id is checked against it.
+    await run_in_threadpool(service.dummy_hash)
     try:
         yield
     finally:

@@ -269,6 +269,7 @@ from ledger.clients import (  # noqa: E402
     active_client,
     authenticate,
     create_client,
+    dummy_hash,
     list_clients,
     normalize_scope,
     revoke_client,
@@ -344,8 +345,9 @@ __all__ = [
     "is_canonical_amount",
     "check_storable",
     # API clients
-    "SCOPES", "ApiClient", "CreatedClient", "active_client", "authenticate", "create_client",
-    "list_clients", "normalize_scope", "revoke_client", "scope_allows", "signing_key",
+    "SCOPES", "ApiClient", "CreatedClient", "active_client", "authenticate", "dummy_hash",
+    "create_client", "list_clients", "normalize_scope", "revoke_client", "scope_allows",
+    "signing_key",
     # posting jobs
     "DEFAULT_BATCH", "FAILED", "MAX_JOB_PAGE", "MAX_SUBMISSION", "MAX_WAIT_SECONDS", "PENDING",
     "POSTED", "Job", "JobPage", "Submission", "WorkResult", "get_job", "is_transient",

@@ -160,3 +160,20 @@ def test_the_verified_tokens_are_bounded(monkeypatch):
     for _ in range(25):
         tokens.verify(tokens.issue(client(), "write"))
     assert len(tokens._verified) <= 10
+
+
+def test_no_process_pays_for_the_dummy_hash_until_it_checks_a_client():
+    import subprocess
+    import sys
+
+    from argon2 import PasswordHasher
+
+    from ledger.clients import dummy_hash
+
+    # Importing the CLI (what every `ledger` command does) hashes nothing.
+    probe = ("import argon2, api.cli, ledger.clients as c\n"
+             "assert c.dummy_hash.cache_info().currsize == 0\n")
+    subprocess.run([sys.executable, "-c", probe], check=True)
+    # Once made it is a real hash of today's parameters, verified in as long as any.
+    assert dummy_hash() is dummy_hash()
+    assert PasswordHasher().check_needs_rehash(dummy_hash()) is False

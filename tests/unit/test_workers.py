@@ -25,7 +25,8 @@ def test_results_errors_and_context_come_back_to_the_caller():
         loop = asyncio.get_running_loop()
         caller.set("request-7")
         ok, bad = loop.create_future(), loop.create_future()
-        workers.submit(loop, ok, lambda x: (x * 2, caller.get(), threading.current_thread().name), 21)
+        workers.submit(loop, ok,
+                       lambda x: (x * 2, caller.get(), threading.current_thread().name), 21)
         workers.submit(loop, bad, lambda: 1 / 0)
         value, seen, thread = await ok
         assert (value, seen) == (42, "request-7") and thread.startswith("t_")
