@@ -7,8 +7,8 @@ queue, within their timeout), so a costly document never holds the event loop: /
 and the token endpoint keep answering. The threads are the runner's own (`Workers`), each
 answer handed back as the result of a plain asyncio future: anyio's ``to_thread`` (its
 limiter, cancel scopes and wake-ups) and then a ThreadPoolExecutor's futures (a lock and a
-condition each, chained to an asyncio future, and ``wait_for``'s own) were most of what the
-event loop spent on a request besides the request itself.
+condition each, chained to an asyncio future under ``wait_for``) cost the event loop more
+per request (README, Benchmarks).
 
 Parsed and validated documents are kept by their text (a bounded LRU): the
 SDK sends the same few documents over and over.
@@ -200,12 +200,16 @@ class Workers:
         self._queue.put((contextvars.copy_context(), loop, answer, fn, args))
 
     def close(self) -> None:
+        """Take no more calls; those not started never start (their callers' futures are
+        cancelled), those running finish and answer."""
         with self._lock:
             self._closed = True
             threads = self._threads
         try:
-            while True:  # calls not started never start
-                self._queue.get_nowait()
+            while True:
+                item = self._queue.get_nowait()
+                if item is not None:
+                    _hand_back(item[1], _cancel, item[2], None)
         except queue.Empty:
             pass
         for _ in range(threads):
@@ -239,6 +243,10 @@ def _hand_back(loop: asyncio.AbstractEventLoop, settle: Callable, answer: asynci
 def _settle(answer: asyncio.Future, value: Any) -> None:
     if not answer.done():
         answer.set_result(value)
+
+
+def _cancel(answer: asyncio.Future, _: Any) -> None:
+    answer.cancel()
 
 
 def _expire(answer: asyncio.Future, seconds: float) -> None:

@@ -105,6 +105,8 @@ def test_closed_workers_refuse_work_and_drop_what_waits():
         workers.submit(loop, queued, ran.append, "queued")
         await asyncio.sleep(0.05)
         workers.close()
+        with pytest.raises(asyncio.CancelledError):
+            await queued  # never started: its caller hears so at once
         release.set()
         assert await busy is True  # the running call finishes and answers
         with pytest.raises(RuntimeError):
