@@ -88,13 +88,8 @@ class Database:
 
     @contextmanager
     def transaction(self) -> Iterator[Connection]:
-        try:
-            with self.engine.begin() as conn:
-                yield conn
-        except DBAPIError as exc:
-            if sqlstate(exc) == STATEMENT_TIMEOUT_SQLSTATE:
-                raise statement_timeout_error() from exc
-            raise
+        with _typed_timeout(), self.engine.begin() as conn:
+            yield conn
 
     @contextmanager
     def autocommit(self) -> Iterator[Connection]:
@@ -102,18 +97,13 @@ class Database:
         COMMIT round trips, which cost a read of one statement as much as the statement
         itself. Only for reads of one statement: several would each see their own
         snapshot. Writes go through `run` or `transaction`."""
-        try:
-            with self.engine.connect() as conn:
-                driver = conn.connection.driver_connection
-                driver.autocommit = True
-                try:
-                    yield conn
-                finally:
-                    _end_autocommit(conn, driver)
-        except DBAPIError as exc:
-            if sqlstate(exc) == STATEMENT_TIMEOUT_SQLSTATE:
-                raise statement_timeout_error() from exc
-            raise
+        with _typed_timeout(), self.engine.connect() as conn:
+            driver = conn.connection.driver_connection
+            driver.autocommit = True
+            try:
+                yield conn
+            finally:
+                _end_autocommit(conn, driver)
 
     def run(self, fn: Callable[[Connection], T], *, attempts: int = 8) -> T:
         """Run ``fn`` in a transaction, retrying it whole on deadlocks and serialization
@@ -139,6 +129,17 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+@contextmanager
+def _typed_timeout() -> Iterator[None]:
+    """A statement stopped by statement_timeout raised as the typed, retryable ``timeout``."""
+    try:
+        yield
+    except DBAPIError as exc:
+        if sqlstate(exc) == STATEMENT_TIMEOUT_SQLSTATE:
+            raise statement_timeout_error() from exc
+        raise
 
 
 def _end_autocommit(conn: Connection, driver) -> None:
