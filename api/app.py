@@ -8,6 +8,7 @@ folder when it starts serving, as ``ledger up`` does.
 """
 from __future__ import annotations
 
+import inspect
 import logging
 from contextlib import asynccontextmanager
 from typing import Any
@@ -30,6 +31,12 @@ from ledger.errors import LedgerError
 from ledger.settings import Settings
 
 server_log = logging.getLogger("uvicorn.error")
+
+# Tracing is configured by LEDGER_OTEL (api.telemetry). FastAPI's own OpenTelemetry (from
+# 0.165) otherwise looks up three global providers on every request to learn it has nothing
+# to do: 3% of a process's CPU under 32 concurrent posts (py-spy --gil).
+_FASTAPI_OPTIONS = ({"telemetry": {"tracing": False, "metrics": False, "logs": False}}
+                    if "telemetry" in inspect.signature(FastAPI.__init__).parameters else {})
 
 
 def _open_database(settings: Settings, state: Any) -> Database:
@@ -103,6 +110,7 @@ def create_app(settings: Settings, db: Database | None = None) -> FastAPI:
         # /healthz, /oauth2/token and the signed webhook are open); the interactive pages
         # would load their scripts from a CDN, which a self-hosted ledger can't assume.
         openapi_url=None, docs_url=None, redoc_url=None,
+        **_FASTAPI_OPTIONS,
     )
     app.state.settings = settings
     service.configure_events(settings.events)

@@ -36,9 +36,7 @@ class Context:
     cache: dict[Any, Any] = field(default_factory=dict)
     # (mutation field, result typename) of each mutation run, for /metrics.
     outcomes: list[tuple[str, str]] = field(default_factory=list)
-    # The parsed and validated document the endpoint prepared (see api.graphql.prepared),
-    # and the monotonic time past which no further field resolves.
-    document: Any = None
+    # The monotonic time past which no further field resolves (api.graphql.prepared).
     deadline: float | None = None
     timeout_seconds: float = 0.0
     # The deployment's name (LEDGER_WORKSPACE_NAME), for `workspace { name }`.

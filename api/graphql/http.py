@@ -22,8 +22,8 @@ from api.auth import authenticate_async, check_scope
 from api.graphql.context import Context, FORCE_ERROR_HEADER, committer_for, force_error_from_header
 from api.graphql.execution import Answer, Parsed, Request as GraphQLRequest, Runner
 from api.graphql.limits import Limits
+from api.graphql import prepared
 from api.graphql.prepared import TIMEOUT_CODE
-from api.graphql.schema import schema
 from ledger import fastjson
 from ledger.errors import LedgerError
 
@@ -106,13 +106,11 @@ async def graphql_endpoint(request: Request):
                                                   "over HTTP POST"}]}, 400)
         context = Context(db=request.app.state.db, principal=principal,
                           committer=committer_for(request.app),
-                          force_error=force_error, document=parsed.document,
-                          deadline=deadline, timeout_seconds=runner.timeout_seconds,
+                          force_error=force_error, deadline=deadline, timeout_seconds=runner.timeout_seconds,
                           workspace_name=request.app.state.settings.workspace_name,
                           settings=request.app.state.settings)
-        result = schema.execute_sync(parsed_body.query, variable_values=parsed_body.variables,
-                                     context_value=context,
-                                     operation_name=parsed_body.operation_name)
+        result = prepared.run(parsed.document, parsed_body.variables,
+                              parsed_body.operation_name, context)
         return _answer(result, operation.operation.value, context)
 
     answer = await runner.run(parsed_body, execute)
