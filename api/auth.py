@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import binascii
 import secrets
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Callable
@@ -41,11 +42,15 @@ router = APIRouter(tags=["auth"])
 
 class ClientCache:
     """What was last read of each client, trusted for ``seconds``. Revoked and unknown
-    clients are kept too: a revoked token retried in a loop must not cost a read each."""
+    clients are kept too: a revoked token retried in a loop must not cost a read each.
+    When a client's read expires, the requests that find it stale together wait for one
+    read: under 32 concurrent requests each expiry used to cost 32 reads."""
 
     # Beyond this many clients the oldest half is forgotten: client ids come only from
     # validly signed tokens, so this bounds memory, not an attack.
     MAX_ENTRIES = 10_000
+    # Reads of different clients rarely wait for each other; the locks stay few.
+    READ_LOCKS = 64
 
     def __init__(self, read: Callable[[str], "service.ApiClient | None"], seconds: float,
                  clock: Callable[[], float] = time.monotonic):
@@ -53,6 +58,7 @@ class ClientCache:
         self.seconds = seconds
         self.clock = clock
         self.entries: dict[str, tuple[float, service.ApiClient | None]] = {}
+        self._reading = [threading.Lock() for _ in range(self.READ_LOCKS)]
 
     def fresh(self, client_id: str) -> tuple[bool, "service.ApiClient | None"]:
         """(True, client or None) when a read younger than ``seconds`` is kept."""
@@ -66,14 +72,18 @@ class ClientCache:
         hit, client = self.fresh(client_id)
         if hit:
             return client
-        # The deadline is taken before the read: what the read sees is at least that old.
-        until = self.clock() + self.seconds
-        client = self.read(client_id)
-        if len(self.entries) >= self.MAX_ENTRIES:
-            for key in list(self.entries)[: self.MAX_ENTRIES // 2]:
-                self.entries.pop(key, None)
-        self.entries[client_id] = (until, client)
-        return client
+        with self._reading[hash(client_id) % self.READ_LOCKS]:
+            hit, client = self.fresh(client_id)  # read meanwhile by the thread we waited for
+            if hit:
+                return client
+            # The deadline is taken before the read: what the read sees is at least that old.
+            until = self.clock() + self.seconds
+            client = self.read(client_id)
+            if len(self.entries) >= self.MAX_ENTRIES:
+                for key in list(self.entries)[: self.MAX_ENTRIES // 2]:
+                    self.entries.pop(key, None)
+            self.entries[client_id] = (until, client)
+            return client
 
 
 class TokenService:

@@ -71,6 +71,34 @@ def test_the_cache_reads_once_per_period_and_sees_a_revocation_after_it():
     assert cache.fresh("c1") == (True, None)
 
 
+def test_requests_finding_a_client_stale_together_wait_for_one_read():
+    import threading
+    import time
+
+    clock, reads, started = Clock(), [], threading.Event()
+
+    def read(client_id):
+        reads.append(client_id)
+        started.set()
+        time.sleep(0.2)  # a slow database: the other threads arrive meanwhile
+        return client()
+
+    cache = ClientCache(read, 1.0, clock)
+    first = threading.Thread(target=cache.get, args=("c1",))
+    first.start()
+    assert started.wait(5)
+    answers = []
+    others = [threading.Thread(target=lambda: answers.append(cache.get("c1"))) for _ in range(16)]
+    for thread in others:
+        thread.start()
+    for thread in [first, *others]:
+        thread.join(5)
+    assert reads == ["c1"]
+    assert len(answers) == 16 and all(a.id == "c1" for a in answers)
+    # Another client is read on its own, not behind this one.
+    assert cache.get("c2").id == "c1" and reads == ["c1", "c2"]
+
+
 def test_the_cache_is_bounded():
     cache = ClientCache(lambda cid: None, 60.0, Clock())
     for i in range(ClientCache.MAX_ENTRIES + 10):
