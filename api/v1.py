@@ -16,6 +16,7 @@ from starlette.concurrency import run_in_threadpool
 from api import deps, jsonbody, telemetry
 from api.auth import require_scope
 from api.errors import STATUS_OF, error_response
+from api.middleware import request_body
 from ledger import fastjson, service
 from ledger.errors import LedgerError
 
@@ -126,7 +127,7 @@ async def submit_entries(ledger_ik: str, request: Request,
     (``{"expiresAt"}``, per entry or for the whole ``{"entries": [...]}``) posts as holds.
     ``Prefer: wait=N`` holds the answer up to N seconds (at most 30) for the jobs to finish."""
     try:
-        body = jsonbody.loads(await request.body(), deps.settings(request).max_json_depth)
+        body = jsonbody.loads(await request_body(request), deps.settings(request).max_json_depth)
     except LedgerError as exc:
         return error_response(exc, statuses=_TOO_DEEP if exc.code == "json_too_deep" else STATUS_OF)
     hold = None

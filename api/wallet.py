@@ -16,6 +16,7 @@ from starlette.concurrency import run_in_threadpool
 
 from api import deps, jsonbody
 from api.auth import require_scope
+from api.middleware import request_body
 from api.errors import STATUS_OF, error_response
 from api.holds import pending_lines_page
 from api.v1 import _TOO_DEEP, _TYPED_ERROR
@@ -147,7 +148,7 @@ def entry(ledger_ik: str, entry_ik: str, request: Request,
 async def open_account(ledger_ik: str, request: Request,
                        _principal=Depends(require_scope("write"))):
     try:
-        body = jsonbody.loads(await request.body(), deps.settings(request).max_json_depth)
+        body = jsonbody.loads(await request_body(request), deps.settings(request).max_json_depth)
         if not isinstance(body, dict):
             raise BadRequestError("invalid_input", "body: expected {\"path\": ..., "
                                   "\"currency\": ...}", field="body")

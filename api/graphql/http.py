@@ -19,6 +19,7 @@ from starlette.concurrency import run_in_threadpool
 from graphql import GraphQLError, OperationType
 
 from api.auth import authenticate_async, check_scope
+from api.middleware import request_body
 from api.graphql.context import Context, FORCE_ERROR_HEADER, committer_for, force_error_from_header
 from api.graphql.execution import Answer, Parsed, Request as GraphQLRequest, Runner
 from api.graphql.limits import Limits
@@ -91,7 +92,7 @@ async def graphql_endpoint(request: Request):
     # Authentication first: an anonymous caller learns nothing, not even whether its
     # document was valid.
     principal = await authenticate_async(request)
-    parsed_body = _read_body(await request.body())
+    parsed_body = _read_body(await request_body(request))
     if isinstance(parsed_body, JSONResponse):
         return parsed_body
     force_error = force_error_from_header(request.headers.get(FORCE_ERROR_HEADER))

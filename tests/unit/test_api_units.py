@@ -91,3 +91,40 @@ def test_env_substitution(monkeypatch):
     assert out["amount"] == "{{funding_amount}}"
     assert out["list"] == ['link "1"-x', 3]
     assert missing == [("BANK_ACCOUNT_ID", "linkedAccount.externalId")]
+
+
+def test_the_body_guard_read_is_handed_over_and_read_otherwise():
+    import asyncio
+
+    from starlette.requests import Request
+
+    from api.middleware import BODY_KEY, Guard, request_body
+
+    seen = []
+
+    async def app(scope, receive, send):
+        seen.append(await request_body(Request(scope, receive)))
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    class Metrics:
+        def http_request(self, *args):
+            pass
+
+    chunks = [{"type": "http.request", "body": b'{"a":', "more_body": True},
+              {"type": "http.request", "body": b" 1}", "more_body": False}]
+
+    async def receive():
+        return chunks.pop(0)
+
+    async def send(message):
+        pass
+
+    scope = {"type": "http", "method": "POST", "path": "/graphql", "headers": []}
+    asyncio.run(Guard(app, Metrics(), max_bytes=1000, max_depth=10)(scope, receive, send))
+    assert seen == [b'{"a": 1}'] and scope[BODY_KEY] == b'{"a": 1}'
+
+    # Without Guard (no body in the scope) the request's own stream is read.
+    chunks[:] = [{"type": "http.request", "body": b"xyz", "more_body": False}]
+    bare = {"type": "http", "method": "POST", "path": "/", "headers": []}
+    assert asyncio.run(request_body(Request(bare, receive))) == b"xyz"
