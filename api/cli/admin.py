@@ -6,8 +6,7 @@ from typing import Annotated
 import typer
 
 from api.cli.common import (EXIT_REFUSED, AdminDatabase, DataDir, JsonOut, emit_json, err,
-                            out, run, run_admin)
-from ledger import service
+                            out, run, run_admin, service)
 
 app = typer.Typer()
 

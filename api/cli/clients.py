@@ -6,8 +6,8 @@ from typing import Annotated
 
 import typer
 
-from api.cli.common import AdminDatabase, DataDir, JsonOut, emit_json, err, out, run, run_admin
-from ledger import service
+from api.cli.common import (AdminDatabase, DataDir, JsonOut, emit_json, err, out, run, run_admin,
+                            service)
 
 clients_app = typer.Typer(help="API clients (OAuth2 client credentials): create, list, revoke.",
                           no_args_is_help=True)

@@ -8,8 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from api.cli.common import EXIT_REFUSED, EXIT_USAGE, err, fail, load_schema_file, out, run
-from ledger import service
+from api.cli.common import EXIT_REFUSED, EXIT_USAGE, err, fail, load_schema_file, out, run, service
 from ledger_sdk.codegen import generate, read_entry_types
 
 app = typer.Typer()

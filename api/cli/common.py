@@ -34,6 +34,21 @@ out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
 
 
+class _Service:
+    """``ledger.service``, imported when a command first uses it. It brings SQLAlchemy, the
+    Stripe client and the rest of the server (half a second), which the commands that only
+    talk to the API over HTTP (``ledger balance``, ``ledger post``...) never need, and
+    every command paid for it at start."""
+
+    def __getattr__(self, name: str) -> Any:
+        from ledger import service as module
+
+        return getattr(module, name)
+
+
+service = _Service()
+
+
 # ------------------------------------------------------------------ failures and output
 
 class Failure(Exception):

@@ -7,8 +7,7 @@ from typing import Annotated, Optional
 import typer
 
 from api.cli.common import (EXIT_REFUSED, ApiUrl, AuthScope, AuthUrl, ClientId, ClientSecret,
-                            JsonOut, api_client, emit_json, err, load_schema_file, out, run)
-from ledger import service
+                            JsonOut, api_client, emit_json, err, load_schema_file, out, run, service)
 
 app = typer.Typer()
 

@@ -12,18 +12,10 @@ import typer
 from api.cli import runtime
 from api.cli.common import (EXIT_REFUSED, EXIT_TRANSIENT, EXIT_USAGE, DataDir, JsonOut,
                             emit_json, err, fail, out, run)
-from api.cli.up import STOP_TIMEOUT_SECONDS
+from api.cli.up import STOP_TIMEOUT_SECONDS, redacted
 from ledger.settings import Settings
 
 app = typer.Typer()
-
-
-def _redacted(url: Optional[str]) -> Optional[str]:
-    if not url:
-        return url
-    from sqlalchemy.engine import make_url
-
-    return make_url(url).render_as_string(hide_password=True)
 
 
 def _api_health(url: str) -> str:
@@ -65,7 +57,7 @@ def _database(url: str, partitions: int) -> dict[str, Any]:
     except sqlalchemy.exc.ProgrammingError:
         return dict(found, error="the tables are missing: run `ledger migrate`")
     except sqlalchemy.exc.SQLAlchemyError as exc:
-        return {"error": f"cannot reach the database at {_redacted(url)}: "
+        return {"error": f"cannot reach the database at {redacted(url)}: "
                          f"{getattr(exc, 'orig', exc)}".strip()}
     finally:
         db.dispose()
@@ -79,7 +71,7 @@ def _redis_version(url: Optional[str]) -> str:
     try:
         info = redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2).info("server")
     except (redis.RedisError, OSError) as exc:
-        return f"unreachable at {_redacted(url)} ({exc})"
+        return f"unreachable at {redacted(url)} ({exc})"
     return f"Redis {info.get('redis_version', '?')}"
 
 
@@ -94,12 +86,12 @@ def _status(record: runtime.Record | None, database_url: str,
             "data_dir": v["data_dir"], "logs": v.get("logs"), "api_url": v.get("api_url"),
             "api": _api_health(v["api_url"]) if v.get("api_url") else "-",
             "processes": {name: _process(pid) for name, pid in pids.items()},
-            "redis_url": _redacted(v.get("redis_url")),
+            "redis_url": redacted(v.get("redis_url")),
             "redis": _redis_version(v.get("redis_url")),
             "embedded": v.get("embedded", {}), "recorded_version": v.get("version")})
     else:
         value["running"] = False
-    value["database_url"] = _redacted(database_url)
+    value["database_url"] = redacted(database_url)
     # The running `ledger up`'s partition count, since jobs are spread by it.
     if record is not None:
         partitions = int(record.values.get("partitions") or partitions)

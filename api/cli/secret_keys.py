@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import typer
 
-from api.cli.common import AdminDatabase, DataDir, out, run, run_admin
-from ledger import service
+from api.cli.common import AdminDatabase, DataDir, out, run, run_admin, service
 
 secrets_app = typer.Typer(help="Secrets at rest: generate a key, rotate to a new one.",
                           no_args_is_help=True)

@@ -9,8 +9,7 @@ from typing import Annotated, Optional
 import typer
 
 from api.cli.common import (EXIT_USAGE, AdminDatabase, DataDir, emit_json, err, fail, out, run,
-                            run_admin)
-from ledger import service
+                            run_admin, service)
 from ledger.settings import Settings
 
 stripe_app = typer.Typer(help="The Stripe link: configure it, backfill, list problems.",

@@ -25,12 +25,12 @@ import sys
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Optional
 
 import httpx
-from sqlalchemy.engine import make_url
 
 from api.cli import runtime
-from ledger import service
+from api.cli.common import service
 from ledger.embedded import WATCHDOG_DONE, Keepalive, postgres_pid, resolve_servers
 from ledger.settings import Secret, Settings
 
@@ -108,7 +108,14 @@ class Child:
         return "\n".join("    " + line for line in text[-lines:])
 
 
-def _redacted(url: str) -> str:
+def redacted(url: Optional[str]) -> Optional[str]:
+    """A server URL fit to print: its password masked."""
+    if not url:
+        return url
+    # Here, not at the top: SQLAlchemy takes a fifth of a second to import, and most
+    # commands never need it.
+    from sqlalchemy.engine import make_url
+
     return make_url(url).render_as_string(hide_password=True)
 
 
@@ -399,8 +406,8 @@ def _serve(settings: Settings, host: str, port: int, children: list[Child],
          "(with a token), README.md")
     _say(f"ledger:     dashboard {api_url}/ui (sign in with an API client's id and secret)")
     _say(f"ledger:     data     {data_dir}")
-    _say(f"ledger:     database {_redacted(database_url)}")
-    _say(f"ledger:     broker   {_redacted(settings.redis_url)}")
+    _say(f"ledger:     database {redacted(database_url)}")
+    _say(f"ledger:     broker   {redacted(settings.redis_url)}")
     _say(f"ledger:     logs     {logs}/{{api,worker,beat}}.log")
     _say("ledger: Ctrl-C (or `ledger down`) stops everything; `ledger status` shows it.")
 

@@ -7,8 +7,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from api.cli.common import AdminDatabase, DataDir, JsonOut, emit_json, err, out, run, run_admin
-from ledger import service
+from api.cli.common import (AdminDatabase, DataDir, JsonOut, emit_json, err, out, run, run_admin,
+                            service)
 
 webhooks_app = typer.Typer(help="Webhook endpoints: create, list, delete, enable, "
                                 "deliveries, redeliver.", no_args_is_help=True)

@@ -139,3 +139,18 @@ def test_login_with_no_server_anywhere_says_where_it_looked(settings, tmp_path):
     assert result.exit_code == common.EXIT_USAGE, result.output
     assert "no API to talk to" in " ".join(result.output.split())
     assert not (tmp_path / "config.json").exists()
+
+
+def test_the_command_line_starts_without_the_server_code():
+    # ledger.service (SQLAlchemy, the Stripe client...) took half a second to import, and
+    # the commands that talk to the API over HTTP never use it: it loads on first use.
+    import subprocess
+    import sys
+
+    check = ("import sys, api.cli.root; "
+             "print(sorted(m for m in ('ledger.service', 'sqlalchemy', 'stripe') "
+             "if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
