@@ -97,6 +97,9 @@ class Settings:
     # How long an API process trusts its last look at a token's client (active, scope):
     # a revocation is honoured within this time, without a database read per request.
     client_cache_seconds: float = 1.0
+    # How long `ledger up` gives its processes to stop (the API draining its requests, a
+    # worker finishing its batch); what still runs then is killed, so that it always ends.
+    stop_timeout_seconds: float = 30.0
     # Group commit of synchronous posts (ledger.posting.group_commit): at most this many
     # entries a shared transaction, and how long a batch's leader waits for company first
     # (0: never; the posts that arrive while a batch is in flight form the next one).
@@ -203,6 +206,7 @@ class Settings:
             db_reserved_connections=read.integer("LEDGER_DB_RESERVED_CONNECTIONS",
                                                  DEFAULT_DB_RESERVED_CONNECTIONS, 0),
             client_cache_seconds=read.number("LEDGER_CLIENT_CACHE_SECONDS", 1.0),
+            stop_timeout_seconds=read.number("LEDGER_STOP_TIMEOUT_SECONDS", 30.0),
             group_commit_max_batch=read.integer("LEDGER_GROUP_COMMIT_MAX_BATCH",
                                                 DEFAULT_GROUP_COMMIT_MAX_BATCH, 1),
             group_commit_window_ms=read.integer("LEDGER_GROUP_COMMIT_WINDOW_MS", 0, 0),

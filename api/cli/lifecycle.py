@@ -12,7 +12,7 @@ import typer
 from api.cli import runtime
 from api.cli.common import (EXIT_REFUSED, EXIT_TRANSIENT, EXIT_USAGE, DataDir, JsonOut,
                             emit_json, err, fail, out, run)
-from api.cli.up import STOP_TIMEOUT_SECONDS, redacted
+from api.cli.up import redacted
 from ledger.settings import Settings
 
 app = typer.Typer()
@@ -177,11 +177,15 @@ def down(ctx: typer.Context, data_dir: DataDir = None):
             fail(f"not allowed to stop pid {record.pid} (started by another user)", EXIT_USAGE)
         except ProcessLookupError:
             return
-        deadline = t0 + STOP_TIMEOUT_SECONDS + 15
+        # Its own deadline for its processes (a record written before there was one: the
+        # default), then time for the embedded servers to stop.
+        allowed = float(record.values.get("stop_timeout_seconds",
+                                          Settings.stop_timeout_seconds)) + 15
+        deadline = t0 + allowed
         while record.alive():
             if time.monotonic() > deadline:
                 fail(f"`ledger up` (pid {record.pid}) did not stop within "
-                     f"{STOP_TIMEOUT_SECONDS + 15}s; see its logs in {record.data_dir / 'logs'}",
+                     f"{allowed:g}s; see its logs in {record.data_dir / 'logs'}",
                      EXIT_TRANSIENT)
             time.sleep(0.1)
         out.print(f"Stopped `ledger up` on {record.data_dir} in {time.monotonic() - t0:.1f}s.",

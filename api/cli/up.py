@@ -37,11 +37,6 @@ from ledger.settings import Secret, Settings
 REPO = Path(__file__).resolve().parents[2]
 # SIGHUP: the terminal `ledger up` runs in was closed; that stops it like Ctrl-C.
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
-# A worker finishing its batch and the API draining requests take seconds; anything still
-# running after this is killed so that `ledger up` always ends.
-STOP_TIMEOUT_SECONDS = 30
-
-
 def _say(message: str = "") -> None:
     try:
         print(message, flush=True)
@@ -300,7 +295,7 @@ def _stop(settings: Settings, data_dir: Path, children: list["Child"],
     if children:
         why = f" ({signal.Signals(stopping[0]).name})" if stopping else ""
         _say(f"ledger: stopping{why}...")
-    deadline = time.monotonic() + STOP_TIMEOUT_SECONDS
+    deadline = time.monotonic() + settings.stop_timeout_seconds
     took = []
     # The API first, so nothing new is accepted while the worker finishes its batch.
     for group in (children[:1], children[1:]):
@@ -337,7 +332,8 @@ def _write_record(settings: Settings, api_url: str, host: str, port: int,
                      "redis": not settings.environ.get("REDIS_URL")},
         "pids": {name: pid for name, pid in pids.items() if pid},
         "logs": str(data_dir / "logs"), "version": runtime.version(),
-        "partitions": settings.partitions, "queue_prefix": settings.queue_prefix})
+        "partitions": settings.partitions, "queue_prefix": settings.queue_prefix,
+        "stop_timeout_seconds": settings.stop_timeout_seconds})
 
 
 def _serve(settings: Settings, host: str, port: int, children: list[Child],

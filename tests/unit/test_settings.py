@@ -84,6 +84,7 @@ CORES_VARIABLES = {
     "LEDGER_API_PROCESSES": ("977", "api_processes", 977),
     "LEDGER_DB_RESERVED_CONNECTIONS": ("7", "db_reserved_connections", 7),
     "LEDGER_CLIENT_CACHE_SECONDS": ("0.25", "client_cache_seconds", 0.25),
+    "LEDGER_STOP_TIMEOUT_SECONDS": ("7.5", "stop_timeout_seconds", 7.5),
 }
 
 # Which partitions a worker consumes (issue 14, "Scale-out").
