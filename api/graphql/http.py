@@ -19,12 +19,12 @@ from starlette.concurrency import run_in_threadpool
 from graphql import GraphQLError, OperationType
 
 from api.auth import authenticate_async, check_scope
-from api.middleware import request_body
+from api.graphql import prepared
 from api.graphql.context import Context, FORCE_ERROR_HEADER, committer_for, force_error_from_header
 from api.graphql.execution import Answer, Parsed, Request as GraphQLRequest, Runner
 from api.graphql.limits import Limits
-from api.graphql import prepared
 from api.graphql.prepared import TIMEOUT_CODE
+from api.middleware import request_body
 from ledger import fastjson
 from ledger.errors import LedgerError
 
@@ -107,7 +107,8 @@ async def graphql_endpoint(request: Request):
                                                   "over HTTP POST"}]}, 400)
         context = Context(db=request.app.state.db, principal=principal,
                           committer=committer_for(request.app),
-                          force_error=force_error, deadline=deadline, timeout_seconds=runner.timeout_seconds,
+                          force_error=force_error, deadline=deadline,
+                          timeout_seconds=runner.timeout_seconds,
                           workspace_name=request.app.state.settings.workspace_name,
                           settings=request.app.state.settings)
         result = prepared.run(parsed.document, parsed_body.variables,

@@ -5,9 +5,9 @@ import strawberry
 from strawberry.schema.config import StrawberryConfig
 from strawberry.tools import merge_types
 
+from api.graphql import fastargs
 from api.graphql.accounts import AccountQuery
 from api.graphql.entries import EntryQuery
-from api.graphql import fastargs
 from api.graphql.errors import BadRequestError, InternalError, NotFoundError
 from api.graphql.events import EventQuery, WebhookMutation
 from api.graphql.holds import HoldMutation
