@@ -12,7 +12,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 
 from ledger import fastjson
 from ledger.commands import EntryRequest
-from ledger.db import Database, is_retryable
+from ledger.db import Database, fetch, is_retryable
 from ledger.errors import LedgerError, NotFoundError
 from ledger.events.store import raise_events
 from ledger.holds.create import create_holds
@@ -27,6 +27,7 @@ log = logging.getLogger(__name__)
 # First key of the two-int advisory lock, so our per-partition locks cannot collide with
 # advisory locks taken by anything else on the same database ("LJ" for ledger jobs).
 _LOCK_NAMESPACE = 0x4C4A
+_LOCK = sa.text("SELECT pg_try_advisory_xact_lock(:ns, :p)")
 
 
 # The claimed jobs come back as one JSON document (decoded by one C call) rather than a
@@ -199,55 +200,59 @@ def work_partition(db: Database, partition: int, *, limit: int = DEFAULT_BATCH) 
     job; any other fault rolls everything back and propagates (InternalError, the driver's
     error, a bug): the jobs stay pending for the caller to retry.
     """
+    return db.run(lambda conn: work_in(conn, db, partition, limit=limit))
 
-    def work(conn: Connection) -> WorkResult:
-        result = WorkResult(partition)
-        locked = conn.execute(sa.text("SELECT pg_try_advisory_xact_lock(:ns, :p)"),
-                              {"ns": _LOCK_NAMESPACE, "p": partition}).scalar()
-        if not locked:
-            result.busy = True
-            return result
-        claimed = [_Claimed(*job) for job in json.loads(
-            conn.execute(_CLAIM, {"partition": partition, "limit": limit}).scalar())]
-        result.claimed = len(claimed)
-        result.trace_contexts = sorted({j.trace_context for j in claimed if j.trace_context})
-        result.more = len(claimed) == limit
-        if not claimed:
-            return result
-        for job in claimed:
-            try:
-                job.parsed = EntryRequest.from_json(job.request)
-            except LedgerError as exc:
-                job.outcome = {"status": FAILED, "error": _failure(exc)}
-        # Runs of consecutive jobs of one ledger, so submission order holds across the
-        # whole partition even when ledgers interleave in it.
-        start = 0
-        while start < len(claimed):
-            end = start
-            while end < len(claimed) and claimed[end].ledger_id == claimed[start].ledger_id:
-                end += 1
-            run = claimed[start:end]
-            try:
-                ledger = _ledgers.get(db, run[0].ledger_id, run[0].ledger_ik)
-            except NotFoundError as exc:
-                for job in run:
-                    job.outcome = {"status": FAILED, "error": _failure(exc)}
-            else:
-                _post_run(conn, ledger, run)
-            start = end
-        outcomes = [j.outcome for j in claimed]
-        conn.execute(_MARK, {"rows": fastjson.dumps([
-            {"i": j.id, "s": o["status"], "e": o.get("entry_id"),
-             "p": o.get("is_ik_replay"), "x": o.get("error")}
-            for j, o in zip(claimed, outcomes)])})
-        result.posted = sum(1 for j in claimed if j.outcome["status"] == POSTED)
-        result.failed = result.claimed - result.posted
-        if result.failed:
-            _log_failures(claimed)
-            _raise_failures(conn, claimed)
+
+def work_in(conn: Connection, db: Database, partition: int, *,
+            limit: int = DEFAULT_BATCH) -> WorkResult:
+    """`work_partition` in the caller's transaction (``db``: the ledgers' cache), which
+    holds the partition's lock until it ends."""
+    result = WorkResult(partition)
+    # On the driver's own cursor (ledger.db.fetch), as the engine's statements: SQLAlchemy's
+    # execution context cost more than each of these statements' round trip.
+    [(locked,)] = fetch(conn, _LOCK, {"ns": _LOCK_NAMESPACE, "p": partition})
+    if not locked:
+        result.busy = True
         return result
-
-    return db.run(work)
+    [(text,)] = fetch(conn, _CLAIM, {"partition": partition, "limit": limit})
+    claimed = [_Claimed(*job) for job in json.loads(text)]
+    result.claimed = len(claimed)
+    result.trace_contexts = sorted({j.trace_context for j in claimed if j.trace_context})
+    result.more = len(claimed) == limit
+    if not claimed:
+        return result
+    for job in claimed:
+        try:
+            job.parsed = EntryRequest.from_json(job.request)
+        except LedgerError as exc:
+            job.outcome = {"status": FAILED, "error": _failure(exc)}
+    # Runs of consecutive jobs of one ledger, so submission order holds across the
+    # whole partition even when ledgers interleave in it.
+    start = 0
+    while start < len(claimed):
+        end = start
+        while end < len(claimed) and claimed[end].ledger_id == claimed[start].ledger_id:
+            end += 1
+        run = claimed[start:end]
+        try:
+            ledger = _ledgers.get(db, run[0].ledger_id, run[0].ledger_ik)
+        except NotFoundError as exc:
+            for job in run:
+                job.outcome = {"status": FAILED, "error": _failure(exc)}
+        else:
+            _post_run(conn, ledger, run)
+        start = end
+    outcomes = [j.outcome for j in claimed]
+    fetch(conn, _MARK, {"rows": fastjson.dumps([
+        {"i": j.id, "s": o["status"], "e": o.get("entry_id"),
+         "p": o.get("is_ik_replay"), "x": o.get("error")}
+        for j, o in zip(claimed, outcomes)])})
+    result.posted = sum(1 for j in claimed if j.outcome["status"] == POSTED)
+    result.failed = result.claimed - result.posted
+    if result.failed:
+        _log_failures(claimed)
+        _raise_failures(conn, claimed)
+    return result
 
 
 def stale_partitions(db: Database, older_than: timedelta) -> list[int]:

@@ -15,10 +15,10 @@ from sqlalchemy.engine import Connection
 
 from ledger import fastjson
 from ledger.commands import EntryRequest
-from ledger.db import Database
+from ledger.db import Database, fetch
 from ledger.errors import BadRequestError, InternalError, LedgerError, NotFoundError
 from ledger.holds.create import job_hold
-from ledger.jobs.claims import work_partition
+from ledger.jobs.claims import work_in, work_partition
 from ledger.jobs.model import (
     _JOB_COLUMNS,
     MAX_PAGE,
@@ -148,8 +148,8 @@ def _accept(conn: Connection, ledger: Ledger, unique: list[_Accepted], rows: str
     # A job just inserted is pending and has no outcome: only what the row assigned
     # comes back.
     by_ik = {ik: Job(id, ledger.ik, ik, PENDING, partition, created)
-             for id, ik, partition, created in conn.execute(
-                 _INSERT_JOBS, {**params, "rows": rows})}
+             for id, ik, partition, created in fetch(
+                 conn, _INSERT_JOBS, {**params, "rows": rows})}
     others = [a for a in unique if a.request["ik"] not in by_ik]
     if not others:
         return by_ik
@@ -215,16 +215,17 @@ def submit_entries(db: Database, ledger_ik: str, entries: Sequence[Any], *, part
                                for n, a in enumerate(unique)])
         return prepared, _accept(conn, ledger, unique, rows, first_by_ik, trace_context)
 
-    prepared, by_ik = db.run(accept)
-    submission = Submission([by_ik[item.request["ik"]] for item in prepared])
     deadline = time.monotonic() + min(max(wait, 0.0), MAX_WAIT_SECONDS)
     if wait > 0 and _DRAINING.acquire(blocking=False):
         # Before ringing: a worker woken first would take the partition from under us and
         # the caller would wait for its whole turn.
         try:
-            submission = Submission(_drain(db, submission, deadline, observe))
+            submission = _accept_and_drain(db, accept, deadline, observe)
         finally:
             _DRAINING.release()
+    else:
+        prepared, by_ik = db.run(accept)
+        submission = Submission([by_ik[item.request["ik"]] for item in prepared])
     if after_commit is not None and submission.pending_partitions:
         try:
             after_commit(submission.pending_partitions)
@@ -254,20 +255,60 @@ _DRAINING = threading.BoundedSemaphore(1)
 DRAIN_BATCHES = 4
 
 
-def _drain(db: Database, submission: Submission, deadline: float,
-           observe: Callable[[WorkResult], None] | None) -> list[Job]:
+def _accept_and_drain(db: Database, accept: Callable, deadline: float,
+                      observe: Callable[[WorkResult], None] | None) -> Submission:
     """A caller that waits posts its jobs' partitions itself rather than wait for a worker
     to take the doorbell (a broker hop and a worker's turn: most of a lone job's latency).
-    It is the workers' own `work_partition`, so order, the single consumer per partition
-    (a worker holding the partition makes this a no-op: ``busy``) and refusals are theirs.
-    Any fault leaves the jobs pending, and their partitions are rung after this."""
-    for partition in submission.pending_partitions:
+    It is the workers' own `work_in`, so order, the single consumer per partition (a
+    worker holding the partition makes this a no-op: ``busy``) and refusals are theirs.
+
+    The first batch of each partition is posted in the transaction that accepts the jobs:
+    one commit, and its flush to disk, instead of two. Should that transaction fail for any
+    reason but the submission itself, the jobs are accepted alone, as without waiting, and
+    left to the workers: a request that waits is never refused for a fault of posting."""
+    def accept_and_post(conn: Connection):
+        prepared, by_ik = accept(conn)
+        jobs = [by_ik[item.request["ik"]] for item in prepared]
+        results = [work_in(conn, db, partition)
+                   for partition in Submission(jobs).pending_partitions]
+        return jobs, results
+
+    try:
+        jobs, results = db.run(accept_and_post)
+    except LedgerError as exc:
+        if exc.typename != "InternalError":
+            raise  # the submission's own fault (a bad entry, no such ledger, an ik conflict)
+        jobs, results = _accept_alone(db, accept)
+    except Exception:  # noqa: BLE001 - a fault of posting, not of what was submitted
+        jobs, results = _accept_alone(db, accept)
+    for result in results:
+        if observe is not None:
+            observe(result)
+    more = {r.partition for r in results if r.more and not r.busy}
+    return Submission(_drain(db, Submission(jobs), deadline, observe, more))
+
+
+def _accept_alone(db: Database, accept: Callable) -> tuple[list[Job], list[WorkResult]]:
+    log.warning("could not post the jobs of a waiting request as it submitted them; "
+                "they are accepted for the workers", exc_info=True)
+    prepared, by_ik = db.run(accept)
+    return [by_ik[item.request["ik"]] for item in prepared], []
+
+
+def _drain(db: Database, submission: Submission, deadline: float,
+           observe: Callable[[WorkResult], None] | None, partitions: set[int]) -> list[Job]:
+    """The further batches (``DRAIN_BATCHES`` in all) of ``partitions``, whose first batch
+    was full, each in its own transaction; then the jobs as they are now. Any fault leaves
+    the jobs pending, and their partitions are rung after this."""
+    for partition in sorted(partitions):
         try:
-            for _ in range(DRAIN_BATCHES):
+            for _ in range(DRAIN_BATCHES - 1):
+                if time.monotonic() >= deadline:
+                    break
                 result = work_partition(db, partition)
                 if observe is not None:
                     observe(result)
-                if result.busy or not result.more or time.monotonic() >= deadline:
+                if result.busy or not result.more:
                     break
         except Exception:  # noqa: BLE001 - the jobs are durable; a worker posts them
             log.warning("could not post partition %s for a waiting request; a worker will",

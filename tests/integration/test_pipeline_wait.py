@@ -1,14 +1,16 @@
 """`Prefer: wait`: the waiting request posts its jobs' partitions itself (the workers' own
-`work_partition`), so a lone job does not wait for a broker hop and a worker's turn; order,
-the single consumer per partition and nothing-lost hold as for the workers."""
+`work_in`, in the transaction that accepts the jobs), so a lone job does not wait for a
+broker hop and a worker's turn; order, the single consumer per partition and nothing-lost
+hold as for the workers."""
 from __future__ import annotations
 
 import time
 
+import pytest
 import sqlalchemy as sa
 
 from ledger import service
-from ledger.errors import InternalError
+from ledger.errors import BadRequestError, InternalError
 from ledger.jobs import model as jobs
 from ledger.settings import Settings
 from tests.integration.test_pipeline import partition_of_user
@@ -66,22 +68,58 @@ def test_a_partition_a_worker_holds_is_left_to_it(pipeline):
     assert service.audit(pipeline.db, ledger) == []
 
 
-def test_a_failing_drain_leaves_the_jobs_to_the_workers(pipeline, monkeypatch):
+@pytest.mark.parametrize("fault", [
+    InternalError("database_unavailable", "the database went away"),
+    RuntimeError("a bug in posting"),
+])
+def test_a_failing_drain_leaves_the_jobs_to_the_workers(pipeline, monkeypatch, fault):
     from ledger.jobs import outbox
 
     ledger = pipeline.new_ledger()
     calls = []
 
-    def broken(db, partition, **kw):
+    def broken(conn, db, partition, **kw):
         calls.append(partition)
-        raise InternalError("database_unavailable", "the database went away")
+        raise fault
 
-    monkeypatch.setattr(outbox, "work_partition", broken)
+    monkeypatch.setattr(outbox, "work_in", broken)
+    rung = []
     submission = service.submit_entries(pipeline.db, ledger, [_deposit("f-1", "fu", 2)],
-                                        partitions=Settings.from_env().partitions, wait=0.3)
+                                        partitions=Settings.from_env().partitions, wait=0.3,
+                                        after_commit=rung.append)
     assert calls, "the waiting caller never tried to post"
+    # Accepted all the same (the posting's fault is not the submission's), and rung.
     assert [j.status for j in submission.jobs] == [jobs.PENDING]
     assert pipeline.statuses(ledger) == {"f-1": jobs.PENDING}
+    assert rung == [submission.pending_partitions]
+
+
+def test_a_bad_submission_is_refused_whole_while_waiting(pipeline):
+    ledger = pipeline.new_ledger()
+    with pytest.raises(BadRequestError) as refused:
+        service.submit_entries(pipeline.db, ledger,
+                               [_deposit("g-1", "gu", 2), {"ik": "g-2", "type": "nope"}],
+                               partitions=Settings.from_env().partitions, wait=1)
+    assert refused.value.field.startswith("entries[1]")
+    assert pipeline.statuses(ledger) == {}
+
+
+def test_a_lone_waiting_job_is_accepted_and_posted_in_one_transaction(pipeline):
+    ledger = pipeline.new_ledger()
+    service.submit_entries(pipeline.db, ledger, [_deposit("c-0", "cu", 1)],
+                           partitions=Settings.from_env().partitions, wait=10)
+    commits = []
+    listener = lambda conn: commits.append(conn)  # noqa: E731
+    sa.event.listen(pipeline.db.engine, "commit", listener)
+    try:
+        submission = service.submit_entries(pipeline.db, ledger, [_deposit("c-1", "cu", 2)],
+                                            partitions=Settings.from_env().partitions,
+                                            wait=10)
+    finally:
+        sa.event.remove(pipeline.db.engine, "commit", listener)
+    assert [j.status for j in submission.jobs] == [jobs.POSTED]
+    assert len(commits) == 1
+    assert service.audit(pipeline.db, ledger) == []
 
 
 def test_what_a_waiting_caller_posts_is_observed(pipeline):
