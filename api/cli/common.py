@@ -352,8 +352,6 @@ class AdminDatabase:
                               database_url=self.located.database_url)
         if not settings.secret_key:
             # The key `ledger up` keeps in its data folder when LEDGER_SECRET_KEY is unset.
-            from ledger import service
-
             key = service.key_file_value(self.located.data_dir, create=False)
             if key:
                 self.config = replace(self.config, secret_key=Secret(key))

@@ -11,7 +11,7 @@ import typer
 
 from api.cli import runtime
 from api.cli.common import (EXIT_REFUSED, EXIT_TRANSIENT, EXIT_USAGE, DataDir, JsonOut,
-                            emit_json, err, fail, out, run)
+                            emit_json, err, fail, out, run, service)
 from api.cli.up import redacted
 from ledger.settings import Settings
 
@@ -45,7 +45,6 @@ def _database(url: str, partitions: int) -> dict[str, Any]:
     """The server's version and the queue's backlog, or why they could not be read."""
     import sqlalchemy.exc
 
-    from ledger import service
     from ledger.db import Database
 
     db = Database(url, pool_size=1, max_overflow=0)

@@ -37,6 +37,8 @@ from ledger.settings import Secret, Settings
 REPO = Path(__file__).resolve().parents[2]
 # SIGHUP: the terminal `ledger up` runs in was closed; that stops it like Ctrl-C.
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
 def _say(message: str = "") -> None:
     try:
         print(message, flush=True)
