@@ -59,7 +59,7 @@ ENGINE_UNSCOPED = {
     "ledger.posting.rollup.number_lines": "numbers lines by (account_id, currency)",
     "ledger.posting.rollup.running_balances":
         "reads lines by id, then an account's unnumbered lines by (account_id, currency)",
-    "ledger.jobs.claims.work": "claims a partition's jobs, which span ledgers; marks by id",
+    "ledger.jobs.claims.work_in": "claims a partition's jobs, which span ledgers; marks by id",
     "ledger.jobs.claims.read": "the relay looks for stale partitions across ledgers",
     "ledger.jobs.outbox._jobs_by_id": "a job is read by its id alone (GET /v1/jobs/{id}, waits)",
     "ledger.jobs.outbox.delete": "the prune deletes old jobs of every ledger",
