@@ -275,11 +275,9 @@ def _accept_and_drain(db: Database, accept: Callable, deadline: float,
 
     try:
         jobs, results = db.run(accept_and_post)
-    except LedgerError as exc:
-        if exc.typename != "InternalError":
+    except Exception as exc:  # noqa: BLE001 - a fault of posting is not the caller's
+        if isinstance(exc, LedgerError) and exc.typename != "InternalError":
             raise  # the submission's own fault (a bad entry, no such ledger, an ik conflict)
-        jobs, results = _accept_alone(db, accept)
-    except Exception:  # noqa: BLE001 - a fault of posting, not of what was submitted
         jobs, results = _accept_alone(db, accept)
     for result in results:
         if observe is not None:
