@@ -12,7 +12,9 @@ With --url it benches that API with the client it is given (the REST cell then n
 deployment's workers).
 
 For each workload and each number of concurrent clients (one connection each) it prints
-entries/s and latency p50/p95/p99:
+entries/s, latency p50/p95/p99, and the CPU milliseconds per request the API processes (when
+it started them) and a local PostgreSQL spent, which vary far less from run to run than the
+rates on a shared machine:
 - deposit: GraphQL `addLedgerEntry`, deposits spread over 1,000 users;
 - hot: GraphQL transfers from one hot sender under a `gte 0` postcondition; afterwards the
   sender's balance is read and must equal what it was funded minus what was posted, never
@@ -44,6 +46,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import httpx  # noqa: E402
+import psutil  # noqa: E402
 
 from bench.pgbench import drop_database, scratch_database, tpcb  # noqa: E402
 from bench.pipeline import free_port, log, start, stop, wait_healthy  # noqa: E402
@@ -76,6 +79,9 @@ class Cell:
     p50: float = 0.0
     p95: float = 0.0
     p99: float = 0.0
+    # CPU seconds the API processes and PostgreSQL's spent during the cell (None: unknown).
+    api_cpu: float | None = None
+    pg_cpu: float | None = None
 
     @property
     def rate(self) -> float:
@@ -269,7 +275,32 @@ def check_hot_sender(base: str, token: str, sender: str, cell: Cell) -> str:
 
 # ------------------------------------------------------------------ the run
 
-def run_cells(base: str, token: str, args, tmp: Path) -> list[Cell]:
+def cpu_seconds(processes: list[psutil.Process]) -> float:
+    total = 0.0
+    for proc in processes:
+        try:
+            times = proc.cpu_times()
+        except psutil.Error:  # exited meanwhile: its share is lost, as it is to `ps`
+            continue
+        total += times.user + times.system
+    return total
+
+
+def api_processes(api: subprocess.Popen | None) -> list[psutil.Process]:
+    """The API's uvicorn processes (the supervisor and its workers)."""
+    if api is None:
+        return []
+    root = psutil.Process(api.pid)
+    return [root, *root.children(recursive=True)]
+
+
+def postgres_processes() -> list[psutil.Process]:
+    """PostgreSQL's processes on this machine (none when the server is elsewhere)."""
+    return [p for p in psutil.process_iter(["name"]) if p.info["name"] in ("postgres", "postmaster")]
+
+
+def run_cells(base: str, token: str, args, tmp: Path,
+              api: subprocess.Popen | None = None) -> list[Cell]:
     use_wrk = shutil.which("wrk") is not None and not args.httpx
     log(f"load from {'wrk' if use_wrk else 'asyncio + httpx in this process'}")
     cells = []
@@ -279,10 +310,17 @@ def run_cells(base: str, token: str, args, tmp: Path) -> list[Cell]:
             run = f"{workload}{clients}-{secrets.token_hex(3)}"
             if workload == "hot":
                 fund_hot_sender(base, token, f"hot-{run}")
+            # Looked up per cell: a backend started meanwhile counts from the next one.
+            measured = api_processes(api), postgres_processes()
+            before = [cpu_seconds(m) for m in measured]
             if use_wrk:
                 run_wrk(base, token, cell, run, args.seconds, tmp)
             else:
                 run_httpx(base, token, cell, run, args.seconds)
+            if api is not None:
+                cell.api_cpu = cpu_seconds(measured[0]) - before[0]
+            if measured[1]:
+                cell.pg_cpu = cpu_seconds(measured[1]) - before[1]
             note = check_hot_sender(base, token, f"hot-{run}", cell) if workload == "hot" else ""
             log(f"  {workload:8} {clients:4} clients: {cell.rate:8.0f}/s  p50 {cell.p50:7.1f} ms"
                 f"  p95 {cell.p95:7.1f}  p99 {cell.p99:7.1f}  failed {cell.bad}  {note}")
@@ -332,10 +370,17 @@ def report(cells: list[Cell], pg: tuple[float, float], args) -> None:
     print(f"API processes: {args.processes}; {args.seconds:g}s per cell; ratio = entries "
           "(or reads) per second / pgbench tps")
     print(f"{'workload':10} {'clients':>7} {'per s':>9} {'ratio':>7} {'p50 ms':>8} "
-          f"{'p95 ms':>8} {'p99 ms':>8} {'failed':>7}")
+          f"{'p95 ms':>8} {'p99 ms':>8} {'failed':>7} {'API cpu':>8} {'PG cpu':>7}")
     for c in cells:
         print(f"{c.workload:10} {c.clients:7} {c.rate:9.0f} {c.rate / tps:6.2f}x {c.p50:8.1f} "
-              f"{c.p95:8.1f} {c.p99:8.1f} {c.bad:7}")
+              f"{c.p95:8.1f} {c.p99:8.1f} {c.bad:7} {_per_request(c.api_cpu, c):>8} "
+              f"{_per_request(c.pg_cpu, c):>7}")
+    print("API cpu / PG cpu: CPU milliseconds per answered request that the API processes / "
+          "PostgreSQL spent during the cell")
+
+
+def _per_request(seconds: float | None, cell: Cell) -> str:
+    return "-" if seconds is None or not cell.ok else f"{seconds * 1000 / cell.ok:.2f}"
 
 
 def parse_args():
@@ -386,7 +431,7 @@ def main() -> None:
         prepare_ledger(base, token, secrets.token_hex(3))
         log(f"[2/3] {len(args.workloads)} workloads x {len(args.clients)} client counts, "
             f"{args.seconds:g}s each ...")
-        cells = run_cells(base, token, args, tmp)
+        cells = run_cells(base, token, args, tmp, procs[0] if procs else None)
     finally:
         for p in procs:
             stop(p)
