@@ -275,15 +275,22 @@ def check_hot_sender(base: str, token: str, sender: str, cell: Cell) -> str:
 
 # ------------------------------------------------------------------ the run
 
-def cpu_seconds(processes: list[psutil.Process]) -> float:
-    total = 0.0
+def cpu_by_process(processes: list[psutil.Process]) -> dict[int, float]:
+    """CPU seconds each process has used so far, by pid."""
+    used = {}
     for proc in processes:
         try:
             times = proc.cpu_times()
-        except psutil.Error:  # exited meanwhile: its share is lost, as it is to `ps`
+        except psutil.Error:  # exited meanwhile
             continue
-        total += times.user + times.system
-    return total
+        used[proc.pid] = times.user + times.system
+    return used
+
+
+def cpu_spent(before: dict[int, float], after: dict[int, float]) -> float:
+    """What the processes spent between two readings: a process started meanwhile counts
+    whole; one that exited meanwhile (a database backend closed) is lost, as to `ps`."""
+    return sum(used - before.get(pid, 0.0) for pid, used in after.items())
 
 
 def api_processes(api: subprocess.Popen | None) -> list[psutil.Process]:
@@ -310,17 +317,16 @@ def run_cells(base: str, token: str, args, tmp: Path,
             run = f"{workload}{clients}-{secrets.token_hex(3)}"
             if workload == "hot":
                 fund_hot_sender(base, token, f"hot-{run}")
-            # Looked up per cell: a backend started meanwhile counts from the next one.
-            measured = api_processes(api), postgres_processes()
-            before = [cpu_seconds(m) for m in measured]
+            api_before = cpu_by_process(api_processes(api))
+            pg_before = cpu_by_process(postgres_processes())
             if use_wrk:
                 run_wrk(base, token, cell, run, args.seconds, tmp)
             else:
                 run_httpx(base, token, cell, run, args.seconds)
             if api is not None:
-                cell.api_cpu = cpu_seconds(measured[0]) - before[0]
-            if measured[1]:
-                cell.pg_cpu = cpu_seconds(measured[1]) - before[1]
+                cell.api_cpu = cpu_spent(api_before, cpu_by_process(api_processes(api)))
+            if pg_before:
+                cell.pg_cpu = cpu_spent(pg_before, cpu_by_process(postgres_processes()))
             note = check_hot_sender(base, token, f"hot-{run}", cell) if workload == "hot" else ""
             log(f"  {workload:8} {clients:4} clients: {cell.rate:8.0f}/s  p50 {cell.p50:7.1f} ms"
                 f"  p95 {cell.p95:7.1f}  p99 {cell.p99:7.1f}  failed {cell.bad}  {note}")
