@@ -16,7 +16,7 @@ from ledger.db import Database, fetch, is_retryable
 from ledger.errors import LedgerError, NotFoundError
 from ledger.events.store import raise_events
 from ledger.holds.create import create_holds
-from ledger.jobs.model import DEFAULT_BATCH, FAILED, POSTED, WorkResult
+from ledger.jobs.model import DEFAULT_BATCH, FAILED, FINISHED_CHANNEL, POSTED, WorkResult
 from ledger.ledgers import Ledger, get_ledger
 from ledger.posting.engine import post_entries
 from ledger.posting.model import Posted
@@ -44,13 +44,18 @@ _CLAIM = sa.text("""
     FROM claimed""")
 
 
+# The jobs' outcomes, and a notification naming their partition that PostgreSQL delivers
+# when the transaction commits: the requests waiting for them look again at once
+# (ledger/jobs/waiting.py). In one statement: no round trip more per batch.
 _MARK = sa.text("""
-    UPDATE posting_jobs AS j
-    SET status = r.s, entry_id = r.e, is_ik_replay = r.p, error = r.x,
-        finished = statement_timestamp()
-    FROM json_to_recordset(CAST(:rows AS json))
-         AS r(i bigint, s text, e text, p boolean, x jsonb)
-    WHERE j.id = r.i AND j.status = 'pending'""")
+    WITH marked AS (
+        UPDATE posting_jobs AS j
+        SET status = r.s, entry_id = r.e, is_ik_replay = r.p, error = r.x,
+            finished = statement_timestamp()
+        FROM json_to_recordset(CAST(:rows AS json))
+             AS r(i bigint, s text, e text, p boolean, x jsonb)
+        WHERE j.id = r.i AND j.status = 'pending')
+    SELECT pg_notify('""" + FINISHED_CHANNEL + """', CAST(:partition AS text))""")
 
 
 @dataclass
@@ -243,7 +248,7 @@ def work_in(conn: Connection, db: Database, partition: int, *,
             _post_run(conn, ledger, run)
         start = end
     outcomes = [j.outcome for j in claimed]
-    fetch(conn, _MARK, {"rows": fastjson.dumps([
+    fetch(conn, _MARK, {"partition": partition, "rows": fastjson.dumps([
         {"i": j.id, "s": o["status"], "e": o.get("entry_id"),
          "p": o.get("is_ik_replay"), "x": o.get("error")}
         for j, o in zip(claimed, outcomes)])})

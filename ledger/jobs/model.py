@@ -25,6 +25,10 @@ MAX_WAIT_SECONDS = 30.0
 MAX_PAGE = 500
 
 
+# Notified, with the partition as payload, by every transaction that finishes jobs.
+FINISHED_CHANNEL = "ledger_jobs_finished"
+
+
 def partition_of(key: str, partitions: int) -> int:
     """The partition of ``partitions`` (the settings' N) that ``key`` falls into. Changing N
     moves keys to other partitions, so change it only while no job is pending (a job keeps

@@ -19,6 +19,7 @@ from ledger.db import Database, fetch
 from ledger.errors import BadRequestError, InternalError, LedgerError, NotFoundError
 from ledger.holds.create import job_hold
 from ledger.jobs.claims import work_in, work_partition
+from ledger.jobs.waiting import listener_of
 from ledger.jobs.model import (
     _JOB_COLUMNS,
     MAX_PAGE,
@@ -317,20 +318,9 @@ def _drain(db: Database, submission: Submission, deadline: float,
 
 
 def wait_for_jobs(db: Database, jobs: Sequence[Job], seconds: float) -> list[Job]:
-    """The jobs as they are once all are finished or ``seconds`` (capped) have passed."""
-    deadline = time.monotonic() + min(max(seconds, 0.0), MAX_WAIT_SECONDS)
-    current = list(jobs)
-    # A worker posts a lone job within a few milliseconds of its doorbell: look early and
-    # often at first (each look is one indexed read), then back off for a long wait.
-    pause = 0.002
-    while True:
-        pending = [j.id for j in current if j.status == PENDING]
-        if not pending or time.monotonic() >= deadline:
-            return current
-        time.sleep(min(pause, max(deadline - time.monotonic(), 0)))
-        pause = min(pause * 1.5, 0.25)
-        fresh = {j.id: j for j in _jobs_by_id(db, pending)}
-        current = [fresh.get(j.id, j) for j in current]
+    """The jobs as they are once all are finished or ``seconds`` (capped) have passed:
+    woken by the notification of the transaction that finishes them (ledger/jobs/waiting)."""
+    return listener_of(db).wait_for(lambda ids: _jobs_by_id(db, ids), jobs, seconds)
 
 
 _JOBS_BY_ID = sa.text("SELECT " + _JOB_COLUMNS + " FROM posting_jobs WHERE id = ANY(:ids)")
