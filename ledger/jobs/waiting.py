@@ -19,6 +19,7 @@ import threading
 import time
 import weakref
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Callable, Iterable, Sequence
 
 from ledger.db import Database
@@ -74,20 +75,20 @@ class Listener:
         try:
             pause = POLL_FIRST
             while True:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return current
-                # Cleared before the look: a notification after it wakes the next wait.
+                # Cleared before the look: what finishes after it notifies, and wakes the
+                # sleep below; what finished before (even before this wait was added, its
+                # notification unheard) the look sees.
                 wait.woken.clear()
+                fresh = {j.id: j for j in read(_pending(current))}
+                current = [fresh.get(j.id, j) for j in current]
+                left = deadline - time.monotonic()
+                if not _pending(current) or left <= 0:
+                    return current
                 if self.listening:
                     wait.woken.wait(min(LISTENING_LOOK, left))
                 else:
                     wait.woken.wait(min(pause, left))
                     pause = min(pause * 1.5, POLL_MOST)
-                fresh = {j.id: j for j in read(_pending(current))}
-                current = [fresh.get(j.id, j) for j in current]
-                if not _pending(current):
-                    return current
         finally:
             self._remove(wait)
 
@@ -130,9 +131,20 @@ class Listener:
             try:
                 self._listen(me)
             except Exception:  # noqa: BLE001 - the waits poll meanwhile; try again later
+                if self._nobody_waits(me):
+                    return  # the next wait starts another
                 log.warning("listening for finished jobs failed; waits poll until it is "
                             "back", exc_info=True)
                 time.sleep(RECONNECT_SECONDS)
+
+    def _nobody_waits(self, me: threading.Thread) -> bool:
+        """True, and thread ``me`` forgotten, when no wait needs it now."""
+        with self._lock:
+            if self._waits and self._thread is me:
+                return False
+            if self._thread is me:
+                self._thread = None
+            return True
 
     def _listen(self, me: threading.Thread) -> None:
         conn = self._connect()
@@ -174,13 +186,17 @@ def listener_of(db: Database) -> Listener:
     with _listeners_lock:
         found = _listeners.get(db)
         if found is None:
-            found = _listeners[db] = Listener(lambda: _listen_connection(db))
+            # By weak reference: the listener must not keep its database alive.
+            found = _listeners[db] = Listener(partial(_listen_connection, weakref.ref(db)))
         return found
 
 
-def _listen_connection(db: Database):
+def _listen_connection(db_ref: "weakref.ref[Database]"):
     """A psycopg connection of its own (not the pool's: it is held for as long as anyone
     waits), in autocommit so that notifications arrive as they are sent."""
+    db = db_ref()
+    if db is None:
+        raise RuntimeError("the database was dropped")
     raw = db.engine.raw_connection()
     conn = raw.driver_connection
     raw.detach()  # out of the pool: closing it closes it
