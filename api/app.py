@@ -24,7 +24,7 @@ from api.graphql.http import router as graphql_router
 from api.metrics import Metrics
 from api.middleware import Guard
 from api.webhooks import router as webhooks_router
-from ledger import heap, service
+from ledger import service
 from ledger.db import Database
 from ledger.embedded import resolve_servers
 from ledger.errors import LedgerError
@@ -83,7 +83,7 @@ async def _lifespan(app: FastAPI):
     await run_in_threadpool(service.dummy_hash)
     if getattr(app.state, "freeze_heap", False):
         server_log.info("startup heap frozen: %d objects left out of the garbage "
-                        "collector's scans", heap.freeze_startup())
+                        "collector's scans", service.freeze_startup_heap())
     try:
         yield
     finally:

@@ -324,6 +324,7 @@ from ledger.observe.logs import (  # noqa: E402
 from ledger.observe.snapshot import PartitionBacklog, Snapshot  # noqa: E402
 from ledger.observe.snapshot import snapshot as queue_snapshot  # noqa: E402
 from ledger.observe.tracing import trace_database_clients, tracer_provider  # noqa: E402
+from ledger.heap import freeze_startup as freeze_startup_heap  # noqa: E402
 
 __all__ = [
     # operations defined here
@@ -369,6 +370,8 @@ __all__ = [
     # observability
     "JsonFormatter", "PartitionBacklog", "Snapshot", "current_log_fields", "log_fields",
     "queue_snapshot", "trace_database_clients", "tracer_provider", "use_json_logs",
+    # the process
+    "freeze_startup_heap",
 ]
 
 from ledger.stripe.config import missing_for_sync as stripe_missing_for_sync  # noqa: E402
