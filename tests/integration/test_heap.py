@@ -41,6 +41,27 @@ def test_a_served_app_freezes_its_startup_heap(database_url, redis_url):
     assert during > 50_000, during
 
 
+WORKER_PROBE = r'''
+import gc
+from celery import signals
+import workers.app
+
+before = gc.get_freeze_count()
+signals.worker_process_init.send(sender=None)  # what a pool process gets once started
+print(before, gc.get_freeze_count())
+'''
+
+
+def test_a_worker_pool_process_freezes_its_startup_heap(database_url, redis_url):
+    env = {**os.environ, "DATABASE_URL": database_url, "REDIS_URL": redis_url,
+           "PYTHONPATH": str(REPO)}
+    probe = subprocess.run([sys.executable, "-c", WORKER_PROBE], cwd=REPO, env=env,
+                           capture_output=True, text=True, timeout=120)
+    assert probe.returncode == 0, probe.stderr
+    before, after = map(int, probe.stdout.split()[-2:])
+    assert before == 0 and after > 50_000, (before, after)
+
+
 def test_an_app_made_for_a_test_freezes_nothing():
     assert not getattr(create_app(Settings()).state, "freeze_heap", False)
 
