@@ -29,13 +29,18 @@ with TestClient(app) as client:
 '''
 
 
-def test_a_served_app_freezes_its_startup_heap(database_url, redis_url):
+def _run(script: str, database_url: str, redis_url: str) -> list[int]:
+    """The numbers ``script`` prints last, run in a process of its own on these servers."""
     env = {**os.environ, "DATABASE_URL": database_url, "REDIS_URL": redis_url,
            "PYTHONPATH": str(REPO)}
-    probe = subprocess.run([sys.executable, "-c", PROBE], cwd=REPO, env=env,
+    probe = subprocess.run([sys.executable, "-c", script], cwd=REPO, env=env,
                            capture_output=True, text=True, timeout=120)
     assert probe.returncode == 0, probe.stderr
-    before, during, status = map(int, probe.stdout.split()[-3:])
+    return [int(n) for n in probe.stdout.splitlines()[-1].split()]
+
+
+def test_a_served_app_freezes_its_startup_heap(database_url, redis_url):
+    before, during, status = _run(PROBE, database_url, redis_url)
     assert before == 0 and status == 200
     # The schema, the tables and the modules alone are far more than this.
     assert during > 50_000, during
@@ -53,12 +58,7 @@ print(before, gc.get_freeze_count())
 
 
 def test_a_worker_pool_process_freezes_its_startup_heap(database_url, redis_url):
-    env = {**os.environ, "DATABASE_URL": database_url, "REDIS_URL": redis_url,
-           "PYTHONPATH": str(REPO)}
-    probe = subprocess.run([sys.executable, "-c", WORKER_PROBE], cwd=REPO, env=env,
-                           capture_output=True, text=True, timeout=120)
-    assert probe.returncode == 0, probe.stderr
-    before, after = map(int, probe.stdout.split()[-2:])
+    before, after = _run(WORKER_PROBE, database_url, redis_url)
     assert before == 0 and after > 50_000, (before, after)
 
 
