@@ -68,7 +68,7 @@ class Listener:
         ``read(ids)`` reads jobs by id."""
         deadline = time.monotonic() + min(max(seconds, 0.0), MAX_WAIT_SECONDS)
         current = list(jobs)
-        if not _pending(current):
+        if not _pending(current) or seconds <= 0:
             return current
         wait = _Wait(frozenset(j.partition for j in current if j.status == PENDING))
         self._add(wait)

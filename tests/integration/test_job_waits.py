@@ -142,3 +142,11 @@ def test_the_listener_lets_go_of_its_connection_once_nobody_waits(db, unique):
     assert job.status == jobs.POSTED
     _until(lambda: listener._thread is None and not listener.listening)
     assert listener.connections == 1
+
+
+def test_a_wait_of_no_time_answers_at_once(db, unique):
+    _, pending = _accepted(db, unique, n=1)
+    listener = waiting.Listener(lambda: waiting._listen_connection(weakref.ref(db)))
+    reads: list = []
+    assert listener.wait_for(lambda ids: reads.append(ids) or [], pending, 0) == pending
+    assert reads == [] and listener._thread is None and listener.connections == 0
