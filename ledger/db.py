@@ -192,12 +192,14 @@ class PoolSize:
     @property
     def starved(self) -> bool:
         """Even one connection per process does not fit under the server's limit."""
-        return self.processes * self.per_process + self.reserved >= self.max_connections
+        return (self.processes * (self.per_process + LISTENING_CONNECTIONS) + self.reserved
+                >= self.max_connections)
 
     def describe(self) -> str:
-        total = self.processes * self.per_process
+        total = self.processes * (self.per_process + LISTENING_CONNECTIONS)
         text = (f"connection pool: {self.processes} API process(es) x (pool {self.pool_size}"
-                f" + overflow {self.max_overflow}) = {total}, plus {self.reserved} reserved "
+                f" + overflow {self.max_overflow} + {LISTENING_CONNECTIONS} listening for "
+                f"finished jobs) = {total}, plus {self.reserved} reserved "
                 f"for workers and admin, under PostgreSQL's max_connections "
                 f"{self.max_connections}")
         if self.starved:
@@ -206,14 +208,19 @@ class PoolSize:
         return text
 
 
+# Held by an API process beside its pool while requests wait for jobs (ledger/jobs/waiting).
+LISTENING_CONNECTIONS = 1
+
+
 def pool_for(max_connections: int, processes: int, reserved: int) -> PoolSize:
     """The pool of one API process out of ``processes``: all of them at their fullest,
-    plus ``reserved`` connections for everyone else, stay below ``max_connections``.
-    A third of a process's share is kept open, the rest is overflow opened under load;
-    never more than the defaults (10 + 20), never less than one connection."""
+    with their listening connection, plus ``reserved`` connections for everyone else, stay
+    below ``max_connections``. A third of a process's pool is kept open, the rest is
+    overflow opened under load; never more than the defaults (10 + 20), never less than one
+    connection."""
     processes = max(1, processes)
-    share = max(1, (max_connections - reserved - 1) // processes)
-    per_process = min(DEFAULT_POOL_SIZE + DEFAULT_MAX_OVERFLOW, share)
+    share = (max_connections - reserved - 1) // processes - LISTENING_CONNECTIONS
+    per_process = max(1, min(DEFAULT_POOL_SIZE + DEFAULT_MAX_OVERFLOW, share))
     pool_size = min(DEFAULT_POOL_SIZE, max(1, per_process // 3))
     return PoolSize(pool_size, per_process - pool_size, max_connections, processes,
                     reserved)

@@ -8,7 +8,7 @@ import time
 import pytest
 
 from api.auth import ClientCache, TokenService, Unauthorized
-from ledger.db import DEFAULT_MAX_OVERFLOW, DEFAULT_POOL_SIZE, pool_for
+from ledger.db import DEFAULT_MAX_OVERFLOW, DEFAULT_POOL_SIZE, LISTENING_CONNECTIONS, pool_for
 from ledger.service import ApiClient
 
 
@@ -20,9 +20,11 @@ def test_every_process_at_its_fullest_stays_under_max_connections(max_connection
     size = pool_for(max_connections, processes, reserved)
     assert size.pool_size >= 1 and size.max_overflow >= 0
     assert size.pool_size <= DEFAULT_POOL_SIZE and size.max_overflow <= DEFAULT_MAX_OVERFLOW
-    if processes + reserved < max_connections:
+    # Each process may also hold a connection listening for finished jobs.
+    each = size.pool_size + size.max_overflow + LISTENING_CONNECTIONS
+    if processes * (1 + LISTENING_CONNECTIONS) + reserved < max_connections:
         assert not size.starved
-        assert processes * (size.pool_size + size.max_overflow) + reserved < max_connections
+        assert processes * each + reserved < max_connections
     else:
         # Not even one connection each: the one left is said loudly at startup.
         assert size.starved and size.per_process == 1
@@ -33,8 +35,9 @@ def test_a_large_server_gets_the_default_pool_and_a_small_one_shares():
     assert (pool_for(100, 1, 20).pool_size, pool_for(100, 1, 20).max_overflow) == (10, 20)
     assert (pool_for(100, 2, 20).pool_size, pool_for(100, 2, 20).max_overflow) == (10, 20)
     eight = pool_for(100, 8, 20)
-    assert (eight.pool_size, eight.max_overflow) == (3, 6)
-    assert "8 API process(es) x (pool 3 + overflow 6) = 72" in eight.describe()
+    assert (eight.pool_size, eight.max_overflow) == (2, 6)
+    assert ("8 API process(es) x (pool 2 + overflow 6 + 1 listening for finished jobs) = 72"
+            in eight.describe())
     assert "max_connections 100" in eight.describe()
 
 
