@@ -114,13 +114,15 @@ class Listener:
             if partition is None or partition in wait.partitions:
                 wait.woken.set()
 
-    def _idle(self, me: threading.Thread) -> bool:
+    def _idle(self, me: threading.Thread, seconds: float | None = None) -> bool:
         """True when thread ``me`` should stop: another took its place, or nobody has
-        waited for ``idle_seconds`` (then it is forgotten, and the next wait starts one)."""
+        waited for ``seconds`` (``idle_seconds`` unless given); then it is forgotten, and
+        the next wait starts one."""
         with self._lock:
             if self._thread is not me:
                 return True
-            if self._waits or time.monotonic() - self._idle_since < self.idle_seconds:
+            idle = self.idle_seconds if seconds is None else seconds
+            if self._waits or time.monotonic() - self._idle_since < idle:
                 return False
             self._thread = None
             return True
@@ -131,20 +133,11 @@ class Listener:
             try:
                 self._listen(me)
             except Exception:  # noqa: BLE001 - the waits poll meanwhile; try again later
-                if self._nobody_waits(me):
-                    return  # the next wait starts another
+                if self._idle(me, 0):
+                    return  # nobody waits: the next wait starts another
                 log.warning("listening for finished jobs failed; waits poll until it is "
                             "back", exc_info=True)
                 time.sleep(RECONNECT_SECONDS)
-
-    def _nobody_waits(self, me: threading.Thread) -> bool:
-        """True, and thread ``me`` forgotten, when no wait needs it now."""
-        with self._lock:
-            if self._waits and self._thread is me:
-                return False
-            if self._thread is me:
-                self._thread = None
-            return True
 
     def _listen(self, me: threading.Thread) -> None:
         conn = self._connect()
