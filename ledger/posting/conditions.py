@@ -13,10 +13,14 @@ from ledger.ledgers import Ledger
 from ledger.schema.compile import CompiledEntry
 from ledger.schema.model import check_condition
 
+# The lookups by key below are LATERAL subqueries that PostgreSQL cannot flatten into a
+# join (a LIMIT, a FOR UPDATE): each key is one index probe. As plain joins, the planner
+# took the JSON document for 100 rows and chose a hash join over a sequential scan of the
+# ledger's accounts or balances, on every post, until the table was large enough.
 _FIND_ACCOUNTS = sa.text(
-    "SELECT a.path, a.id FROM accounts a "
-    "JOIN json_array_elements_text(CAST(:p AS json)) AS q(path) ON a.path = q.path "
-    "WHERE a.ledger_id = :l")
+    "SELECT q.path, a.id FROM json_array_elements_text(CAST(:p AS json)) AS q(path) "
+    "CROSS JOIN LATERAL (SELECT id FROM accounts WHERE ledger_id = :l AND path = q.path "
+    "LIMIT 1) a")
 
 
 def _keys(keys: list[tuple[int, str]]) -> dict:
@@ -47,11 +51,14 @@ _CREATE_ACCOUNTS = sa.text(
     "ON CONFLICT ON CONSTRAINT accounts_ledger_path_key DO NOTHING RETURNING path, id")
 
 
+# Locked one key after the other in (account, currency) order: the keys are sorted (OFFSET 0
+# keeps the sort below the loop), and a nested loop locks in its outer order.
 _LOCK_SQL = sa.text(
-    "SELECT b.account_id, b.currency, b.own, b.lines_until, b.held FROM balances b "
-    "JOIN json_to_recordset(CAST(:keys AS json)) AS k(a bigint, c text) "
-    "ON b.account_id = k.a AND b.currency = k.c "
-    "ORDER BY b.account_id, b.currency FOR UPDATE OF b")
+    "SELECT b.account_id, b.currency, b.own, b.lines_until, b.held FROM ("
+    "SELECT k.a, k.c FROM json_to_recordset(CAST(:keys AS json)) AS k(a bigint, c text) "
+    "ORDER BY 1, 2 OFFSET 0) k "
+    "CROSS JOIN LATERAL (SELECT * FROM balances WHERE account_id = k.a AND currency = k.c "
+    "FOR UPDATE) b")
 
 
 # A new row has no lines yet, so every line to come is posted after its bound.
@@ -78,6 +85,61 @@ def _lock_balances(conn: Connection, ledger: Ledger, keys: list[tuple[int, str]]
         rows += fetch(conn, _LOCK_SQL, _keys(missing))
     return ({(r[0], r[1]): int(r[2]) for r in rows}, {(r[0], r[1]): r[3] for r in rows},
             {(r[0], r[1]): int(r[4]) for r in rows if r[4]})
+
+
+# The usual batch, whose accounts and balance rows all exist, in one round trip instead of
+# three: its accounts found, its strong balance rows locked (as _FIND_ACCOUNTS and
+# _LOCK_SQL do), then the ids of its new lines drawn. The ids come after every lock: the
+# count of locked rows is an argument of generate_series, so the locking CTE is read to its
+# end before the first nextval. Lines of a key are thus numbered in the order their
+# transactions locked it, which the running totals follow (rollup.py).
+_FIND_LOCK_DRAW = sa.text(
+    "WITH acc AS (SELECT q.path, a.id FROM json_array_elements_text(CAST(:p AS json)) AS q(path) "
+    "  CROSS JOIN LATERAL (SELECT id FROM accounts WHERE ledger_id = :l AND path = q.path "
+    "  LIMIT 1) a), "
+    "bal AS (SELECT b.account_id, b.currency, b.own, b.lines_until, b.held FROM ("
+    "  SELECT acc.id, k.c FROM acc JOIN json_to_recordset(CAST(:keys AS json)) AS k(p text, c text) "
+    "  ON k.p = acc.path ORDER BY 1, 2 OFFSET 0) k "
+    "  CROSS JOIN LATERAL (SELECT * FROM balances WHERE account_id = k.id AND currency = k.c "
+    "  FOR UPDATE) b) "
+    "SELECT 0, acc.path, acc.id, NULL, NULL, NULL, NULL FROM acc "
+    "UNION ALL SELECT 1, NULL, account_id, currency, own, lines_until, held FROM bal "
+    "UNION ALL SELECT 2, NULL, nextval('lines_id_seq'), NULL, NULL, NULL, NULL "
+    "FROM generate_series(1, :n + 0 * (SELECT count(*) FROM bal))")
+
+
+def find_and_lock(conn: Connection, ledger: Ledger, lines: list, draw: int):
+    """The accounts of ``lines`` (compiled lines: path, account, currency) and the locks
+    of their strongly consistent balance rows, as ``_ensure_accounts`` then
+    ``_lock_balances`` give them, with ``draw`` new line ids drawn under those locks, in
+    one round trip when every account and row exists. Otherwise the missing ones are
+    created as those functions do and the ids are None: drawn by the caller once every
+    row it writes is locked. Returns (account ids by path, strong keys locked, balances,
+    lines_until, held, ids)."""
+    wanted = {l.path: l.account for l in lines}
+    strong_pairs = sorted({(l.path, l.currency) for l in lines
+                           if l.account.own_consistency == "strong"})
+    rows = fetch(conn, _FIND_LOCK_DRAW, {
+        "l": ledger.id, "n": draw, "p": fastjson.dumps(sorted(wanted)),
+        "keys": fastjson.dumps([{"p": p, "c": c} for p, c in strong_pairs])})
+    account_ids = {r[1]: r[2] for r in rows if r[0] == 0}
+    locked = [(r[2], r[3], r[4], r[5], r[6]) for r in rows if r[0] == 1]
+    ids: list[int] | None = [r[2] for r in rows if r[0] == 2]
+    missing = {p: a for p, a in wanted.items() if p not in account_ids}
+    if missing:
+        account_ids.update(_ensure_accounts(conn, ledger, missing))
+    keys = sorted({(account_ids[p], c) for p, c in strong_pairs})
+    have = {(r[0], r[1]) for r in locked}
+    unlocked = [k for k in keys if k not in have]
+    if unlocked:
+        # Created, then locked, after the rows above: the ids drawn before these locks
+        # are dropped (a gap in the sequence) and drawn again after them.
+        fetch(conn, _CREATE_BALANCES, {"l": ledger.id, **_keys(unlocked)})
+        locked += fetch(conn, _LOCK_SQL, _keys(unlocked))
+        ids = None
+    return (account_ids, keys, {(r[0], r[1]): int(r[2]) for r in locked},
+            {(r[0], r[1]): r[3] for r in locked},
+            {(r[0], r[1]): int(r[4]) for r in locked if r[4]}, ids)
 
 
 def _lock_descendants(conn: Connection, ledger: Ledger, paths: list[str]):

@@ -3,8 +3,9 @@
 ``post_entries`` runs inside the caller's transaction so that the sync API (one
 transaction per request) and the async workers (a savepoint per batch or per entry) share
 every rule. Statements per call are bounded and independent of the batch size: one
-insert of entries, at most three for accounts, at most three for balance rows, one insert
-of lines, one update of balances and one insert of deltas.
+insert of entries, one that finds the accounts, locks the balance rows and draws the line
+ids when all of them exist (``find_and_lock``; up to four more create what is missing), one
+insert of lines, one update of balances and one insert of deltas.
 """
 from __future__ import annotations
 
@@ -25,9 +26,8 @@ from ledger.ledgers import Ledger
 from ledger.monitors.watch import watch_steps
 from ledger.posting.conditions import (
     _check_conditions,
-    _ensure_accounts,
-    _lock_balances,
     _lock_descendants,
+    find_and_lock,
 )
 from ledger.posting.idempotency import (
     _located,
@@ -155,11 +155,9 @@ def _apply(conn: Connection, ledger: Ledger, schema: Schema, entries: list[Compi
     with its own; without one they are sent before this returns."""
     own = pending is None
     pending = Pending() if own else pending
-    account_ids = _ensure_accounts(conn, ledger, {
-        line.path: line.account for e in entries for line in e.lines})
-    strong = sorted({(account_ids[l.path], l.currency) for e in entries for l in e.lines
-                     if l.account.own_consistency == "strong"})
-    balances, lines_until, held = _lock_balances(conn, ledger, strong)
+    lines = [line for e in entries for line in e.lines]
+    account_ids, _, balances, lines_until, held, ids = find_and_lock(
+        conn, ledger, lines, len(lines))
     # Running totals start from the posted balances; conditions see the available ones
     # (ledger/holds/: a hold's pending decreases count against them at once).
     before = dict(balances)
@@ -187,7 +185,7 @@ def _apply(conn: Connection, ledger: Ledger, schema: Schema, entries: list[Compi
     if not moved.accepted:
         return
     ids, until, totals = _insert_lines(conn, ledger, moved.accepted, account_ids, now, before,
-                                       lines_until, pending)
+                                       lines_until, pending, ids)
     _move_balances(conn, ledger, moved, until, pending)
     # Now when no caller will send them, or when the monitors below read what they write.
     if own or monitors_seen(conn, ledger.id) != 0:
@@ -288,10 +286,12 @@ def _check_range(balance: int, line) -> None:
             field=f"entry.lines.{line.key}")
 
 
+# One index probe per key, as the lookups of ledger/posting/conditions.py.
 _READ_BALANCES = sa.text(
-    "SELECT b.account_id, b.currency, b.own FROM balances b "
-    "JOIN json_to_recordset(CAST(:keys AS json)) AS k(a bigint, c text) "
-    "ON b.account_id = k.a AND b.currency = k.c")
+    "SELECT b.account_id, b.currency, b.own "
+    "FROM json_to_recordset(CAST(:keys AS json)) AS k(a bigint, c text) "
+    "CROSS JOIN LATERAL (SELECT account_id, currency, own FROM balances "
+    "WHERE account_id = k.a AND currency = k.c LIMIT 1) b")
 
 
 def _read_balances(conn: Connection, keys: list[tuple[int, str]]) -> dict[tuple[int, str], int]:
@@ -305,16 +305,19 @@ def _read_balances(conn: Connection, keys: list[tuple[int, str]]) -> dict[tuple[
 
 
 def _insert_lines(conn: Connection, ledger: Ledger, accepted: list, account_ids: dict,
-                  now: datetime, before: dict, lines_until: dict, pending: Pending):
-    """Insert the lines of the accepted entries, with running totals where known. Returns
-    (line ids in the entries' line order, latest posted time per strong key, the running
-    totals known without a query, aligned with the ids)."""
+                  now: datetime, before: dict, lines_until: dict, pending: Pending,
+                  drawn: list[int] | None = None):
+    """Insert the lines of the accepted entries, with running totals where known, under
+    the ids ``drawn`` under the balance locks when given (at least one per line), else
+    drawn here. Returns (line ids in the entries' line order, latest posted time per
+    strong key, the running totals known without a query, aligned with the ids)."""
     flat = [_NewLine(entry_id, l, (account_ids[l.path], l.currency), e.request.posted or now)
             for e, entry_id, _ in accepted for l in e.lines]
     # Lines posted "now" (most) send no time of their own: the statement's :created is it.
     iso = {now: None}
     # Ids drawn up front, in order: the running totals below follow (posted, id) order.
-    ids = sorted(row[0] for row in fetch(conn, _NEXT_LINE_IDS, {"n": len(flat)}))
+    ids = sorted(drawn)[:len(flat)] if drawn is not None else sorted(
+        row[0] for row in fetch(conn, _NEXT_LINE_IDS, {"n": len(flat)}))
     totals, slow, until = _running_totals(flat, ids, before, lines_until)
     pending.add(_INSERT_LINES, {"l": ledger.id, "created": now, "rows": fastjson.dumps([{
         "i": line_id, "e": f.entry_id, "a": f.balance[0], "k": f.line.key, "m": f.line.amount,
@@ -328,14 +331,20 @@ def _insert_lines(conn: Connection, ledger: Ledger, accepted: list, account_ids:
     return ids, until, totals
 
 
+# Each row found by one index probe (its ctid, read in this statement) and updated by it:
+# joined on the document's keys instead, the planner took the document for 100 rows and
+# scanned every balance row of the ledger in a hash join. The rows are this transaction's
+# locked ones, so no other transaction moves them between the probe and the update.
 _UPDATE_BALANCES = sa.text(
     "UPDATE balances b SET own = b.own + d.delta, lines_until = CASE "
     "  WHEN b.lines_until IS NULL THEN (SELECT max(x.posted) FROM lines x "
     "    WHERE x.account_id = b.account_id AND x.currency = b.currency) "
     "  ELSE greatest(b.lines_until, d.until) END "
-    "FROM json_to_recordset(CAST(:rows AS json)) "
-    "AS d(account_id bigint, currency text, delta numeric, until timestamptz) "
-    "WHERE b.account_id = d.account_id AND b.currency = d.currency")
+    "FROM (SELECT d.delta, d.until, r.ctid AS row FROM json_to_recordset(CAST(:rows AS json)) "
+    "  AS d(account_id bigint, currency text, delta numeric, until timestamptz) "
+    "  CROSS JOIN LATERAL (SELECT ctid FROM balances "
+    "  WHERE account_id = d.account_id AND currency = d.currency LIMIT 1) r) d "
+    "WHERE b.ctid = d.row")
 
 _APPEND_DELTAS = sa.text(
     "INSERT INTO balance_deltas (ledger_id, account_id, currency, amount) "

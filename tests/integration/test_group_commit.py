@@ -195,7 +195,7 @@ def test_hot_sender_is_locked_once_per_batch(db, unique):
 
     def count(conn, cursor, statement, *args):
         # The sender's own row; the totalBalance condition also locks its (no) descendants.
-        if "FOR UPDATE OF b" in statement and "json_to_recordset" in statement:
+        if "FOR UPDATE" in statement and "json_to_recordset" in statement:
             locks.append(statement)
     recorder = Recorder(pause=0.05)
     committer = committer_with(db, recorder)

@@ -45,6 +45,8 @@ INSERT_WITH_LEDGER = re.compile(r"\bINSERT\s+INTO\s+(?:" + "|".join(LEDGER_TABLE
 ENGINE_UNSCOPED = {
     "ledger.posting.conditions._lock_balances":
         "locks balance rows by (account_id, currency)",
+    "ledger.posting.conditions.find_and_lock":
+        "filters accounts by ledger, locks their balance rows by (account_id, currency)",
     "ledger.posting.conditions._lock_descendants":
         "filters accounts by ledger, joins balances by account id",
     "ledger.posting.engine._read_balances": "reads balance rows by (account_id, currency)",
