@@ -251,6 +251,16 @@ class Pending:
             _on_driver(conn, [(_driver_sql(conn, statement), params)
                               for statement, params in statements], rows=False)
 
+    def commit(self, conn: Connection) -> None:
+        """Send what is kept and commit ``conn``'s transaction, in one round trip: the
+        COMMIT goes in the same pipeline. A failure, the commit's included, is raised as
+        ``send`` raises it, so ``Database.run`` retries what is transient. ``conn``'s own
+        commit afterwards finds the transaction over and sends nothing."""
+        statements, self._statements = self._statements, []
+        _on_driver(conn, [*((_driver_sql(conn, statement), params)
+                            for statement, params in statements), ("COMMIT", None)],
+                   rows=False)
+
 
 def fetch(conn: Connection, statement: TextClause, params: dict) -> list[tuple]:
     """The rows of one statement (none for a write without RETURNING), sent to the driver

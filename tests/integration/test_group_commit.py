@@ -245,11 +245,28 @@ def deadlock(conn):
                          "END $$"))
 
 
-@pytest.mark.parametrize("fault", ["kill_backend", "deadlock"])
+def serialization_failure_at_commit(conn):
+    """A deferred constraint trigger that fails the COMMIT itself, which goes out in one
+    pipeline with the batch's last writes: everything here is undone with the attempt."""
+    conn.execute(sa.text(
+        "CREATE FUNCTION pg_temp.fail_commit() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+        "RAISE EXCEPTION 'injected at commit' USING ERRCODE = '40001'; END $$"))
+    conn.execute(sa.text("CREATE TEMP TABLE commit_fault (x int)"))
+    conn.execute(sa.text(
+        "CREATE CONSTRAINT TRIGGER fail_commit AFTER INSERT ON commit_fault "
+        "DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION pg_temp.fail_commit()"))
+    conn.execute(sa.text("INSERT INTO commit_fault VALUES (1)"))
+
+
+FAULTS = {"kill_backend": kill_backend, "deadlock": lambda db: deadlock,
+          "at_commit": lambda db: serialization_failure_at_commit}
+
+
+@pytest.mark.parametrize("fault", sorted(FAULTS))
 def test_a_transient_failure_of_a_batch_is_retried_unseen(db, unique, fault):
     ledger_ik = new_ledger(db, unique, seed000_schema(unique("wallet")))
     fund(db, ledger_ik, hot=100)
-    faults = Faults(kill_backend(db) if fault == "kill_backend" else deadlock)
+    faults = Faults(FAULTS[fault](db))
     committer = GroupCommitter(db, on_batch=faults.on_batch, before_commit=faults.before_commit)
     requests = mixed_requests(60)
     outcomes = race_through(committer, ledger_ik, requests)
