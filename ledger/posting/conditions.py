@@ -1,7 +1,9 @@
 """Accounts, balance row locks taken in one order, and the conditions checked under them."""
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -92,54 +94,88 @@ def _lock_balances(conn: Connection, ledger: Ledger, keys: list[tuple[int, str]]
 # _LOCK_SQL do), then the ids of its new lines drawn. The ids come after every lock: the
 # count of locked rows is an argument of generate_series, so the locking CTE is read to its
 # end before the first nextval. Lines of a key are thus numbered in the order their
-# transactions locked it, which the running totals follow (rollup.py).
-_FIND_LOCK_DRAW = sa.text(
-    "WITH acc AS (SELECT q.path, a.id FROM json_array_elements_text(CAST(:p AS json)) AS q(path) "
+# transactions locked it, which the running totals follow (rollup.py). In two parts, so
+# that a statement doing more first can share them (posting.engine._CLAIM_AND_LOCK): the
+# CTEs, and the rows, each of a kind (0 an account, 1 a locked balance, 2 a line id).
+FIND_LOCK_DRAW_CTES = (
+    "acc AS (SELECT q.path, a.id FROM json_array_elements_text(CAST(:p AS json)) AS q(path) "
     "  CROSS JOIN LATERAL (SELECT id FROM accounts WHERE ledger_id = :l AND path = q.path "
     "  LIMIT 1) a), "
     "bal AS (SELECT b.account_id, b.currency, b.own, b.lines_until, b.held FROM ("
     "  SELECT acc.id, k.c FROM acc JOIN json_to_recordset(CAST(:keys AS json)) AS k(p text, c text) "
     "  ON k.p = acc.path ORDER BY 1, 2 OFFSET 0) k "
     "  CROSS JOIN LATERAL (SELECT * FROM balances WHERE account_id = k.id AND currency = k.c "
-    "  FOR UPDATE) b) "
-    "SELECT 0, acc.path, acc.id, NULL, NULL, NULL, NULL FROM acc "
+    "  FOR UPDATE) b)")
+FIND_LOCK_DRAW_ROWS = (
+    "SELECT 0, acc.path, acc.id, NULL::text, NULL::numeric, NULL::timestamptz, NULL::numeric "
+    "FROM acc "
     "UNION ALL SELECT 1, NULL, account_id, currency, own, lines_until, held FROM bal "
     "UNION ALL SELECT 2, NULL, nextval('lines_id_seq'), NULL, NULL, NULL, NULL "
     "FROM generate_series(1, :n + 0 * (SELECT count(*) FROM bal))")
+_FIND_LOCK_DRAW = sa.text(f"WITH {FIND_LOCK_DRAW_CTES} {FIND_LOCK_DRAW_ROWS}")
 
 
-def find_and_lock(conn: Connection, ledger: Ledger, lines: list, draw: int):
-    """The accounts of ``lines`` (compiled lines: path, account, currency) and the locks
-    of their strongly consistent balance rows, as ``_ensure_accounts`` then
-    ``_lock_balances`` give them, with ``draw`` new line ids drawn under those locks, in
-    one round trip when every account and row exists. Otherwise the missing ones are
-    created as those functions do and the ids are None: drawn by the caller once every
-    row it writes is locked. Returns (account ids by path, strong keys locked, balances,
-    lines_until, held, ids)."""
-    wanted = {l.path: l.account for l in lines}
-    strong_pairs = sorted({(l.path, l.currency) for l in lines
-                           if l.account.own_consistency == "strong"})
-    rows = fetch(conn, _FIND_LOCK_DRAW, {
-        "l": ledger.id, "n": draw, "p": fastjson.dumps(sorted(wanted)),
-        "keys": fastjson.dumps([{"p": p, "c": c} for p, c in strong_pairs])})
-    account_ids = {r[1]: r[2] for r in rows if r[0] == 0}
-    locked = [(r[2], r[3], r[4], r[5], r[6]) for r in rows if r[0] == 1]
-    ids: list[int] | None = [r[2] for r in rows if r[0] == 2]
-    missing = {p: a for p, a in wanted.items() if p not in account_ids}
+@dataclass
+class Locked:
+    """What ``find_and_lock`` found: account ids by path; balances, ``lines_until`` and
+    what holds reserve (only where not 0) by locked strong key; the line ids drawn under
+    the locks, or None when some had to be created (the caller draws them); and the rows
+    of any other kind the statement returned."""
+
+    account_ids: dict[str, int]
+    balances: dict[tuple[int, str], int]
+    lines_until: dict[tuple[int, str], Any]
+    held: dict[tuple[int, str], int]
+    ids: list[int] | None
+    other: list[tuple] = field(default_factory=list)
+
+
+def lock_params(ledger: Ledger, lines: list, draw: int) -> dict:
+    """The parameters of ``FIND_LOCK_DRAW_CTES`` and ``FIND_LOCK_DRAW_ROWS``."""
+    return {"l": ledger.id, "n": draw,
+            "p": fastjson.dumps(sorted({l.path for l in lines})),
+            "keys": fastjson.dumps([{"p": p, "c": c} for p, c in _strong_pairs(lines)])}
+
+
+def _strong_pairs(lines: list) -> list[tuple[str, str]]:
+    return sorted({(l.path, l.currency) for l in lines if l.account.own_consistency == "strong"})
+
+
+def find_and_lock(conn: Connection, ledger: Ledger, lines: list, draw: int, *,
+                  statement: sa.TextClause = _FIND_LOCK_DRAW,
+                  params: dict | None = None) -> Locked:
+    """The accounts of ``lines`` (compiled lines: path, account, currency) that exist, the
+    locks of their strongly consistent balance rows that exist, and ``draw`` new line ids
+    drawn under those locks, in one round trip. ``statement`` may do more first (with its
+    own ``params`` beside ``lock_params``'), its rows of other kinds kept in ``other``.
+    ``lock_the_rest`` then creates and locks what is missing."""
+    rows = fetch(conn, statement, params or lock_params(ledger, lines, draw))
+    locked = [r for r in rows if r[0] == 1]
+    return Locked({r[1]: r[2] for r in rows if r[0] == 0},
+                  {(r[2], r[3]): int(r[4]) for r in locked},
+                  {(r[2], r[3]): r[5] for r in locked},
+                  {(r[2], r[3]): int(r[6]) for r in locked if r[6]},
+                  [r[2] for r in rows if r[0] == 2], [r for r in rows if r[0] > 2])
+
+
+def lock_the_rest(conn: Connection, ledger: Ledger, locked: Locked, lines: list) -> Locked:
+    """``locked`` completed for ``lines``, as ``_ensure_accounts`` then ``_lock_balances``
+    would: the accounts and balance rows ``find_and_lock`` did not find created (template
+    instances on first use), then locked, after the others. The ids drawn before these
+    locks are then dropped (a gap in the sequence): ``ids`` becomes None, for the caller to
+    draw them once every row it writes is locked."""
+    missing = {l.path: l.account for l in lines if l.path not in locked.account_ids}
     if missing:
-        account_ids.update(_ensure_accounts(conn, ledger, missing))
-    keys = sorted({(account_ids[p], c) for p, c in strong_pairs})
-    have = {(r[0], r[1]) for r in locked}
-    unlocked = [k for k in keys if k not in have]
+        locked.account_ids.update(_ensure_accounts(conn, ledger, missing))
+    unlocked = sorted({(locked.account_ids[p], c) for p, c in _strong_pairs(lines)}
+                      - locked.balances.keys())
     if unlocked:
-        # Created, then locked, after the rows above: the ids drawn before these locks
-        # are dropped (a gap in the sequence) and drawn again after them.
-        fetch(conn, _CREATE_BALANCES, {"l": ledger.id, **_keys(unlocked)})
-        locked += fetch(conn, _LOCK_SQL, _keys(unlocked))
-        ids = None
-    return (account_ids, keys, {(r[0], r[1]): int(r[2]) for r in locked},
-            {(r[0], r[1]): r[3] for r in locked},
-            {(r[0], r[1]): int(r[4]) for r in locked if r[4]}, ids)
+        balances, lines_until, held = _lock_balances(conn, ledger, unlocked)
+        locked.balances.update(balances)
+        locked.lines_until.update(lines_until)
+        locked.held.update(held)
+        locked.ids = None
+    return locked
 
 
 def _lock_descendants(conn: Connection, ledger: Ledger, paths: list[str]):

@@ -26,12 +26,19 @@ from ledger.ledgers import Ledger
 from ledger.monitors.watch import watch_steps
 from ledger.posting.conditions import (
     _check_conditions,
+    FIND_LOCK_DRAW_CTES,
+    FIND_LOCK_DRAW_ROWS,
+    Locked,
     _lock_descendants,
     find_and_lock,
+    lock_params,
+    lock_the_rest,
 )
 from ledger.posting.idempotency import (
+    INSERT_ENTRIES_SQL,
     _located,
     claim_iks,
+    entry_rows,
     fingerprint,
 )
 from ledger.posting.model import Entry, Line, Posted, PostResult
@@ -117,8 +124,20 @@ def post_entries(conn: Connection, ledger: Ledger, requests: list[EntryRequest],
         compiled_by = dict(enumerate(compile_all(schema, requests, txs)))
     batch = len(requests) > 1
     now = datetime.now(timezone.utc)
+    locked = claimed = None
+    if compiled_by:
+        # The ik claims, the accounts, the balance locks and the line ids in one round
+        # trip, for every entry the engine compiled (the lines of replays and of refusals
+        # are locked and drawn for nothing: both are rare, and a round trip is not).
+        compiled = [compiled_by[i] for i in sorted(compiled_by)]
+        lines = [line for c in compiled for line in c.lines]
+        locked = find_and_lock(conn, ledger, lines, len(lines), statement=_CLAIM_AND_LOCK,
+                               params={**entry_rows(ledger, now, compiled, [1] * len(compiled)),
+                                       **lock_params(ledger, lines, len(lines))})
+        claimed = {r[1]: r[2] for r in locked.other}
     inserted, replays = claim_iks(conn, ledger, compiled_by, now, refused,
-                                  locate=batch and not report, raise_refusals=not report)
+                                  locate=batch and not report, raise_refusals=not report,
+                                  claimed=claimed)
     fresh = [i for i in sorted(compiled_by) if i not in replays and i not in refused]
 
     results: dict[int, Any] = dict(refused)
@@ -128,7 +147,7 @@ def post_entries(conn: Connection, ledger: Ledger, requests: list[EntryRequest],
         pending = Pending() if own else pending
         _apply(conn, ledger, schema, [compiled_by[i] for i in fresh],
                [inserted[compiled_by[i].request.ik] for i in fresh], fresh, batch, now, results,
-               report=report, detail=detail, pending=pending)
+               report=report, detail=detail, pending=pending, locked=locked)
         gone = [inserted[compiled_by[i].request.ik] for i in fresh
                 if isinstance(results[i], LedgerError)]
         if gone:  # refused under the lock: release their ik claims
@@ -153,18 +172,34 @@ def post_entries(conn: Connection, ledger: Ledger, requests: list[EntryRequest],
 
 _RELEASE_IKS = sa.text("DELETE FROM entries WHERE id = ANY(:ids)")
 
+# The entry rows claiming the batch's iks, then find_and_lock's statement. The insert is
+# read by the first branch, so it runs to its end (its ik locks taken, or waited for) before
+# the first balance lock, in the order the two statements had; its rows are of kind 3.
+_CLAIM_AND_LOCK = sa.text(
+    f"WITH ins AS ({INSERT_ENTRIES_SQL}), {FIND_LOCK_DRAW_CTES} "
+    f"SELECT 3, ins.ik, ins.id, NULL::text, NULL::numeric, NULL::timestamptz, NULL::numeric "
+    f"FROM ins UNION ALL {FIND_LOCK_DRAW_ROWS}")
+
 
 def _apply(conn: Connection, ledger: Ledger, schema: Schema, entries: list[CompiledEntry],
            entry_ids: list[int], indexes: list[int], batch: bool, now: datetime,
            results: dict, *, report: bool = False, detail: bool = True,
-           released: dict | None = None, pending: Pending | None = None) -> None:
+           released: dict | None = None, pending: Pending | None = None,
+           locked: Locked | None = None) -> None:
     """Lock, check, write. The writes are added to ``pending`` for the caller to send
-    with its own; without one they are sent before this returns."""
+    with its own; without one they are sent before this returns. ``locked``: what the
+    caller's ``find_and_lock`` found for (at least) these entries' lines, if it made one."""
     own = pending is None
     pending = Pending() if own else pending
     lines = [line for e in entries for line in e.lines]
-    account_ids, _, balances, lines_until, held, ids = find_and_lock(
-        conn, ledger, lines, len(lines))
+    if locked is None:
+        locked = find_and_lock(conn, ledger, lines, len(lines))
+    # Accounts and balance rows created only for the entries about to post: not for a
+    # replay, an ik conflict or an entry the compiler refused, whose lines the caller's
+    # statement may have looked up too.
+    lock_the_rest(conn, ledger, locked, lines)
+    account_ids, balances, held = locked.account_ids, locked.balances, locked.held
+    lines_until, ids = locked.lines_until, locked.ids
     # Running totals start from the posted balances; conditions see the available ones
     # (ledger/holds/: a hold's pending decreases count against them at once).
     before = dict(balances)

@@ -43,7 +43,7 @@ def fingerprint(request: EntryRequest) -> str:
 # value. json, not jsonb: PostgreSQL then reads each row's fields straight from the text
 # instead of first building a binary document of the whole batch, and the big documents
 # use one-letter keys; both cut the server's time for the lines insert by a quarter.
-_INSERT_ENTRIES = sa.text(
+INSERT_ENTRIES_SQL = (
     "INSERT INTO entries (ledger_id, ik, ik_version, fingerprint, type, description, posted, "
     "created, parameters, tags, groups) "
     "SELECT :l, u.k, u.v, u.f, u.t, u.d, coalesce(u.p, :created), :created, u.a, u.g, u.r "
@@ -51,10 +51,13 @@ _INSERT_ENTRIES = sa.text(
     "d text, p timestamptz, a jsonb, g jsonb, r jsonb) "
     "ORDER BY u.k ON CONFLICT ON CONSTRAINT entries_ledger_ik_key DO NOTHING "
     "RETURNING ik, id")
+_INSERT_ENTRIES = sa.text(INSERT_ENTRIES_SQL)
 
 
-def _entry_rows(ledger: Ledger, now: datetime, entries: list[CompiledEntry],
-                versions: list[int]) -> dict:
+def entry_rows(ledger: Ledger, now: datetime, entries: list[CompiledEntry],
+               versions: list[int]) -> dict:
+    """The parameters of ``INSERT_ENTRIES_SQL``: the entry rows claiming the entries' iks,
+    each at its version of the ik."""
     return {"l": ledger.id, "created": now, "rows": fastjson.dumps([{
         "k": c.request.ik, "v": v, "f": c.fingerprint, "t": c.type, "d": c.description,
         "p": c.request.posted.isoformat() if c.request.posted else None,
@@ -76,16 +79,22 @@ _LATEST_BY_IK = sa.text(
 
 def claim_iks(conn: Connection, ledger: Ledger, compiled_by: dict[int, CompiledEntry],
               now: datetime, refused: dict[int, LedgerError], *, locate: bool,
-              raise_refusals: bool) -> tuple[dict[str, int], dict[int, int]]:
+              raise_refusals: bool, claimed: dict[str, int] | None = None,
+              ) -> tuple[dict[str, int], dict[int, int]]:
     """Insert the entry rows that claim the requests' iks. Returns (entry id by ik claimed,
     entry id by index of each replay). An ik used for a different request is refused:
     raised when ``raise_refusals`` (located at its index in a batch when ``locate``), else
     put in ``refused``. An ik whose latest entry was reversed is claimed again as its next
-    version."""
-    # Sorted, so two batches sharing iks wait on each other in one order.
-    order = sorted(compiled_by, key=lambda i: compiled_by[i].request.ik)
-    inserted = dict(fetch(conn, _INSERT_ENTRIES, _entry_rows(
-        ledger, now, [compiled_by[i] for i in order], [1] * len(order)))) if order else {}
+    version. ``claimed``: what the caller's own insert of every entry row at version 1
+    (``INSERT_ENTRIES_SQL``) returned, when it made it: entry id by ik claimed."""
+    if claimed is not None:
+        inserted = dict(claimed)
+    else:
+        # Sorted (as the insert's ORDER BY does), so two batches sharing iks wait on
+        # each other in one order.
+        order = sorted(compiled_by, key=lambda i: compiled_by[i].request.ik)
+        inserted = dict(fetch(conn, _INSERT_ENTRIES, entry_rows(
+            ledger, now, [compiled_by[i] for i in order], [1] * len(order)))) if order else {}
     replays: dict[int, int] = {}
     waiting = [i for i in compiled_by if compiled_by[i].request.ik not in inserted]
     while waiting:
@@ -112,7 +121,7 @@ def claim_iks(conn: Connection, ledger: Ledger, compiled_by: dict[int, CompiledE
             replays[i] = row.id
         if not reposts:
             break
-        got = dict(conn.execute(_INSERT_ENTRIES, _entry_rows(
+        got = dict(conn.execute(_INSERT_ENTRIES, entry_rows(
             ledger, now, [compiled_by[i] for i, _ in reposts], [v for _, v in reposts])).all())
         inserted.update(got)
         # Another transaction reposted the same ik first: look again at what it left.

@@ -12,7 +12,7 @@ import pytest
 from ledger import service
 from ledger.db import _driver_sql
 from ledger.posting.conditions import _FIND_ACCOUNTS, _FIND_LOCK_DRAW, _LOCK_SQL
-from ledger.posting.engine import _READ_BALANCES, _UPDATE_BALANCES
+from ledger.posting.engine import _CLAIM_AND_LOCK, _READ_BALANCES, _UPDATE_BALANCES
 from ledger.service import EntryRequest
 from tests.integration.helpers import new_ledger, seed000_schema
 
@@ -48,6 +48,11 @@ def _statements(ledger, paths, ids):
     yield "find and lock", _FIND_LOCK_DRAW, {
         "l": ledger.id, "n": 2, "p": json.dumps(paths),
         "keys": json.dumps([{"p": p, "c": "USD"} for p in paths])}
+    yield "claim and lock", _CLAIM_AND_LOCK, {
+        "l": ledger.id, "n": 2, "p": json.dumps(paths), "created": "2026-01-01T00:00:00+00:00",
+        "keys": json.dumps([{"p": p, "c": "USD"} for p in paths]),
+        "rows": json.dumps([{"k": "plan", "v": 1, "f": "f", "t": "deposit", "d": None, "p": None,
+                             "a": {}, "g": {}, "r": {}}])}
     yield "find accounts", _FIND_ACCOUNTS, {"l": ledger.id, "p": json.dumps(paths)}
     yield "lock balances", _LOCK_SQL, {"keys": keys}
     yield "read balances", _READ_BALANCES, {"keys": keys}

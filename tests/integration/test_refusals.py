@@ -42,6 +42,28 @@ def test_refused_entries_fail_alone_and_leave_no_trace(db, unique):
     assert not post(db, ledger_ik, "transfer", ik="overdraw", from_id="c", to_id="b", amount="5").is_ik_replay
 
 
+def test_replays_and_conflicts_create_no_accounts(db, unique):
+    """The batch's first statement looks up every compiled entry's accounts, but only the
+    entries that post create theirs: an ik conflict naming a new user, and a replay,
+    leave no account behind."""
+    ledger_ik = new_ledger(db, unique, seed000_schema(unique("wallet")))
+    post(db, ledger_ik, "deposit", ik="used", user_id="a", amount="10")
+    ledger = service.get_ledger(db, ledger_ik)
+    reqs = [EntryRequest(ik="used", type="deposit", parameters={"user_id": "new", "amount": "1"}),
+            EntryRequest(ik="used", type="deposit", parameters={"user_id": "a", "amount": "10"}),
+            EntryRequest(ik="fresh", type="deposit", parameters={"user_id": "b", "amount": "2"})]
+    for batch in ([reqs[0], reqs[2]], [reqs[1]]):
+        with db.transaction() as conn:
+            out = post_entries(conn, ledger, batch, refusals="report")
+        assert not isinstance(out[-1], Exception), out
+    assert isinstance(out[0], Posted) or out[0].is_ik_replay
+    with db.transaction() as conn:
+        paths = conn.execute(sa.text("SELECT path FROM accounts WHERE ledger_id = :l "
+                                     "AND path LIKE 'liabilities/users:%' ORDER BY path"),
+                             {"l": ledger.id}).scalars().all()
+    assert paths == ["liabilities/users:a/available", "liabilities/users:b/available"]
+
+
 def test_raise_mode_still_rolls_back_the_whole_batch(db, unique):
     ledger_ik = new_ledger(db, unique, seed000_schema(unique("wallet")))
     ledger = service.get_ledger(db, ledger_ik)
