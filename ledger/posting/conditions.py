@@ -19,10 +19,11 @@ from ledger.schema.model import check_condition
 # join (a LIMIT, a FOR UPDATE): each key is one index probe. As plain joins, the planner
 # took the JSON document for 100 rows and chose a hash join over a sequential scan of the
 # ledger's accounts or balances, on every post, until the table was large enough.
-_FIND_ACCOUNTS = sa.text(
+_FIND_ACCOUNTS_SQL = (
     "SELECT q.path, a.id FROM json_array_elements_text(CAST(:p AS json)) AS q(path) "
     "CROSS JOIN LATERAL (SELECT id FROM accounts WHERE ledger_id = :l AND path = q.path "
     "LIMIT 1) a")
+_FIND_ACCOUNTS = sa.text(_FIND_ACCOUNTS_SQL)
 
 
 def _keys(keys: list[tuple[int, str]]) -> dict:
@@ -53,14 +54,14 @@ _CREATE_ACCOUNTS = sa.text(
     "ON CONFLICT ON CONSTRAINT accounts_ledger_path_key DO NOTHING RETURNING path, id")
 
 
-# Locked one key after the other in (account, currency) order: the keys are sorted (OFFSET 0
-# keeps the sort below the loop), and a nested loop locks in its outer order.
-_LOCK_SQL = sa.text(
-    "SELECT b.account_id, b.currency, b.own, b.lines_until, b.held FROM ("
-    "SELECT k.a, k.c FROM json_to_recordset(CAST(:keys AS json)) AS k(a bigint, c text) "
-    "ORDER BY 1, 2 OFFSET 0) k "
-    "CROSS JOIN LATERAL (SELECT * FROM balances WHERE account_id = k.a AND currency = k.c "
-    "FOR UPDATE) b")
+# Locked one key after the other in (account, currency) order: the keys (k: a, c) are
+# sorted (OFFSET 0 keeps the sort below the loop), and a nested loop locks in its outer order.
+_LOCKED_ROWS = ("SELECT b.account_id, b.currency, b.own, b.lines_until, b.held FROM ({keys} "
+                "ORDER BY 1, 2 OFFSET 0) k "
+                "CROSS JOIN LATERAL (SELECT * FROM balances "
+                "WHERE account_id = k.a AND currency = k.c FOR UPDATE) b")
+_LOCK_SQL = sa.text(_LOCKED_ROWS.format(
+    keys="SELECT k.a, k.c FROM json_to_recordset(CAST(:keys AS json)) AS k(a bigint, c text)"))
 
 
 # A new row has no lines yet, so every line to come is posted after its bound.
@@ -98,14 +99,10 @@ def _lock_balances(conn: Connection, ledger: Ledger, keys: list[tuple[int, str]]
 # that a statement doing more first can share them (posting.engine._CLAIM_AND_LOCK): the
 # CTEs, and the rows, each of a kind (0 an account, 1 a locked balance, 2 a line id).
 FIND_LOCK_DRAW_CTES = (
-    "acc AS (SELECT q.path, a.id FROM json_array_elements_text(CAST(:p AS json)) AS q(path) "
-    "  CROSS JOIN LATERAL (SELECT id FROM accounts WHERE ledger_id = :l AND path = q.path "
-    "  LIMIT 1) a), "
-    "bal AS (SELECT b.account_id, b.currency, b.own, b.lines_until, b.held FROM ("
-    "  SELECT acc.id, k.c FROM acc JOIN json_to_recordset(CAST(:keys AS json)) AS k(p text, c text) "
-    "  ON k.p = acc.path ORDER BY 1, 2 OFFSET 0) k "
-    "  CROSS JOIN LATERAL (SELECT * FROM balances WHERE account_id = k.id AND currency = k.c "
-    "  FOR UPDATE) b)")
+    f"acc AS ({_FIND_ACCOUNTS_SQL}), "
+    "bal AS (" + _LOCKED_ROWS.format(
+        keys="SELECT acc.id AS a, k.c FROM acc JOIN json_to_recordset(CAST(:keys AS json)) "
+             "AS k(p text, c text) ON k.p = acc.path") + ")")
 FIND_LOCK_DRAW_ROWS = (
     "SELECT 0, acc.path, acc.id, NULL::text, NULL::numeric, NULL::timestamptz, NULL::numeric "
     "FROM acc "
