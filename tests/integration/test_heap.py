@@ -79,7 +79,9 @@ def test_freeze_startup_collects_the_garbage_then_freezes_the_rest():
     try:
         frozen = heap.freeze_startup()
         assert gone() is None, "garbage was frozen instead of collected"
-        assert frozen == gc.get_freeze_count() > 0
+        # A frozen object that dies leaves the frozen set, and other threads of the test
+        # process may free some meanwhile: the count can only have fallen.
+        assert 0 < gc.get_freeze_count() <= frozen
         # Out of the collector's generations: no collection walks it any more.
         assert all(o is not kept for o in gc.get_objects())
     finally:
