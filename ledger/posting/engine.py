@@ -2,10 +2,10 @@
 
 ``post_entries`` runs inside the caller's transaction so that the sync API (one
 transaction per request) and the async workers (a savepoint per batch or per entry) share
-every rule. Statements per call are bounded and independent of the batch size: one
-insert of entries, one that finds the accounts, locks the balance rows and draws the line
-ids when all of them exist (``find_and_lock``; up to four more create what is missing), one
-insert of lines, one update of balances and one insert of deltas.
+every rule. Statements per call are bounded and independent of the batch size: one that
+claims the iks, finds the accounts, locks the balance rows and draws the line ids
+(``_CLAIM_AND_LOCK``; a few more when accounts or balance rows must be created, or an ik
+was used before), one insert of lines, one update of balances and one insert of deltas.
 """
 from __future__ import annotations
 

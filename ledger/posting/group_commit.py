@@ -2,10 +2,11 @@
 
 A commit costs a WAL flush and a round trip per statement whether it carries one entry or
 five hundred, and a hot sender's balance row is locked once per transaction however many
-entries debit it (``_lock_balances`` takes each key once). So the posts that arrive while a
-ledger's batch is in flight wait for it and then go together, in the engine's per-entry
-refusal mode: each caller gets its own answer, exactly as if the posts had run one by one
-in arrival order (the engine checks conditions in order on running balances).
+entries debit it (the batch's locking statement takes each key once). So the posts that
+arrive while a ledger's batch is in flight wait for it and then go together, in the
+engine's per-entry refusal mode: each caller gets its own answer, exactly as if the posts
+had run one by one in arrival order (the engine checks conditions in order on running
+balances).
 
 Leader/follower, no fixed window: the first caller posts at once (a lone request never
 waits); callers arriving meanwhile queue up, and when the batch commits the oldest of them
