@@ -105,6 +105,14 @@ def take_schema_head(conn: Connection, ledger_id: int) -> tuple[int, int, int] |
         return _heads.get(conn, {}).pop(ledger_id, None)
 
 
+def hand_schema_head(conn: Connection, ledger_id: int, head: tuple[int, int, int]) -> None:
+    """Give this transaction's next ``take_schema_head`` of the ledger ``head``, as a
+    ``load_ledger`` that read it would: for a caller that remembered the ledger and its
+    head from an earlier transaction, and checks them in its own statements."""
+    with _heads_lock:
+        _heads.setdefault(conn, {})[ledger_id] = head
+
+
 # Written out once: the first statement of every post and read, where building a Core
 # select and its cache key each time cost more than the round trip.
 _LOAD_LEDGER = sa.text(

@@ -50,9 +50,15 @@ from ledger.posting.rollup import (
 )
 from ledger.schema.compile import CompiledEntry, compile_entry
 from ledger.schema.model import Schema
-from ledger.schema.store import load_schema, monitors_seen
+from ledger.schema.store import head_seen, load_schema, monitors_seen
 
 MAX_BATCH = 1000
+
+
+class StaleHead(Exception):
+    """The ledger's schema version or monitor count is no longer the one a caller handed in
+    (``post_entries(verify_head=True)``): nothing may be answered from it. The caller rolls
+    back, reads the ledger afresh and posts again."""
 
 
 def compile_all(schema: Schema, requests: list[EntryRequest], txs=None) -> list[CompiledEntry]:
@@ -96,7 +102,7 @@ def _compile_each(schema: Schema, requests: list[EntryRequest], txs,
 
 def post_entries(conn: Connection, ledger: Ledger, requests: list[EntryRequest],
                  txs=None, *, refusals: str = "raise", detail: bool = True,
-                 pending: Pending | None = None) -> list:
+                 pending: Pending | None = None, verify_head: bool = False) -> list:
     """Post entries atomically in the caller's transaction; replays return the original.
 
     ``refusals="raise"`` (the sync API): the first entry the engine refuses raises its
@@ -111,17 +117,30 @@ def post_entries(conn: Connection, ledger: Ledger, requests: list[EntryRequest],
 
     The last writes, which need no answer, are sent before this returns, or with a
     ``pending`` given, left in it for the caller to send (with its commit: one round trip
-    fewer while the balance rows are locked)."""
+    fewer while the balance rows are locked).
+
+    ``verify_head``: the ledger's schema head was handed in (``hand_schema_head``) from an
+    earlier transaction, not read in this one. The locking statement reads it, and
+    ``StaleHead`` is raised, before anything is answered, when it changed or when a
+    refusal would rest on it unchecked (the compiler refused an entry that a newer schema
+    version might know)."""
     if not requests:
         return []
     report = refusals == "report"
     schema = load_schema(conn, ledger.id)
     refused: dict[int, LedgerError] = {}
-    if report:
-        compiled_by = _compile_each(schema, requests, txs, refused)
-    else:
-        # txs: the locked external txs reconcile_tx resolved (see compile_entry).
-        compiled_by = dict(enumerate(compile_all(schema, requests, txs)))
+    try:
+        if report:
+            compiled_by = _compile_each(schema, requests, txs, refused)
+        else:
+            # txs: the locked external txs reconcile_tx resolved (see compile_entry).
+            compiled_by = dict(enumerate(compile_all(schema, requests, txs)))
+    except LedgerError:
+        if verify_head:
+            raise StaleHead() from None
+        raise
+    if verify_head and refused:
+        raise StaleHead()
     batch = len(requests) > 1
     now = datetime.now(timezone.utc)
     locked = claimed = None
@@ -134,7 +153,10 @@ def post_entries(conn: Connection, ledger: Ledger, requests: list[EntryRequest],
         locked = find_and_lock(conn, ledger, lines, len(lines), statement=_CLAIM_AND_LOCK,
                                params={**entry_rows(ledger, now, compiled, [1] * len(compiled)),
                                        **lock_params(ledger, lines, len(lines))})
-        claimed = {r[1]: r[2] for r in locked.other}
+        claimed = {r[1]: r[2] for r in locked.other if r[0] == 3}
+        if verify_head and [(r[2], r[4], r[6]) for r in locked.other
+                            if r[0] == 4] != [head_seen(conn, ledger.id)]:
+            raise StaleHead()
     inserted, replays = claim_iks(conn, ledger, compiled_by, now, refused,
                                   locate=batch and not report, raise_refusals=not report,
                                   claimed=claimed)
@@ -174,11 +196,16 @@ _RELEASE_IKS = sa.text("DELETE FROM entries WHERE id = ANY(:ids)")
 
 # The entry rows claiming the batch's iks, then find_and_lock's statement. The insert is
 # read by the first branch, so it runs to its end (its ik locks taken, or waited for) before
-# the first balance lock, in the order the two statements had; its rows are of kind 3.
+# the first balance lock, in the order the two statements had; its rows are of kind 3. One
+# row of kind 4 is the ledger's schema head now (schema id, latest version, monitor count),
+# for a caller that compiled with a head it remembered (verify_head).
 _CLAIM_AND_LOCK = sa.text(
     f"WITH ins AS ({INSERT_ENTRIES_SQL}), {FIND_LOCK_DRAW_CTES} "
     f"SELECT 3, ins.ik, ins.id, NULL::text, NULL::numeric, NULL::timestamptz, NULL::numeric "
-    f"FROM ins UNION ALL {FIND_LOCK_DRAW_ROWS}")
+    f"FROM ins UNION ALL "
+    f"SELECT 4, NULL, h.schema_id, NULL, (SELECT max(v.version) FROM schema_versions v "
+    f"WHERE v.schema_id = h.schema_id), NULL, h.monitors FROM ledgers h WHERE h.id = :l "
+    f"UNION ALL {FIND_LOCK_DRAW_ROWS}")
 
 
 def _apply(conn: Connection, ledger: Ledger, schema: Schema, entries: list[CompiledEntry],

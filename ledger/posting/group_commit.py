@@ -29,14 +29,18 @@ from sqlalchemy.engine import Connection
 from ledger.commands import EntryRequest
 from ledger.db import Database, Pending
 from ledger.errors import InternalError, LedgerError
-from ledger.ledgers import load_ledger
-from ledger.posting.engine import MAX_BATCH, post_entries
+from ledger.ledgers import Ledger, hand_schema_head, load_ledger
+from ledger.posting.engine import MAX_BATCH, StaleHead, post_entries
 from ledger.posting.model import PostResult
+from ledger.schema.store import head_seen
 from ledger.settings import DEFAULT_GROUP_COMMIT_MAX_BATCH, Settings
 
 # Large enough that a batch amortises its commit to nothing, small enough that one batch's
 # statements stay well under a second and under the engine's MAX_BATCH.
 DEFAULT_MAX_BATCH = DEFAULT_GROUP_COMMIT_MAX_BATCH
+# Ledgers whose row and schema head a committer remembers; past it they are forgotten and
+# read again once each.
+MAX_REMEMBERED = 10_000
 
 
 @dataclass
@@ -96,6 +100,9 @@ class GroupCommitter:
         self._seq = itertools.count()
         # Invariant: a ledger has a queue exactly while one of its callers leads.
         self._queues: dict[str, deque[_Unit]] = {}
+        # Each ledger as a batch last read it, with its schema head: the next batch skips
+        # that round trip, and its locking statement checks the head (StaleHead).
+        self._known: dict[str, tuple[Ledger, tuple[int, int, int]]] = {}
 
     @classmethod
     def of(cls, db: Database, settings: Settings,
@@ -211,19 +218,50 @@ class GroupCommitter:
         def run(conn: Connection) -> list:
             with self._lock:
                 self.stats.attempts += 1
+                known = self._known.get(ledger_ik)
+            if known is None:
+                ledger = load_ledger(conn, ledger_ik)
+            else:
+                ledger = known[0]
+                hand_schema_head(conn, ledger.id, known[1])
             # The batch's last writes go out with its COMMIT: one round trip fewer while it
             # holds its balance rows, which is what a hot sender's posts queue behind.
             pending = Pending()
-            results = post_entries(conn, load_ledger(conn, ledger_ik), requests,
-                                   refusals="report" if report else "raise", pending=pending)
-            if self.before_commit is not None:
-                self.before_commit(conn, ledger_ik, requests)
-            pending.commit(conn)
+            try:
+                results = post_entries(conn, ledger, requests,
+                                       refusals="report" if report else "raise",
+                                       pending=pending, verify_head=known is not None)
+                if self.before_commit is not None:
+                    self.before_commit(conn, ledger_ik, requests)
+                pending.commit(conn)
+            except LedgerError:  # a refusal: the head it rests on was checked
+                raise
+            except BaseException:
+                # Whatever failed, the next attempt reads the ledger afresh.
+                self._forget(ledger_ik)
+                raise
+            if known is None:
+                self._remember(ledger_ik, ledger, head_seen(conn, ledger.id))
             return results
         try:
-            return self.db.run(run)
+            try:
+                return self.db.run(run)
+            except StaleHead:  # forgotten above: posted again at once, on a fresh read
+                return self.db.run(run)
         except Exception as exc:  # handed to the caller(s) it belongs to
             return exc
+
+    def _remember(self, ledger_ik: str, ledger: Ledger, head: tuple[int, int, int] | None) -> None:
+        if head is None:
+            return
+        with self._lock:
+            if len(self._known) >= MAX_REMEMBERED:
+                self._known.clear()
+            self._known[ledger_ik] = (ledger, head)
+
+    def _forget(self, ledger_ik: str) -> None:
+        with self._lock:
+            self._known.pop(ledger_ik, None)
 
 
 def _unavailable(outcome: Any) -> bool:

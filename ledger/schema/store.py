@@ -27,17 +27,26 @@ _schema_cache: dict[tuple[object, int, int], Schema] = {}
 
 _cache_lock = threading.Lock()
 
-# How many balance monitors each ledger had when this transaction's Connection last loaded
-# its schema (every posting does, first): the engine then skips looking for monitors of a
-# ledger that has none (ledger/monitors/watch.py) at no cost of its own.
-_monitors_seen: "weakref.WeakKeyDictionary[Connection, dict[int, int]]" = weakref.WeakKeyDictionary()
+# The head (schema id, latest version, count of balance monitors) each ledger had when this
+# transaction's Connection last loaded its schema (every posting does, first): the engine
+# then skips looking for monitors of a ledger that has none (ledger/monitors/watch.py) at
+# no cost of its own, and checks a head it was handed rather than read (posting.engine).
+_heads_seen: "weakref.WeakKeyDictionary[Connection, dict[int, tuple[int, int, int]]]" = \
+    weakref.WeakKeyDictionary()
+
+
+def head_seen(conn: Connection, ledger_id: int) -> tuple[int, int, int] | None:
+    """(schema id, version, monitor count) of the ledger as this Connection's last
+    ``load_schema`` of it had them (in this transaction, since each transaction has its own
+    Connection), or None."""
+    with _cache_lock:
+        return _heads_seen.get(conn, {}).get(ledger_id)
 
 
 def monitors_seen(conn: Connection, ledger_id: int) -> int | None:
-    """The ledger's count of balance monitors as this Connection's last ``load_schema`` of it
-    read it (in this transaction, since each transaction has its own Connection), or None."""
-    with _cache_lock:
-        return _monitors_seen.get(conn, {}).get(ledger_id)
+    """The ledger's count of balance monitors as ``head_seen`` has it, or None."""
+    head = head_seen(conn, ledger_id)
+    return None if head is None else head[2]
 
 
 def load_schema(conn: Connection, ledger_id: int) -> Schema:
@@ -49,7 +58,7 @@ def load_schema(conn: Connection, ledger_id: int) -> Schema:
     if row is None:
         raise NotFoundError("ledger_not_found", "the ledger has no schema")
     with _cache_lock:
-        _monitors_seen.setdefault(conn, {})[ledger_id] = row[2]
+        _heads_seen.setdefault(conn, {})[ledger_id] = (row[0], row[1], row[2])
     return schema_at(conn, row[0], row[1])
 
 

@@ -368,3 +368,104 @@ def test_property_concurrent_posts_answer_as_one_by_one(db, unique, ops):
     outcomes = race_through(committer, ledger_ik, requests)
     assert_same_as_one_by_one(db, unique, ledger_ik, requests, outcomes, recorder.order,
                               ["hot", *[f"u{i}" for i in range(4)]])
+
+
+PENDING = "liabilities/users:{}/pending"
+
+
+def _reads_of_the_ledger(statements: list[str]) -> int:
+    return sum("FROM ledgers l JOIN schemas s" in s for s in statements)
+
+
+def test_a_remembered_ledger_is_read_again_only_when_its_head_changed(db, unique):
+    """After its first batch the committer remembers the ledger and its schema head, and
+    later batches skip reading them; their locking statement reads the head instead. A
+    schema version stored since, or a monitor created since, is followed by the very next
+    post, whether the old version compiled its entry (the statement tells) or refused it
+    (a refusal is never answered from a remembered head)."""
+    key = unique("wallet")
+    v1 = seed000_schema(key)
+    ledger_ik = new_ledger(db, unique, v1)
+    committer = GroupCommitter(db)
+    statements: list[str] = []
+
+    def record(conn, cursor, statement, *args):
+        statements.append(statement)
+    sa.event.listen(db.engine, "before_cursor_execute", record)
+    try:
+        committer.post(ledger_ik, deposit("d1", "a", 5))
+        assert _reads_of_the_ledger(statements) == 1
+        statements.clear()
+        committer.post(ledger_ik, deposit("d2", "a", 5))
+        assert _reads_of_the_ledger(statements) == 0
+
+        # Version 2 credits deposits to a new account: the old version compiles the entry,
+        # the locking statement says the head moved, and it is posted again on version 2.
+        v2 = v1.replace('"available": {}', '"available": {}, "pending": {}').replace(
+            '"path": "liabilities/users:{{user_id}}/available" },\n            "amount": '
+            '"{{amount}}" },\n        ]', '"path": "liabilities/users:{{user_id}}/pending" },'
+            '\n            "amount": "{{amount}}" },\n        ]', 1)
+        assert v2.count("/pending") == 1
+        assert service.store_schema(db, v2).version == 2
+        statements.clear()
+        third = committer.post(ledger_ik, deposit("d3", "a", 7))
+        assert [line.account_path for line in third.lines][-1] == PENDING.format("a")
+        assert _reads_of_the_ledger(statements) == 1
+
+        # Version 3 adds an entry type: version 2 refuses it, so it is compiled again on a
+        # fresh read rather than refused.
+        v3 = v2.replace('"types": [', '"types": [ { "type": "bonus", "lines": [ '
+                        '{ "key": "bank", "account": { "path": "assets/banks/user-cash" }, '
+                        '"amount": "{{amount}}" }, { "key": "user", "account": { "path": '
+                        '"liabilities/users:{{user_id}}/available" }, "amount": "{{amount}}" } '
+                        '] },', 1)
+        assert service.store_schema(db, v3).version == 3
+        statements.clear()
+        bonus = committer.post(ledger_ik, EntryRequest(ik="b1", type="bonus", parameters={
+            "user_id": "a", "amount": "2"}))
+        assert (bonus.is_ik_replay, bonus.entry.type) == (False, "bonus")
+        assert _reads_of_the_ledger(statements) == 1
+
+        # A type no version knows is refused as a post without the committer refuses it.
+        unknown = EntryRequest(ik="u1", type="no-such-type", parameters={})
+        with pytest.raises(LedgerError) as alone:
+            service.add_ledger_entry(db, ledger_ik, unknown)
+        with pytest.raises(LedgerError) as through:
+            committer.post(ledger_ik, unknown)
+        assert (through.value.code, through.value.message, through.value.field) == (
+            alone.value.code, alone.value.message, alone.value.field)
+        # The same for an atomic list, which the compiler refuses whole.
+        committer.post(ledger_ik, deposit("d-remembered", "a", 1))  # remembered again
+        v4 = v3.replace('"type": "bonus"', '"type": "bonus2"', 1).replace(
+            '"types": [', '"types": [ ' + v3[v3.index('{ "type": "bonus"'):
+                                              v3.index('] },', v3.index('"bonus"')) + 4], 1)
+        assert service.store_schema(db, v4).version == 4
+        pair = committer.post_atomic(ledger_ik, [
+            EntryRequest(ik="b2", type="bonus2", parameters={"user_id": "a", "amount": "3"}),
+            deposit("d-pair", "a", 1)])
+        assert [r.entry.type for r in pair] == ["bonus2", "deposit"]
+        both = [deposit("d-ok", "a", 1), unknown]
+        with pytest.raises(LedgerError) as alone:
+            service.add_ledger_entries(db, ledger_ik, both)
+        with pytest.raises(LedgerError) as through:
+            committer.post_atomic(ledger_ik, both)
+        assert (through.value.code, through.value.message, through.value.index) == (
+            alone.value.code, alone.value.message, alone.value.index) and alone.value.index == 1
+
+        # A monitor created since: the next post watches it (the head counts monitors).
+        committer.post(ledger_ik, deposit("d4", "m", 1))
+        service.create_balance_monitor(db, ledger_ik, PENDING.format("m"), "own",
+                                       {"gte": "10", "currency": "USD"})
+        statements.clear()
+        committer.post(ledger_ik, deposit("d5", "m", 20))
+        assert _reads_of_the_ledger(statements) == 1
+    finally:
+        sa.event.remove(db.engine, "before_cursor_execute", record)
+    with db.transaction() as conn:
+        crossed = conn.execute(sa.text(
+            "SELECT count(*) FROM events e JOIN ledgers l ON l.id = e.ledger_id "
+            "WHERE l.ik = :ik AND e.type = 'balance.crossed'"), {"ik": ledger_ik}).scalar()
+    assert crossed == 1
+    assert (own(db, ledger_ik, USER.format("a")), own(db, ledger_ik, PENDING.format("a"))) == (
+        15, 9)
+    assert service.audit(db, ledger_ik) == []
