@@ -100,6 +100,25 @@ def _compile_each(schema: Schema, requests: list[EntryRequest], txs,
     return compiled_by
 
 
+def _compile(schema: Schema, requests: list[EntryRequest], txs, refused: dict[int, LedgerError],
+             *, report: bool, verify_head: bool) -> dict[int, CompiledEntry]:
+    """``post_entries``' compilation: each refusal to ``refused`` (report) or the first one
+    raised; with a schema from a handed-in head, ``StaleHead`` instead of any refusal."""
+    try:
+        if report:
+            compiled_by = _compile_each(schema, requests, txs, refused)
+        else:
+            # txs: the locked external txs reconcile_tx resolved (see compile_entry).
+            compiled_by = dict(enumerate(compile_all(schema, requests, txs)))
+    except LedgerError:
+        if verify_head:
+            raise StaleHead() from None
+        raise
+    if verify_head and refused:
+        raise StaleHead()
+    return compiled_by
+
+
 def post_entries(conn: Connection, ledger: Ledger, requests: list[EntryRequest],
                  txs=None, *, refusals: str = "raise", detail: bool = True,
                  pending: Pending | None = None, verify_head: bool = False) -> list:
@@ -129,18 +148,8 @@ def post_entries(conn: Connection, ledger: Ledger, requests: list[EntryRequest],
     report = refusals == "report"
     schema = load_schema(conn, ledger.id)
     refused: dict[int, LedgerError] = {}
-    try:
-        if report:
-            compiled_by = _compile_each(schema, requests, txs, refused)
-        else:
-            # txs: the locked external txs reconcile_tx resolved (see compile_entry).
-            compiled_by = dict(enumerate(compile_all(schema, requests, txs)))
-    except LedgerError:
-        if verify_head:
-            raise StaleHead() from None
-        raise
-    if verify_head and refused:
-        raise StaleHead()
+    compiled_by = _compile(schema, requests, txs, refused, report=report,
+                           verify_head=verify_head)
     batch = len(requests) > 1
     now = datetime.now(timezone.utc)
     locked = claimed = None
