@@ -469,3 +469,53 @@ def test_a_remembered_ledger_is_read_again_only_when_its_head_changed(db, unique
     assert (own(db, ledger_ik, USER.format("a")), own(db, ledger_ik, PENDING.format("a"))) == (
         15, 9)
     assert service.audit(db, ledger_ik) == []
+
+
+def _versioned(key: str, n: int) -> dict:
+    """Version ``n`` of a wallet whose deposits credit the account that version added."""
+    kept = {"available": {}, **{f"k{i}": {} for i in range(2, n + 1)}}
+    target = "available" if n == 1 else f"k{n}"
+    return {"key": key, "chartOfAccounts": {
+        "assets": {"banks": {"user-cash": {}}},
+        "liabilities": {"users": {"template": "user", **kept}}},
+        "ledgerEntries": {"types": [{"type": "deposit", "lines": [
+            {"key": "bank", "account": {"path": "assets/banks/user-cash"},
+             "amount": "{{amount}}"},
+            {"key": "user", "account": {"path": "liabilities/users:{{user_id}}/" + target},
+             "amount": "{{amount}}"}]}]}}
+
+
+def test_no_post_answers_from_a_version_older_than_its_call(db, unique):
+    """Versions stored while four threads post through one committer: each post uses a
+    version at least as new as the last one stored before the post was called."""
+    key = unique("versions")
+    ledger_ik = new_ledger(db, unique, _versioned(key, 1))
+    committer = GroupCommitter(db)
+    committer.post(ledger_ik, deposit("remembered", "w", 1))
+    stored = [1]
+    seen: list[tuple[int, str]] = []
+    done = threading.Event()
+
+    def store():
+        try:
+            for n in range(2, 13):
+                time.sleep(0.01)
+                assert service.store_schema(db, _versioned(key, n)).version == n
+                stored.append(n)
+        finally:
+            done.set()
+
+    def post(c):
+        i = 0
+        while not done.is_set():
+            before = stored[-1]
+            result = committer.post(ledger_ik, deposit(f"p{c}-{i}", f"u{c}", 1))
+            seen.append((before, result.lines[-1].account_path))
+            i += 1
+    outcomes = race(5, lambda i: store() if i == 0 else post(i))
+    assert not [o for o in outcomes if isinstance(o, Exception)], outcomes
+    used = [(before, 1 if path.endswith("/available") else int(path.rsplit("/k", 1)[1]))
+            for before, path in seen]
+    assert [u for u in used if u[1] < u[0]] == []
+    assert len({u[1] for u in used}) > 3, "the posts did not span the versions"
+    assert service.audit(db, ledger_ik) == []
