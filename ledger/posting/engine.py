@@ -4,8 +4,9 @@
 transaction per request) and the async workers (a savepoint per batch or per entry) share
 every rule. Statements per call are bounded and independent of the batch size: one that
 claims the iks, finds the accounts, locks the balance rows and draws the line ids
-(``_CLAIM_AND_LOCK``; a few more when accounts or balance rows must be created, or an ik
-was used before), one insert of lines, one update of balances and one insert of deltas.
+(``_CLAIM_AND_LOCK``, which also reads the ledger's schema head for ``verify_head``; a few
+more when accounts or balance rows must be created, or an ik was used before), one insert
+of lines, one update of balances and one insert of deltas.
 """
 from __future__ import annotations
 
