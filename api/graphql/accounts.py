@@ -14,7 +14,7 @@ from strawberry.types import Info
 from api.graphql.common import CurrencyAmountConnection, PageInfo, amounts
 from api.graphql.context import Context
 from api.graphql.entries import (LedgerEntriesConnection, LedgerLinesConnection, entries_connection,
-                                 line_type, lines_connection)
+                                 lines_connection)
 from api.graphql.errors import bad
 from api.graphql.holds import hold_lines_connection, pending_lines
 from api.graphql.inputs import (CurrencyMatchInput, LedgerAccountMatchInput, LedgerEntriesFilter,

@@ -25,7 +25,7 @@ from ledger.history.periods import _range
 from ledger.ledgers import Ledger, load_ledger, parse_id
 from ledger.posting.engine import line_from_row
 from ledger.posting.rollup import fill_running_balances
-from ledger.schema.model import Schema, resolve_path, resolve_queried_path
+from ledger.schema.model import Schema, resolve_queried_path
 from ledger.schema.store import load_schema
 from ledger.text import check_storable, unstorable
 
