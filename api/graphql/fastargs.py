@@ -1,5 +1,5 @@
-"""The arguments of the hottest root fields (posting and the balance read), turned into our
-input types by converters made once per type.
+"""The arguments of the hottest fields (posting, and the balance read with its balance
+fields), turned into our input types by converters made once per type.
 
 Strawberry converts a resolver's arguments on every call by walking the input types
 afresh: each field's GraphQL name worked out again (camel-casing it), its annotation
@@ -13,7 +13,8 @@ Strawberry ``Maybe``, a type with its own ``from_input``) leaves the field to St
 
 The resolvers of the fields taken over here are called with graphql-core's resolve info
 instead of Strawberry's ``Info``: they read ``info.context`` and ``info.field_name`` only,
-which both have. Only fields named in ``FIELDS`` are taken over, for that reason.
+which both have. Only fields named in ``FIELDS`` are taken over, for that reason. The parent
+value goes to ``self`` and to a ``root`` or ``parent`` parameter, as Strawberry passes it.
 """
 from __future__ import annotations
 
@@ -30,10 +31,12 @@ from strawberry.types.unset import UNSET
 # accept; isinstance(x, ()) is always false.
 _MAYBE = getattr(base, "StrawberryMaybe", ())
 
-# (GraphQL root type, field): the fields whose resolvers read only info.context and
-# info.field_name (see the module's docstring).
+# (GraphQL type, field): the fields whose resolvers read only info.context and
+# info.field_name (see the module's docstring): the posts, and the balance read with the
+# balances it selects.
 FIELDS = (("Mutation", "addLedgerEntry"), ("Mutation", "addLedgerEntries"),
-          ("Query", "ledgerAccount"))
+          ("Query", "ledgerAccount"), ("LedgerAccount", "ownBalance"),
+          ("LedgerAccount", "childBalance"), ("LedgerAccount", "balance"))
 
 Convert = Callable[[Any], Any]
 
@@ -137,9 +140,14 @@ def resolver(field, converters: Converters) -> Callable | None:
     func = base.wrapped_func
     info_name = base.info_parameter.name
     takes_self = base.self_parameter is not None
+    # The parameters that receive the parent value, as Strawberry passes it (``root``,
+    # ``parent``): by keyword, beside ``self``.
+    sources = [p.name for p in (base.root_parameter, base.parent_parameter) if p is not None]
 
     def resolve(root: Any, info: Any, **args: Any) -> Any:
         kwargs = {info_name: info}
+        for name in sources:
+            kwargs[name] = root
         for name, value in args.items():
             python_name, convert = arguments[name]
             kwargs[python_name] = convert(value)

@@ -20,6 +20,7 @@ SCALARS = {
     "Int96": st.integers(-2**95, 2**95),
     "Boolean": st.booleans(),
     "DateTime": st.datetimes(timezones=st.just(timezone.utc)),
+    "LastMoment": st.text(alphabet="0123456789-QT:Z", min_size=1, max_size=10),
     "JSON": st.recursive(st.none() | st.integers() | st.text(max_size=4),
                          lambda inner: st.lists(inner, max_size=3)
                          | st.dictionaries(st.text(max_size=3), inner, max_size=3),
