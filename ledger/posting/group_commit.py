@@ -17,9 +17,10 @@ anyway, and the queue is what turns that wait into batching.
 
 A batch whose accounts and balance rows exist is three round trips: BEGIN, the engine's one
 statement that claims, locks and reads (``posting.engine._CLAIM_AND_LOCK``), and the writes
-with the COMMIT. The ledger's row and schema head are not read again for each batch: the committer remembers
-them, the statement reads the head as it is, and a batch whose remembered head turns out
-stale is posted again on a fresh read (``StaleHead``) before anyone is answered.
+with the COMMIT. The ledger's row and schema head are not read again for each batch: the
+committer remembers them, the statement reads the head as it is, and a batch whose
+remembered head turns out stale is posted again on a fresh read (``StaleHead``) before
+anyone is answered.
 """
 from __future__ import annotations
 
