@@ -33,10 +33,12 @@ _MAYBE = getattr(base, "StrawberryMaybe", ())
 
 # (GraphQL type, field): the fields whose resolvers read only info.context and
 # info.field_name (see the module's docstring): the posts, and the balance read with the
-# balances it selects.
+# balances it selects (the SDK's get_balance reads the plural ones).
 FIELDS = (("Mutation", "addLedgerEntry"), ("Mutation", "addLedgerEntries"),
           ("Query", "ledgerAccount"), ("LedgerAccount", "ownBalance"),
-          ("LedgerAccount", "childBalance"), ("LedgerAccount", "balance"))
+          ("LedgerAccount", "childBalance"), ("LedgerAccount", "balance"),
+          ("LedgerAccount", "ownBalances"), ("LedgerAccount", "childBalances"),
+          ("LedgerAccount", "balances"))
 
 Convert = Callable[[Any], Any]
 
