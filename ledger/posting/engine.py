@@ -164,6 +164,8 @@ def post_entries(conn: Connection, ledger: Ledger, requests: list[EntryRequest],
                                params={**entry_rows(ledger, now, compiled, [1] * len(compiled)),
                                        **lock_params(ledger, lines, len(lines))})
         claimed = {r[1]: r[2] for r in locked.other if r[0] == 3}
+        # The version and count come back as numeric (the union's column type): a Decimal
+        # equals the int it holds.
         if verify_head and [(r[2], r[4], r[6]) for r in locked.other
                             if r[0] == 4] != [head_seen(conn, ledger.id)]:
             raise StaleHead()

@@ -373,6 +373,15 @@ def test_property_concurrent_posts_answer_as_one_by_one(db, unique, ops):
 PENDING = "liabilities/users:{}/pending"
 
 
+def _with_type(document: str, name: str) -> str:
+    """The wallet ``document`` with one more entry type, ``name``: a deposit to available."""
+    return document.replace('"types": [', '"types": [ { "type": "' + name + '", "lines": [ '
+                            '{ "key": "bank", "account": { "path": "assets/banks/user-cash" }, '
+                            '"amount": "{{amount}}" }, { "key": "user", "account": { "path": '
+                            '"liabilities/users:{{user_id}}/available" }, '
+                            '"amount": "{{amount}}" } ] },', 1)
+
+
 def _reads_of_the_ledger(statements: list[str]) -> int:
     return sum("FROM ledgers l JOIN schemas s" in s for s in statements)
 
@@ -414,11 +423,7 @@ def test_a_remembered_ledger_is_read_again_only_when_its_head_changed(db, unique
 
         # Version 3 adds an entry type: version 2 refuses it, so it is compiled again on a
         # fresh read rather than refused.
-        v3 = v2.replace('"types": [', '"types": [ { "type": "bonus", "lines": [ '
-                        '{ "key": "bank", "account": { "path": "assets/banks/user-cash" }, '
-                        '"amount": "{{amount}}" }, { "key": "user", "account": { "path": '
-                        '"liabilities/users:{{user_id}}/available" }, "amount": "{{amount}}" } '
-                        '] },', 1)
+        v3 = _with_type(v2, "bonus")
         assert service.store_schema(db, v3).version == 3
         statements.clear()
         bonus = committer.post(ledger_ik, EntryRequest(ik="b1", type="bonus", parameters={
@@ -436,9 +441,7 @@ def test_a_remembered_ledger_is_read_again_only_when_its_head_changed(db, unique
             alone.value.code, alone.value.message, alone.value.field)
         # The same for an atomic list, which the compiler refuses whole.
         committer.post(ledger_ik, deposit("d-remembered", "a", 1))  # remembered again
-        v4 = v3.replace('"type": "bonus"', '"type": "bonus2"', 1).replace(
-            '"types": [', '"types": [ ' + v3[v3.index('{ "type": "bonus"'):
-                                              v3.index('] },', v3.index('"bonus"')) + 4], 1)
+        v4 = _with_type(v3, "bonus2")
         assert service.store_schema(db, v4).version == 4
         pair = committer.post_atomic(ledger_ik, [
             EntryRequest(ik="b2", type="bonus2", parameters={"user_id": "a", "amount": "3"}),
