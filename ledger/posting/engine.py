@@ -164,11 +164,8 @@ def post_entries(conn: Connection, ledger: Ledger, requests: list[EntryRequest],
                                params={**entry_rows(ledger, now, compiled, [1] * len(compiled)),
                                        **lock_params(ledger, lines, len(lines))})
         claimed = {r[1]: r[2] for r in locked.other if r[0] == 3}
-        # The version and count come back as numeric (the union's column type): a Decimal
-        # equals the int it holds.
-        if verify_head and [(r[2], r[4], r[6]) for r in locked.other
-                            if r[0] == 4] != [head_seen(conn, ledger.id)]:
-            raise StaleHead()
+        if verify_head:
+            _check_head(conn, ledger, locked)
     inserted, replays = claim_iks(conn, ledger, compiled_by, now, refused,
                                   locate=batch and not report, raise_refusals=not report,
                                   claimed=claimed)
@@ -202,6 +199,14 @@ def post_entries(conn: Connection, ledger: Ledger, requests: list[EntryRequest],
             entry = loaded[entry_id]
             results[i] = PostResult(entry, entry.lines, True)
     return [results[i] for i in range(len(requests))]
+
+
+def _check_head(conn: Connection, ledger: Ledger, locked: Locked) -> None:
+    """``StaleHead`` unless the head ``_CLAIM_AND_LOCK`` read (its row of kind 4) is the one
+    this transaction compiled with. Its version and count come back as numeric (the union's
+    column type): a Decimal equals the int it holds."""
+    if [(r[2], r[4], r[6]) for r in locked.other if r[0] == 4] != [head_seen(conn, ledger.id)]:
+        raise StaleHead()
 
 
 _RELEASE_IKS = sa.text("DELETE FROM entries WHERE id = ANY(:ids)")
