@@ -89,6 +89,19 @@ def add_ledger_entries(db: Database, ledger_ik: str, requests: list[EntryRequest
     return db.run(run)
 
 
+async def add_ledger_entry_async(committer: GroupCommitter, ledger_ik: str,
+                                 request: EntryRequest) -> PostResult:
+    """``add_ledger_entry`` through ``committer`` for a caller on an event loop, which stays
+    free while the entry waits for its batch."""
+    return await committer.post_async(ledger_ik, request)
+
+
+async def add_ledger_entries_async(committer: GroupCommitter, ledger_ik: str,
+                                   requests: list[EntryRequest]) -> list[PostResult]:
+    """``add_ledger_entries`` through ``committer`` for a caller on an event loop."""
+    return await committer.post_atomic_async(ledger_ik, requests)
+
+
 def get_ledger_entry(db: Database, *, id: str | None = None, ledger_ik: str | None = None,
                      ik: str | None = None, version: int | None = None) -> HistoryEntry:
     """An entry by id, or by ik within a ledger (the latest version of that ik, or
@@ -328,7 +341,8 @@ from ledger.heap import freeze_startup as freeze_startup_heap  # noqa: E402
 
 __all__ = [
     # operations defined here
-    "account_balances", "add_ledger_entries", "add_ledger_entry", "audit", "balance_change",
+    "account_balances", "add_ledger_entries", "add_ledger_entries_async", "add_ledger_entry",
+    "add_ledger_entry_async", "audit", "balance_change",
     "entry_group", "get_ledger_entry", "ik_versions", "ledger_entry_changes",
     "list_group_entries", "list_ledger_entries", "list_lines", "reverse_ledger_entry",
     "rollup", "update_ledger_entry",

@@ -43,11 +43,33 @@ class Context:
     workspace_name: str = DEFAULT_WORKSPACE_NAME
     # The app's settings, for what needs more of them (webhook endpoints: the secret key).
     settings: Settings = field(default_factory=Settings)
+    # True while the document runs on the event loop (api.graphql.execution): a resolver
+    # may await the group committer but not block; ``db`` is then ``NO_DATABASE``.
+    on_loop: bool = False
+    # Mutation results by response key, kept when the document ran on the loop and must
+    # run again in a thread (OffLoop): what was posted is answered, not posted again.
+    posted: dict[str, Any] = field(default_factory=dict)
 
     def cached(self, key: Any, load):
         if key not in self.cache:
             self.cache[key] = load()
         return self.cache[key]
+
+
+class OffLoop(BaseException):
+    """A resolver running on the event loop needed the database: the document runs again
+    in a worker thread. A BaseException, so that no resolver's error handling turns it
+    into an answer and execution stops at once."""
+
+
+class _NoDatabase:
+    """The ``db`` of a document on the event loop: any use asks for a thread."""
+
+    def __getattr__(self, name: str):
+        raise OffLoop(name)
+
+
+NO_DATABASE: Any = _NoDatabase()
 
 
 _COMMITTER_LOCK = threading.Lock()

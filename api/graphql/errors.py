@@ -3,7 +3,7 @@ mutation turns a `LedgerError` (or a forced error, or a surprise) into a union m
 from __future__ import annotations
 
 import logging
-from typing import Callable, TypeVar, Union
+from typing import Awaitable, Callable, TypeVar, Union
 
 import strawberry
 from strawberry.types import Info
@@ -56,26 +56,52 @@ def bad(field: str, message: str) -> LedgerBadRequest:
 
 
 def mutate(info: Info, run: Callable[[], R]):
-    """Run one mutation's body and record its outcome for /metrics."""
-    result = _mutate_once(info, run)
-    info.context.outcomes.append((info.field_name, type(result).__name__))
+    """Run one mutation's body and record its outcome for /metrics. A result kept when the
+    document ran on the event loop first (``Context.posted``) is answered as it is."""
+    ctx: Context = info.context
+    result = ctx.posted.get(info.path.key)
+    if result is None:
+        result = _forced(ctx)
+    if result is None:
+        try:
+            result = run()
+        except Exception as exc:
+            result = _failed(info, exc)
+    ctx.outcomes.append((info.field_name, type(result).__name__))
     return result
 
 
-def _mutate_once(info: Info, run: Callable[[], R]):
-    """Honour a forced error, map ledger errors to union members, and never let an
-    unexpected exception's text (SQL, paths) reach the client."""
+async def mutate_async(info: Info, run: Callable[[], Awaitable[R]]):
+    """``mutate`` for a body that awaits (on the event loop); its result is kept in
+    ``Context.posted`` in case the document must run again in a thread."""
     ctx: Context = info.context
+    result = _forced(ctx)
+    if result is None:
+        try:
+            result = await run()
+        except Exception as exc:
+            result = _failed(info, exc)
+    ctx.posted[info.path.key] = result
+    ctx.outcomes.append((info.field_name, type(result).__name__))
+    return result
+
+
+def _forced(ctx: Context):
+    """The error the caller forced (X-Fragment-Return-Error), answered without touching the
+    ledger; None when none was."""
     if ctx.force_error == "InternalError":
         return InternalError(code="internal_error", message=FORCED_MESSAGE, retryable=True)
     if ctx.force_error == "BadRequestError":
         return BadRequestError(code="bad_request", message=FORCED_MESSAGE, retryable=False)
-    try:
-        return run()
-    except LedgerError as exc:
+    return None
+
+
+def _failed(info: Info, exc: Exception):
+    """A ledger error as its union member; anything unexpected as an InternalError whose
+    text (SQL, paths) never reaches the client."""
+    if isinstance(exc, LedgerError):
         return error_result(exc)
-    except Exception:
-        log.exception("unexpected failure in mutation %s", info.field_name)
-        return InternalError(code="internal_error",
-                             message="internal error; retry the request with the same ik",
-                             retryable=True)
+    log.error("unexpected failure in mutation %s", info.field_name, exc_info=exc)
+    return InternalError(code="internal_error",
+                         message="internal error; retry the request with the same ik",
+                         retryable=True)

@@ -20,7 +20,8 @@ from graphql import GraphQLError, OperationType
 
 from api.auth import authenticate_async, check_scope
 from api.graphql import prepared
-from api.graphql.context import Context, FORCE_ERROR_HEADER, committer_for, force_error_from_header
+from api.graphql.context import (NO_DATABASE, Context, FORCE_ERROR_HEADER, OffLoop,
+                                 committer_for, force_error_from_header)
 from api.graphql.execution import Answer, Parsed, Request as GraphQLRequest, Runner
 from api.graphql.limits import Limits
 from api.graphql.prepared import TIMEOUT_CODE
@@ -97,6 +98,17 @@ async def graphql_endpoint(request: Request):
         return parsed_body
     force_error = force_error_from_header(request.headers.get(FORCE_ERROR_HEADER))
     runner = runner_for(request.app)
+    app = request.app
+    committer = committer_for(app)
+    # What a run on the event loop posted, should the document run again in a thread.
+    posted: dict[str, Any] = {}
+
+    def context(deadline: float, *, on_loop: bool = False) -> Context:
+        return Context(db=NO_DATABASE if on_loop else app.state.db, principal=principal,
+                       committer=committer, force_error=force_error, deadline=deadline,
+                       timeout_seconds=runner.timeout_seconds,
+                       workspace_name=app.state.settings.workspace_name,
+                       settings=app.state.settings, on_loop=on_loop, posted=posted)
 
     def execute(parsed: Parsed, operation, deadline: float) -> Answer:
         # In the worker thread (see Runner.run): the resolvers call the blocking service.
@@ -105,17 +117,23 @@ async def graphql_endpoint(request: Request):
         elif operation.operation != OperationType.QUERY:
             return Answer({"errors": [{"message": "only queries and mutations are served "
                                                   "over HTTP POST"}]}, 400)
-        context = Context(db=request.app.state.db, principal=principal,
-                          committer=committer_for(request.app),
-                          force_error=force_error, deadline=deadline,
-                          timeout_seconds=runner.timeout_seconds,
-                          workspace_name=request.app.state.settings.workspace_name,
-                          settings=request.app.state.settings)
+        ctx = context(deadline)
         result = prepared.run(parsed.document, parsed_body.variables,
-                              parsed_body.operation_name, context)
-        return _answer(result, operation.operation.value, context)
+                              parsed_body.operation_name, ctx)
+        return _answer(result, operation.operation.value, ctx)
 
-    answer = await runner.run(parsed_body, execute)
+    async def on_loop(parsed: Parsed, operation, deadline: float) -> Answer | None:
+        # On the event loop, for a document that only posts (Runner.run).
+        check_scope(principal, "write")
+        ctx = context(deadline, on_loop=True)
+        try:
+            result = await prepared.run_async(parsed.document, parsed_body.variables,
+                                              parsed_body.operation_name, ctx)
+        except OffLoop:
+            return None
+        return _answer(result, operation.operation.value, ctx)
+
+    answer = await runner.run(parsed_body, execute, on_loop if committer is not None else None)
     metrics = getattr(request.app.state, "metrics", None)
     if metrics is not None and answer.result is not None:
         metrics.graphql_operation(answer.operation, answer.context.outcomes, answer.result)

@@ -10,7 +10,7 @@ from strawberry.types import Info
 
 from api.graphql.context import Context
 from api.graphql.entries import LedgerEntry, LedgerEntryChange, LedgerLine, change_type, entry_type, line_type
-from api.graphql.errors import BadRequestError, InternalError, bad, mutate
+from api.graphql.errors import BadRequestError, InternalError, bad, mutate, mutate_async
 from api.graphql.holds import HoldInput
 from api.graphql.inputs import (AddLedgerEntryInput, LedgerEntryInput, LedgerEntryMatchInput,
                                 UpdateLedgerEntryInput)
@@ -110,6 +110,25 @@ def entry_request(ctx: Context, ik: Optional[str], entry: LedgerEntryInput,
     return ledger, request
 
 
+def _batch_requests(ctx: Context, entries: list[AddLedgerEntryInput]
+                    ) -> tuple[str, list[service.EntryRequest]]:
+    """(the ledger, the typed requests) of addLedgerEntries' entries, which must share one
+    ledger."""
+    if not entries:
+        raise bad("entries", "at least one entry is required")
+    ledger = None
+    requests = []
+    for i, item in enumerate(entries):
+        field = f"entries[{i}].entry"
+        this_ledger, request = entry_request(ctx, item.ik, item.entry, field, f"entries[{i}].ik")
+        if ledger is not None and this_ledger != ledger:
+            raise bad(f"{field}.ledger", "every entry of a batch must post to the "
+                                         f"same ledger ({ledger!r})")
+        ledger = this_ledger
+        requests.append(request)
+    return ledger, requests
+
+
 def _updates(items: Optional[list]) -> Optional[list[dict]]:
     if items is None:
         return None
@@ -117,6 +136,11 @@ def _updates(items: Optional[list]) -> Optional[list[dict]]:
 
 
 # ------------------------------------------------------------------ mutations
+
+# The mutations a document may hold (with __typename) to run on the event loop
+# (api.graphql.execution): their resolvers await the group committer there.
+ON_LOOP = frozenset({"addLedgerEntry", "addLedgerEntries"})
+
 
 @strawberry.type
 class PostingMutation:
@@ -126,6 +150,12 @@ class PostingMutation:
                          ik: Optional[SafeString] = None,
                          hold: Optional[HoldInput] = None) -> AddLedgerEntryResponse:
         ctx: Context = info.context
+        if ctx.on_loop and hold is None and ctx.committer is not None:
+            async def post():
+                ledger, request = entry_request(ctx, ik, entry, "entry", "ik")
+                return add_entry_result(
+                    await service.add_ledger_entry_async(ctx.committer, ledger, request))
+            return mutate_async(info, post)
 
         def run():
             ledger, request = entry_request(ctx, ik, entry, "entry", "ik")
@@ -141,21 +171,15 @@ class PostingMutation:
     def add_ledger_entries(self, info: Info, entries: list[AddLedgerEntryInput],
                            hold: Optional[HoldInput] = None) -> AddLedgerEntriesResponse:
         ctx: Context = info.context
+        if ctx.on_loop and hold is None and ctx.committer is not None:
+            async def post():
+                ledger, requests = _batch_requests(ctx, entries)
+                results = await service.add_ledger_entries_async(ctx.committer, ledger, requests)
+                return AddLedgerEntriesResult(results=[add_entry_result(r) for r in results])
+            return mutate_async(info, post)
 
         def run():
-            if not entries:
-                raise bad("entries", "at least one entry is required")
-            ledger = None
-            requests = []
-            for i, item in enumerate(entries):
-                field = f"entries[{i}].entry"
-                this_ledger, request = entry_request(ctx, item.ik, item.entry, field,
-                                                     f"entries[{i}].ik")
-                if ledger is not None and this_ledger != ledger:
-                    raise bad(f"{field}.ledger", "every entry of a batch must post to the "
-                                                 f"same ledger ({ledger!r})")
-                ledger = this_ledger
-                requests.append(request)
+            ledger, requests = _batch_requests(ctx, entries)
             if hold is not None:  # every entry of the batch a hold, with one expiry
                 results = service.add_ledger_holds(ctx.db, ledger, requests, hold.expires_at)
             else:

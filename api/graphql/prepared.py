@@ -53,12 +53,24 @@ _CONTEXT_CLASS = {("executor_class" if "executor_class" in inspect.signature(exe
 def run(document: DocumentNode, variables: dict | None, operation_name: str | None,
         context: Any) -> ExecutionResult:
     """The result of executing ``document``, which must have passed validation."""
-    result = execute(schema._schema, document, context_value=context,
-                     variable_values=variables, operation_name=operation_name,
-                     middleware=_MIDDLEWARE, **_CONTEXT_CLASS)
+    result = _execute(document, variables, operation_name, context)
     if inspect.isawaitable(result):
         # Every resolver of ours is synchronous; one that is not would never finish here.
         result.close()
         raise RuntimeError("a resolver returned an awaitable; the GraphQL runner "
                            "executes documents synchronously")
     return result
+
+
+async def run_async(document: DocumentNode, variables: dict | None,
+                    operation_name: str | None, context: Any) -> ExecutionResult:
+    """``run`` on the event loop, for a context whose resolvers may await (``on_loop``)."""
+    result = _execute(document, variables, operation_name, context)
+    return await result if inspect.isawaitable(result) else result
+
+
+def _execute(document: DocumentNode, variables: dict | None, operation_name: str | None,
+             context: Any):
+    return execute(schema._schema, document, context_value=context,
+                   variable_values=variables, operation_name=operation_name,
+                   middleware=_MIDDLEWARE, **_CONTEXT_CLASS)

@@ -11,7 +11,13 @@ balances).
 Leader/follower, no fixed window: the first caller posts at once (a lone request never
 waits); callers arriving meanwhile queue up, and when the batch commits the oldest of them
 leads the next batch, up to ``max_batch`` entries. Each caller answers only once its own
-batch has committed. Batches are per ledger (the engine posts to one ledger at a time), and
+batch has committed.
+
+A caller on an event loop (``post_async``) waits on an asyncio future instead of a
+thread: no thread is taken per request. Its batches are led by the committer's own
+threads, which settle each loop's futures of a batch with one wake-up of that loop. A
+thread per waiting request cost more than the post itself at 32 concurrent posts: each
+request's hops between threads were two context switches (README, Benchmarks). Batches are per ledger (the engine posts to one ledger at a time), and
 one batch per ledger is in flight per committer: the database serialises a ledger's hot rows
 anyway, and the queue is what turns that wait into batching.
 
@@ -24,7 +30,11 @@ anyone is answered.
 """
 from __future__ import annotations
 
+import asyncio
+import contextvars
 import itertools
+import logging
+import queue as queues
 import threading
 import time
 from collections import deque
@@ -49,6 +59,8 @@ DEFAULT_MAX_BATCH = DEFAULT_GROUP_COMMIT_MAX_BATCH
 # read again once each.
 MAX_REMEMBERED = 10_000
 
+log = logging.getLogger("ledger.posting")
+
 
 @dataclass
 class CommitStats:
@@ -67,15 +79,17 @@ class CommitStats:
 
 @dataclass
 class _Unit:
-    """One caller's request: a single entry, or an atomic list (all or none)."""
+    """One caller's request: a single entry, or an atomic list (all or none). A caller in
+    a thread waits on ``done``; one on an event loop on ``future`` (``done`` is None)."""
 
     requests: list[EntryRequest]
     atomic: bool
     seq: int = 0
-    done: threading.Event = field(default_factory=threading.Event)
+    done: threading.Event | None = field(default_factory=threading.Event)
     lead: bool = False
     # A list of results (one per request) or the exception this caller must see.
     outcome: Any = None
+    future: asyncio.Future | None = None
 
     def answer(self) -> list[PostResult]:
         if isinstance(self.outcome, BaseException):
@@ -110,6 +124,8 @@ class GroupCommitter:
         # Each ledger as a batch last read it, with its schema head: the next batch skips
         # that round trip, and its locking statement checks the head (StaleHead).
         self._known: dict[str, tuple[Ledger, tuple[int, int, int]]] = {}
+        # The threads that lead batches for callers on event loops.
+        self._leaders = _Leaders("group-commit")
 
     @classmethod
     def of(cls, db: Database, settings: Settings,
@@ -126,7 +142,36 @@ class GroupCommitter:
         requests = list(requests)
         return self._submit(ledger_ik, _Unit(requests, atomic=len(requests) != 1))
 
+    async def post_async(self, ledger_ik: str, request: EntryRequest) -> PostResult:
+        """``post`` for a caller on an event loop: the loop is free while the entry waits."""
+        return (await self._submit_async(ledger_ik, [request], atomic=False))[0]
+
+    async def post_atomic_async(self, ledger_ik: str,
+                                requests: list[EntryRequest]) -> list[PostResult]:
+        """``post_atomic`` for a caller on an event loop."""
+        requests = list(requests)
+        return await self._submit_async(ledger_ik, requests, atomic=len(requests) != 1)
+
     def _submit(self, ledger_ik: str, unit: _Unit) -> list[PostResult]:
+        if not self._enqueue(ledger_ik, unit):
+            unit.done.wait()
+            if not unit.lead:
+                return unit.answer()
+        self._lead(ledger_ik)
+        return unit.answer()
+
+    def _submit_async(self, ledger_ik: str, requests: list[EntryRequest], *,
+                      atomic: bool) -> asyncio.Future:
+        loop = asyncio.get_running_loop()
+        unit = _Unit(requests, atomic=atomic, done=None, future=loop.create_future())
+        if self._enqueue(ledger_ik, unit):
+            self._leaders.submit(self._lead_on, ledger_ik)
+        # Awaited without a shield: a caller that goes away (its request cancelled) leaves
+        # its entry to be posted or not, as a caller in a thread that gives up does.
+        return unit.future
+
+    def _enqueue(self, ledger_ik: str, unit: _Unit) -> bool:
+        """Queue ``unit``; True when its caller must lead (no batch of the ledger in flight)."""
         with self._lock:
             unit.seq = next(self._seq)
             queue = self._queues.get(ledger_ik)
@@ -134,17 +179,21 @@ class GroupCommitter:
             if leads:
                 queue = self._queues[ledger_ik] = deque()
             queue.append(unit)
-        if not leads:
-            unit.done.wait()
-            if not unit.lead:
-                return unit.answer()
-        self._lead(ledger_ik)
-        return unit.answer()
+        return leads
 
-    def _lead(self, ledger_ik: str) -> None:
+    def _lead_on(self, ledger_ik: str) -> None:
+        """In one of the committer's threads: lead the ledger's batches while the oldest
+        caller waiting is on an event loop."""
+        while self._lead(ledger_ik, keep=True):
+            pass
+
+    def _lead(self, ledger_ik: str, keep: bool = False) -> bool:
         """Post the batch at the head of the ledger's queue (the leader's own unit is its
-        first), answer its callers, and hand the lead to the oldest caller still waiting."""
+        first), answer its callers, and hand the lead to the oldest caller still waiting.
+        When that caller is on an event loop the lead goes to the committer's threads, or
+        with ``keep`` stays with this call's caller (True is returned)."""
         batch: list[_Unit] = []
+        posted = False
         try:
             if self.window_seconds:
                 time.sleep(self.window_seconds)
@@ -156,19 +205,25 @@ class GroupCommitter:
             self._post_batch(ledger_ik, batch)
             if self.observe is not None:
                 self.observe(sum(len(u.requests) for u in batch), time.perf_counter() - started)
+            posted = True
         finally:
-            for unit in batch:
-                if unit.outcome is None:  # interrupted before an answer: never leave one hanging
-                    unit.outcome = InternalError("internal_error", "the post was interrupted; "
-                                                 "retry it with the same ik")
-                unit.done.set()
-            with self._lock:
-                queue = self._queues[ledger_ik]
-                if queue:
-                    queue[0].lead = True
-                    queue[0].done.set()
-                else:
-                    del self._queues[ledger_ik]
+            _answer(batch)
+            kept = self._pass_lead(ledger_ik, keep=keep and posted)
+        return kept
+
+    def _pass_lead(self, ledger_ik: str, *, keep: bool) -> bool:
+        with self._lock:
+            queue = self._queues[ledger_ik]
+            if not queue:
+                del self._queues[ledger_ik]
+                return False
+            if queue[0].done is not None:  # a thread: it leads in its own time
+                queue[0].lead = True
+                queue[0].done.set()
+                return False
+        if not keep:
+            self._leaders.submit(self._lead_on, ledger_ik)
+        return keep
 
     def _take(self, queue: deque[_Unit]) -> list[_Unit]:
         """The next batch: single entries in arrival order up to ``max_batch``, stopping
@@ -269,6 +324,68 @@ class GroupCommitter:
     def _forget(self, ledger_ik: str) -> None:
         with self._lock:
             self._known.pop(ledger_ik, None)
+
+
+def _answer(batch: list[_Unit]) -> None:
+    """Wake each caller of a finished batch: a thread at once; the callers on one event loop
+    together, with one call into that loop."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[_Unit]] = {}
+    for unit in batch:
+        if unit.outcome is None:  # interrupted before an answer: never leave one hanging
+            unit.outcome = InternalError("internal_error", "the post was interrupted; "
+                                         "retry it with the same ik")
+        if unit.done is not None:
+            unit.done.set()
+        else:
+            by_loop.setdefault(unit.future.get_loop(), []).append(unit)
+    for loop, units in by_loop.items():
+        try:
+            loop.call_soon_threadsafe(_settle, units)
+        except RuntimeError:  # the loop closed meanwhile: nobody waits for these answers
+            pass
+
+
+def _settle(units: list[_Unit]) -> None:
+    """On the callers' event loop: hand each its outcome (one gone already is skipped)."""
+    for unit in units:
+        if unit.future.done():
+            continue
+        if isinstance(unit.outcome, BaseException):
+            unit.future.set_exception(unit.outcome)
+        else:
+            unit.future.set_result(unit.outcome)
+
+
+class _Leaders:
+    """Threads, started as needed and kept, that run the leads handed to them in order,
+    each in the context (request id, trace) of the caller that queued it."""
+
+    def __init__(self, name: str):
+        self.name = name
+        self._queue: queues.SimpleQueue = queues.SimpleQueue()
+        self._lock = threading.Lock()
+        self._threads = 0
+        self._idle = 0
+
+    def submit(self, fn: Callable, *args: Any) -> None:
+        with self._lock:
+            if self._idle:
+                self._idle -= 1
+            else:
+                self._threads += 1
+                threading.Thread(target=self._work, name=f"{self.name}_{self._threads}",
+                                 daemon=True).start()
+        self._queue.put((contextvars.copy_context(), fn, args))
+
+    def _work(self) -> None:
+        while True:
+            context, fn, args = self._queue.get()
+            try:
+                context.run(fn, *args)
+            except BaseException:  # every caller was answered in _lead's finally
+                log.exception("a group-commit lead failed")
+            with self._lock:
+                self._idle += 1
 
 
 def _unavailable(outcome: Any) -> bool:

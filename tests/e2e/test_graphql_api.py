@@ -200,8 +200,13 @@ def test_unexpected_failures_are_masked(gql, wallet, monkeypatch):
     def explode(*args, **kwargs):
         raise RuntimeError("psycopg.errors.Oops: SELECT secret FROM api_clients at /srv/x.py")
 
+    async def explode_on_loop(*args, **kwargs):
+        explode()
+
     monkeypatch.setattr(service, "add_ledger_entries", explode)
     monkeypatch.setattr(service, "add_ledger_entry", explode)
+    monkeypatch.setattr(service, "add_ledger_entries_async", explode_on_loop)
+    monkeypatch.setattr(service, "add_ledger_entry_async", explode_on_loop)
     monkeypatch.setattr(service, "get_ledger", explode)
     r = gql(ADD, fund("m", "1", "masked", wallet))
     result = result_of(r, "addLedgerEntry")

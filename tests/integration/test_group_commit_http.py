@@ -18,6 +18,7 @@ import sqlalchemy as sa
 
 from api.app import create_app
 from api.graphql.context import committer_for
+from api.graphql.http import runner_for
 from ledger import clients, service
 from ledger.errors import LedgerError
 from ledger.settings import Settings
@@ -207,3 +208,75 @@ def test_identical_first_requests_post_once_across_processes(two_apis, db, uniqu
     assert len({a["entry"]["id"] for a in answers}) == 1
     assert entry_count(db, ledger_ik, "only-once") == 1
     assert own(db, ledger_ik, "liabilities/users:a/available") == 7
+
+
+# ------------------------------------------------------------------ documents on the event loop
+
+TWO = """mutation ($a: SafeString!, $b: SafeString!, $ea: LedgerEntryInput!,
+                   $eb: LedgerEntryInput!) {
+  a: addLedgerEntry(ik: $a, entry: $ea) {
+    __typename ... on AddLedgerEntryResult { isIkReplay entry { ik } } }
+  b: addLedgerEntry(ik: $b, entry: $eb) {
+    __typename ... on AddLedgerEntryResult { isIkReplay entry { ik ledger { ik name } } } } }"""
+
+
+class Submits:
+    """Counts the documents the runner hands to its worker threads."""
+
+    def __init__(self, runner, monkeypatch):
+        self.count = 0
+        submit = runner._workers.submit
+
+        def counted(*args):
+            self.count += 1
+            return submit(*args)
+        monkeypatch.setattr(runner._workers, "submit", counted)
+
+
+def graphql(url: str, bearer: str, query: str, variables: dict) -> dict:
+    r = httpx.post(f"{url}/graphql", json={"query": query, "variables": variables},
+                   headers={"Authorization": f"Bearer {bearer}"}, timeout=60)
+    assert r.status_code == 200, r.text
+    return r.json()["data"]
+
+
+def test_a_known_document_that_only_posts_runs_on_the_event_loop(served, db, unique,
+                                                                 monkeypatch):
+    app, url, bearer = served
+    ledger_ik = new_ledger(db, unique, seed000_schema(unique("wallet")))
+    add(url, bearer, ledger_ik, deposit("known", "k", 1))  # the document is kept from now on
+    runner = runner_for(app)
+    submits = Submits(runner, monkeypatch)
+    answers = race(12, lambda i: add(url, bearer, ledger_ik, deposit(f"k{i}", "k", 1)))
+    assert [a["entry"]["ik"] for a in answers] == [f"k{i}" for i in range(12)]
+    assert not any(a["isIkReplay"] for a in answers)
+    assert submits.count == 0, "a post took a worker thread"
+    assert graphql(url, bearer, "query { __typename }", {}) == {"__typename": "Query"}
+    assert submits.count == 1, "a query runs in a thread"
+    # As many documents on the loop as the runner lets run at once: the next takes a thread.
+    monkeypatch.setattr(runner, "on_loop", runner.concurrency)
+    assert add(url, bearer, ledger_ik, deposit("k-full", "k", 1))["entry"]["ik"] == "k-full"
+    assert submits.count == 2
+    assert own(db, ledger_ik, "liabilities/users:k/available") == 14
+
+
+def test_a_field_that_reads_the_database_sends_the_document_to_a_thread_posted_once(
+        served, db, unique, monkeypatch):
+    """``ledger { name }`` is read from the database: on the loop it stops the run after
+    both entries were posted, and the thread answers them as posted, not as replays."""
+    app, url, bearer = served
+    ledger_ik = new_ledger(db, unique, seed000_schema(unique("wallet")))
+    submits = Submits(runner_for(app), monkeypatch)
+    for n in range(2):  # the first run keeps the document; the second starts on the loop
+        a, b = deposit(f"a{n}", "m", 1), deposit(f"b{n}", "m", 2)
+        data = graphql(url, bearer, TWO, {"a": a.ik, "b": b.ik,
+                                          "ea": variables(ledger_ik, a)["entry"],
+                                          "eb": variables(ledger_ik, b)["entry"]})
+        assert data["a"] == {"__typename": "AddLedgerEntryResult", "isIkReplay": False,
+                             "entry": {"ik": a.ik}}
+        assert data["b"]["isIkReplay"] is False
+        assert data["b"]["entry"]["ledger"] == {"ik": ledger_ik, "name": "Test ledger"}
+        assert entry_count(db, ledger_ik, a.ik) == entry_count(db, ledger_ik, b.ik) == 1
+    assert submits.count == 2
+    assert own(db, ledger_ik, "liabilities/users:m/available") == 6
+    assert service.audit(db, ledger_ik) == []

@@ -16,6 +16,7 @@ import redis
 import sqlalchemy as sa
 
 from api.app import create_app
+from api.graphql.execution import GRACE_SECONDS
 from ledger import clients, service
 from ledger.db import Database
 from ledger.settings import Settings
@@ -161,17 +162,19 @@ def test_a_statement_past_its_timeout_is_a_typed_retryable_error(database_url, f
                 "query": "query($l: LedgerMatchInput!) { ledger(ledger: $l) { ik } }",
                 "variables": {"l": {"ik": wallet}}})
             write = httpx.post(f"{url}/graphql", headers=headers, timeout=HANG_BOUND, json={
-                "query": 'mutation($l: SafeString!, $ik: SafeString) { addLedgerEntry(ik: $ik, '
-                         'entry: {ledger: {ik: $l}, type: "user_funds_account", parameters: '
-                         '{user_id: "slow", funding_amount: "5"}}) { __typename '
-                         '... on Error { code retryable } } }',
-                "variables": {"l": wallet, "ik": unique("slow")}})
+                "query": FUND, "variables": {"l": wallet, "ik": unique("slow")}})
     assert read.status_code == 200, read.text
     error = read.json()["errors"][0]
     assert error["extensions"] == {"code": "timeout", "typename": "InternalError",
                                    "retryable": True}
     assert write.json().get("data", {}).get("addLedgerEntry") == {
         "__typename": "InternalError", "code": "timeout", "retryable": True}, write.text
+
+
+FUND = ('mutation($l: SafeString!, $ik: SafeString) { addLedgerEntry(ik: $ik, '
+        'entry: {ledger: {ik: $l}, type: "user_funds_account", parameters: '
+        '{user_id: "slow", funding_amount: "5"}}) { __typename '
+        '... on Error { code retryable } } }')
 
 
 def test_a_request_past_its_deadline_answers_503_instead_of_hanging(database_url, token,
@@ -188,6 +191,32 @@ def test_a_request_past_its_deadline_answers_503_instead_of_hanging(database_url
     assert r.headers["Retry-After"]
     assert code_of(r) == "timeout"
     assert health.status_code == 200
+
+
+def test_a_post_waiting_on_the_event_loop_answers_503_at_its_deadline(database_url, token,
+                                                                      wallet, unique, db):
+    """A known document that only posts waits for its batch on the event loop (no thread):
+    past the deadline it answers 503 as a thread would, the loop answering meanwhile, and
+    its entry is posted once or not at all."""
+    app = app_with(database_url, request_timeout_seconds=1, statement_timeout_seconds=120)
+    stuck = unique("stuck")
+    with serve(app, "stalls-loop-deadline") as url:
+        def post(ik):
+            return httpx.post(f"{url}/graphql", timeout=HANG_BOUND,
+                              headers={"Authorization": f"Bearer {token}"},
+                              json={"query": FUND, "variables": {"l": wallet, "ik": ik}})
+        first = post(unique("known"))  # kept from now on, and its ledger remembered
+        assert first.json()["data"]["addLedgerEntry"]["__typename"] == "AddLedgerEntryResult"
+        with locked_ledgers(database_url):
+            r, checks = healthz_while(url, lambda: post(stuck))
+        retried = post(stuck)
+    assert r.status_code == 503, r.text
+    assert r.headers["Retry-After"] and code_of(r) == "timeout"
+    # At its deadline (1 s, plus the grace a stuck resolver gets), not when the lock went.
+    assert r.elapsed.total_seconds() < 1 + GRACE_SECONDS + 10
+    assert all(c.status_code == 200 for c in checks)
+    assert retried.json()["data"]["addLedgerEntry"]["__typename"] == "AddLedgerEntryResult"
+    assert service.get_ledger_entry(db, ledger_ik=wallet, ik=stuck).ik == stuck
 
 
 # ------------------------------------------------------------------ the token endpoint
