@@ -16,7 +16,8 @@ from api.graphql.common import Currency, LedgerEntryGroupKey, PageInfo, Tag, key
 from api.graphql.context import Context
 from api.graphql.errors import bad
 from api.graphql.inputs import LedgerEntriesFilter, LedgerEntryMatchInput, LedgerMatchInput, filter_input
-from api.graphql.refs import AccountRef, account_id, balances_of, entry_of, ledger_ik, ledger_of
+from api.graphql.refs import (AccountRef, account_id, balances_of, entry_of, ledger_id_of, ledger_ik,
+                              ledger_ref)
 from api.graphql.scalars import Date, Int96, SafeString
 from ledger import service
 
@@ -91,7 +92,7 @@ class LedgerLine:
 
     @strawberry.field
     def ledger_id(self, info: Info) -> strawberry.ID:
-        return strawberry.ID(str(ledger_of(info, self._ledger_ik).id))
+        return strawberry.ID(ledger_id_of(info, self._ledger_ik))
 
     @strawberry.field
     def ledger_entry_id(self) -> strawberry.ID:
@@ -224,11 +225,11 @@ class LedgerEntry:
 
     @strawberry.field
     def ledger_id(self, info: Info) -> strawberry.ID:
-        return strawberry.ID(str(ledger_of(info, self._entry.ledger_ik).id))
+        return strawberry.ID(ledger_id_of(info, self._entry.ledger_ik))
 
     @strawberry.field
     def ledger(self, info: Info) -> LedgerType:
-        return ledger_of(info, self._entry.ledger_ik)
+        return ledger_ref(info, self._entry.ledger_ik)
 
     @strawberry.field
     def tags(self) -> list[Tag]:

@@ -18,8 +18,9 @@ runs on the event loop instead: its resolvers await the group committer, so no t
 waits for each post, and no request hops between threads (a hop each way was a context
 switch, a fifth of the API's CPU at 32 concurrent posts). A field that would read the
 database there stops the run (``OffLoop``) and the document runs again in a thread,
-answering what was already posted from ``Context.posted``. At most ``concurrency``
-documents are on the loop at once; more take the threads' queue.
+answering what was already posted from ``Context.posted``; that document then runs in
+threads from the start. At most ``concurrency`` documents are on the loop at once; more
+take the threads' queue.
 """
 from __future__ import annotations
 
@@ -202,11 +203,14 @@ class Runner:
         self.on_loop += 1
         try:
             async with asyncio.timeout(self.timeout_seconds + GRACE_SECONDS):
-                return await on_loop(parsed, operation, deadline)
+                answer = await on_loop(parsed, operation, deadline)
         except TimeoutError:
             return timed_out(self.timeout_seconds)
         finally:
             self.on_loop -= 1
+        if answer is None:  # it needed a thread: so will the next ones, most likely
+            parsed.posts_only[request.operation_name] = False
+        return answer
 
     def _prepare_and_run(self, request: Request, execute, deadline: float) -> Answer:
         if time.monotonic() > deadline:  # waited its whole turn at the gate

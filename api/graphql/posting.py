@@ -14,7 +14,7 @@ from api.graphql.errors import BadRequestError, InternalError, bad, mutate, muta
 from api.graphql.holds import HoldInput
 from api.graphql.inputs import (AddLedgerEntryInput, LedgerEntryInput, LedgerEntryMatchInput,
                                 UpdateLedgerEntryInput)
-from api.graphql.refs import account_ref, entry_ledger_ik, entry_ref
+from api.graphql.refs import account_ref, entry_ledger_ik, entry_ref, known_ledger
 from api.graphql.scalars import SafeString
 from ledger import service
 
@@ -153,8 +153,9 @@ class PostingMutation:
         if ctx.on_loop and hold is None and ctx.committer is not None:
             async def post():
                 ledger, request = entry_request(ctx, ik, entry, "entry", "ik")
-                return add_entry_result(
-                    await service.add_ledger_entry_async(ctx.committer, ledger, request))
+                result = await service.add_ledger_entry_async(ctx.committer, ledger, request)
+                known_ledger(ctx, ledger)
+                return add_entry_result(result)
             return mutate_async(info, post)
 
         def run():
@@ -162,8 +163,9 @@ class PostingMutation:
             if hold is not None:
                 return add_entry_result(service.add_ledger_hold(ctx.db, ledger, request,
                                                                 hold.expires_at))
-            return add_entry_result(service.add_ledger_entry(ctx.db, ledger, request,
-                                                             ctx.committer))
+            result = service.add_ledger_entry(ctx.db, ledger, request, ctx.committer)
+            known_ledger(ctx, ledger)
+            return add_entry_result(result)
 
         return mutate(info, run)
 
@@ -175,6 +177,7 @@ class PostingMutation:
             async def post():
                 ledger, requests = _batch_requests(ctx, entries)
                 results = await service.add_ledger_entries_async(ctx.committer, ledger, requests)
+                known_ledger(ctx, ledger)
                 return AddLedgerEntriesResult(results=[add_entry_result(r) for r in results])
             return mutate_async(info, post)
 
@@ -184,6 +187,7 @@ class PostingMutation:
                 results = service.add_ledger_holds(ctx.db, ledger, requests, hold.expires_at)
             else:
                 results = service.add_ledger_entries(ctx.db, ledger, requests, ctx.committer)
+                known_ledger(ctx, ledger)
             return AddLedgerEntriesResult(results=[add_entry_result(r) for r in results])
 
         return mutate(info, run)

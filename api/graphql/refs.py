@@ -58,6 +58,41 @@ def ledger_of(info: Info, ledger_ik: str) -> service.Ledger:
     return ctx.cached(("ledger", ledger_ik), lambda: service.get_ledger(ctx.db, ledger_ik))
 
 
+def ledger_id_of(info: Info, ledger_ik: str) -> str:
+    """A ledger's id, as a post just learned it (``known_ledger``) or read."""
+    known = info.context.cache.get(("ledger id", ledger_ik))
+    return str(known if known is not None else ledger_of(info, ledger_ik).id)
+
+
+def ledger_ref(info: Info, ledger_ik: str):
+    """The ledger for the Ledger type: known by ik and id after a post, the rest read only
+    when a field asks for it; otherwise read now."""
+    known = info.context.cache.get(("ledger id", ledger_ik))
+    if known is None:
+        return ledger_of(info, ledger_ik)
+    return LedgerRef(ledger_ik, known, lambda: ledger_of(info, ledger_ik))
+
+
+def known_ledger(ctx: Context, ledger_ik: str) -> None:
+    """After a post through the group committer: the ledger's id as the committer knows it,
+    so that ``ledgerId`` and ``ledger { id ik }`` of the answer read nothing."""
+    known = ctx.committer.known_ledger_id(ledger_ik) if ctx.committer is not None else None
+    if known is not None:
+        ctx.cache[("ledger id", ledger_ik)] = known
+
+
+class LedgerRef:
+    """A ledger by ik and id; any other attribute is the ledger ``load`` reads."""
+
+    def __init__(self, ik: str, id: int, load):
+        self.ik, self.id, self._load = ik, id, load
+
+    def __getattr__(self, name: str):
+        if name.startswith("_"):  # probes (graphql-core's __await__) read nothing
+            raise AttributeError(name)
+        return getattr(self._load(), name)
+
+
 def entry_of(info: Info, entry_id: str) -> service.HistoryEntry:
     ctx: Context = info.context
     return ctx.cached(("entry", entry_id), lambda: service.get_ledger_entry(ctx.db, id=entry_id))

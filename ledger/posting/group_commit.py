@@ -152,6 +152,13 @@ class GroupCommitter:
         requests = list(requests)
         return await self._submit_async(ledger_ik, requests, atomic=len(requests) != 1)
 
+    def known_ledger_id(self, ledger_ik: str) -> int | None:
+        """The id of a ledger a batch of this committer posted to (a ledger's id never
+        changes), or None when it is not remembered: a reader of a post's answer skips
+        looking it up."""
+        known = self._known.get(ledger_ik)
+        return None if known is None else known[0].id
+
     def _submit(self, ledger_ik: str, unit: _Unit) -> list[PostResult]:
         if not self._enqueue(ledger_ik, unit):
             unit.done.wait()

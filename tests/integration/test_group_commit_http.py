@@ -4,6 +4,7 @@ the core's race tests hold across two API processes on one database."""
 from __future__ import annotations
 
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -278,5 +279,50 @@ def test_a_field_that_reads_the_database_sends_the_document_to_a_thread_posted_o
         assert data["b"]["entry"]["ledger"] == {"ik": ledger_ik, "name": "Test ledger"}
         assert entry_count(db, ledger_ik, a.ik) == entry_count(db, ledger_ik, b.ik) == 1
     assert submits.count == 2
+    # Sent to a thread once, the document starts there from now on.
+    assert runner_for(app).cache.known(TWO).posts_only == {None: False}
     assert own(db, ledger_ik, "liabilities/users:m/available") == 6
     assert service.audit(db, ledger_ik) == []
+
+
+# The answer seed 002 selects: lines' ledgerId, accountId and type.
+SEED002_ADD = """mutation addLedgerEntry($entry: LedgerEntryInput!, $ik: SafeString!) {
+  addLedgerEntry(ik: $ik, entry: $entry) {
+    __typename
+    ... on AddLedgerEntryResult {
+      entry { id posted created date description }
+      lines { id date posted created amount type ledgerId accountId ledgerEntryId }
+      isIkReplay } } }"""
+
+
+@pytest.mark.parametrize("document", ["sdk", "seed002"])
+def test_the_sdk_and_seed_answers_are_read_on_the_loop_and_match_a_thread(
+        served, db, unique, monkeypatch, document):
+    """Their ``ledger { ik }`` and ``ledgerId`` come from the ledger the post went to, not
+    from the database: no runner thread, and the same answer a thread gives (the first
+    request, before the document is kept, runs in one)."""
+    from ledger_sdk.documents import ADD_LEDGER_ENTRY
+    query = {"sdk": ADD_LEDGER_ENTRY, "seed002": SEED002_ADD}[document]
+    app, url, bearer = served
+    ledger_ik = new_ledger(db, unique, seed000_schema(unique("wallet")))
+    ledger_id = service.get_ledger(db, ledger_ik).id
+    submits = Submits(runner_for(app), monkeypatch)
+    answers = [graphql(url, bearer, query, variables(ledger_ik, deposit(f"d{n}", "s", 5)))
+               ["addLedgerEntry"] for n in range(3)]
+    assert submits.count == 1, "only the first, unknown document took a thread"
+
+    def same(answer):  # what differs from one post to the next
+        text = repr(answer)
+        for n in range(3):
+            text = text.replace(f"'d{n}'", "'d'")
+        for key in ("id", "posted", "created", "date", "ledgerEntryId", "runningBalance"):
+            text = re.sub(rf"'{key}': '[^']*'|'{key}': \d+", f"'{key}': _", text)
+        return text
+    assert same(answers[1]) == same(answers[0]) == same(answers[2])
+    lines = answers[2]["lines"]
+    if document == "sdk":
+        assert answers[2]["entry"]["ledger"] == {"ik": ledger_ik}
+        assert [str(x["runningBalance"]) for x in lines] == ["15", "15"]
+    else:
+        assert {x["ledgerId"] for x in lines} == {str(ledger_id)}
+        assert sorted(x["type"] for x in lines) == ["credit", "debit"]
