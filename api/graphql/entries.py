@@ -16,8 +16,8 @@ from api.graphql.common import Currency, LedgerEntryGroupKey, PageInfo, Tag, key
 from api.graphql.context import Context
 from api.graphql.errors import bad
 from api.graphql.inputs import LedgerEntriesFilter, LedgerEntryMatchInput, LedgerMatchInput, filter_input
-from api.graphql.refs import (AccountRef, account_id, balances_of, entry_of, ledger_id_of, ledger_ik,
-                              ledger_ref)
+from api.graphql.refs import (AccountRef, account_id, balances_of, entry_of, ledger_id_of,
+                              ledger_ik, ledger_ref)
 from api.graphql.scalars import Date, Int96, SafeString
 from ledger import service
 

@@ -15,11 +15,13 @@ batch has committed.
 
 A caller on an event loop (``post_async``) waits on an asyncio future instead of a
 thread: no thread is taken per request. Its batches are led by the committer's own
-threads, which settle each loop's futures of a batch with one wake-up of that loop. A
-thread per waiting request cost more than the post itself at 32 concurrent posts: each
-request's hops between threads were two context switches (README, Benchmarks). Batches are per ledger (the engine posts to one ledger at a time), and
-one batch per ledger is in flight per committer: the database serialises a ledger's hot rows
-anyway, and the queue is what turns that wait into batching.
+threads, which settle each loop's futures of a batch with one wake-up of that loop. With a
+thread per waiting request, the wake-ups (about three a request) were a fifth of the API's
+CPU at 32 concurrent posts (README, Benchmarks).
+
+Batches are per ledger (the engine posts to one ledger at a time), and one batch per
+ledger is in flight per committer: the database serialises a ledger's hot rows anyway, and
+the queue is what turns that wait into batching.
 
 A batch whose accounts and balance rows exist is three round trips: BEGIN, the engine's one
 statement that claims, locks and reads (``posting.engine._CLAIM_AND_LOCK``), and the writes
