@@ -9,12 +9,14 @@ import threading
 import time
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from ledger import service
 from ledger.errors import InternalError, LedgerError, NotFoundError
 from ledger.service import GroupCommitter
 from tests.integration.helpers import new_ledger, own, seed000_schema
-from tests.integration.test_group_commit import (FAULTS, USERS, Faults, Recorder,
+from tests.integration.test_group_commit import (FAULTS, OPS, USERS, Faults, Recorder,
                                                  assert_same_as_one_by_one, committer_with,
                                                  deposit, fund, mixed_requests, transfer)
 from tests.integration.test_races import race
@@ -206,3 +208,39 @@ def test_the_lead_passes_between_threads_and_loops(db, unique):
     assert {ik: a.entry.ik for ik, a in answers.items()} == {ik: ik for ik in answers}
     assert len(answers) == 6 and committer.stats.batches == 6
     assert own(db, ledger_ik, "liabilities/users:a/available") == 6
+
+
+@settings(max_examples=10, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(ops=OPS, on_loop=st.lists(st.booleans(), min_size=24, max_size=24))
+def test_property_callers_on_loops_and_in_threads_answer_as_one_by_one(db, unique, ops,
+                                                                       on_loop):
+    """Deposits, transfers that a hot sender can afford or not, and repeated iks, each
+    posted from a loop or a thread as drawn, all at once: every answer, and the books, are
+    what posting them one by one in the committer's order gives."""
+    ledger_ik = new_ledger(db, unique, seed000_schema(unique("wallet")))
+    fund(db, ledger_ik, hot=100)
+    requests = [deposit(f"k{ik}", f"u{user}", amount) if kind == "deposit"
+                else transfer(f"k{ik}", "hot", f"u{user}", amount) if kind == "transfer"
+                else transfer(f"k{ik}", f"u{user}", "hot", amount)
+                for kind, user, amount, ik in ops]
+    recorder = Recorder(pause=0.02, pauses=1)
+    committer = committer_with(db, recorder)
+    looped = [i for i in range(len(requests)) if on_loop[i]]
+    threaded = [i for i in range(len(requests)) if not on_loop[i]]
+    outcomes: list = [None] * len(requests)
+
+    def in_threads():
+        if not threaded:
+            return
+        for i, outcome in zip(threaded, race(len(threaded), lambda k: committer.post(
+                ledger_ik, requests[threaded[k]]))):
+            outcomes[i] = outcome
+    beside = threading.Thread(target=in_threads)
+    beside.start()
+    for i, outcome in zip(looped, on_loops(1, [
+            lambda i=i: committer.post_async(ledger_ik, requests[i]) for i in looped])):
+        outcomes[i] = outcome
+    beside.join(60)
+    assert_same_as_one_by_one(db, unique, ledger_ik, requests, outcomes, recorder.order,
+                              ["hot", *[f"u{i}" for i in range(4)]])
