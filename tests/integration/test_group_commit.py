@@ -264,12 +264,19 @@ FAULTS = {"kill_backend": kill_backend, "deadlock": lambda db: deadlock,
 
 @pytest.mark.parametrize("fault", sorted(FAULTS))
 def test_a_transient_failure_of_a_batch_is_retried_unseen(db, unique, fault):
+    assert_transient_faults_unseen(db, unique, fault, race_through)
+
+
+def assert_transient_faults_unseen(db, unique, fault: str, post_all) -> None:
+    """Shared batches failed once each by ``fault`` and retried: ``post_all(committer,
+    ledger_ik, requests)`` (the callers' outcomes) sees no error, and the answers and books
+    are those of posting one by one."""
     ledger_ik = new_ledger(db, unique, seed000_schema(unique("wallet")))
     fund(db, ledger_ik, hot=100)
     faults = Faults(FAULTS[fault](db))
     committer = GroupCommitter(db, on_batch=faults.on_batch, before_commit=faults.before_commit)
     requests = mixed_requests(60)
-    outcomes = race_through(committer, ledger_ik, requests)
+    outcomes = post_all(committer, ledger_ik, requests)
     assert faults.times <= 0, "no shared batch was failed"
     assert committer.stats.attempts > committer.stats.batches
     assert not any(isinstance(o, InternalError) for o in outcomes), outcomes

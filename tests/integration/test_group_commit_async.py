@@ -13,11 +13,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ledger import service
-from ledger.errors import InternalError, LedgerError, NotFoundError
+from ledger.errors import LedgerError, NotFoundError
 from ledger.service import GroupCommitter
 from tests.integration.helpers import new_ledger, own, seed000_schema
-from tests.integration.test_group_commit import (FAULTS, OPS, USERS, Faults, Recorder,
-                                                 assert_same_as_one_by_one, committer_with,
+from tests.integration.test_group_commit import (FAULTS, OPS, USERS, Recorder,
+                                                 assert_same_as_one_by_one,
+                                                 assert_transient_faults_unseen, committer_with,
                                                  deposit, fund, mixed_requests, transfer)
 from tests.integration.test_races import race
 
@@ -75,16 +76,9 @@ def test_posts_from_event_loops_and_threads_share_batches_as_one_by_one(db, uniq
 
 @pytest.mark.parametrize("fault", sorted(FAULTS))
 def test_a_transient_failure_is_retried_unseen_by_callers_on_loops(db, unique, fault):
-    ledger_ik = new_ledger(db, unique, seed000_schema(unique("wallet")))
-    fund(db, ledger_ik, hot=100)
-    faults = Faults(FAULTS[fault](db))
-    committer = GroupCommitter(db, on_batch=faults.on_batch, before_commit=faults.before_commit)
-    requests = mixed_requests(60)
-    outcomes = on_loops(1, [lambda r=r: committer.post_async(ledger_ik, r) for r in requests])
-    assert faults.times <= 0, "no shared batch was failed"
-    assert committer.stats.attempts > committer.stats.batches
-    assert not any(isinstance(o, InternalError) for o in outcomes), outcomes
-    assert_same_as_one_by_one(db, unique, ledger_ik, requests, outcomes, faults.order, USERS)
+    assert_transient_faults_unseen(db, unique, fault, lambda committer, ledger_ik, requests:
+                                   on_loops(1, [lambda r=r: committer.post_async(ledger_ik, r)
+                                                for r in requests]))
 
 
 def test_atomic_posts_from_a_loop_stay_all_or_none(db, unique):
