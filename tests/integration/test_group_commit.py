@@ -362,19 +362,21 @@ def test_property_concurrent_posts_answer_as_one_by_one(db, unique, ops):
     in the committer's order."""
     ledger_ik = new_ledger(db, unique, seed000_schema(unique("wallet")))
     fund(db, ledger_ik, hot=100)
-    requests = []
-    for kind, user, amount, ik in ops:
-        if kind == "deposit":
-            requests.append(deposit(f"k{ik}", f"u{user}", amount))
-        elif kind == "transfer":
-            requests.append(transfer(f"k{ik}", "hot", f"u{user}", amount))
-        else:
-            requests.append(transfer(f"k{ik}", f"u{user}", "hot", amount))
+    requests = ops_requests(ops)
     recorder = Recorder(pause=0.02, pauses=1)
     committer = committer_with(db, recorder)
     outcomes = race_through(committer, ledger_ik, requests)
     assert_same_as_one_by_one(db, unique, ledger_ik, requests, outcomes, recorder.order,
                               ["hot", *[f"u{i}" for i in range(4)]])
+
+
+def ops_requests(ops) -> list[EntryRequest]:
+    """The requests an ``OPS`` draw stands for: deposits to, transfers from and transfers
+    back to the hot sender."""
+    return [deposit(f"k{ik}", f"u{user}", amount) if kind == "deposit"
+            else transfer(f"k{ik}", "hot", f"u{user}", amount) if kind == "transfer"
+            else transfer(f"k{ik}", f"u{user}", "hot", amount)
+            for kind, user, amount, ik in ops]
 
 
 PENDING = "liabilities/users:{}/pending"

@@ -19,7 +19,8 @@ from tests.integration.helpers import new_ledger, own, seed000_schema
 from tests.integration.test_group_commit import (FAULTS, OPS, USERS, Recorder,
                                                  assert_same_as_one_by_one,
                                                  assert_transient_faults_unseen, committer_with,
-                                                 deposit, fund, mixed_requests, transfer)
+                                                 deposit, fund, mixed_requests, ops_requests,
+                                                 transfer)
 from tests.integration.test_races import race
 
 
@@ -46,26 +47,37 @@ def on_loops(loops: int, calls: list) -> list:
     return outcomes
 
 
+def loops_and_threads(committer, ledger_ik: str, requests: list, on_loop: list[bool],
+                      loops: int = 1) -> list:
+    """Post ``requests`` all at once, each from one of ``loops`` event loops where
+    ``on_loop`` says so and from its own thread otherwise; the outcomes in order."""
+    looped = [i for i in range(len(requests)) if on_loop[i]]
+    threaded = [i for i in range(len(requests)) if not on_loop[i]]
+    outcomes: list = [None] * len(requests)
+
+    def in_threads():
+        if threaded:
+            got = race(len(threaded), lambda k: committer.post(ledger_ik, requests[threaded[k]]))
+            for i, outcome in zip(threaded, got):
+                outcomes[i] = outcome
+    beside = threading.Thread(target=in_threads)
+    beside.start()
+    got = on_loops(loops, [lambda i=i: committer.post_async(ledger_ik, requests[i])
+                           for i in looped])
+    beside.join(60)
+    for i, outcome in zip(looped, got):
+        outcomes[i] = outcome
+    return outcomes
+
+
 def test_posts_from_event_loops_and_threads_share_batches_as_one_by_one(db, unique):
     ledger_ik = new_ledger(db, unique, seed000_schema(unique("wallet")))
     fund(db, ledger_ik, hot=100)
     recorder = Recorder(pause=0.05)
     committer = committer_with(db, recorder)
     requests = mixed_requests(200)
-    on_loop = [i for i in range(len(requests)) if i % 3]
-    in_threads = [i for i in range(len(requests)) if not i % 3]
-    outcomes: list = [None] * len(requests)
-
-    def threads_part():
-        got = race(len(in_threads), lambda k: committer.post(ledger_ik, requests[in_threads[k]]))
-        for i, outcome in zip(in_threads, got):
-            outcomes[i] = outcome
-    beside = threading.Thread(target=threads_part)
-    beside.start()
-    got = on_loops(2, [lambda i=i: committer.post_async(ledger_ik, requests[i]) for i in on_loop])
-    beside.join(60)
-    for i, outcome in zip(on_loop, got):
-        outcomes[i] = outcome
+    outcomes = loops_and_threads(committer, ledger_ik, requests,
+                                 [bool(i % 3) for i in range(len(requests))], loops=2)
 
     assert all(o is not None for o in outcomes)
     assert committer.stats.shared > 0 and committer.stats.batches < len(requests)
@@ -214,27 +226,9 @@ def test_property_callers_on_loops_and_in_threads_answer_as_one_by_one(db, uniqu
     what posting them one by one in the committer's order gives."""
     ledger_ik = new_ledger(db, unique, seed000_schema(unique("wallet")))
     fund(db, ledger_ik, hot=100)
-    requests = [deposit(f"k{ik}", f"u{user}", amount) if kind == "deposit"
-                else transfer(f"k{ik}", "hot", f"u{user}", amount) if kind == "transfer"
-                else transfer(f"k{ik}", f"u{user}", "hot", amount)
-                for kind, user, amount, ik in ops]
+    requests = ops_requests(ops)
     recorder = Recorder(pause=0.02, pauses=1)
     committer = committer_with(db, recorder)
-    looped = [i for i in range(len(requests)) if on_loop[i]]
-    threaded = [i for i in range(len(requests)) if not on_loop[i]]
-    outcomes: list = [None] * len(requests)
-
-    def in_threads():
-        if not threaded:
-            return
-        for i, outcome in zip(threaded, race(len(threaded), lambda k: committer.post(
-                ledger_ik, requests[threaded[k]]))):
-            outcomes[i] = outcome
-    beside = threading.Thread(target=in_threads)
-    beside.start()
-    for i, outcome in zip(looped, on_loops(1, [
-            lambda i=i: committer.post_async(ledger_ik, requests[i]) for i in looped])):
-        outcomes[i] = outcome
-    beside.join(60)
+    outcomes = loops_and_threads(committer, ledger_ik, requests, on_loop)
     assert_same_as_one_by_one(db, unique, ledger_ik, requests, outcomes, recorder.order,
                               ["hot", *[f"u{i}" for i in range(4)]])
